@@ -1,0 +1,158 @@
+"""The `innerdpo` command line: thin typer commands that parse flags, call the library and format output."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import os
+import signal
+import typing
+
+import typer
+from rich.console import Console
+
+from innerdpo_bench.config import TrainConfig, flag_name
+from innerdpo_bench.errors import RunFailed, UserError
+
+app = typer.Typer(
+    name="innerdpo",
+    help="Train DPO, IPO and InnerDPO LoRA adapters and compare how far they generalise across four preference shifts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False)
+
+
+def handle_errors(func):
+    """Turn library errors into one red line and an exit code (2 usage, 1 failure, 130 interrupt)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (UserError, RunFailed) as err:
+            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (transformers, datasets, lm-eval warnings) out of the terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "datasets", "peft", "accelerate", "lm-eval", "lm_eval", "httpx", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _config_parameters() -> list[inspect.Parameter]:
+    """typer options generated from TrainConfig's fields, so flags and help text live in one place."""
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+    for field in dataclasses.fields(TrainConfig):
+        meta = field.metadata
+        if field.name == "method":
+            option = typer.Argument(..., help=meta["help"], show_default=False)
+        elif hints[field.name] is bool:
+            flag = flag_name(field.name)
+            option = typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=meta["help"], rich_help_panel=meta["group"])
+        else:
+            option = typer.Option(field.default, flag_name(field.name), help=meta["help"], rich_help_panel=meta["group"])
+        params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[field.name]))
+    params.append(inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                    default=typer.Option(False, "--quiet", "-q", help="No progress bar.")))
+    return params
+
+
+@handle_errors
+def train_command(**kwargs) -> None:
+    """Train one LoRA adapter and write a run directory.
+
+    METHOD is dpo, ipo, hs-none-InnerDPO, hs-ether-InnerDPO or hs-supr-InnerDPO (case-insensitive; the seed's
+    spellings hs-None-InnerDPO, hs-ETHER-InnerDPO, hs-SupressedHS-InnerDPO work too).
+
+    Log-probs are averaged over completion tokens for every method by default (--logp-agg mean), so InnerDPO
+    with α=0 is exactly dpo and a comparison isolates the hidden-state term; --logp-agg sum gives the DPO
+    paper's form. Several GPUs: accelerate launch -m innerdpo_bench train ...
+    """
+    quiet = kwargs.pop("quiet")
+    _quiet_libraries()
+    cfg = TrainConfig(**kwargs).validate()
+    from innerdpo_bench.train import train
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    run_dir = train(cfg, progress=not quiet)
+    console.print(f"run directory: {run_dir}")
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+train_command.__signature__ = inspect.Signature(_config_parameters())
+app.command("train", context_settings={"help_option_names": ["-h", "--help"]})(train_command)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+@app.command("methods")
+@handle_errors
+def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the methods, InnerDPO align methods (formula and when to use each) and transforms."""
+    from innerdpo_bench.methods.align import ALIGN_METHODS, CURRENT_ALIGN_METHODS, describe
+    from innerdpo_bench.methods.catalog import METHODS
+    from innerdpo_bench.methods.transforms import TRANSFORMS
+
+    data = {
+        "methods": [{"name": m.name, "output_loss": m.output_loss, "transform": m.transform, "summary": m.summary}
+                    for m in METHODS.values()],
+        "align_methods": [{"name": name, "current": name in CURRENT_ALIGN_METHODS, "description": describe(name)}
+                          for name in ALIGN_METHODS],
+        "transforms": list(TRANSFORMS),
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    from rich.table import Table
+
+    table = Table(title="methods", title_justify="left")
+    for column in ("name", "output loss", "transform", "summary"):
+        table.add_column(column)
+    for m in data["methods"]:
+        table.add_row(m["name"], m["output_loss"], m["transform"] or "-", m["summary"])
+    console.print(table)
+    table = Table(title="align methods (--align-method)", title_justify="left")
+    table.add_column("name")
+    table.add_column("g and when to use it")
+    for a in data["align_methods"]:
+        table.add_row(a["name"] + ("" if a["current"] else " (older)"), a["description"])
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

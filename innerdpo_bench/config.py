@@ -1,0 +1,158 @@
+"""Training configuration: one dataclass whose fields carry their help text; the CLI is built from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.methods.align import ALIGN_METHODS
+from innerdpo_bench.methods.catalog import resolve_method
+from innerdpo_bench.methods.layers import DEFAULT_LAYERS
+from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES
+from innerdpo_bench.methods.transforms import ETHER_TYPES
+
+DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
+
+
+def opt(default, help: str, group: str = "Training", flag: str | None = None):
+    """A config field with CLI help; `group` is the --help panel it appears in."""
+    return field(default=default, metadata={"help": help, "group": group, "flag": flag})
+
+
+@dataclass
+class TrainConfig:
+    method: str = opt("dpo", "dpo | ipo | hs-none-InnerDPO | hs-ether-InnerDPO | hs-supr-InnerDPO", "Run")
+    base_model: str = opt(DEFAULT_BASE_MODEL, "Hub id, local model directory, or a built-in: tiny-random, smollm2-135m.", "Run")
+    dataset: str = opt("alpaca_easy", "GENIES name, HUB_ID[:config][#split], a .json/.jsonl/.parquet file, or mini:SPLIT.", "Run")
+    max_rows: int | None = opt(None, "Use only the first N training rows.", "Run")
+    seed: int = opt(0, "Fixes data order, LoRA init, transform init and the ETHER projection.", "Run")
+    output_dir: str | None = opt(None, "Run directory (default: runs/<method>-<dataset>-s<seed>-<time>).", "Run")
+
+    max_steps: int = opt(500, "Optimiser steps (default 500 x effective batch 16 = 8,000 pairs, the spec's budget).")
+    learning_rate: float = opt(1e-5, "AdamW learning rate (cosine schedule, linear warm-up).")
+    warmup_ratio: float = opt(0.1, "Fraction of steps spent warming up linearly.")
+    weight_decay: float = opt(0.001, "AdamW weight decay.")
+    max_grad_norm: float = opt(10.0, "Gradient clipping norm.")
+    batch_size: int = opt(4, "Pairs per device per forward pass.")
+    effective_batch: int = opt(16, "Pairs per optimiser step; gradient accumulation fills it.")
+    max_prompt_length: int = opt(450, "Prompt tokens kept (truncated from the left).")
+    max_length: int = opt(512, "Prompt + completion tokens kept (completion truncated on the right).")
+    lora_r: int = opt(64, "LoRA rank (all linear layers, rsLoRA).", "Adapter")
+    lora_alpha: int = opt(16, "LoRA alpha.", "Adapter")
+    lora_dropout: float = opt(0.0, "LoRA dropout.", "Adapter")
+    precision: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16.")
+    logging_steps: int = opt(10, "Write metrics.jsonl every N steps.")
+    device: str = opt("auto", "auto | cpu | cuda.")
+
+    beta: float = opt(0.1, "β of the output loss.", "Loss")
+    logp_agg: str = opt("mean", "mean | sum of completion-token log-probs. mean (default, every method) makes "
+                        "InnerDPO with α=0 equal dpo exactly; sum is the DPO paper's form.", "Loss")
+    label_smoothing: float = opt(0.0, "cDPO label smoothing ε (dpo output term only).", "Loss")
+    output_loss: str | None = opt(None, "Output-term family for InnerDPO: dpo | ipo (the hidden term uses the same). "
+                                  "Implied by dpo/ipo.", "Loss")
+    nll_weight: float = opt(0.0, "Weight of an SFT term: mean per-token NLL of the chosen completion.", "Loss")
+
+    alpha: float = opt(0.25, "α, weight of the hidden-state term (InnerDPO).", "InnerDPO")
+    beta_h: float = opt(1.0, "β of the hidden-state term.", "InnerDPO")
+    align_method: str = opt("para_signed", "How the policy's hidden-state difference is scored; see `innerdpo methods`.", "InnerDPO")
+    layers: str = opt(DEFAULT_LAYERS, "Hidden states read: comma list or range(a,b[,step]); negatives count from "
+                      "the block count, fractions in (0,1) scale it.", "InnerDPO")
+    layer_reduce: str = opt("loss", "loss: mean of per-layer losses | score: mean score, then one loss.", "InnerDPO")
+    trust_region: float = opt(0.0, "Clamp align scores to [-T, T] before the loss (0 = off).", "InnerDPO")
+    norm_p: int = opt(1, "Norm for magnitudes in align methods: 1 | 2.", "InnerDPO")
+    norm_before_pool: bool = opt(True, "Unit-normalise token states before the masked mean.", "InnerDPO")
+    filter_sinks: bool = opt(False, "Drop tokens whose state norm exceeds mean + 1 std before pooling.", "InnerDPO")
+    ether_type: str = opt("ether", "ether | etherplus | oft (hs-ether-InnerDPO).", "InnerDPO")
+    ether_blocks: int = opt(2, "ETHER block count (must divide the hidden size).", "InnerDPO")
+    ether_reduction: int = opt(60, "ETHER low-rank reduction r: rank = hidden // r.", "InnerDPO")
+    supr_tau: float = opt(0.1, "SupressedHS mask threshold τ.", "InnerDPO")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def canonical_method(self) -> str:
+        return resolve_method(self.method).name
+
+    @property
+    def transform(self) -> str | None:
+        return resolve_method(self.method).transform
+
+    @property
+    def resolved_output_loss(self) -> str:
+        method = resolve_method(self.method)
+        return self.output_loss or method.output_loss
+
+    def validate(self) -> "TrainConfig":
+        """Check every choice and bound; raise UserError naming the flag. Returns self."""
+        method = resolve_method(self.method)
+        if self.output_loss is not None:
+            if self.output_loss not in OUTPUT_LOSSES:
+                raise unknown_choice("--output-loss", self.output_loss, OUTPUT_LOSSES)
+            if not method.has_hidden_term and self.output_loss != method.output_loss:
+                raise UserError(f"--output-loss {self.output_loss} contradicts method {method.name}; use method {self.output_loss}")
+        if self.align_method not in ALIGN_METHODS:
+            raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
+        choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
+                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise unknown_choice(flag_name(name), getattr(self, name), allowed)
+        if self.norm_p not in (1, 2):
+            raise UserError(f"--norm-p must be 1 or 2, got {self.norm_p}")
+        positive = ("max_steps", "batch_size", "effective_batch", "max_length", "max_prompt_length", "lora_r", "logging_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"{flag_name(name)} must be at least 1, got {getattr(self, name)}")
+        for name in ("beta", "beta_h", "learning_rate"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"{flag_name(name)} must be positive, got {getattr(self, name)}")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise UserError(f"--max-rows must be at least 1, got {self.max_rows}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise UserError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        if self.max_prompt_length >= self.max_length:
+            raise UserError("--max-prompt-length must be smaller than --max-length")
+        return self
+
+    def loss_config(self):
+        """The LossConfig this run trains with (α forced to 0 for dpo/ipo)."""
+        from innerdpo_bench.methods.innerdpo import LossConfig
+
+        has_hidden = resolve_method(self.method).has_hidden_term
+        return LossConfig(
+            output_loss=self.resolved_output_loss, beta=self.beta, label_smoothing=self.label_smoothing,
+            logp_agg=self.logp_agg, alpha=self.alpha if has_hidden else 0.0, beta_h=self.beta_h,
+            align_method=self.align_method, layer_reduce=self.layer_reduce, trust_region=self.trust_region,
+            norm_p=self.norm_p, nll_weight=self.nll_weight,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def display_name(cfg: TrainConfig) -> str:
+    """Method name plus what differs from its defaults, e.g. `hs-none-InnerDPO align=logodds α=1`."""
+    method = resolve_method(cfg.method)
+    defaults = TrainConfig(method=method.name)
+    parts = [method.name]
+    if method.has_hidden_term:
+        short = {"align_method": "align", "alpha": "α", "trust_region": "trust", "layer_reduce": "reduce",
+                 "layers": "layers", "beta_h": "β_h", "output_loss": "out", "ether_type": "ether"}
+        for name, label in short.items():
+            value = getattr(cfg, name)
+            if value is not None and value != getattr(defaults, name):
+                parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
+    for name, label in (("beta", "β"), ("nll_weight", "nll"), ("logp_agg", "agg")):
+        value = getattr(cfg, name)
+        if value != getattr(defaults, name):
+            parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
+    return " ".join(parts)

@@ -1,0 +1,1 @@
+"""Preference data: loading, the mini suite, rendering and tokenisation."""

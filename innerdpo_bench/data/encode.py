@@ -1,0 +1,114 @@
+"""Render and tokenise preference pairs, and collate them into one `[chosen; rejected]` batch (spec §2).
+
+Rendering:
+  * with a chat template: the prompt is one user turn plus the generation prompt; the completion is the
+    assistant turn as the template writes it (content, then the template's end-of-turn), taken as the
+    full conversation minus the rendered prompt;
+  * without one: the prompt (with the tokenizer's BOS if it adds one), then `" " + completion` (the space
+    is lm-eval's default target delimiter, so training and evaluation see the same text), then EOS.
+The completion mask marks completion tokens that are not special tokens (spec §1): padding, prompt,
+EOS/end-of-turn markers are never scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def has_chat_template(tokenizer) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def render(tokenizer, prompt: str, completion: str) -> tuple[str, str]:
+    """(prompt_text, completion_text) exactly as tokenised; see the module docstring."""
+    if has_chat_template(tokenizer):
+        user = [{"role": "user", "content": prompt}]
+        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(
+            user + [{"role": "assistant", "content": completion}], tokenize=False
+        )
+        if not full.startswith(prompt_text):
+            raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
+        return prompt_text, full[len(prompt_text):]
+    needs_space = prompt and not prompt[-1].isspace() and not completion[:1].isspace()
+    return prompt, (" " if needs_space else "") + completion
+
+
+@dataclass
+class EncodeStats:
+    """Counts to log after encoding a dataset."""
+
+    rows: int = 0
+    prompt_truncated: int = 0
+    completion_truncated: int = 0
+    dropped_empty: int = 0
+    chat_template: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def encode_pair(tokenizer, row: dict, max_prompt_length: int, max_length: int, stats: EncodeStats) -> dict | None:
+    """Token ids and completion masks of one pair, or None when a completion is empty after truncation.
+
+    Prompt ≤ `max_prompt_length` tokens (truncated from the left); prompt + completion ≤ `max_length`
+    (completion truncated on the right).
+    """
+    chat = has_chat_template(tokenizer)
+    special = set(tokenizer.all_special_ids)
+    out: dict = {}
+    prompt_ids = None
+    for side in ("chosen", "rejected"):
+        prompt_text, completion_text = render(tokenizer, row["prompt"], row[side])
+        if prompt_ids is None:
+            prompt_ids = tokenizer(prompt_text, add_special_tokens=not chat)["input_ids"]
+            if len(prompt_ids) > max_prompt_length:
+                stats.prompt_truncated += 1
+                prompt_ids = prompt_ids[-max_prompt_length:]
+        completion_ids = tokenizer(completion_text, add_special_tokens=False)["input_ids"]
+        if not chat and tokenizer.eos_token_id is not None:
+            completion_ids = completion_ids + [tokenizer.eos_token_id]
+        room = max_length - len(prompt_ids)
+        if len(completion_ids) > room:
+            stats.completion_truncated += 1
+            completion_ids = completion_ids[: max(room, 0)]
+        mask = [0] * len(prompt_ids) + [int(t not in special) for t in completion_ids]
+        if sum(mask) == 0:
+            stats.dropped_empty += 1
+            return None
+        out[f"{side}_ids"] = prompt_ids + completion_ids
+        out[f"{side}_mask"] = mask
+    out["length"] = max(len(out["chosen_ids"]), len(out["rejected_ids"]))
+    stats.rows += 1
+    return out
+
+
+def encode_pairs(tokenizer, rows: list[dict], max_prompt_length: int = 450, max_length: int = 512):
+    """Encode every row; returns (encoded rows, stats)."""
+    stats = EncodeStats(chat_template=has_chat_template(tokenizer))
+    encoded = [e for r in rows if (e := encode_pair(tokenizer, r, max_prompt_length, max_length, stats)) is not None]
+    return encoded, stats
+
+
+class PairCollator:
+    """Pad a list of encoded pairs into one batch of 2B rows: chosen rows first, then rejected.
+
+    Right padding to the batch's own maximum (never a global one). Returns `input_ids`,
+    `attention_mask` and `completion_mask`, all `[2B, T]`.
+    """
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        seqs = [f["chosen_ids"] for f in features] + [f["rejected_ids"] for f in features]
+        masks = [f["chosen_mask"] for f in features] + [f["rejected_mask"] for f in features]
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(seqs), width), dtype=torch.long)
+        completion = torch.zeros((len(seqs), width), dtype=torch.bool)
+        for i, (ids, mask) in enumerate(zip(seqs, masks)):
+            input_ids[i, : len(ids)] = torch.tensor(ids)
+            attention[i, : len(ids)] = 1
+            completion[i, : len(mask)] = torch.tensor(mask, dtype=torch.bool)
+        return {"input_ids": input_ids, "attention_mask": attention, "completion_mask": completion}

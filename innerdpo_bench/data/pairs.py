@@ -1,0 +1,142 @@
+"""Load preference pairs from any source the CLI accepts, validated row by row.
+
+Sources (`--dataset`):
+  * `mini:SPLIT`: the project's own synthetic data (`innerdpo_bench.data.mini`), offline;
+  * a local `.json` / `.jsonl` / `.parquet` file with `prompt`, `chosen`, `rejected` fields;
+  * a GENIES short name (`alpaca_easy` = hub `wassname/genies_preferences`, config `alpaca_easy`);
+  * `HUB_ID[:config][#split]` for any hub dataset (split `train` unless given).
+Column names of the known source datasets are mapped to `prompt`/`chosen`/`rejected` in `normalize_row`,
+the one place that knows about schema differences.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from innerdpo_bench.errors import UserError
+
+GENIES_HUB_ID = "wassname/genies_preferences"
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+FIELDS = ("prompt", "chosen", "rejected")
+# Alternative column names seen in source datasets, lower-cased → our field.
+COLUMN_ALIASES = {
+    "prompt": ("prompt", "question", "instruction", "input", "context"),
+    "chosen": ("chosen", "chosen_response", "response_chosen", "better"),
+    "rejected": ("rejected", "rejected_response", "response_rejected", "worse"),
+}
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A resolved dataset: where it lives and how to describe it in provenance."""
+
+    kind: str                  # mini | file | hub
+    path: str                  # mini split, file path, or hub id
+    config: str | None = None
+    split: str = "train"
+
+    def describe(self) -> str:
+        if self.kind == "mini":
+            return f"mini:{self.path}"
+        if self.kind == "file":
+            return self.path
+        config = f":{self.config}" if self.config else ""
+        return f"{self.path}{config}#{self.split}"
+
+
+def parse_dataset(spec: str, default_split: str = "train") -> DatasetRef:
+    """Parse a `--dataset` value (see the module docstring) without loading anything."""
+    text = spec.strip()
+    if not text:
+        raise UserError("--dataset is empty")
+    if text.startswith("mini:"):
+        return DatasetRef("mini", text.split(":", 1)[1])
+    if text.lower().endswith(LOCAL_SUFFIXES) or Path(text).expanduser().exists():
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise UserError(f"dataset file {text} does not exist")
+        return DatasetRef("file", str(path))
+    split = default_split
+    if "#" in text:
+        text, split = text.split("#", 1)
+    if "/" not in text:
+        return DatasetRef("hub", GENIES_HUB_ID, config=text, split=split)
+    hub_id, _, config = text.partition(":")
+    return DatasetRef("hub", hub_id, config=config or None, split=split)
+
+
+def normalize_row(raw: dict, where: str) -> dict[str, str]:
+    """Map a source row to `{prompt, chosen, rejected}`; a missing field or empty completion is a UserError
+    naming `where` (file or dataset, and row)."""
+    lowered = {str(k).lower(): v for k, v in raw.items()}
+    row = {}
+    for field in FIELDS:
+        value = next((lowered[name] for name in COLUMN_ALIASES[field] if name in lowered), None)
+        if value is None:
+            raise UserError(f"{where}: missing field {field!r} (has: {', '.join(map(str, raw)) or 'nothing'})")
+        if not isinstance(value, str):
+            raise UserError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+        row[field] = value
+    for field in ("chosen", "rejected"):
+        if not row[field].strip():
+            raise UserError(f"{where}: field {field!r} is empty")
+    return row
+
+
+def _read_local(path: Path) -> list[dict]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        return rows
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+def _read_hub(ref: DatasetRef) -> list[dict]:
+    import datasets
+
+    try:
+        data = datasets.load_dataset(ref.path, ref.config, split=ref.split)
+    except Exception as err:  # offline, missing config, missing split: all surface as one line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load dataset {ref.describe()}: {first}") from err
+    return list(data)
+
+
+def load_pairs(ref: DatasetRef | str, limit: int | None = None) -> list[dict[str, str]]:
+    """All rows of a dataset as validated `{prompt, chosen, rejected}` dicts (first `limit` rows if given)."""
+    if isinstance(ref, str):
+        ref = parse_dataset(ref)
+    if ref.kind == "mini":
+        from innerdpo_bench.data.mini import load_mini
+
+        raw = load_mini(ref.path)
+    elif ref.kind == "file":
+        raw = _read_local(Path(ref.path))
+    else:
+        raw = _read_hub(ref)
+    if limit is not None:
+        raw = raw[:limit]
+    if not raw:
+        raise UserError(f"dataset {ref.describe()} has no rows")
+    return [normalize_row(r, f"{ref.describe()} row {i}") if isinstance(r, dict)
+            else _not_a_row(ref, i) for i, r in enumerate(raw)]
+
+
+def _not_a_row(ref: DatasetRef, index: int):
+    raise UserError(f"{ref.describe()} row {index}: expected an object with prompt, chosen, rejected")

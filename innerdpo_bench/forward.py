@@ -1,0 +1,129 @@
+"""One forward over the `[chosen; rejected]` batch → completion log-probs and collected hidden states.
+
+Designed for cost (spec §13):
+  * the output head runs only at completion positions, in chunks, and under activation checkpointing
+    when gradients are on, so no `[rows, tokens, vocab]` logits are ever built (the model itself is
+    asked for the last position only, `logits_to_keep=1`);
+  * hidden states are captured by forward hooks on the collected blocks; the reference pass pools
+    them inside the hook when the transform allows it, keeping `[rows, hidden]` per layer instead of
+    token-level states.
+The model is called through its top-level forward (so DDP/accelerate wrappers see the call); hooks are
+placed on the unwrapped Hugging Face model's submodules and removed before returning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from innerdpo_bench.errors import UserError
+
+DEFAULT_HEAD_CHUNK = 1024
+
+
+@dataclass
+class ForwardResult:
+    logp_sum: Tensor                 # [rows] summed log-prob of completion tokens
+    n_tokens: Tensor                 # [rows] number of scored completion tokens
+    hidden: dict[int, Tensor]        # layer -> [rows, tokens, hidden] or, when pooled in the hook, [rows, hidden]
+    last_index: Tensor               # [rows] position of each row's last completion token
+
+
+def model_parts(causal_lm: nn.Module) -> tuple[nn.Module, nn.ModuleList, nn.Module, nn.Module]:
+    """(decoder, blocks, input embedding, output head) of a Hugging Face causal LM."""
+    decoder = causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else None
+    blocks = getattr(decoder, "layers", None)
+    head = causal_lm.get_output_embeddings()
+    if decoder is None or blocks is None or head is None:
+        raise UserError(f"{type(causal_lm).__name__} is not a supported decoder-only model (needs .layers and an LM head)")
+    return decoder, blocks, causal_lm.get_input_embeddings(), head
+
+
+def unwrap_causal_lm(model: nn.Module) -> nn.Module:
+    """The Hugging Face model inside DDP / PEFT wrappers (whose submodules get the hooks)."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+def _chunk_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, softcap: float | None) -> Tensor:
+    logits = head(hidden).float()
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
+def completion_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, chunk_size: int = DEFAULT_HEAD_CHUNK,
+                        softcap: float | None = None) -> Tensor:
+    """log π(target) for `hidden [N, d]` → `[N]`, the head applied `chunk_size` rows at a time.
+
+    With gradients on, each chunk is checkpointed: backward recomputes its logits instead of keeping
+    `N × vocab` floats alive.
+    """
+    pieces = []
+    for start in range(0, hidden.shape[0], chunk_size):
+        h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+        if torch.is_grad_enabled() and h.requires_grad:
+            pieces.append(checkpoint(_chunk_logprobs, head, h, t, softcap, use_reentrant=False))
+        else:
+            pieces.append(_chunk_logprobs(head, h, t, softcap))
+    return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+
+
+def last_completion_index(completion_mask: Tensor) -> Tensor:
+    """Position of each row's last completion token, `[rows]`."""
+    positions = torch.arange(completion_mask.shape[1], device=completion_mask.device)
+    return (positions * completion_mask.long()).argmax(dim=1)
+
+
+def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
+                 pool: Callable[[Tensor], Tensor] | None = None, chunk_size: int = DEFAULT_HEAD_CHUNK) -> ForwardResult:
+    """Run `model` (possibly wrapped) on a collated batch.
+
+    `layers`: hidden-state indices to collect (0 = embeddings, k = output of block k).
+    `pool`: if given, applied to each collected `[rows, tokens, hidden]` state inside the hook, so only
+    its result is kept (used for the no-grad reference pass).
+    """
+    causal_lm = unwrap_causal_lm(model)
+    decoder, blocks, embed, head = model_parts(causal_lm)
+    captured: dict[int, Tensor] = {}
+    final: list[Tensor] = []
+
+    def capture(index: int):
+        def hook(_module, _inputs, output):
+            state = output[0] if isinstance(output, tuple) else output
+            captured[index] = pool(state) if pool is not None else state
+        return hook
+
+    def capture_final(_module, _inputs, output):
+        final.append(output[0] if isinstance(output, tuple) else output.last_hidden_state)
+
+    handles = [decoder.register_forward_hook(capture_final)]
+    for index in layers:
+        handles.append((embed if index == 0 else blocks[index - 1]).register_forward_hook(capture(index)))
+    try:
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, logits_to_keep=1)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    completion_mask = batch["completion_mask"]
+    scored = completion_mask[:, 1:]                             # token t is predicted at position t-1
+    hidden = final[0][:, :-1][scored]                           # [N, d]
+    targets = batch["input_ids"][:, 1:][scored]                 # [N]
+    rows = torch.arange(scored.shape[0], device=scored.device)[:, None].expand_as(scored)[scored]
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    token_logp = completion_logprobs(head, hidden, targets, chunk_size, softcap)
+    logp_sum = torch.zeros(scored.shape[0], dtype=token_logp.dtype, device=token_logp.device).index_add(0, rows, token_logp)
+    return ForwardResult(
+        logp_sum=logp_sum,
+        n_tokens=scored.sum(dim=1),
+        hidden=captured,
+        last_index=last_completion_index(completion_mask),
+    )

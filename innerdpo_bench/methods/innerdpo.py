@@ -1,0 +1,131 @@
+"""The full objective: output term (DPO/IPO) + α · hidden-state term + λ_nll · NLL (spec §3, §8).
+
+Inputs are per-row summaries of one concatenated forward over `[chosen; rejected]` (2B rows: the
+first B are chosen, the next B rejected), for the policy and for the reference:
+summed completion log-probs, completion token counts and, for InnerDPO, pooled hidden states
+`[layers, 2B, hidden]`. Everything here is pure tensor math.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from innerdpo_bench.methods.align import ALIGN_METHODS
+from innerdpo_bench.methods.geometry import PrefGeometry
+from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES, dpo_loss
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The loss knobs; defaults are the spec's (§8, §10)."""
+
+    output_loss: str = "dpo"        # dpo | ipo; the hidden term uses the same family
+    beta: float = 0.1
+    label_smoothing: float = 0.0    # cDPO ε, dpo only
+    logp_agg: str = "mean"          # mean | sum over completion tokens
+    alpha: float = 0.0              # hidden-state weight; 0 = plain DPO/IPO
+    beta_h: float = 1.0
+    align_method: str = "para_signed"
+    layer_reduce: str = "loss"      # loss | score
+    trust_region: float = 0.0       # 0 = off
+    norm_p: int = 1
+    nll_weight: float = 0.0
+    eps: float = 1e-5
+
+
+@dataclass
+class SideOutputs:
+    """One model state's forward summary (policy or reference)."""
+
+    logp_sum: Tensor      # [2B] summed log-prob over completion tokens
+    n_tokens: Tensor      # [2B] completion token counts
+    pooled: Tensor | None = None  # [layers, 2B, hidden] pooled (transformed) states, InnerDPO only
+
+    def logp(self, agg: str) -> Tensor:
+        return self.logp_sum / self.n_tokens.clamp_min(1) if agg == "mean" else self.logp_sum
+
+
+def pair_loss(kind: str, score: Tensor, beta: float, label_smoothing: float = 0.0) -> Tensor:
+    """Per-pair loss of the family `kind` on a score (margin or align score)."""
+    if kind == "dpo":
+        return dpo_loss(score, beta, label_smoothing)
+    return OUTPUT_LOSSES[kind](score, beta)
+
+
+def split_pairs(x: Tensor) -> tuple[Tensor, Tensor]:
+    """`[2B, ...]` (chosen rows then rejected rows) → chosen `[B, ...]`, rejected `[B, ...]`."""
+    half = x.shape[0] // 2
+    return x[:half], x[half:]
+
+
+def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig) -> tuple[Tensor, Tensor]:
+    """Per-pair hidden loss `[B]` and align scores `[layers, B]`.
+
+    `layer_reduce="loss"`: mean over layers of the per-layer losses (seed-date reference);
+    `"score"`: mean of g over layers first, then one loss. The trust region clamps the score to
+    [−T, T] before the loss (per layer, or after the layer mean with `score`).
+    """
+    chosen_pi, rejected_pi = split_pairs(pooled_pi.transpose(0, 1))
+    chosen_ref, rejected_ref = split_pairs(pooled_ref.transpose(0, 1))
+    geometry = PrefGeometry(
+        chosen_pi.transpose(0, 1), rejected_pi.transpose(0, 1),
+        chosen_ref.transpose(0, 1), rejected_ref.transpose(0, 1),
+        norm_p=cfg.norm_p, eps=cfg.eps,
+    )
+    scores = ALIGN_METHODS[cfg.align_method](geometry)  # [layers, B]
+    clamp = (lambda s: s.clamp(-cfg.trust_region, cfg.trust_region)) if cfg.trust_region > 0 else (lambda s: s)
+    if cfg.layer_reduce == "score":
+        loss = pair_loss(cfg.output_loss, clamp(scores.mean(0)), cfg.beta_h)
+    else:
+        loss = pair_loss(cfg.output_loss, clamp(scores), cfg.beta_h).mean(0)
+    return loss, scores
+
+
+def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
+    """`L = L_out(β) + α·L_hidden(β_h) + λ_nll·NLL_π(y_c)`, mean over pairs, and the step's metrics."""
+    logp_pi_c, logp_pi_r = split_pairs(policy.logp(cfg.logp_agg))
+    logp_ref_c, logp_ref_r = split_pairs(reference.logp(cfg.logp_agg).detach())
+    chosen_ratio = logp_pi_c - logp_ref_c
+    rejected_ratio = logp_pi_r - logp_ref_r
+    ptheta = chosen_ratio - rejected_ratio
+    loss_out = pair_loss(cfg.output_loss, ptheta, cfg.beta, cfg.label_smoothing)
+    total = loss_out
+
+    metrics: dict[str, float] = {}
+    if cfg.alpha != 0.0 and policy.pooled is not None:
+        loss_hidden, scores = hidden_term(policy.pooled, reference.pooled.detach(), cfg)
+        total = total + cfg.alpha * loss_hidden
+        metrics["loss_hidden"] = loss_hidden.mean().item()
+        metrics["align_score"] = scores.mean().item()
+        for i, layer_score in enumerate(scores.mean(1).tolist()):
+            metrics[f"align_score_l{i}"] = layer_score
+        metrics["cos_pi_ref"] = F.cosine_similarity(policy.pooled, reference.pooled, dim=-1).mean().item()
+
+    n_c, _ = split_pairs(policy.n_tokens.clamp_min(1))
+    nll_pi_c = -split_pairs(policy.logp_sum)[0] / n_c
+    nll_ref_c = -split_pairs(reference.logp_sum)[0].detach() / n_c
+    if cfg.nll_weight:
+        total = total + cfg.nll_weight * nll_pi_c
+    loss = total.mean()
+
+    with torch.no_grad():
+        metrics.update(
+            loss=loss.item(),
+            loss_output=loss_out.mean().item(),
+            ptheta=ptheta.mean().item(),
+            rewards_chosen=(cfg.beta * chosen_ratio).mean().item(),
+            rewards_rejected=(cfg.beta * rejected_ratio).mean().item(),
+            rewards_margin=(cfg.beta * ptheta).mean().item(),
+            reward_acc=(ptheta > 0).float().mean().item(),
+            pref_acc=(logp_pi_c > logp_pi_r).float().mean().item(),
+            nll_chosen_pi=nll_pi_c.mean().item(),
+            nll_chosen_ref=nll_ref_c.mean().item(),
+            nll_chosen_diff=(nll_pi_c - nll_ref_c).mean().item(),
+        )
+        if cfg.nll_weight:
+            metrics["loss_nll"] = nll_pi_c.mean().item()
+    return loss, metrics

@@ -1,0 +1,335 @@
+"""Train one LoRA adapter with DPO, IPO or InnerDPO on transformers' Trainer, writing a run directory.
+
+Reads top to bottom like the recipe: resolve config → load rows → model + LoRA (+ transform) →
+encode → Trainer with our `compute_loss` → save adapter, transform and status. Because it is
+`Trainer`, `accelerate launch -m innerdpo_bench train ...` runs it data-parallel on several GPUs
+(only rank 0 writes the run directory).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import platform
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from innerdpo_bench import __version__, rundir
+from innerdpo_bench.config import TrainConfig, display_name
+from innerdpo_bench.data.encode import PairCollator, encode_pairs
+from innerdpo_bench.data.pairs import load_pairs, parse_dataset
+from innerdpo_bench.errors import RunFailed, UserError
+from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
+from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
+from innerdpo_bench.methods.layers import resolve_layers
+from innerdpo_bench.methods.pooling import completion_pool
+from innerdpo_bench.methods.transforms import build_transform, save_transform
+from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
+
+log = logging.getLogger("innerdpo_bench")
+TRANSFORM_MODULE = "innerdpo_transform"
+
+
+class PreferenceTrainer(Trainer):
+    """Trainer whose loss is the preference objective on one `[chosen; rejected]` forward per model state.
+
+    The reference is the same network with the adapter disabled, run under `no_grad` first; the
+    transform is applied after both forwards, so its parameters get gradient through both paths.
+    """
+
+    def __init__(self, *args, loss_config: LossConfig, layers: list[int], transform=None,
+                 norm_before_pool: bool = True, filter_sinks: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_config = loss_config
+        self.layers = layers
+        self.transform = transform
+        self.norm_before_pool = norm_before_pool
+        self.filter_sinks = filter_sinks
+        self.model_accepts_loss_kwargs = False  # our loss is a mean: let Trainer divide by accumulation steps
+        self._metric_sums: dict[str, float] = defaultdict(float)
+        self._metric_count = 0
+
+    def _pooled(self, result, mask) -> torch.Tensor | None:
+        if self.transform is None:
+            return None
+        if all(h.dim() == 2 for h in result.hidden.values()):  # pooled in the hook already
+            pooled = result.hidden
+        else:
+            pooled = self.transform.pool(result.hidden, mask, result.last_index, self.norm_before_pool, self.filter_sinks)
+        return torch.stack([pooled[layer] for layer in self.transform.output_layers])  # [layers, 2B, hidden]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mask = inputs["completion_mask"]
+        peft_model = self.accelerator.unwrap_model(model)
+        in_hook = None
+        if self.transform is not None and self.transform.pools_raw_states:
+            in_hook = lambda h: completion_pool(h, mask, self.norm_before_pool, self.filter_sinks)  # noqa: E731
+        with torch.no_grad(), peft_model.disable_adapter():
+            ref = forward_pass(model, inputs, self.layers, pool=in_hook)
+        policy = forward_pass(model, inputs, self.layers)
+        loss, metrics = preference_loss(
+            SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy, mask)),
+            SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref, mask)),
+            self.loss_config,
+        )
+        if not torch.isfinite(loss):
+            raise RunFailed(f"loss became {loss.item()} at step {self.state.global_step + 1}; "
+                            "try a lower --learning-rate or --alpha")
+        for key, value in metrics.items():
+            if key != "loss":
+                self._metric_sums[key] += value
+        self._metric_count += 1
+        return (loss, policy) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Add the averaged preference metrics (over ranks too) to each training log record."""
+        if "loss" in logs and self._metric_count:
+            names = sorted(self._metric_sums)
+            values = torch.tensor([self._metric_sums[n] / self._metric_count for n in names], device=self.args.device)
+            if self.accelerator.num_processes > 1:
+                values = self.accelerator.reduce(values, reduction="mean")
+            logs.update(dict(zip(names, values.tolist())))
+            self._metric_sums.clear()
+            self._metric_count = 0
+        super().log(logs, start_time)
+
+
+class RunFilesCallback(TrainerCallback):
+    """Write `metrics.jsonl` records and `train.log` lines (rank 0 only)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.summary: dict = {}
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        if "train_runtime" in logs:
+            self.summary = dict(logs)
+            return
+        record = {"step": state.global_step, **logs}
+        rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
+        keys = ("loss", "loss_output", "loss_hidden", "reward_acc", "pref_acc", "rewards_margin", "learning_rate")
+        log.info("step %d %s", state.global_step, " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record))
+
+
+class RichProgressCallback(TrainerCallback):
+    """A rich progress bar over optimiser steps, showing the latest loss and pair accuracy."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.progress = None
+        self.task = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 transient=False)
+        self.progress.start()
+        self.task = self.progress.add_task(self.title, total=state.max_steps, info="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is not None and logs and "loss" in logs:
+            info = f"loss {logs['loss']:.4f}  acc {logs.get('reward_acc', float('nan')):.2f}"
+            self.progress.update(self.task, info=info)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def default_output_dir(cfg: TrainConfig) -> Path:
+    dataset = cfg.dataset.replace("/", "_").replace(":", "_").replace("#", "_")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.canonical_method}-{Path(dataset).stem}-s{cfg.seed}-{stamp}"
+
+
+def _use_cuda(cfg: TrainConfig) -> bool:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda requested but no CUDA device is available")
+    return cfg.device != "cpu" and torch.cuda.is_available()
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import transformers
+
+    return {"innerdpo_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": platform.python_version()}
+
+
+def _attach_file_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("innerdpo_bench", "transformers", "peft"):
+        logging.getLogger(name).addHandler(handler)
+    log.setLevel(logging.INFO)
+    return handler
+
+
+def build_lora_model(base_path: str, cfg: TrainConfig, dtype: torch.dtype):
+    from peft import LoraConfig, get_peft_model
+
+    model = load_causal_lm(base_path, dtype=dtype)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, use_rslora=True,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> Path:
+    """Train one adapter and return its run directory (status `complete`), or raise.
+
+    Interruption (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the CLI) marks the directory
+    `interrupted`; any other failure marks it `failed` with the error, and re-raises.
+    """
+    from datasets import Dataset
+    from transformers import set_seed
+
+    cfg.validate()
+    base_path = resolve_base_model(cfg.base_model)
+    dataset_ref = parse_dataset(cfg.dataset)
+    rows = load_pairs(dataset_ref, cfg.max_rows)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate launch
+    rank = int(os.environ.get("RANK", "0"))
+    run_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+    if rank == 0:
+        rundir.prepare_run_dir(run_dir)
+        rundir.write_status(run_dir, "running", started=rundir.now_iso())
+        handler = _attach_file_log(run_dir / rundir.TRAIN_LOG)
+    else:
+        handler = None
+    started = time.time()
+    try:
+        use_cuda = _use_cuda(cfg)
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_cuda)
+        set_seed(cfg.seed)
+        tokenizer = load_tokenizer(base_path)
+        model = build_lora_model(base_path, cfg, torch.bfloat16 if bf16 else torch.float32)
+        causal_lm = unwrap_causal_lm(model)
+        _, blocks, _, head = model_parts(causal_lm)
+
+        method_transform = cfg.transform
+        layers: list[int] = []
+        transform = None
+        if method_transform is not None:
+            layers, note = resolve_layers(cfg.layers, len(blocks))
+            if note:
+                log.warning(note)
+            transform = build_transform(method_transform, layers, causal_lm.config.hidden_size, head.weight,
+                                        ether_blocks=cfg.ether_blocks, ether_reduction=cfg.ether_reduction,
+                                        ether_type=cfg.ether_type, supr_tau=cfg.supr_tau, seed=cfg.seed)
+            if any(True for _ in transform.parameters()):
+                model.add_module(TRANSFORM_MODULE, transform)  # the optimiser and DDP pick it up
+
+        encoded, stats = encode_pairs(tokenizer, rows, cfg.max_prompt_length, cfg.max_length)
+        if not encoded:
+            raise UserError(f"dataset {dataset_ref.describe()}: every row's completion is empty after truncation")
+        log.info("rendering: %s", "chat template" if stats.chat_template else "plain text + EOS (no chat template)")
+        log.info("rows: %d kept, %d prompts truncated, %d completions truncated, %d dropped (empty completion)",
+                 stats.rows, stats.prompt_truncated, stats.completion_truncated, stats.dropped_empty)
+        if stats.dropped_empty:
+            log.warning("dropped %d rows whose completion is empty after truncation", stats.dropped_empty)
+
+        accumulation = max(1, cfg.effective_batch // (cfg.batch_size * world))
+        resolved = {
+            **cfg.to_dict(),
+            "method": cfg.canonical_method,
+            "display_name": display_name(cfg),
+            "base_model_path": base_path,
+            "dataset_ref": dataset_ref.describe(),
+            "n_rows": len(rows),
+            "n_rows_kept": stats.rows,
+            "output_loss": cfg.resolved_output_loss,
+            "transform": method_transform,
+            "layers_resolved": layers,
+            "transform_output_layers": list(transform.output_layers) if transform is not None else [],
+            "chat_template": stats.chat_template,
+            "gradient_accumulation_steps": accumulation,
+            "world_size": world,
+            "precision_resolved": "bf16" if bf16 else "fp32",
+            "versions": _versions(),
+            "output_dir": str(run_dir),
+        }
+        if rank == 0:
+            rundir.write_json(run_dir / rundir.CONFIG, resolved)
+
+        args = TrainingArguments(
+            output_dir=str(run_dir / "trainer"),
+            max_steps=cfg.max_steps,
+            per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=accumulation,
+            learning_rate=cfg.learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=math.ceil(cfg.warmup_ratio * cfg.max_steps),
+            weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm,
+            logging_steps=cfg.logging_steps,
+            logging_first_step=True,
+            save_strategy="no",
+            report_to=[],
+            remove_unused_columns=False,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            bf16=bf16,
+            use_cpu=not use_cuda,
+            train_sampling_strategy="group_by_length",
+            length_column_name="length",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+        )
+        callbacks = [RunFilesCallback(run_dir)]
+        if progress:
+            callbacks.append(RichProgressCallback(f"{display_name(cfg)}"))
+        trainer = PreferenceTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(encoded),
+            data_collator=PairCollator(tokenizer.pad_token_id), callbacks=callbacks,
+            loss_config=cfg.loss_config(), layers=layers, transform=transform,
+            norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
+        )
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+        trainer.train()
+
+        if trainer.is_world_process_zero():
+            adapter_tmp = run_dir / (rundir.ADAPTER + ".tmp")
+            trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(adapter_tmp))
+            adapter_tmp.rename(run_dir / rundir.ADAPTER)
+            if transform is not None:
+                save_transform(transform, run_dir)
+            seconds = time.time() - started
+            summary = callbacks[0].summary
+            rundir.write_status(run_dir, "complete", finished=rundir.now_iso(), seconds=round(seconds, 2),
+                                train_runtime=summary.get("train_runtime"),
+                                seconds_per_step=round(summary.get("train_runtime", seconds) / cfg.max_steps, 4))
+            log.info("finished in %.1fs", seconds)
+        return run_dir
+    except KeyboardInterrupt:
+        if rank == 0:
+            rundir.write_status(run_dir, "interrupted", error="interrupted before the run finished")
+        raise
+    except BaseException as err:
+        if rank == 0:
+            rundir.write_status(run_dir, "failed", error=str(err).splitlines()[0] if str(err) else type(err).__name__)
+            log.error("run failed: %s", err)
+        raise
+    finally:
+        if handler is not None:
+            for name in ("innerdpo_bench", "transformers", "peft"):
+                logging.getLogger(name).removeHandler(handler)
+            handler.close()

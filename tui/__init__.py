@@ -1,0 +1,1 @@
+"""The Textual dashboard (`innerdpo tui`); the core library never imports it."""
