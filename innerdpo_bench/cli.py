@@ -58,6 +58,7 @@ def _quiet_libraries() -> None:
         import transformers
 
         transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
     except ImportError:  # pragma: no cover
         pass
 

@@ -8,12 +8,14 @@ encode → Trainer with our `compute_loss` → save adapter, transform and statu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import platform
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -191,132 +193,147 @@ def build_lora_model(base_path: str, cfg: TrainConfig, dtype: torch.dtype):
     return get_peft_model(model, lora)
 
 
+@dataclass
+class Prepared:
+    """Everything `train` needs after set-up; tests use it to inspect the model and transform."""
+
+    trainer: PreferenceTrainer
+    transform: object | None
+    config: dict
+    files: RunFilesCallback
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[dict], dataset_desc: str,
+                  progress: bool = False) -> Prepared:
+    """Model + LoRA (+ transform), encoded data, and the PreferenceTrainer for one run."""
+    from datasets import Dataset
+    from transformers import set_seed
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate launch
+    use_cuda = _use_cuda(cfg)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_cuda)
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(base_path)
+    model = build_lora_model(base_path, cfg, torch.bfloat16 if bf16 else torch.float32)
+    causal_lm = unwrap_causal_lm(model)
+    _, blocks, _, head = model_parts(causal_lm)
+
+    layers: list[int] = []
+    transform = None
+    if cfg.transform is not None:
+        layers, note = resolve_layers(cfg.layers, len(blocks))
+        if note:
+            log.warning(note)
+        transform = build_transform(cfg.transform, layers, causal_lm.config.hidden_size, head.weight,
+                                    ether_blocks=cfg.ether_blocks, ether_reduction=cfg.ether_reduction,
+                                    ether_type=cfg.ether_type, supr_tau=cfg.supr_tau, seed=cfg.seed)
+        if any(True for _ in transform.parameters()):
+            model.add_module(TRANSFORM_MODULE, transform)  # the optimiser and DDP pick it up
+
+    encoded, stats = encode_pairs(tokenizer, rows, cfg.max_prompt_length, cfg.max_length)
+    if not encoded:
+        raise UserError(f"dataset {dataset_desc}: every row's completion is empty after truncation")
+    log.info("rendering: %s", "chat template" if stats.chat_template else "plain text + EOS (no chat template)")
+    log.info("rows: %d kept, %d prompts truncated, %d completions truncated, %d dropped (empty completion)",
+             stats.rows, stats.prompt_truncated, stats.completion_truncated, stats.dropped_empty)
+    if stats.dropped_empty:
+        log.warning("dropped %d rows whose completion is empty after truncation", stats.dropped_empty)
+
+    accumulation = max(1, cfg.effective_batch // (cfg.batch_size * world))
+    resolved = {
+        **cfg.to_dict(),
+        "method": cfg.canonical_method,
+        "display_name": display_name(cfg),
+        "base_model_path": base_path,
+        "dataset_ref": dataset_desc,
+        "n_rows": len(rows),
+        "n_rows_kept": stats.rows,
+        "output_loss": cfg.resolved_output_loss,
+        "transform": cfg.transform,
+        "layers_resolved": layers,
+        "transform_output_layers": list(transform.output_layers) if transform is not None else [],
+        "chat_template": stats.chat_template,
+        "gradient_accumulation_steps": accumulation,
+        "world_size": world,
+        "precision_resolved": "bf16" if bf16 else "fp32",
+        "versions": _versions(),
+        "output_dir": str(run_dir),
+    }
+    args = TrainingArguments(
+        output_dir=str(run_dir / "trainer"),
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=accumulation,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=math.ceil(cfg.warmup_ratio * cfg.max_steps),
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="no",
+        report_to=[],
+        remove_unused_columns=False,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=bf16,
+        use_cpu=not use_cuda,
+        train_sampling_strategy="group_by_length",
+        length_column_name="length",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    files = RunFilesCallback(run_dir)
+    callbacks = [files] + ([RichProgressCallback(display_name(cfg))] if progress else [])
+    trainer = PreferenceTrainer(
+        model=model, args=args, train_dataset=Dataset.from_list(encoded),
+        data_collator=PairCollator(tokenizer.pad_token_id), callbacks=callbacks,
+        loss_config=cfg.loss_config(), layers=layers, transform=transform,
+        norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    return Prepared(trainer, transform, resolved, files)
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
     """Train one adapter and return its run directory (status `complete`), or raise.
 
     Interruption (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the CLI) marks the directory
-    `interrupted`; any other failure marks it `failed` with the error, and re-raises.
+    `interrupted`; any other failure marks it `failed` with the error, and re-raises. Under
+    torchrun/accelerate only rank 0 writes the directory.
     """
-    from datasets import Dataset
-    from transformers import set_seed
-
     cfg.validate()
     base_path = resolve_base_model(cfg.base_model)
     dataset_ref = parse_dataset(cfg.dataset)
     rows = load_pairs(dataset_ref, cfg.max_rows)
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun / accelerate launch
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
+    handler = None
     if rank == 0:
         rundir.prepare_run_dir(run_dir)
         rundir.write_status(run_dir, "running", started=rundir.now_iso())
         handler = _attach_file_log(run_dir / rundir.TRAIN_LOG)
-    else:
-        handler = None
     started = time.time()
     try:
-        use_cuda = _use_cuda(cfg)
-        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_cuda)
-        set_seed(cfg.seed)
-        tokenizer = load_tokenizer(base_path)
-        model = build_lora_model(base_path, cfg, torch.bfloat16 if bf16 else torch.float32)
-        causal_lm = unwrap_causal_lm(model)
-        _, blocks, _, head = model_parts(causal_lm)
-
-        method_transform = cfg.transform
-        layers: list[int] = []
-        transform = None
-        if method_transform is not None:
-            layers, note = resolve_layers(cfg.layers, len(blocks))
-            if note:
-                log.warning(note)
-            transform = build_transform(method_transform, layers, causal_lm.config.hidden_size, head.weight,
-                                        ether_blocks=cfg.ether_blocks, ether_reduction=cfg.ether_reduction,
-                                        ether_type=cfg.ether_type, supr_tau=cfg.supr_tau, seed=cfg.seed)
-            if any(True for _ in transform.parameters()):
-                model.add_module(TRANSFORM_MODULE, transform)  # the optimiser and DDP pick it up
-
-        encoded, stats = encode_pairs(tokenizer, rows, cfg.max_prompt_length, cfg.max_length)
-        if not encoded:
-            raise UserError(f"dataset {dataset_ref.describe()}: every row's completion is empty after truncation")
-        log.info("rendering: %s", "chat template" if stats.chat_template else "plain text + EOS (no chat template)")
-        log.info("rows: %d kept, %d prompts truncated, %d completions truncated, %d dropped (empty completion)",
-                 stats.rows, stats.prompt_truncated, stats.completion_truncated, stats.dropped_empty)
-        if stats.dropped_empty:
-            log.warning("dropped %d rows whose completion is empty after truncation", stats.dropped_empty)
-
-        accumulation = max(1, cfg.effective_batch // (cfg.batch_size * world))
-        resolved = {
-            **cfg.to_dict(),
-            "method": cfg.canonical_method,
-            "display_name": display_name(cfg),
-            "base_model_path": base_path,
-            "dataset_ref": dataset_ref.describe(),
-            "n_rows": len(rows),
-            "n_rows_kept": stats.rows,
-            "output_loss": cfg.resolved_output_loss,
-            "transform": method_transform,
-            "layers_resolved": layers,
-            "transform_output_layers": list(transform.output_layers) if transform is not None else [],
-            "chat_template": stats.chat_template,
-            "gradient_accumulation_steps": accumulation,
-            "world_size": world,
-            "precision_resolved": "bf16" if bf16 else "fp32",
-            "versions": _versions(),
-            "output_dir": str(run_dir),
-        }
+        prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress)
+        trainer = prepared.trainer
         if rank == 0:
-            rundir.write_json(run_dir / rundir.CONFIG, resolved)
-
-        args = TrainingArguments(
-            output_dir=str(run_dir / "trainer"),
-            max_steps=cfg.max_steps,
-            per_device_train_batch_size=cfg.batch_size,
-            gradient_accumulation_steps=accumulation,
-            learning_rate=cfg.learning_rate,
-            lr_scheduler_type="cosine",
-            warmup_steps=math.ceil(cfg.warmup_ratio * cfg.max_steps),
-            weight_decay=cfg.weight_decay,
-            max_grad_norm=cfg.max_grad_norm,
-            logging_steps=cfg.logging_steps,
-            logging_first_step=True,
-            save_strategy="no",
-            report_to=[],
-            remove_unused_columns=False,
-            seed=cfg.seed,
-            data_seed=cfg.seed,
-            bf16=bf16,
-            use_cpu=not use_cuda,
-            train_sampling_strategy="group_by_length",
-            length_column_name="length",
-            disable_tqdm=True,
-            dataloader_num_workers=0,
-        )
-        callbacks = [RunFilesCallback(run_dir)]
-        if progress:
-            callbacks.append(RichProgressCallback(f"{display_name(cfg)}"))
-        trainer = PreferenceTrainer(
-            model=model, args=args, train_dataset=Dataset.from_list(encoded),
-            data_collator=PairCollator(tokenizer.pad_token_id), callbacks=callbacks,
-            loss_config=cfg.loss_config(), layers=layers, transform=transform,
-            norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
-        )
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
+            rundir.write_json(run_dir / rundir.CONFIG, prepared.config)
         trainer.train()
-
         if trainer.is_world_process_zero():
             adapter_tmp = run_dir / (rundir.ADAPTER + ".tmp")
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(adapter_tmp))
             adapter_tmp.rename(run_dir / rundir.ADAPTER)
-            if transform is not None:
-                save_transform(transform, run_dir)
+            if prepared.transform is not None:
+                save_transform(prepared.transform, run_dir)
+            with contextlib.suppress(OSError):  # Trainer's output_dir; we save no checkpoints there
+                (run_dir / "trainer").rmdir()
             seconds = time.time() - started
-            summary = callbacks[0].summary
+            runtime = prepared.files.summary.get("train_runtime", seconds)
             rundir.write_status(run_dir, "complete", finished=rundir.now_iso(), seconds=round(seconds, 2),
-                                train_runtime=summary.get("train_runtime"),
-                                seconds_per_step=round(summary.get("train_runtime", seconds) / cfg.max_steps, 4))
+                                train_runtime=runtime, seconds_per_step=round(runtime / cfg.max_steps, 4))
             log.info("finished in %.1fs", seconds)
         return run_dir
     except KeyboardInterrupt:

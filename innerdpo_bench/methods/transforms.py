@@ -172,7 +172,7 @@ class EtherTransform(nn.Module):
             module = self.per_layer[str(layer)]
             z = module.low_rank(h)  # [rows, tokens, m]
             up = module.up.weight  # [hidden, m]
-            norms = torch.einsum("rtm,mn,rtn->rt", z, up.T @ up, z).clamp_min(0).sqrt()
+            norms = torch.einsum("rtm,mn,rtn->rt", z, up.T @ up, z).clamp_min(1e-12).sqrt()
             weights = pool_weights(norms, mask, normalize, filter_sinks)
             out[layer] = (torch.einsum("rt,rtm->rm", weights.to(z.dtype), z) @ up.T).float()
         return out
@@ -243,7 +243,7 @@ class SupressedHS(nn.Module):
         out = {}
         for layer in self.output_layers:
             h, keep = states[layer], masks[layer].to(states[layer].dtype)  # keep: [rows, hidden]
-            norms = torch.einsum("rtd,rtd,rd->rt", h, h, keep).clamp_min(0).sqrt()
+            norms = torch.einsum("rtd,rtd,rd->rt", h, h, keep).clamp_min(1e-12).sqrt()
             weights = pool_weights(norms, mask, normalize, filter_sinks)
             out[layer] = (torch.einsum("rt,rtd->rd", weights.to(h.dtype), h) * keep).float()
         return out

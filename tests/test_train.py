@@ -1,0 +1,100 @@
+"""Training on the tiny random Llama: every method learns, only adapter/transform weights change, and the run
+directory is complete."""
+
+import json
+
+import pytest
+import torch
+
+from innerdpo_bench import rundir
+from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.data.pairs import load_pairs
+from innerdpo_bench.models import resolve_base_model
+from innerdpo_bench.train import build_trainer, train
+
+METHODS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
+
+
+@pytest.fixture(scope="module")
+def small_pairs(tmp_path_factory):
+    """16 memorisable pairs: a tiny random model can learn them in a few dozen steps."""
+    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    colours = ["red", "blue", "green", "black", "white", "brown", "pink", "grey"]
+    with open(path, "w") as f:
+        for i in range(16):
+            a, b = colours[i % 8], colours[(i * 3 + 1) % 8]
+            f.write(json.dumps({"prompt": f"Item {i}: which colour?", "chosen": f"It is {a}.", "rejected": f"It is {b} now."}) + "\n")
+    return str(path)
+
+
+def fast_config(method, dataset, out, **overrides):
+    base = dict(method=method, base_model="tiny-random", dataset=dataset, max_steps=30, batch_size=4,
+                effective_batch=4, learning_rate=2e-2, beta=1.0, logging_steps=1, output_dir=str(out),
+                warmup_ratio=0.0)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_thirty_steps_lower_loss_and_raise_pair_accuracy(method, small_pairs, tmp_path, tiny_model_path):
+    run = train(fast_config(method, small_pairs, tmp_path / "run"), progress=False)
+    records = [json.loads(line) for line in (run / rundir.METRICS).read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert len(steps) == 30
+    first, last = steps[:10], steps[-10:]
+    mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
+    assert mean(last, "loss") < mean(first, "loss")
+    assert mean(last, "reward_acc") > mean(first, "reward_acc")
+
+
+def test_run_directory_is_complete(small_pairs, tmp_path, tiny_model_path):
+    run = train(fast_config("hs-ether-InnerDPO", small_pairs, tmp_path / "run", max_steps=3), progress=False)
+    assert rundir.read_status(run)["state"] == "complete"
+    config = json.loads((run / rundir.CONFIG).read_text())
+    assert config["method"] == "hs-ether-InnerDPO" and config["seed"] == 0
+    assert config["base_model"] == "tiny-random" and config["base_model_path"] == tiny_model_path
+    assert config["dataset_ref"] == small_pairs and config["n_rows"] == 16
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run / "transforms.json").is_file() and (run / "transforms.safetensors").is_file()
+    record = json.loads((run / rundir.METRICS).read_text().splitlines()[-1])
+    for key in ("loss", "loss_output", "loss_hidden", "ptheta", "rewards_margin", "reward_acc", "pref_acc",
+                "align_score", "learning_rate", "grad_norm", "nll_chosen_diff", "cos_pi_ref"):
+        assert key in record, key
+    assert "step 3" in (run / rundir.TRAIN_LOG).read_text()
+
+
+@pytest.mark.parametrize("method", ["dpo", "hs-ether-InnerDPO"])
+def test_only_adapter_and_transform_weights_change(method, small_pairs, tmp_path, tiny_model_path):
+    cfg = fast_config(method, small_pairs, tmp_path / "run", max_steps=4).validate()
+    prepared = build_trainer(cfg, tmp_path / "run", resolve_base_model("tiny-random"),
+                             load_pairs(small_pairs), small_pairs)
+    model = prepared.trainer.model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or "innerdpo_transform" in n for n in trainable)
+    prepared.trainer.train()
+    for name, param in model.named_parameters():
+        changed = not torch.equal(before[name], param.detach())
+        if name in trainable and "lora_A" not in name:
+            assert changed, f"{name} did not train"
+        if name not in trainable:
+            assert not changed, f"frozen {name} changed"
+    if method == "hs-ether-InnerDPO":
+        assert any("innerdpo_transform" in n for n in trainable)
+
+
+def test_alpha_zero_innerdpo_trains_exactly_like_dpo(small_pairs, tmp_path, tiny_model_path):
+    losses = {}
+    for method, alpha in (("dpo", 0.25), ("hs-none-InnerDPO", 0.0)):
+        run = train(fast_config(method, small_pairs, tmp_path / method, max_steps=5, alpha=alpha), progress=False)
+        losses[method] = [json.loads(line)["loss"] for line in (run / rundir.METRICS).read_text().splitlines()]
+    assert losses["dpo"] == losses["hs-none-InnerDPO"]
+
+
+def test_same_seed_same_run(small_pairs, tmp_path, tiny_model_path):
+    runs = [train(fast_config("hs-ether-InnerDPO", small_pairs, tmp_path / str(i), max_steps=3), progress=False)
+            for i in range(2)]
+    a, b = ((r / rundir.METRICS).read_text().splitlines() for r in runs)
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if "runtime" not in k and "per_second" not in k} for x in lines]  # noqa: E731
+    assert strip(a) == strip(b)
