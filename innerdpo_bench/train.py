@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -72,8 +74,10 @@ class PreferenceTrainer(Trainer):
         in_hook = None
         if self.transform is not None and self.transform.pools_raw_states:
             in_hook = lambda h: completion_pool(h, mask, self.norm_before_pool, self.filter_sinks)  # noqa: E731
+        # The reference runs on the unwrapped model: it needs no gradient sync, and a second call through
+        # DDP's forward in the same step would confuse its reducer.
         with torch.no_grad(), peft_model.disable_adapter():
-            ref = forward_pass(model, inputs, self.layers, pool=in_hook)
+            ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
         policy = forward_pass(model, inputs, self.layers)
         loss, metrics = preference_loss(
             SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy, mask)),
@@ -88,6 +92,16 @@ class PreferenceTrainer(Trainer):
                 self._metric_sums[key] += value
         self._metric_count += 1
         return (loss, policy) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """The usual step, then average the transform's gradients across ranks (DDP skips them)."""
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.transform is not None and self.accelerator.num_processes > 1:
+            for param in self.transform.parameters():
+                if param.grad is not None:
+                    dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                    param.grad /= self.accelerator.num_processes
+        return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Add the averaged preference metrics (over ranks too) to each training log record."""
@@ -228,7 +242,13 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
                                     ether_blocks=cfg.ether_blocks, ether_reduction=cfg.ether_reduction,
                                     ether_type=cfg.ether_type, supr_tau=cfg.supr_tau, seed=cfg.seed)
         if any(True for _ in transform.parameters()):
-            model.add_module(TRANSFORM_MODULE, transform)  # the optimiser and DDP pick it up
+            model.add_module(TRANSFORM_MODULE, transform)  # the optimiser picks it up
+            # Its parameters are used outside the model's forward (on the policy and the reference
+            # path), which DDP's reducer cannot track; they are excluded from DDP and their gradients
+            # averaged by PreferenceTrainer.training_step instead.
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                model, [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_parameters()]
+                + [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_buffers()])
 
     encoded, stats = encode_pairs(tokenizer, rows, cfg.max_prompt_length, cfg.max_length)
     if not encoded:
