@@ -1,0 +1,104 @@
+"""`innerdpo eval` and `innerdpo tasks-path`: score a checkpoint on the shifts, and locate the lm-eval tasks."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from innerdpo_bench.cli import _quiet_libraries, app, console, err_console, handle_errors
+from innerdpo_bench.errors import unknown_choice
+
+
+@app.command("tasks-path")
+@handle_errors
+def tasks_path_command() -> None:
+    """Print the lm-eval task folder: lm_eval ... --include_path "$(innerdpo tasks-path)" --tasks innerdpo_shifts"""
+    from innerdpo_bench.suites import tasks_dir
+
+    typer.echo(str(tasks_dir()))
+
+
+@app.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@handle_errors
+def eval_command(
+    checkpoint: str = typer.Argument(..., help="Run directory, PEFT adapter directory, model directory, hub id, "
+                                     "or a built-in base (tiny-random, smollm2-135m) for the base-model row.",
+                                     show_default=False),
+    suite: str | None = typer.Option(None, "--suite", help="alpaca_easy (default), math_easy, code_easy, arc_easy, "
+                                     "alpaca_low_quality, or mini (offline synthetic).", show_default=False),
+    limit: int | None = typer.Option(None, "--limit", help="First N rows of each shift (default 500, as the reference).",
+                                     show_default=False),
+    batch_size: str = typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.",
+                                        show_default=False),
+    chat_template: str = typer.Option("auto", "--chat-template", help="auto: render prompts with the model's chat "
+                                      "template when it has one, as training does | on | off (lm-eval's "
+                                      "--apply_chat_template)."),
+    as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout instead of the table."),
+    output: str | None = typer.Option(None, "--output", help="Where to write eval.json (default RUN/eval.json, else "
+                                      "./eval-<name>.json); per-row scores go beside it as <stem>_rows.jsonl.",
+                                      show_default=False),
+) -> None:
+    """Score CHECKPOINT on the four preference shifts with lm-eval; write eval.json and per-row scores.
+
+    acc: mean per-token log-prob of chosen > rejected (strict). acc_sum: summed log-prob, strict.
+    logratio: mean over rows of the token-mean log-prob margin.
+    nll_ratio / nll_diff: in_domain per-token NLL of chosen against the base model (diff above 2: likely incoherent).
+    Training transforms never change the outputs, so evaluation does not load them.
+    """
+    _quiet_libraries()
+    from innerdpo_bench.evaluate import evaluate
+
+    choices = {"auto": None, "on": True, "off": False}
+    if chat_template not in choices:
+        raise unknown_choice("--chat-template", chat_template, choices)
+    apply_chat_template = choices[chat_template]
+
+    def say(message: str) -> None:
+        err_console.print(f"[dim]{message}…[/dim]", soft_wrap=True)
+
+    result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
+                      apply_chat_template=apply_chat_template, output=output, progress=say)
+    if as_json:
+        typer.echo(json.dumps(result.report, indent=2, sort_keys=True, default=str))
+        return
+    _print_table(result.report)
+    console.print(f"eval: {result.eval_path}\nrows: {result.rows_path}", soft_wrap=True)
+
+
+def _cell(metrics: dict, key: str, digits: int = 3, stderr: bool = True) -> str:
+    value, err = metrics.get(key), metrics.get(f"{key}_stderr")
+    if value is None:
+        return "-"
+    sign = "+" if key == "logratio" else ""
+    return f"{value:{sign}.{digits}f}" + (f"±{err:.{digits}f}" if stderr and err is not None else "")
+
+
+def _print_table(report: dict) -> None:
+    from rich.table import Table
+
+    title = f"{report['display_name'] or report['checkpoint']} on {report['suite']} ({report['base_model']})"
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("shift", "left"), ("n", "right"), ("acc", "right"), ("acc_sum", "right"),
+                            ("logratio", "right"), ("base acc", "right")):
+        table.add_column(column, justify=justify)
+    base = report["base"]
+    for shift, metrics in report["shifts"].items():
+        table.add_row(shift, str(metrics["n"]), _cell(metrics, "acc"), _cell(metrics, "acc_sum"),
+                      _cell(metrics, "logratio"), _cell(base["shifts"][shift], "acc", stderr=False))
+    for shift in report["skipped_shifts"]:
+        table.add_row(shift, "-", "-", "-", "-", "-", style="dim")
+    table.add_section()
+    aggregate = report["aggregate"]
+    table.add_row("aggregate", str(aggregate["n"]), _cell(aggregate, "acc"), _cell(aggregate, "acc_sum"),
+                  _cell(aggregate, "logratio"), _cell(base["aggregate"], "acc", stderr=False), style="bold")
+    console.print(table)
+    coh = report["coherence"]
+    if coh["nll_ratio"] is not None:
+        verdict = "fine" if coh["nll_diff"] <= 2 else "likely incoherent"
+        console.print(f"coherence: nll_ratio {coh['nll_ratio']:.3f}, nll_diff {coh['nll_diff']:+.3f} "
+                      f"(in_domain chosen NLL vs base; {verdict})")
+    for shift, reason in report["skipped_shifts"].items():
+        console.print(f"[dim]{shift} skipped: {reason}[/dim]")

@@ -1,0 +1,138 @@
+"""Evaluation suites: which dataset each of the four preference shifts is scored on (spec §11).
+
+A suite is named after the training split it belongs to and maps every shift to a dataset:
+
+| suite                | in_domain          | difficulty_scaling  | moral_transfer | orthogonal         |
+|----------------------|--------------------|---------------------|----------------|--------------------|
+| `alpaca_easy` (def.) | alpaca_easy        | alpaca_hard         | ethics justice | medical-dpo-V2#data|
+| `math_easy`          | math_easy          | math_hard           | (none)         | medical-dpo-V2#data|
+| `code_easy`          | code_easy          | code_hard           | ethics justice | medical-dpo-V2#data|
+| `arc_easy`           | arc_easy           | arc_hard            | ethics justice | medical-dpo-V2#data|
+| `alpaca_low_quality` | alpaca_low_quality | alpaca_high_quality | ethics justice | medical-dpo-V2#data|
+| `mini`               | mini:in_domain     | mini:difficulty_... | mini:moral_... | mini:orthogonal    |
+
+Short names are configs of `wassname/genies_preferences` (split `test`); "ethics justice" is
+`wassname/ethics_expression_preferences` config `justice` split `test`; `wassname/medical-dpo-V2` has
+only the split `data`. `mini` is the project's offline synthetic suite. A directory of
+`<shift>.jsonl` files can stand in for a suite (`data_dir`). Rows are the first `rows` of each
+dataset (500 by default, as the reference), validated by `pairs.normalize_row`.
+
+`math_easy` has no moral_transfer dataset in the reference: asking for that shift is a UserError
+naming the suite, and `innerdpo eval` scores the other three shifts and records the skip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.data.pairs import GENIES_HUB_ID, DatasetRef, load_pairs
+from innerdpo_bench.errors import UserError, unknown_choice
+
+TASKS_PACKAGE = "innerdpo_bench.tasks"   # the top-level `tasks/` folder, installed under this name
+DEFAULT_SUITE = "alpaca_easy"
+DEFAULT_ROWS = 500
+MINI_SUITE = "mini"
+
+SCORING_RULE = (
+    "correct if the mean per-token log-prob of chosen > rejected (strict), continuation tokens counted "
+    "as lm-eval's _encode_pair counts them; acc_sum: summed log-prob, strict >"
+)
+
+ETHICS_JUSTICE = DatasetRef("hub", "wassname/ethics_expression_preferences", config="justice", split="test")
+MEDICAL = DatasetRef("hub", "wassname/medical-dpo-V2", config=None, split="data")
+
+
+def tasks_dir() -> Path:
+    """The lm-eval task folder (`--include_path`), found through importlib.resources so it is the
+    same in an installed and an editable package."""
+    from importlib.resources import files
+
+    return Path(str(files(TASKS_PACKAGE)))
+
+
+def _genies(config: str) -> DatasetRef:
+    return DatasetRef("hub", GENIES_HUB_ID, config=config, split="test")
+
+
+def _genies_suite(easy: str, hard: str, moral: DatasetRef | None = ETHICS_JUSTICE) -> dict[str, DatasetRef | None]:
+    return {"in_domain": _genies(easy), "difficulty_scaling": _genies(hard), "moral_transfer": moral,
+            "orthogonal": MEDICAL}
+
+
+# suite name → shift → dataset (None: the suite has no dataset for that shift)
+SUITES: dict[str, dict[str, DatasetRef | None]] = {
+    "alpaca_easy": _genies_suite("alpaca_easy", "alpaca_hard"),
+    "math_easy": _genies_suite("math_easy", "math_hard", moral=None),
+    "code_easy": _genies_suite("code_easy", "code_hard"),
+    "arc_easy": _genies_suite("arc_easy", "arc_hard"),
+    "alpaca_low_quality": _genies_suite("alpaca_low_quality", "alpaca_high_quality"),
+    MINI_SUITE: {shift: DatasetRef("mini", shift) for shift in SHIFTS},
+}
+
+
+def suite_refs(suite: str | None = None, data_dir: str | Path | None = None) -> dict[str, DatasetRef | None]:
+    """Every shift's dataset for `suite` or `data_dir` (one of them; neither means the default suite).
+
+    Unknown suites and a data directory missing a `<shift>.jsonl` are UserErrors, raised here so a
+    caller can check before loading a model.
+    """
+    if data_dir is not None and suite is not None:
+        raise UserError(f"give a suite ({suite!r}) or a data directory ({data_dir}), not both")
+    if data_dir is not None:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise UserError(f"data directory {root} does not exist")
+        refs = {}
+        for shift in SHIFTS:
+            path = root / f"{shift}.jsonl"
+            if not path.is_file():
+                raise UserError(f"data directory {root} has no {shift}.jsonl (expected one <shift>.jsonl per shift: "
+                                f"{', '.join(SHIFTS)})")
+            refs[shift] = DatasetRef("file", str(path))
+        return refs
+    name = DEFAULT_SUITE if suite is None else str(suite).strip()
+    if name not in SUITES:
+        raise unknown_choice("suite", name, SUITES)
+    return dict(SUITES[name])
+
+
+def suite_label(suite: str | None = None, data_dir: str | Path | None = None) -> str:
+    """How eval.json names the data source: the suite name, or `data_dir`."""
+    return "data_dir" if data_dir is not None else (suite or DEFAULT_SUITE)
+
+
+def check_rows(rows) -> int:
+    """The per-shift row cap as a positive int (metadata may bring it as a string)."""
+    if rows is None:
+        return DEFAULT_ROWS
+    try:
+        value = int(rows)
+    except (TypeError, ValueError):
+        raise UserError(f"rows must be a positive integer, got {rows!r}") from None
+    if value < 1 or str(value) != str(rows).strip():
+        raise UserError(f"rows must be a positive integer, got {rows!r}")
+    return value
+
+
+def load_shift(shift: str, suite: str | None = None, data_dir: str | Path | None = None,
+               rows=None) -> list[dict[str, str]]:
+    """The first `rows` `{prompt, chosen, rejected}` rows of one shift of a suite (or data directory)."""
+    if shift not in SHIFTS:
+        raise unknown_choice("shift", shift, SHIFTS)
+    ref = suite_refs(suite, data_dir)[shift]
+    if ref is None:
+        raise UserError(f"suite {suite_label(suite, data_dir)!r} has no {shift} dataset; score the other shifts "
+                        f"(innerdpo eval skips it; with lm_eval, list the other innerdpo_* tasks)")
+    return load_pairs(ref, limit=check_rows(rows))
+
+
+def provenance(ref: DatasetRef, rows: int) -> dict:
+    """Where one shift's rows came from and how they were scored, for eval.json."""
+    if ref.kind == "mini":
+        dataset, config, split = "innerdpo_bench.data.mini", None, ref.path
+    elif ref.kind == "file":
+        dataset, config, split = ref.path, None, None
+    else:
+        dataset, config, split = ref.path, ref.config, ref.split
+    return {"dataset": dataset, "config": config, "split": split, "rows": rows, "scoring_rule": SCORING_RULE}
