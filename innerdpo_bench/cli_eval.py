@@ -37,6 +37,8 @@ def eval_command(
                                       "template when it has one, as training does | on | off (lm-eval's "
                                       "--apply_chat_template)."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout instead of the table."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every score instead of reusing cached ones "
+                                  "(the base model's rows are otherwise computed once per base and suite)."),
     output: str | None = typer.Option(None, "--output", help="Where to write eval.json (default RUN/eval.json, else "
                                       "./eval-<name>.json); per-row scores go beside it as <stem>_rows.jsonl.",
                                       show_default=False),
@@ -60,7 +62,8 @@ def eval_command(
         err_console.print(f"[dim]{message}…[/dim]", soft_wrap=True)
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
-                      apply_chat_template=apply_chat_template, output=output, progress=say)
+                      apply_chat_template=apply_chat_template, output=output, progress=say,
+                      use_cache=not no_cache)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, sort_keys=True, default=str))
         return

@@ -7,7 +7,9 @@ CHECKPOINT is one of
     base-model row of a results table (method "none").
 
 How it runs. The base model is loaded once (fp32 by default), the adapter is put on it with PEFT,
-and the PeftModel is wrapped in lm-eval's `HFLM`. `lm_eval.simple_evaluate` runs the `innerdpo_*`
+and the PeftModel is wrapped in `fastlm.FastHFLM` (lm-eval's HFLM returning the same log-likelihoods
+with the LM head applied only at continuation tokens, plus a per-model score cache that makes the base
+model's rows a one-off per base and suite). `lm_eval.simple_evaluate` runs the `innerdpo_*`
 tasks of `tasks/` (a TaskManager with `include_path` and no built-in tasks; metadata carries the
 suite, the row cap and the tokenizer) with `log_samples`, then runs again on the same object inside
 `peft_model.disable_adapter()` to score the base model on exactly the same requests. For a
@@ -313,10 +315,13 @@ class EvalResult:
 def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None,
              batch_size: int | str = DEFAULT_BATCH_SIZE, device: str | None = "auto", data_dir: str | None = None,
              apply_chat_template: bool | None = None, output: str | None = None, dtype: str = "float32",
+             use_cache: bool = True,
              progress: Callable[[str], None] | None = None) -> EvalResult:
     """Score `checkpoint` on every shift of `suite` (or `data_dir`), first `limit` rows each (default 500),
     write eval.json and the rows file, and return the report. `progress` receives status lines.
-    `apply_chat_template` None (auto) uses the model's chat template when it has one, as training does."""
+    `apply_chat_template` None (auto) uses the model's chat template when it has one, as training does.
+    `use_cache`: reuse scores of identical requests for the same model identity (`fastlm.ScoreCache`): the
+    base model's rows are computed once and shared by every adapter of that base."""
     say = progress or (lambda message: None)
     started = time.time()
     ckpt = resolve_checkpoint(checkpoint)
@@ -333,7 +338,7 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
         ckpt.run_dir / rundir.EVAL if ckpt.run_dir is not None else Path.cwd() / f"eval-{ckpt.name}.json")
 
     import torch
-    from lm_eval.models.huggingface import HFLM
+    from innerdpo_bench.fastlm import FastHFLM, ScoreCache, model_identity
     from lm_eval.tasks import TaskManager
 
     say(f"loading {label} data: {', '.join(shifts)} (up to {rows_cap} rows each)")
@@ -347,13 +352,19 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
     model, tokenizer = _load_model(ckpt, device, getattr(torch, dtype), apply_chat_template)
     if apply_chat_template is None:  # auto: as training renders, so scores match what the adapter learnt
         apply_chat_template = bool(getattr(tokenizer, "chat_template", None))
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch)
+    lm = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch)
+    caches = {"model": None, "base": None}
+    if use_cache:
+        caches = {name: ScoreCache(model_identity(ckpt.base_model_path, adapter, dtype, lm.max_length))
+                  for name, adapter in (("model", ckpt.adapter), ("base", None))}
 
     n_requests = 2 * sum(len(task.eval_docs) for task in tasks.values())
     say(f"scoring {n_requests} requests with the {ckpt.kind}" + (" (adapter on)" if ckpt.adapter else ""))
+    lm.score_cache = caches["model"] if ckpt.adapter is not None else caches["base"]
     results = _run_harness(lm, group, task_manager, apply_chat_template)
     if ckpt.adapter is not None:
         say(f"scoring {n_requests} requests with the base model (adapter off)")
+        lm.score_cache = caches["base"]
         with model.disable_adapter():
             base_results = _run_harness(lm, group, task_manager, apply_chat_template)
     else:
@@ -378,6 +389,8 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
         "batch_size": batch,
         "versions": _versions(),
         "timestamp": rundir.now_iso(),
+        "score_cache": {name: {"hits": c.hits, "misses": c.misses, "file": str(c.path)}
+                        for name, c in caches.items() if c is not None},
         "shifts": shift_metrics,
         "skipped_shifts": skipped,
         "aggregate": _metrics(results["groups"][GROUP]),

@@ -1,0 +1,160 @@
+"""A faster model for the same harness: lm-eval's HFLM with a cheaper loglikelihood and a score cache (spec §13).
+
+Stock HFLM runs a log-softmax over the full vocabulary at every position of every request; this
+subclass asks the model for its final hidden states, applies the LM head only at continuation
+positions, and computes the log-softmax there. The inputs, truncation and batching rules are HFLM's,
+so it returns the same `(summed log-prob, is_greedy)` for every request (tested to 1e-4).
+
+`ScoreCache` remembers those answers per model identity (base weights, adapter checksum, dtype,
+max length), keyed by the exact (context, continuation) strings. `innerdpo eval` uses it so the base
+model's rows (adapter disabled) are computed once per base model and suite and reused by every
+adapter, and so re-scoring an unchanged checkpoint is only the harness's own overhead. It is an
+append-only JSON-lines file per identity under the model cache; concurrent writers append whole lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from lm_eval.models.huggingface import HFLM
+
+from innerdpo_bench.forward import model_parts, unwrap_causal_lm
+from innerdpo_bench.models import cache_dir
+
+HEAD_CHUNK = 2048
+
+
+def _file_fingerprint(path: Path) -> str:
+    """Cheap identity of a model file: name, size and modification time (hashing GBs would cost more than it saves)."""
+    stat = path.stat()
+    return f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
+def model_identity(base_model_path: str, adapter_dir: str | None, dtype: str, max_length: int) -> dict:
+    """What a cached score depends on: base weights, adapter weights, precision, context window."""
+    base = Path(base_model_path)
+    weights = sorted(base.glob("*.safetensors")) + sorted(base.glob("*.bin")) if base.is_dir() else []
+    identity = {"base": str(base_model_path), "base_files": [_file_fingerprint(p) for p in weights],
+                "dtype": dtype, "max_length": max_length, "adapter": None}
+    if adapter_dir is not None:
+        adapter_file = Path(adapter_dir) / "adapter_model.safetensors"
+        identity["adapter"] = hashlib.sha256(adapter_file.read_bytes()).hexdigest() if adapter_file.is_file() else str(adapter_dir)
+    return identity
+
+
+class ScoreCache:
+    """(context, continuation) → (log-prob, is_greedy) for one model identity, persisted as JSON lines."""
+
+    def __init__(self, identity: dict, root: Path | None = None):
+        key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+        self.path = (root or cache_dir() / "scores") / f"{key}.jsonl"
+        self.entries: dict[str, tuple[float, bool]] = {}
+        self.hits = 0
+        self.misses = 0
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a crash: ignore it
+                    continue
+                self.entries[record["k"]] = (record["ll"], record["greedy"])
+
+    @staticmethod
+    def key(context: str, continuation: str) -> str:
+        return hashlib.sha256(f"{context}\x00{continuation}".encode()).hexdigest()
+
+    def get(self, context: str, continuation: str) -> tuple[float, bool] | None:
+        return self.entries.get(self.key(context, continuation))
+
+    def put_many(self, items: list[tuple[tuple[str, str], tuple[float, bool]]]) -> None:
+        if not items:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = []
+        for (context, continuation), (ll, greedy) in items:
+            key = self.key(context, continuation)
+            self.entries[key] = (ll, greedy)
+            lines.append(json.dumps({"k": key, "ll": ll, "greedy": greedy}))
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+class FastHFLM(HFLM):
+    """HFLM whose loglikelihood applies the LM head only at continuation tokens; optional `score_cache`."""
+
+    def __init__(self, *args, score_cache: ScoreCache | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.score_cache = score_cache
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
+        if self.backend != "causal":
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+        answers: list[tuple[float, bool] | None] = [None] * len(requests)
+        todo = []
+        for index, (strings, _, _) in enumerate(requests):
+            cached = self.score_cache.get(*strings) if self.score_cache is not None else None
+            if cached is None:
+                todo.append(index)
+            else:
+                answers[index] = cached
+        if self.score_cache is not None:
+            self.score_cache.hits += len(requests) - len(todo)
+            self.score_cache.misses += len(todo)
+        # Longest first, as HFLM does: the first batch shows any out-of-memory at once.
+        todo.sort(key=lambda i: -(len(requests[i][1]) + len(requests[i][2])))
+        batch_size = self.batch_size if isinstance(self.batch_size, int) else (override_bs or 16)
+        computed = []
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start:start + batch_size]
+            for index, answer in zip(chunk, self._score_batch([requests[i] for i in chunk])):
+                answers[index] = answer
+                computed.append((requests[index][0], answer))
+        if self.score_cache is not None:
+            self.score_cache.put_many(computed)
+        return answers
+
+    @torch.no_grad()
+    def _score_batch(self, batch) -> list[tuple[float, bool]]:
+        """HFLM's input rule — (context + continuation)[-(max_length+1):][:-1], right-padded — then the head
+        at the continuation positions only."""
+        inputs, spans = [], []
+        for _, context_enc, continuation_enc in batch:
+            tokens = (context_enc + continuation_enc)[-(self.max_length + 1):][:-1]
+            inputs.append(tokens)
+            spans.append((len(tokens) - len(continuation_enc), len(tokens)))
+        width = max(len(t) for t in inputs)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(inputs), width), pad, dtype=torch.long, device=self.device)
+        for row, tokens in enumerate(inputs):
+            input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+
+        causal_lm = unwrap_causal_lm(self.model)
+        decoder, _, _, head = model_parts(causal_lm)
+        final = []
+        handle = decoder.register_forward_hook(
+            lambda _m, _i, out: final.append(out[0] if isinstance(out, tuple) else out.last_hidden_state))
+        try:
+            self.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+        finally:
+            handle.remove()
+        hidden = torch.cat([final[0][row, lo:hi] for row, (lo, hi) in enumerate(spans)])  # [N, d]
+        targets = torch.tensor([t for _, _, cont in batch for t in cont], dtype=torch.long, device=hidden.device)
+        token_logp, greedy = [], []
+        for start in range(0, hidden.shape[0], HEAD_CHUNK):
+            logits = head(hidden[start:start + HEAD_CHUNK]).float()
+            t = targets[start:start + HEAD_CHUNK]
+            token_logp.append(logits.gather(-1, t[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1))
+            greedy.append(logits.argmax(-1) == t)
+        token_logp, greedy = torch.cat(token_logp).tolist(), torch.cat(greedy).tolist()
+        answers, offset = [], 0
+        for _, _, continuation_enc in batch:
+            n = len(continuation_enc)
+            answers.append((float(sum(token_logp[offset:offset + n])), all(greedy[offset:offset + n])))
+            offset += n
+        return answers

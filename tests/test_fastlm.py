@@ -1,0 +1,72 @@
+"""The fast harness model: identical answers to stock HFLM, and a score cache keyed by model identity."""
+
+import json
+
+import pytest
+import torch
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+from typer.testing import CliRunner
+
+from innerdpo_bench.cli import app
+from innerdpo_bench.data.mini import load_mini
+from innerdpo_bench.fastlm import FastHFLM, ScoreCache, model_identity
+from innerdpo_bench.models import load_causal_lm, load_tokenizer
+
+
+def requests_for(rows):
+    pairs = [(r["prompt"], " " + r[side]) for r in rows for side in ("chosen", "rejected")]
+    pairs.append(("2 + 2 =", " 4"))  # a one-token continuation
+    return [Instance(request_type="loglikelihood", doc={}, arguments=p, idx=i) for i, p in enumerate(pairs)]
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_model_path):
+    torch.manual_seed(0)
+    return load_causal_lm(tiny_model_path, dtype=torch.float32).eval(), load_tokenizer(tiny_model_path)
+
+
+def test_same_answers_as_stock_hflm(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    rows = load_mini("orthogonal")[:10] + load_mini("difficulty_scaling")[:10]
+    stock = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4).loglikelihood(requests_for(rows))
+    fast = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=3).loglikelihood(requests_for(rows))
+    assert len(stock) == len(fast) == 41
+    for (ll_s, greedy_s), (ll_f, greedy_f) in zip(stock, fast):
+        assert ll_f == pytest.approx(ll_s, abs=1e-4)
+        assert greedy_f == greedy_s
+
+
+def test_score_cache_round_trip(model_and_tokenizer, tmp_path):
+    model, tokenizer = model_and_tokenizer
+    rows = load_mini("moral_transfer")[:6]
+    cache = ScoreCache({"test": 1}, root=tmp_path)
+    first = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=4, score_cache=cache).loglikelihood(requests_for(rows))
+    assert cache.misses == 13 and cache.hits == 0
+    reloaded = ScoreCache({"test": 1}, root=tmp_path)
+    lm = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=4, score_cache=reloaded)
+    assert lm.loglikelihood(requests_for(rows)) == first
+    assert reloaded.hits == 13 and reloaded.misses == 0
+    assert ScoreCache({"test": 2}, root=tmp_path).entries == {}  # another identity shares nothing
+
+
+def test_identity_changes_with_the_adapter(trained_run, tiny_model_path):
+    plain = model_identity(tiny_model_path, None, "float32", 2048)
+    adapted = model_identity(tiny_model_path, str(trained_run / "adapter"), "float32", 2048)
+    assert plain != adapted and len(adapted["adapter"]) == 64
+
+
+def test_second_adapter_reuses_the_base_rows(trained_run, tmp_path):
+    runner = CliRunner()
+    args = ["eval", str(trained_run), "--suite", "mini", "--limit", 5, "--device", "cpu"]
+    first = runner.invoke(app, [*args, "--output", str(tmp_path / "a.json")])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, [*args, "--output", str(tmp_path / "b.json")])
+    assert second.exit_code == 0, second.output
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
+    assert b["score_cache"]["base"]["misses"] == 0 and b["score_cache"]["model"]["misses"] == 0
+    assert a["shifts"] == b["shifts"] and a["coherence"] == b["coherence"]
+    fresh = runner.invoke(app, [*args, "--no-cache", "--output", str(tmp_path / "c.json")])
+    c = json.loads((tmp_path / "c.json").read_text())
+    assert fresh.exit_code == 0 and not c.get("score_cache")
+    assert c["shifts"] == a["shifts"]
