@@ -1,9 +1,15 @@
 """A faster model for the same harness: lm-eval's HFLM with a cheaper loglikelihood and a score cache (spec §13).
 
-Stock HFLM runs a log-softmax over the full vocabulary at every position of every request; this
-subclass asks the model for its final hidden states, applies the LM head only at continuation
-positions, and computes the log-softmax there. The inputs, truncation and batching rules are HFLM's,
-so it returns the same `(summed log-prob, is_greedy)` for every request (tested to 1e-4).
+Stock HFLM runs every request as its own sequence and a log-softmax over the full vocabulary at every
+position. This subclass
+  * packs the requests that share a context (a pair's chosen and rejected, or any multiple choice) into
+    one sequence: the context once, then each continuation, with a block attention mask (a
+    continuation sees the context and itself, never a sibling) and position ids that restart after the
+    context, so each continuation is computed exactly as if it ran alone; and
+  * asks the model for its final hidden states only, applies the LM head at continuation positions,
+    and computes the log-softmax there.
+It returns the same `(summed log-prob, is_greedy)` as HFLM for every request (tested to 1e-4); a
+request that HFLM would truncate from the left runs alone, by HFLM's rule.
 
 `ScoreCache` remembers those answers per model identity (base weights, adapter checksum, dtype,
 max length), keyed by the exact (context, continuation) strings. `innerdpo eval` uses it so the base
@@ -106,33 +112,73 @@ class FastHFLM(HFLM):
         if self.score_cache is not None:
             self.score_cache.hits += len(requests) - len(todo)
             self.score_cache.misses += len(todo)
-        # Longest first, as HFLM does: the first batch shows any out-of-memory at once.
-        todo.sort(key=lambda i: -(len(requests[i][1]) + len(requests[i][2])))
+
+        # Requests that share a context (a pair's chosen and rejected) become one packed sequence:
+        # the context once, then each continuation, attending only to the context and itself.
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index in todo:
+            _, context_enc, continuation_enc = requests[index]
+            if len(context_enc) + len(continuation_enc) > self.max_length + 1:
+                groups[("single", index)] = [index]  # truncated from the left: HFLM's rule, one by one
+            else:
+                groups.setdefault(tuple(context_enc), []).append(index)
+        packs = sorted(groups.values(), key=lambda g: -self._packed_length([requests[i] for i in g]))
         batch_size = self.batch_size if isinstance(self.batch_size, int) else (override_bs or 16)
         computed = []
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            for index, answer in zip(chunk, self._score_batch([requests[i] for i in chunk])):
-                answers[index] = answer
-                computed.append((requests[index][0], answer))
+        for start in range(0, len(packs), batch_size):
+            chunk = packs[start:start + batch_size]
+            for indices, group_answers in zip(chunk, self._score_packs([[requests[i] for i in g] for g in chunk])):
+                for index, answer in zip(indices, group_answers):
+                    answers[index] = answer
+                    computed.append((requests[index][0], answer))
         if self.score_cache is not None:
             self.score_cache.put_many(computed)
         return answers
 
+    def _packed_length(self, group) -> int:
+        _, context_enc, _ = group[0]
+        if len(group) == 1:
+            return len((context_enc + group[0][2])[-(self.max_length + 1):][:-1])
+        return len(context_enc) + sum(len(cont) - 1 for _, _, cont in group)
+
+    def _layout(self, group):
+        """Tokens, position ids, segment ids (0 = context, i = continuation i) and, per continuation, the
+        positions whose next-token predictions score it."""
+        _, context_enc, first_cont = group[0]
+        if len(group) == 1:  # HFLM's input rule, truncation included
+            tokens = (context_enc + first_cont)[-(self.max_length + 1):][:-1]
+            lo = len(tokens) - len(first_cont)
+            return tokens, list(range(len(tokens))), [0] * len(tokens), [list(range(lo, len(tokens)))]
+        tokens, positions, segments, score_at = list(context_enc), list(range(len(context_enc))), [0] * len(context_enc), []
+        for segment, (_, _, cont) in enumerate(group, start=1):
+            start = len(tokens)
+            body = cont[:-1]  # the last continuation token is only ever a target
+            tokens += body
+            positions += range(len(context_enc), len(context_enc) + len(body))
+            segments += [segment] * len(body)
+            score_at.append([len(context_enc) - 1] + list(range(start, start + len(body))))
+        return tokens, positions, segments, score_at
+
     @torch.no_grad()
-    def _score_batch(self, batch) -> list[tuple[float, bool]]:
-        """HFLM's input rule — (context + continuation)[-(max_length+1):][:-1], right-padded — then the head
-        at the continuation positions only."""
-        inputs, spans = [], []
-        for _, context_enc, continuation_enc in batch:
-            tokens = (context_enc + continuation_enc)[-(self.max_length + 1):][:-1]
-            inputs.append(tokens)
-            spans.append((len(tokens) - len(continuation_enc), len(tokens)))
-        width = max(len(t) for t in inputs)
+    def _score_packs(self, packs) -> list[list[tuple[float, bool]]]:
+        layouts = [self._layout(group) for group in packs]
+        width = max(len(tokens) for tokens, *_ in layouts)
+        rows = len(layouts)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        input_ids = torch.full((len(inputs), width), pad, dtype=torch.long, device=self.device)
-        for row, tokens in enumerate(inputs):
-            input_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        input_ids = torch.full((rows, width), pad, dtype=torch.long, device=self.device)
+        position_ids = torch.zeros((rows, width), dtype=torch.long, device=self.device)
+        segment_ids = torch.full((rows, width), -1, dtype=torch.long, device=self.device)
+        for row, (tokens, positions, segments, _) in enumerate(layouts):
+            n = len(tokens)
+            input_ids[row, :n] = torch.tensor(tokens)
+            position_ids[row, :n] = torch.tensor(positions)
+            segment_ids[row, :n] = torch.tensor(segments)
+        # query q sees key k when k ≤ q and k is context or in q's own continuation; padding sees itself only
+        index = torch.arange(width, device=self.device)
+        causal = index[None, :, None] >= index[None, None, :]
+        same = (segment_ids[:, None, :] == 0) | (segment_ids[:, None, :] == segment_ids[:, :, None])
+        real = segment_ids[:, :, None] >= 0
+        mask = (causal & same & real) | torch.eye(width, dtype=torch.bool, device=self.device)[None]
 
         causal_lm = unwrap_causal_lm(self.model)
         decoder, _, _, head = model_parts(causal_lm)
@@ -140,11 +186,17 @@ class FastHFLM(HFLM):
         handle = decoder.register_forward_hook(
             lambda _m, _i, out: final.append(out[0] if isinstance(out, tuple) else out.last_hidden_state))
         try:
-            self.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+            self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask[:, None],
+                       use_cache=False, logits_to_keep=1)
         finally:
             handle.remove()
-        hidden = torch.cat([final[0][row, lo:hi] for row, (lo, hi) in enumerate(spans)])  # [N, d]
-        targets = torch.tensor([t for _, _, cont in batch for t in cont], dtype=torch.long, device=hidden.device)
+        hidden_rows, targets = [], []
+        for row, (group, (_, _, _, score_at)) in enumerate(zip(packs, layouts)):
+            for (_, _, cont), at in zip(group, score_at):
+                hidden_rows.append(final[0][row, at])
+                targets.extend(cont)
+        hidden = torch.cat(hidden_rows)  # [N, d]
+        targets = torch.tensor(targets, dtype=torch.long, device=hidden.device)
         token_logp, greedy = [], []
         for start in range(0, hidden.shape[0], HEAD_CHUNK):
             logits = head(hidden[start:start + HEAD_CHUNK]).float()
@@ -153,8 +205,11 @@ class FastHFLM(HFLM):
             greedy.append(logits.argmax(-1) == t)
         token_logp, greedy = torch.cat(token_logp).tolist(), torch.cat(greedy).tolist()
         answers, offset = [], 0
-        for _, _, continuation_enc in batch:
-            n = len(continuation_enc)
-            answers.append((float(sum(token_logp[offset:offset + n])), all(greedy[offset:offset + n])))
-            offset += n
+        for group in packs:
+            group_answers = []
+            for _, _, cont in group:
+                n = len(cont)
+                group_answers.append((float(sum(token_logp[offset:offset + n])), all(greedy[offset:offset + n])))
+                offset += n
+            answers.append(group_answers)
         return answers

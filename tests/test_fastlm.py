@@ -70,3 +70,16 @@ def test_second_adapter_reuses_the_base_rows(trained_run, tmp_path):
     c = json.loads((tmp_path / "c.json").read_text())
     assert fresh.exit_code == 0 and not c.get("score_cache")
     assert c["shifts"] == a["shifts"]
+
+
+def test_three_choices_and_left_truncation_match_stock(model_and_tokenizer):
+    model, tokenizer = model_and_tokenizer
+    rows = load_mini("in_domain")[:4]
+    pairs = [(r["prompt"], " " + c) for r in rows for c in (r["chosen"], r["rejected"], "Nobody knows.")]
+    make = lambda: [Instance(request_type="loglikelihood", doc={}, arguments=p, idx=i) for i, p in enumerate(pairs)]  # noqa: E731
+    longest = max(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for _, c in pairs)
+    for max_length in (2048, longest + 2):  # the second truncates most requests from the left
+        stock = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=5, max_length=max_length).loglikelihood(make())
+        fast = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=2, max_length=max_length).loglikelihood(make())
+        for (ll_s, greedy_s), (ll_f, greedy_f) in zip(stock, fast):
+            assert ll_f == pytest.approx(ll_s, abs=1e-4) and greedy_f == greedy_s
