@@ -151,6 +151,33 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-
     console.print(table)
 
 
+# --------------------------------------------------------------------------- demo
+
+
+@app.command("demo")
+@handle_errors
+def demo_command(
+    base_model: str = typer.Option("smollm2-135m", "--base-model", help="smollm2-135m (a real 135M model, CPU: ~10 min) "
+                                   "or tiny-random (seconds)."),
+    quick: bool = typer.Option(False, "--quick", help="Smallest sizes: a smoke test of the whole pipeline."),
+    home: str = typer.Option(None, "--home", help="Workspace (default $INNERDPO_HOME or ./innerdpo)."),
+) -> None:
+    """Run the whole pipeline offline: the base model and dpo, ipo, hs-none/ether/supr-InnerDPO trained on the
+    mini suite, each scored on the four shifts by the lm-eval harness through the run queue; prints the table."""
+    _quiet_libraries()
+    from innerdpo_bench.demo import run_demo
+
+    run_demo(base_model=base_model, quick=quick, home=home, console=console)
+
+
+# Commands defined in their own modules register themselves on `app` when imported.
+from innerdpo_bench import cli_eval  # noqa: E402,F401
+from innerdpo_bench import cli_queue  # noqa: E402,F401
+from innerdpo_bench import cli_stats  # noqa: E402,F401
+from innerdpo_bench import cli_tui  # noqa: E402,F401
+from innerdpo_bench import cli_gate  # noqa: E402,F401
+
+
 def main() -> None:
     app()
 

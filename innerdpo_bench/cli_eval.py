@@ -27,8 +27,12 @@ def eval_command(
                                      show_default=False),
     suite: str | None = typer.Option(None, "--suite", help="alpaca_easy (default), math_easy, code_easy, arc_easy, "
                                      "alpaca_low_quality, or mini (offline synthetic).", show_default=False),
-    limit: int | None = typer.Option(None, "--limit", help="First N rows of each shift (default 500, as the reference).",
+    limit: int | None = typer.Option(None, "--limit", help="N rows of each shift (default 500, as the reference): "
+                                     "the first N, or N seeded random rows with --sample random.",
                                      show_default=False),
+    sample: str = typer.Option("first", "--sample", help="Which --limit rows: first | random (seeded by "
+                               "--sample-seed; the same seed always picks the same rows)."),
+    sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of --sample random."),
     batch_size: str = typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
     data_dir: str | None = typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.",
@@ -37,8 +41,10 @@ def eval_command(
                                       "template when it has one, as training does | on | off (lm-eval's "
                                       "--apply_chat_template)."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout instead of the table."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute every score instead of reusing cached ones "
-                                  "(the base model's rows are otherwise computed once per base and suite)."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything. Otherwise an unchanged evaluation "
+                                  "(same base, adapter checksum, tasks, suite, rows, sampling, chat template, dtype) "
+                                  "is returned from the cache without loading a model, and the base model's rows are "
+                                  "computed once per base and suite."),
     output: str | None = typer.Option(None, "--output", help="Where to write eval.json (default RUN/eval.json, else "
                                       "./eval-<name>.json); per-row scores go beside it as <stem>_rows.jsonl.",
                                       show_default=False),
@@ -63,12 +69,21 @@ def eval_command(
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
                       apply_chat_template=apply_chat_template, output=output, progress=say,
-                      use_cache=not no_cache)
+                      use_cache=not no_cache, sample=sample, sample_seed=sample_seed)
+    say_cache_hit(result.report)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, sort_keys=True, default=str))
         return
     _print_table(result.report)
     console.print(f"eval: {result.eval_path}\nrows: {result.rows_path}", soft_wrap=True)
+
+
+def say_cache_hit(report: dict) -> None:
+    """One stderr line when the evaluation came from the whole-evaluation cache (no model was loaded)."""
+    cache = report.get("cache") or {}
+    if cache.get("hit"):
+        err_console.print(f"using cached evaluation {cache['key']} (computed {cache.get('computed_at')}; "
+                          "--no-cache recomputes)", soft_wrap=True, markup=False)
 
 
 def _cell(metrics: dict, key: str, digits: int = 3, stderr: bool = True) -> str:

@@ -32,6 +32,20 @@ eval.json says `transforms_applied: false`.
 Outputs: eval.json (in the run directory, else `--output`, default `./eval-<name>.json`), and beside
 it `<stem>_rows.jsonl` (`eval_rows.jsonl` in a run directory): one record per row per shift with the
 checkpoint's and the base model's summed log-probs, token counts, row id and correctness.
+
+Rows. `limit` rows per shift: the first ones, or with `sample="random"` the ones `suites.sample_indices`
+picks with `sample_seed` (the task metadata `sample` / `sample_seed`, so plain lm_eval can ask for them too).
+
+Whole-evaluation cache. Before any model is loaded, `eval_cache_key` hashes what the numbers depend on:
+the base model (path or hub id; small files by content, weight files by name, size and mtime), the
+adapter (sha256 of its weights and adapter_config.json), the task version (sha256 of `tasks/` YAML and
+utils.py plus the scoring and data code: this module, fastlm.py, suites.py, data/pairs.py, data/mini.py),
+the installed lm_eval / transformers / peft / torch versions, the suite (a data directory: its path and
+file contents), the row cap, the sampling, the chat-template setting and the dtype. A hit copies
+`cache_dir()/evals/<key>/` (eval.json and rows.jsonl) to the outputs, with `cache: {"hit": true, "key": …}`
+in eval.json, and runs no model and no harness. Device and batch size are not in the key: they change
+scores only by float rounding. `use_cache=False` (`--no-cache`) neither reads this cache nor the per-request
+score cache, and refreshes the entry with the recomputed result.
 """
 
 from __future__ import annotations
@@ -47,7 +61,7 @@ from pathlib import Path
 from innerdpo_bench import __version__, rundir, suites
 from innerdpo_bench.data.mini import SHIFTS
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.models import builtin_name, load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.models import builtin_name, cache_dir, load_causal_lm, load_tokenizer, resolve_base_model
 
 GROUP = "innerdpo_shifts"
 METRICS = ("acc", "acc_sum", "logratio")
@@ -302,7 +316,7 @@ def _load_model(ckpt: Checkpoint, device: str, dtype, apply_chat_template: bool)
     return model.eval(), tokenizer
 
 
-# --------------------------------------------------------------------------- evaluate
+# --------------------------------------------------------------------------- whole-evaluation cache
 
 
 @dataclass
@@ -312,37 +326,203 @@ class EvalResult:
     rows_path: Path
 
 
+EVAL_CACHE = "evals"                      # under models.cache_dir()
+CACHED_ROWS = "rows.jsonl"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt")
+HASHED_FILE_BYTES = 64 << 20              # base-model files above this are fingerprinted, not hashed
+# Besides tasks/: the code that turns data into scores. Any edit to these starts a fresh cache.
+SCORING_CODE = ("evaluate.py", "fastlm.py", "suites.py", "data/pairs.py", "data/mini.py")
+KEYED_PACKAGES = ("lm_eval", "transformers", "peft", "torch")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_files(paths: list[Path], root: Path) -> str:
+    """One digest over the names (relative to `root`) and contents of `paths`."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + _sha256_file(path).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def task_version() -> str:
+    """sha256 of the lm-eval task folder (every YAML and utils.py) and of `SCORING_CODE`."""
+    tasks = suites.tasks_dir()
+    task_files = sorted(p for p in tasks.iterdir() if p.is_file() and ("yaml" in p.name or p.name == "utils.py"))
+    package = Path(__file__).parent
+    return hashlib.sha256((_sha256_files(task_files, tasks) +
+                           _sha256_files([package / name for name in SCORING_CODE], package)).encode()).hexdigest()
+
+
+def base_identity(base_model_path: str) -> dict:
+    """The base model as the cache sees it: its path (or hub id) and, for a directory, every file: weights by
+    name, size and mtime (hashing gigabytes would cost more than a cache hit saves), the rest (config,
+    tokenizer, chat template) by content."""
+    root = Path(base_model_path)
+    if not root.is_dir():
+        return {"base": str(base_model_path)}
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        if path.suffix in WEIGHT_SUFFIXES or stat.st_size > HASHED_FILE_BYTES:
+            # whole seconds: a CI cache restored from a tar keeps them, not always the nanoseconds
+            files[str(path.relative_to(root))] = f"{stat.st_size}:{int(stat.st_mtime)}"
+        else:
+            files[str(path.relative_to(root))] = _sha256_file(path)
+    return {"base": str(root), "files": files}
+
+
+def adapter_sha256(adapter_dir: str | None) -> str | None:
+    """sha256 of the adapter's weights file (`rows.adapter_checksum` reads it back from eval.json)."""
+    if adapter_dir is None:
+        return None
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        if (Path(adapter_dir) / name).is_file():
+            return _sha256_file(Path(adapter_dir) / name)
+    return None
+
+
+def _installed_versions() -> dict[str, str | None]:
+    """Package versions from their metadata: no import, so a cache hit does not pay for importing torch."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {"innerdpo_bench": __version__}
+    for package in KEYED_PACKAGES:
+        try:
+            found[package] = version(package.replace("_", "-"))
+        except PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def eval_cache_key(ckpt: Checkpoint, label: str, data_dir: str | None, rows_cap: int, sample: str,
+                   sample_seed: int | None, apply_chat_template: bool | None, dtype: str) -> tuple[str, dict]:
+    """(key, identity): 24 hex digits of sha256 over everything an evaluation's numbers depend on (module
+    docstring), and that identity itself (written beside the cached files as key.json)."""
+    data = {"suite": label}
+    if data_dir is not None:
+        root = Path(data_dir).expanduser().resolve()
+        data = {"data_dir": str(root),
+                "files": _sha256_files([root / f"{shift}.jsonl" for shift in SHIFTS], root)}
+    adapter = None
+    if ckpt.adapter is not None:
+        adapter_dir = Path(ckpt.adapter)
+        adapter = {"weights": adapter_sha256(ckpt.adapter) or str(adapter_dir.resolve()),
+                   "config": _sha256_file(adapter_dir / "adapter_config.json")}
+    identity = {"base_model": base_identity(ckpt.base_model_path), "adapter": adapter, "task_version": task_version(),
+                "versions": _installed_versions(), "data": data, "rows": rows_cap, "sample": sample,
+                "sample_seed": sample_seed, "apply_chat_template": apply_chat_template, "dtype": dtype}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+    return key, identity
+
+
+def eval_cache_dir(key: str) -> Path:
+    return cache_dir() / EVAL_CACHE / key
+
+
+def _read_cached(key: str) -> tuple[dict, str] | None:
+    """(eval.json, rows text) of a cached evaluation, or None when absent, partial or corrupt."""
+    entry = eval_cache_dir(key)
+    try:
+        report = json.loads((entry / rundir.EVAL).read_text(encoding="utf-8"))
+        rows_text = (entry / CACHED_ROWS).read_text(encoding="utf-8")
+    except (OSError, json.JSONDecodeError):
+        return None
+    recorded = (report.get("cache") or {}).get("rows_sha256") if isinstance(report, dict) else None
+    if recorded != hashlib.sha256(rows_text.encode("utf-8")).hexdigest():  # a half-copied or clobbered entry
+        return None
+    return report, rows_text
+
+
+def _write_cached(key: str, identity: dict, report: dict, rows_text: str) -> None:
+    """Store an evaluation: rows first, eval.json (naming the rows' checksum) last, each written atomically,
+    so a reader sees a whole entry or a checksum mismatch, never half of one."""
+    entry = eval_cache_dir(key)
+    entry.mkdir(parents=True, exist_ok=True)
+    rundir.atomic_write_text(entry / CACHED_ROWS, rows_text)
+    rundir.write_json(entry / "key.json", identity)
+    rundir.write_json(entry / rundir.EVAL, report)
+
+
+def _from_cache(key: str, ckpt: Checkpoint, eval_path: Path, started: float) -> EvalResult | None:
+    """A cached evaluation written to `eval_path` as this checkpoint's, or None on a miss. The numbers and how
+    they were computed (versions, device, timestamp) stay as cached; what names the checkpoint is this one's."""
+    cached = _read_cached(key)
+    if cached is None:
+        return None
+    report, rows_text = cached
+    computed = {"computed_at": report.get("timestamp"), "computed_seconds": report.get("seconds")}
+    report.update({
+        "checkpoint": str(ckpt.run_dir or ckpt.adapter or ckpt.spec), "kind": ckpt.kind, "base_model": ckpt.base_model,
+        "base_model_path": ckpt.base_model_path, "adapter": ckpt.adapter, **ckpt.identity(),
+        "rows_file": rows_path_for(eval_path).name,
+        # no request was scored by this call
+        "score_cache": {name: {**entry, "hits": 0, "misses": 0} for name, entry in (report.get("score_cache") or {}).items()},
+        "cache": {**report["cache"], "hit": True, "key": key, **computed},
+    })
+    report["seconds"] = round(time.time() - started, 2)
+    return _write_outputs(eval_path, report, rows_text)
+
+
+def _write_outputs(eval_path: Path, report: dict, rows_text: str) -> EvalResult:
+    eval_path.parent.mkdir(parents=True, exist_ok=True)
+    rows_path = rows_path_for(eval_path)
+    rundir.atomic_write_text(rows_path, rows_text)
+    rundir.write_json(eval_path, report)
+    return EvalResult(report, eval_path, rows_path)
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
 def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None,
              batch_size: int | str = DEFAULT_BATCH_SIZE, device: str | None = "auto", data_dir: str | None = None,
              apply_chat_template: bool | None = None, output: str | None = None, dtype: str = "float32",
-             use_cache: bool = True,
+             use_cache: bool = True, sample: str | None = None, sample_seed: int | None = None,
              progress: Callable[[str], None] | None = None) -> EvalResult:
-    """Score `checkpoint` on every shift of `suite` (or `data_dir`), first `limit` rows each (default 500),
-    write eval.json and the rows file, and return the report. `progress` receives status lines.
-    `apply_chat_template` None (auto) uses the model's chat template when it has one, as training does.
-    `use_cache`: reuse scores of identical requests for the same model identity (`fastlm.ScoreCache`): the
-    base model's rows are computed once and shared by every adapter of that base."""
+    """Score `checkpoint` on every shift of `suite` (or `data_dir`), `limit` rows each (default 500; the first
+    ones, or `sample="random"` seeded by `sample_seed`), write eval.json and the rows file, and return the
+    report. `progress` receives status lines. `apply_chat_template` None (auto) uses the model's chat template
+    when it has one, as training does. `use_cache`: return the cached evaluation when every input is unchanged
+    (module docstring; eval.json then says `cache.hit`), else reuse scores of identical requests for the same
+    model identity (`fastlm.ScoreCache`): the base model's rows are computed once and shared by every adapter
+    of that base. False recomputes everything and refreshes the whole-evaluation cache."""
     say = progress or (lambda message: None)
     started = time.time()
     ckpt = resolve_checkpoint(checkpoint)
-    # Suite, data directory and row cap are checked before anything heavy is loaded.
+    # Suite, data directory, row cap and sampling are checked before anything heavy is loaded.
     refs = suites.suite_refs(suite, data_dir)
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}")
     rows_cap = suites.check_rows(limit)
+    how, seed = suites.check_sample(sample, sample_seed)
     label = suites.suite_label(suite, data_dir)
     shifts = [s for s in SHIFTS if refs[s] is not None]
     skipped = {s: f"suite {label} has no {s} dataset" for s in SHIFTS if refs[s] is None}
     batch = _batch_size(batch_size)
     eval_path = Path(output).expanduser() if output else (
         ckpt.run_dir / rundir.EVAL if ckpt.run_dir is not None else Path.cwd() / f"eval-{ckpt.name}.json")
+    key, identity = eval_cache_key(ckpt, label, data_dir, rows_cap, how, seed, apply_chat_template, dtype)
+    if use_cache:
+        hit = _from_cache(key, ckpt, eval_path, started)
+        if hit is not None:
+            return hit
 
     import torch
     from innerdpo_bench.fastlm import FastHFLM, ScoreCache, model_identity
     from lm_eval.tasks import TaskManager
 
-    say(f"loading {label} data: {', '.join(shifts)} (up to {rows_cap} rows each)")
+    picked = "first" if how == "first" else f"random, seed {seed}"
+    say(f"loading {label} data: {', '.join(shifts)} (up to {rows_cap} rows each, {picked})")
     metadata = {"rows": rows_cap, "tokenizer": ckpt.base_model_path}
+    if how == "random":
+        metadata.update(sample=how, sample_seed=seed)
     metadata.update({"data_dir": str(Path(data_dir).expanduser().resolve())} if data_dir is not None else {"suite": label})
     task_manager = TaskManager(include_path=str(suites.tasks_dir()), include_defaults=False, metadata=metadata)
     group, tasks = _shift_group(task_manager, shifts)
@@ -382,6 +562,8 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
         "suite": label,
         "data_dir": metadata.get("data_dir"),
         "limit": rows_cap,
+        "sample": how,
+        "sample_seed": seed,
         "apply_chat_template": bool(apply_chat_template),
         "transforms_applied": False,
         "device": device,
@@ -399,15 +581,17 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
             "aggregate": _metrics(base_results["groups"][GROUP]),
         },
         "coherence": coherence(rows.get("in_domain", [])),
-        "provenance": {s: suites.provenance(refs[s], shift_metrics[s]["n"]) for s in shifts},
+        "provenance": {s: suites.provenance(refs[s], shift_metrics[s]["n"], how, seed) for s in shifts},
         "rows_file": rows_path_for(eval_path).name,
+        "adapter_sha256": adapter_sha256(ckpt.adapter),
         "harness": _harness_section(results),
     }
     report["seconds"] = round(time.time() - started, 2)  # model loading and both harness runs
 
-    eval_path.parent.mkdir(parents=True, exist_ok=True)
-    rows_path = rows_path_for(eval_path)
-    lines = [json.dumps(r, sort_keys=True) for s in shifts for r in rows[s]]
-    rundir.atomic_write_text(rows_path, "\n".join(lines) + "\n")
-    rundir.write_json(eval_path, report)
-    return EvalResult(report, eval_path, rows_path)
+    rows_text = "\n".join(json.dumps(r, sort_keys=True) for s in shifts for r in rows[s]) + "\n"
+    report["cache"] = {"hit": False, "key": key, "rows_sha256": hashlib.sha256(rows_text.encode("utf-8")).hexdigest()}
+    try:
+        _write_cached(key, identity, report, rows_text)
+    except OSError as err:  # a read-only or full cache costs the next run its shortcut, not this result
+        say(f"could not store the evaluation in the cache {eval_cache_dir(key)} ({err.strerror or err})")
+    return _write_outputs(eval_path, report, rows_text)

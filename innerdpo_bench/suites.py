@@ -15,7 +15,8 @@ Short names are configs of `wassname/genies_preferences` (split `test`); "ethics
 `wassname/ethics_expression_preferences` config `justice` split `test`; `wassname/medical-dpo-V2` has
 only the split `data`. `mini` is the project's offline synthetic suite. A directory of
 `<shift>.jsonl` files can stand in for a suite (`data_dir`). Rows are the first `rows` of each
-dataset (500 by default, as the reference), validated by `pairs.normalize_row`.
+dataset (500 by default, as the reference), validated by `pairs.normalize_row`; `sample="random"` takes
+`rows` rows chosen by a seed instead (`sample_indices`), kept in dataset order.
 
 `math_easy` has no moral_transfer dataset in the reference: asking for that shift is a UserError
 naming the suite, and `innerdpo eval` scores the other three shifts and records the skip.
@@ -23,6 +24,7 @@ naming the suite, and `innerdpo eval` scores the other three shifts and records 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from innerdpo_bench.data.mini import SHIFTS
@@ -33,6 +35,7 @@ TASKS_PACKAGE = "innerdpo_bench.tasks"   # the top-level `tasks/` folder, instal
 DEFAULT_SUITE = "alpaca_easy"
 DEFAULT_ROWS = 500
 MINI_SUITE = "mini"
+SAMPLES = ("first", "random")   # which `rows` rows of a dataset: the first ones, or a seeded random subset
 
 SCORING_RULE = (
     "correct if the mean per-token log-prob of chosen > rejected (strict), continuation tokens counted "
@@ -115,24 +118,60 @@ def check_rows(rows) -> int:
     return value
 
 
+def check_sample(sample=None, sample_seed=None) -> tuple[str, int | None]:
+    """(`first` | `random`, seed) from flags or task metadata (which may bring strings); the seed is None for
+    `first` and defaults to 0 for `random`."""
+    name = "first" if sample in (None, "") else str(sample).strip().lower()
+    if name not in SAMPLES:
+        raise unknown_choice("sample", name, SAMPLES)
+    if name == "first":
+        return name, None
+    if sample_seed in (None, ""):
+        return name, 0
+    try:
+        seed = int(sample_seed)
+    except (TypeError, ValueError):
+        raise UserError(f"sample seed must be a non-negative integer, got {sample_seed!r}") from None
+    if seed < 0 or str(seed) != str(sample_seed).strip():
+        raise UserError(f"sample seed must be a non-negative integer, got {sample_seed!r}")
+    return name, seed
+
+
+def sample_indices(total: int, rows: int, seed: int) -> list[int]:
+    """`rows` of `total` row indices picked by `seed`, ascending: index i is ranked by sha256("seed:i") and the
+    lowest `rows` ranks are kept. Deterministic on every platform and library version (no RNG), and nested:
+    with the same seed, N rows are a subset of N + k rows. All rows when `rows` >= `total`."""
+    if rows >= total:
+        return list(range(total))
+    ranked = sorted(range(total), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
+    return sorted(ranked[:rows])
+
+
 def load_shift(shift: str, suite: str | None = None, data_dir: str | Path | None = None,
-               rows=None) -> list[dict[str, str]]:
-    """The first `rows` `{prompt, chosen, rejected}` rows of one shift of a suite (or data directory)."""
+               rows=None, sample=None, sample_seed=None) -> list[dict[str, str]]:
+    """`rows` `{prompt, chosen, rejected}` rows of one shift of a suite (or data directory): the first ones, or
+    with `sample="random"` the ones `sample_indices` picks with `sample_seed`, in dataset order."""
     if shift not in SHIFTS:
         raise unknown_choice("shift", shift, SHIFTS)
     ref = suite_refs(suite, data_dir)[shift]
     if ref is None:
         raise UserError(f"suite {suite_label(suite, data_dir)!r} has no {shift} dataset; score the other shifts "
                         f"(innerdpo eval skips it; with lm_eval, list the other innerdpo_* tasks)")
-    return load_pairs(ref, limit=check_rows(rows))
+    cap = check_rows(rows)
+    how, seed = check_sample(sample, sample_seed)
+    if how == "first":
+        return load_pairs(ref, limit=cap)
+    every = load_pairs(ref)
+    return [every[i] for i in sample_indices(len(every), cap, seed)]
 
 
-def provenance(ref: DatasetRef, rows: int) -> dict:
-    """Where one shift's rows came from and how they were scored, for eval.json."""
+def provenance(ref: DatasetRef, rows: int, sample: str = "first", sample_seed: int | None = None) -> dict:
+    """Where one shift's rows came from, how they were picked and how they were scored, for eval.json."""
     if ref.kind == "mini":
         dataset, config, split = "innerdpo_bench.data.mini", None, ref.path
     elif ref.kind == "file":
         dataset, config, split = ref.path, None, None
     else:
         dataset, config, split = ref.path, ref.config, ref.split
-    return {"dataset": dataset, "config": config, "split": split, "rows": rows, "scoring_rule": SCORING_RULE}
+    return {"dataset": dataset, "config": config, "split": split, "rows": rows, "sample": sample,
+            "sample_seed": sample_seed, "scoring_rule": SCORING_RULE}

@@ -56,20 +56,32 @@ def test_identity_changes_with_the_adapter(trained_run, tiny_model_path):
     assert plain != adapted and len(adapted["adapter"]) == 64
 
 
-def test_second_adapter_reuses_the_base_rows(trained_run, tmp_path):
+def test_second_adapter_reuses_the_base_rows(trained_run, tmp_path, monkeypatch):
+    """Two adapters of one base: the second computes only its own rows; the base rows come from the cache."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.setenv("INNERDPO_CACHE", str(tmp_path / "cache"))  # empty score and evaluation caches
+    other = tmp_path / "other-adapter"
+    shutil.copytree(trained_run / "adapter", other)
+    weights = load_file(str(other / "adapter_model.safetensors"))
+    save_file({k: v + 0.01 if "lora_B" in k else v for k, v in weights.items()}, str(other / "adapter_model.safetensors"))
+
     runner = CliRunner()
-    args = ["eval", str(trained_run), "--suite", "mini", "--limit", 5, "--device", "cpu"]
-    first = runner.invoke(app, [*args, "--output", str(tmp_path / "a.json")])
-    assert first.exit_code == 0, first.output
-    second = runner.invoke(app, [*args, "--output", str(tmp_path / "b.json")])
-    assert second.exit_code == 0, second.output
-    a, b = (json.loads((tmp_path / f).read_text()) for f in ("a.json", "b.json"))
-    assert b["score_cache"]["base"]["misses"] == 0 and b["score_cache"]["model"]["misses"] == 0
-    assert a["shifts"] == b["shifts"] and a["coherence"] == b["coherence"]
-    fresh = runner.invoke(app, [*args, "--no-cache", "--output", str(tmp_path / "c.json")])
-    c = json.loads((tmp_path / "c.json").read_text())
-    assert fresh.exit_code == 0 and not c.get("score_cache")
-    assert c["shifts"] == a["shifts"]
+    reports = []
+    for name, adapter in (("a", trained_run / "adapter"), ("b", other)):
+        result = runner.invoke(app, ["eval", str(adapter), "--suite", "mini", "--limit", 5, "--device", "cpu",
+                                     "--output", str(tmp_path / f"{name}.json")])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads((tmp_path / f"{name}.json").read_text()))
+    a, b = reports
+    assert a["score_cache"]["base"]["misses"] == 40 and a["score_cache"]["model"]["misses"] == 40
+    assert b["score_cache"]["base"]["misses"] == 0 and b["score_cache"]["base"]["hits"] == 40
+    assert b["score_cache"]["model"]["misses"] == 40
+    for shift, metrics in a["base"]["shifts"].items():
+        assert b["base"]["shifts"][shift]["acc"] == metrics["acc"]
+    assert a["shifts"] != b["shifts"] or a["coherence"] != b["coherence"]  # the second adapter really ran
 
 
 def test_three_choices_and_left_truncation_match_stock(model_and_tokenizer):

@@ -1,0 +1,382 @@
+"""`innerdpo queue ...`, `innerdpo worker` and `innerdpo runs`: queue runs, work through them, and print the results table."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import signal
+import threading
+import time
+
+import typer
+
+# Defined before `innerdpo_bench.cli` is imported: when this module is imported first, cli's last lines import
+# cli_tui, which reads HOME_HELP from this (then half-loaded) module.
+HOME_HELP = "Workspace holding store.sqlite and runs/ (default: $INNERDPO_HOME, else ./innerdpo)."
+STORE_BUSY_TIMEOUT_S = 30.0   # how long a command waits for another process's write lock
+
+from innerdpo_bench import table as results_table  # noqa: E402
+from innerdpo_bench.cli import _config_parameters, app, console, err_console, handle_errors  # noqa: E402
+from innerdpo_bench.errors import UserError  # noqa: E402
+from innerdpo_bench.store import STATUSES, Store, resolve_home  # noqa: E402
+
+queue_app = typer.Typer(
+    help="Queue runs for `innerdpo worker`: add, add-base, ls, cancel, retry, rm, move.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(queue_app, name="queue")
+
+SUITE_HELP = "Eval suite after training: alpaca_easy (default), math_easy, code_easy, arc_easy, alpaca_low_quality, mini."
+LIMIT_HELP = "Eval: first N rows of each shift (default 500)."
+
+
+def _home_option():
+    return typer.Option(None, "--home", help=HOME_HELP, show_default=False)
+
+
+def _open(home: str | None) -> Store:
+    return Store(home, busy_timeout_s=STORE_BUSY_TIMEOUT_S)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, time.time() - seconds)
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.0f}m" if seconds < 7200 else f"{seconds / 3600:.0f}h"
+
+
+# --------------------------------------------------------------------------- queue add
+
+
+def _add_parameters() -> list[inspect.Parameter]:
+    """train's TrainConfig flags (minus --output-dir and --quiet) plus the queue's own."""
+    params = [p for p in _config_parameters() if p.name not in ("output_dir", "quiet")]
+    extra = {
+        "seeds": (str | None, typer.Option(None, "--seeds", help="Comma-separated seeds, one run each "
+                                           "(overrides --seed).", rich_help_panel="Queue", show_default=False)),
+        "suite": (str | None, typer.Option(None, "--suite", help=SUITE_HELP, rich_help_panel="Queue",
+                                           show_default=False)),
+        "limit": (int | None, typer.Option(None, "--limit", help=LIMIT_HELP, rich_help_panel="Queue",
+                                           show_default=False)),
+        "home": (str | None, typer.Option(None, "--home", help=HOME_HELP, rich_help_panel="Queue",
+                                          show_default=False)),
+    }
+    for name, (annotation, option) in extra.items():
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
+    return params
+
+
+@handle_errors
+def add_command(**kwargs) -> None:
+    """Queue METHOD for training then evaluation: one run per seed. Takes every `innerdpo train` flag.
+
+    Example: innerdpo queue add hs-none-InnerDPO --seeds 1,2,3 --suite mini --limit 100
+    """
+    from innerdpo_bench.queue import parse_seeds, train_specs
+
+    seeds = parse_seeds(kwargs.pop("seeds"))
+    suite, limit, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("home")
+    specs = train_specs(kwargs, seeds, suite, limit)
+    with _open(home) as store:
+        run_ids = store.add_runs(specs)
+        home_path = store.home
+    for run_id, spec in zip(run_ids, specs):
+        console.print(f"queued run {run_id}: {spec['name']} seed {spec['train']['seed']}", soft_wrap=True)
+    console.print(f"[dim]start a worker: innerdpo worker --home {home_path}[/dim]", soft_wrap=True)
+
+
+add_command.__signature__ = inspect.Signature(_add_parameters())
+queue_app.command("add", context_settings={"help_option_names": ["-h", "--help"]})(add_command)
+
+
+@queue_app.command("add-base")
+@handle_errors
+def add_base_command(
+    base_model: str = typer.Argument(..., help="Hub id, model directory, or a built-in base (tiny-random, "
+                                     "smollm2-135m).", show_default=False),
+    suite: str | None = typer.Option(None, "--suite", help=SUITE_HELP, show_default=False),
+    limit: int | None = typer.Option(None, "--limit", help=LIMIT_HELP, show_default=False),
+    home: str | None = _home_option(),
+) -> None:
+    """Queue an eval-only run of a base model (method "none"): the reference row of the results table."""
+    from innerdpo_bench.queue import base_spec
+
+    spec = base_spec(base_model, suite, limit)
+    with _open(home) as store:
+        run_id = store.add_run(spec, kind="eval")
+    console.print(f"queued run {run_id}: base model {spec['eval']['checkpoint']} (eval only)", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------- queue ls, cancel, retry, rm, move
+
+
+@queue_app.command("ls")
+@handle_errors
+def ls_command(
+    as_json: bool = typer.Option(False, "--json", help="Every run as JSON, in queue order."),
+    show_all: bool = typer.Option(False, "--all", "-a", help="Show done runs too."),
+    home: str | None = _home_option(),
+) -> None:
+    """The queue: running runs, queued runs in the order workers take them, then failed and cancelled ones."""
+    from innerdpo_bench.queue import queue_order
+
+    with _open(home) as store:
+        runs = queue_order(store.list_runs())
+    if as_json:
+        records = [results_table.run_record(run) for run in runs]
+        typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
+        return
+    shown = [run for run in runs if show_all or run.status != "done"]
+    from rich.markup import escape
+    from rich.table import Table
+
+    view = Table(title=f"queue ({', '.join(f'{n} {s}' for s, n in _counts(runs).items() if n)})" if runs else
+                 "queue (empty)", title_justify="left")
+    for column, justify in (("id", "right"), ("status", "left"), ("name", "left"), ("seed", "right"),
+                            ("attempts", "right"), ("worker", "left"), ("heartbeat", "right"), ("error", "left")):
+        view.add_column(column, justify=justify, overflow="fold")
+    styles = {"running": "cyan", "queued": "", "failed": "red", "cancelled": "yellow", "done": "green"}
+    for run in shown:
+        status = "cancelling" if run.cancel_requested and run.status == "running" else run.status
+        seed = run.spec.get("train", {}).get("seed")
+        view.add_row(str(run.id), f"[{styles[run.status]}]{status}[/]" if styles[run.status] else status,
+                     escape(run.name), "-" if seed is None else str(seed), str(run.attempts), run.worker or "-",
+                     _age(run.heartbeat_at) if run.status == "running" else "-", escape(run.error or ""))
+    console.print(view)
+    done = sum(run.status == "done" for run in runs)
+    if done and not show_all:
+        console.print(f"[dim]{done} done run(s) hidden: innerdpo runs (results) or queue ls --all[/dim]")
+
+
+def _counts(runs) -> dict[str, int]:
+    return {status: sum(run.status == status for run in runs) for status in STATUSES}
+
+
+@queue_app.command("cancel")
+@handle_errors
+def cancel_command(run_id: int = typer.Argument(..., help="Run id (innerdpo queue ls)."),
+                   home: str | None = _home_option()) -> None:
+    """Cancel a run: a queued one at once, a running one within a few seconds (its worker stops it)."""
+    with _open(home) as store:
+        outcome = store.cancel(run_id)
+    console.print(f"run {run_id} cancelled" if outcome == "cancelled" else
+                  f"run {run_id}: cancel requested; its worker stops it at its next heartbeat")
+
+
+@queue_app.command("retry")
+@handle_errors
+def retry_command(run_id: int = typer.Argument(..., help="Run id of a failed or cancelled run."),
+                  home: str | None = _home_option()) -> None:
+    """Queue a failed or cancelled run again (a complete checkpoint it left is reused, not retrained)."""
+    with _open(home) as store:
+        store.retry(run_id)
+    console.print(f"run {run_id} queued again")
+
+
+@queue_app.command("rm")
+@handle_errors
+def rm_command(run_id: int = typer.Argument(..., help="Run id of a run that is not running."),
+               home: str | None = _home_option()) -> None:
+    """Remove a run and its results from the store; its run directory stays on disk."""
+    with _open(home) as store:
+        run_dir = store.get_run(run_id).run_dir
+        store.remove(run_id)
+    console.print(f"run {run_id} removed" + (f"; its directory {run_dir} is kept" if run_dir else ""), soft_wrap=True)
+
+
+@queue_app.command("move")
+@handle_errors
+def move_command(
+    run_id: int = typer.Argument(..., help="Queued run to move."),
+    before: int | None = typer.Option(None, "--before", help="Put it just ahead of this queued run.",
+                                      show_default=False),
+    to_front: bool = typer.Option(False, "--to-front", help="Put it first in the queue."),
+    home: str | None = _home_option(),
+) -> None:
+    """Reorder the queue: move a queued run to the front, or ahead of another queued run."""
+    if to_front == (before is not None):
+        raise UserError("queue move needs exactly one of --before RUN_ID or --to-front")
+    with _open(home) as store:
+        store.move(run_id, before=before, to_front=to_front)
+    console.print(f"run {run_id} moved " + ("to the front" if to_front else f"ahead of run {before}"))
+
+
+# --------------------------------------------------------------------------- worker
+
+
+@app.command("worker")
+@handle_errors
+def worker_command(
+    home: str | None = _home_option(),
+    devices: str | None = typer.Option(None, "--devices", help="GPU indices, one worker loop each, e.g. 0,1 "
+                                       "(sets CUDA_VISIBLE_DEVICES per run); cpu for one CPU loop. Default: every "
+                                       "visible GPU, else cpu.", show_default=False),
+    once: bool = typer.Option(False, "--once", help="Exit when nothing is queued or running, instead of waiting "
+                              "for new runs (a crashed worker's run is picked up once it goes stale)."),
+    max_runs: int | None = typer.Option(None, "--max-runs", help="Exit after claiming N runs (all loops together).",
+                                        show_default=False),
+    poll: float = typer.Option(2.0, "--poll", help="Seconds between looks at an empty queue."),
+    stale_after: float = typer.Option(60.0, "--stale-after", help="Seconds without a heartbeat after which a "
+                                      "running run is re-queued (use one value for every worker of a home)."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="A run that goes stale this many times fails."),
+    grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL when stopping a run."),
+    submitit: bool = typer.Option(False, "--submitit", help="Start the worker(s) as submitit jobs (SLURM where "
+                                  "available, else local processes) instead of here; each drains the queue.",
+                                  rich_help_panel="submitit (SLURM)"),
+    jobs: int = typer.Option(1, "--jobs", help="Number of submitit jobs, one worker each.",
+                             rich_help_panel="submitit (SLURM)"),
+    cluster: str | None = typer.Option(None, "--cluster", help="slurm | local | debug (default: slurm where "
+                                       "available, else local).", rich_help_panel="submitit (SLURM)",
+                                       show_default=False),
+    gpus_per_job: int | None = typer.Option(None, "--gpus-per-job", help="GPUs per job (default 1 on SLURM, none "
+                                            "locally); the job's worker runs one loop per GPU.",
+                                            rich_help_panel="submitit (SLURM)", show_default=False),
+    timeout_min: int = typer.Option(24 * 60, "--timeout-min", help="Job time limit in minutes.",
+                                    rich_help_panel="submitit (SLURM)"),
+    partition: str | None = typer.Option(None, "--partition", help="SLURM partition.",
+                                         rich_help_panel="submitit (SLURM)", show_default=False),
+    wait: bool = typer.Option(False, "--wait", help="Wait for the jobs to end and report what they did.",
+                              rich_help_panel="submitit (SLURM)"),
+) -> None:
+    """Work through the queue: claim a run, train then evaluate it in subprocesses (logs in its run directory).
+
+    SIGTERM or Ctrl-C stops the worker: the current run's subprocess is stopped (SIGTERM, then SIGKILL after
+    --grace) and the run goes back to the queue; the worker exits with code 130. A worker killed outright
+    (SIGKILL) takes its subprocess with it (Linux), and its run is re-queued once it is --stale-after silent.
+    """
+    from innerdpo_bench.queue import WorkerOptions, parse_devices, serve
+
+    options = WorkerOptions(poll_s=poll, stale_after_s=stale_after, grace_s=grace, max_attempts=max_attempts,
+                            once=once, max_runs=max_runs).validate()
+    if submitit:
+        _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition,
+                parse_devices(devices) if devices is not None else None, wait)
+        return
+    device_list = parse_devices(devices)
+    stop = threading.Event()
+    signalled: list[int] = []
+
+    def on_signal(signum, frame) -> None:
+        if not signalled:
+            err_console.print(f"[yellow]{signal.Signals(signum).name}: stopping; the current run goes back to the "
+                              "queue[/yellow]")
+        signalled.append(signum)
+        stop.set()
+
+    _open(home).close()  # a corrupt, locked or newer store: one clear line before anything starts
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        console.print(f"worker on {', '.join(device_list)}: {resolve_home(home)}", soft_wrap=True, markup=False)
+        processed = serve(home, device_list, options, stop, say=lambda message: console.print(message, soft_wrap=True,
+                                                                                               markup=False))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    console.print(f"worker done: {processed} run(s) processed")
+    if signalled:
+        raise typer.Exit(130)
+
+
+
+def _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices, wait) -> None:
+    from innerdpo_bench.errors import RunFailed
+    from innerdpo_bench.queue import submit_workers
+
+    if cluster is not None and cluster not in ("slurm", "local", "debug"):
+        from innerdpo_bench.errors import unknown_choice
+
+        raise unknown_choice("--cluster", cluster, ("slurm", "local", "debug"))
+    submitted = submit_workers(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices)
+    for job in submitted:
+        console.print(f"submitted worker job {job.job_id}: log {job.paths.stdout}", soft_wrap=True, markup=False)
+    if not wait:
+        return
+    failed = []
+    for job in submitted:
+        try:
+            console.print(f"job {job.job_id}: {job.result()} run(s) processed")
+        except Exception as err:  # submitit's FailedJobError and friends carry the job's traceback
+            failed.append(f"job {job.job_id}: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}")
+    if failed:
+        raise RunFailed(f"{len(failed)} worker job(s) failed: {'; '.join(failed)} (logs in the paths above)")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@app.command("runs")
+@handle_errors
+def runs_command(
+    home: str | None = _home_option(),
+    fmt: str = typer.Option("table", "--format", help="table | markdown (GitHub, 3 decimals) | csv | json."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json: every run with its spec, status, "
+                                 "results and provenance."),
+    sort: str | None = typer.Option(None, "--sort", help="Column to sort by: name, in_domain, difficulty_scaling, "
+                                    "moral_transfer, orthogonal, mean, nll_ratio, status, seed, id (default), n. "
+                                    "Missing values go last.", show_default=False),
+    reverse: bool = typer.Option(False, "--reverse", help="Sort descending (missing values still last)."),
+    group_seeds: bool = typer.Option(False, "--group-seeds", help="One row per set of runs that differ only by "
+                                     "seed: mean ± sample std, and n."),
+    baseline: int | None = typer.Option(None, "--baseline", help="Show the four shift columns as differences from "
+                                        "this run's.", show_default=False),
+    filter_expr: str = typer.Option("", "--filter", help=results_table.FILTER_HELP),
+    metric: str = typer.Option("acc", "--metric", help="What the shift cells hold: acc (mean per-token log-prob of "
+                               "chosen > rejected), acc_sum (summed log-prob), reward_acc / reward_acc_sum "
+                               "(implicit reward against the base, adapter disabled), transfer (gain(shift) / "
+                               "gain(in_domain), gain = acc − base acc)."),
+) -> None:
+    """The results table: acc per shift, their mean, nll_ratio, status, seed and id, one row per run.
+
+    Base models (queue add-base) are the `none` rows. --format markdown pastes into a paper unchanged and ends
+    with a caption naming the data behind each column. With --baseline, a delta whose 95% paired bootstrap
+    interval (over the rows both runs scored) includes 0 is marked (ns).
+    """
+    fmt = "json" if as_json else fmt
+    if fmt not in results_table.FORMATS:
+        from innerdpo_bench.errors import unknown_choice
+
+        raise unknown_choice("--format", fmt, results_table.FORMATS)
+    from innerdpo_bench.rows import METRIC_COLUMNS, provenance_caption
+
+    if metric not in METRIC_COLUMNS:
+        from innerdpo_bench.errors import unknown_choice
+
+        raise unknown_choice("--metric", metric, METRIC_COLUMNS)
+    with _open(home) as store:
+        runs = store.list_runs()
+        provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
+    view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
+                                    group_seeds=group_seeds, baseline=baseline, metric=metric)
+    if fmt == "json":
+        typer.echo(results_table.to_json(view, provenance), nl=False)
+    elif fmt == "markdown":
+        shown = [run for row in view.rows for run in row.runs if run.results]
+        caption = provenance_caption(shown, provenance) if shown else ""
+        typer.echo(results_table.to_markdown(view) + (f"\n{caption}\n" if caption else ""), nl=False)
+    elif fmt == "csv":
+        typer.echo(results_table.to_csv(view), nl=False)
+    else:
+        _print_rich(view)
+
+
+def _print_rich(view: results_table.Table) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = "runs" + (f" (shift columns: Δ vs run {view.baseline})" if view.baseline is not None else "")
+    rich_table = Table(title=title, title_justify="left")
+    numeric = set(results_table.NUMERIC_COLUMNS) | {"seed", "id", "n"}
+    for column in view.columns:
+        rich_table.add_column(results_table.header(column, view), justify="right" if column in numeric else "left")
+    styles = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
+    for row in view.rows:
+        cells = [escape(results_table.cell(row, column, view)) for column in view.columns]
+        style = styles.get(str(row.values.get("status")))
+        status_index = view.columns.index("status")
+        if style:
+            cells[status_index] = f"[{style}]{cells[status_index]}[/{style}]"
+        rich_table.add_row(*cells)
+    console.print(rich_table)
+    if not view.rows:
+        console.print("[dim]no runs match; queue some with innerdpo queue add[/dim]")

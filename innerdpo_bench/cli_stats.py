@@ -1,0 +1,360 @@
+"""`innerdpo rescore`, `compare`, `transfer` and `plot`: statistics from a run's per-row records, no model loaded.
+
+A RUN is a store run id (with --home), a run directory, or an eval.json path. Formulas: docs/statistics.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import typer
+
+from innerdpo_bench import rows as run_rows
+from innerdpo_bench import stats
+from innerdpo_bench.cli import app, console, err_console, handle_errors
+from innerdpo_bench.errors import RunFailed, UserError
+
+RUN_HELP = "A store run id (with --home), a run directory, or an eval.json path."
+HOME_HELP = "Workspace holding store.sqlite (default: $INNERDPO_HOME, else ./innerdpo); needed for store run ids."
+METRIC_HELP = ("Scoring rule: mean (eval.json acc: mean per-token log-prob of chosen > rejected), sum (acc_sum: "
+               "summed log-prob), reward_mean / reward_sum (implicit reward logp_adapter − logp_base of chosen > "
+               "rejected, per token / summed; reward-bench's DPO score).")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _home_option():
+    return typer.Option(None, "--home", help=HOME_HELP, show_default=False)
+
+
+def _metric_option(default: str = "mean", help_text: str = METRIC_HELP):
+    return typer.Option(default, "--metric", help=help_text)
+
+
+def _num(value: float | None, digits: int = 3, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+
+
+def _table(title: str):
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    return Table(title=escape(title), title_justify="left", box=box.SIMPLE_HEAD)
+
+
+def _column(table, name: str, left: bool = False) -> None:
+    """The shift column never wraps; numbers are right-aligned."""
+    if name == "shift":
+        table.add_column(name, no_wrap=True)
+    else:
+        table.add_column(name, justify="left" if left else "right", no_wrap=name == "95% CI")
+
+
+def _echo_json(data) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _who(rows: run_rows.RunRows) -> str:
+    seed = f" seed {rows.seed}" if rows.seed is not None else ""
+    return f"{rows.ident} ({rows.name}{seed})"
+
+
+# --------------------------------------------------------------------------- rescore
+
+
+@app.command("rescore")
+@handle_errors
+def rescore_command(
+    run: str = typer.Argument(..., help=RUN_HELP, show_default=False),
+    metric: str = _metric_option("mean", "mean (checked against eval.json acc) or sum (against acc_sum)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output, with full provenance."),
+    home: str | None = _home_option(),
+) -> None:
+    """Recompute RUN's accuracy per shift from its per-row records and check it equals eval.json's.
+
+    Next to it: the implicit-reward accuracies (reward_mean, reward_sum: logp_adapter − logp_base of chosen >
+    rejected, per token / summed) and the base model's accuracy, from the same rows. Exit 1 if a recomputed
+    accuracy differs from the harness's.
+    """
+    run_rows.check_metric(metric, run_rows.BASE_METRICS)
+    rows = run_rows.load_run(run, home)
+    harness_key = run_rows.METRICS[metric].harness_key
+    reported = rows.report.get("shifts") or {}
+    shifts = {}
+    for shift, shift_rows in rows.shifts.items():
+        correct = shift_rows.score(metric)
+        acc = int(correct.sum()) / len(correct)
+        harness = (reported.get(shift) or {}).get(harness_key)
+        shifts[shift] = {
+            "n": len(correct), "acc": acc, "harness": harness, "match": harness is not None and acc == harness,
+            "reward_mean": float(shift_rows.score("reward_mean").mean()) if rows.has_adapter else None,
+            "reward_sum": float(shift_rows.score("reward_sum").mean()) if rows.has_adapter else None,
+            "base_acc": float(shift_rows.base_score(metric).mean()),
+        }
+    mismatched = [shift for shift, entry in shifts.items() if not entry["match"]]
+    if as_json:
+        _echo_json({"run": rows.ident, "name": rows.name, "seed": rows.seed, "eval_json": str(rows.eval_path),
+                    "rows_file": str(rows.rows_path), "metric": metric, "harness_metric": harness_key,
+                    "match": not mismatched, "shifts": shifts, "provenance": run_rows.provenance(rows)})
+    else:
+        _print_rescore(rows, metric, harness_key, shifts)
+    if mismatched:
+        raise RunFailed(f"rescored {harness_key} differs from {rows.eval_path} on {', '.join(mismatched)}")
+
+
+def _print_rescore(rows: run_rows.RunRows, metric: str, harness_key: str, shifts: dict) -> None:
+    table = _table(f"{_who(rows)} rescored from {rows.rows_path.name} (--metric {metric})")
+    for column in ("shift", "N", f"{harness_key} rows", "eval.json", "match", "reward_mean", "reward_sum", "base"):
+        _column(table, column)
+    for shift, entry in shifts.items():
+        table.add_row(shift, str(entry["n"]), _num(entry["acc"], 4), _num(entry["harness"], 4),
+                      "[green]yes[/green]" if entry["match"] else "[red]NO[/red]", _num(entry["reward_mean"], 4),
+                      _num(entry["reward_sum"], 4), _num(entry["base_acc"], 4))
+    console.print(table)
+    _print_provenance(rows)
+
+
+def _print_provenance(rows: run_rows.RunRows) -> None:
+    prov = run_rows.provenance(rows)
+    first = next(iter(prov.values()))
+    data = "; ".join(f"{shift} = {entry['data']}, N={entry['n']}" for shift, entry in prov.items())
+    versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items() if k in ("innerdpo_bench", "lm_eval"))
+    checksum = first["adapter_sha256"] or ("none (base model)" if not rows.has_adapter else "adapter file not found")
+    console.print(f"[dim]data: {data}\nbase model {first['base_model']}; adapter sha256 {checksum}; {versions}[/dim]",
+                  soft_wrap=True, markup=True, highlight=False)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@app.command("compare")
+@handle_errors
+def compare_command(
+    run_a: str = typer.Argument(..., help="Run A, the reference. " + RUN_HELP, show_default=False),
+    run_b: str = typer.Argument(..., help="Run B. " + RUN_HELP, show_default=False),
+    shift: list[str] | None = typer.Option(None, "--shift", help="Only this shift (repeatable). Default: every "
+                                           "shift both scored.", show_default=False),
+    group_seeds: bool = typer.Option(False, "--group-seeds", help="Pool each run with the store's done runs that "
+                                     "differ from it only by seed: per-seed accuracy, seed mean ± std, and the "
+                                     "paired test on per-row seed-mean correctness."),
+    metric: str = _metric_option(),
+    resamples: int = typer.Option(stats.RESAMPLES, "--resamples", help="Paired bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap random seed (the interval is reproducible)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    home: str | None = _home_option(),
+) -> None:
+    """Is B better than A? Per shift: accuracy of each, Δ = acc(B) − acc(A), its 95% paired bootstrap interval,
+    McNemar's exact p and Holm-adjusted p over the shifts.
+
+    Rows are matched by row id (sha256 of prompt, chosen, rejected): only rows both runs scored count.
+    Bootstrap: rows resampled jointly with replacement, percentile interval. McNemar: b = rows A gets right
+    and B wrong, c = the reverse, p = min(1, 2·P(X ≤ min(b, c))), X ~ Binomial(b + c, ½). Holm: the k-th
+    smallest of m p-values times (m − k + 1), made monotone. A Δ in bold has an interval that excludes 0.
+    """
+    run_rows.check_metric(metric)
+    shifts = run_rows.check_shifts(shift)
+    a, b = run_rows.load_runs([run_a, run_b], home)
+    runs_a, runs_b = [a], [b]
+    if group_seeds:
+        runs_a, runs_b = run_rows.seed_siblings(a, home), run_rows.seed_siblings(b, home)
+        if run_rows.seed_group_key(a) == run_rows.seed_group_key(b):
+            raise UserError(f"{a.ident} and {b.ident} differ only by seed: with --group-seeds both are the same group; "
+                            "compare them without it")
+    results = run_rows.compare_runs(runs_a, runs_b, metric, shifts, resamples, seed)
+    if as_json:
+        _echo_json({"a": _side(runs_a), "b": _side(runs_b), "metric": metric, "rule": run_rows.METRICS[metric].rule,
+                    "resamples": resamples, "seed": seed, "level": stats.LEVEL, "group_seeds": group_seeds,
+                    "shifts": [result.to_dict() for result in results]})
+        return
+    _print_compare(runs_a, runs_b, results, metric, resamples, seed, group_seeds)
+
+
+def _side(runs: list[run_rows.RunRows]) -> dict:
+    return {"name": runs[0].name, "runs": [r.ident for r in runs], "seeds": [r.seed for r in runs],
+            "eval_json": [str(r.eval_path) for r in runs]}
+
+
+def _print_compare(runs_a, runs_b, results, metric, resamples, seed, group_seeds) -> None:
+    from rich.markup import escape
+
+    def side(runs) -> str:
+        return _who(runs[0]) if len(runs) == 1 else f"{runs[0].name} ({len(runs)} seeds: " + \
+            ", ".join(r.ident for r in runs) + ")"
+
+    title = (f"B = {side(runs_b)}  vs  A = {side(runs_a)}\n--metric {metric}; Δ = B − A; 95% paired bootstrap over "
+             f"rows ({resamples:,} resamples, seed {seed})")
+    table = _table(title)
+    for column in ("shift", "N", "acc A", "acc B", "Δ", "95% CI", "b/c", "p McNemar", "p Holm"):
+        _column(table, column)
+    for result in results:
+        acc_a, acc_b = _num(result.acc_a), _num(result.acc_b)
+        if group_seeds:
+            acc_a, acc_b = (_seed_cell(result, "a"), _seed_cell(result, "b"))
+        delta = _num(result.delta, signed=True)
+        if result.significant:
+            delta = f"[bold {'green' if result.delta > 0 else 'red'}]{delta}[/]"
+        table.add_row(result.shift, str(result.n), acc_a, acc_b, delta,
+                      f"[{_num(result.lo, signed=True)}, {_num(result.hi, signed=True)}]", f"{result.b}/{result.c}",
+                      _p(result.p), _p(result.p_holm))
+    console.print(table)
+    for result in results:
+        if result.n < max(result.n_a, result.n_b):
+            console.print(f"[dim]{result.shift}: compared on the {result.n} rows both scored (A {result.n_a}, "
+                          f"B {result.n_b})[/dim]")
+    if group_seeds:
+        for label, runs, attr in (("A", runs_a, "seeds_a"), ("B", runs_b, "seeds_b")):
+            per_shift = "; ".join(f"{r.shift} " + ", ".join(f"s{s}={acc:.3f}" for s, acc in getattr(r, attr))
+                                  for r in results)
+            console.print(f"[dim]{label} per seed: {escape(per_shift)}[/dim]", soft_wrap=True)
+        console.print("[dim]pooled test: per-row correctness averaged over each group's seeds; b / c count rows "
+                      "where A's / B's seed mean is higher (sign test)[/dim]", soft_wrap=True)
+
+
+def _seed_cell(result: run_rows.ShiftComparison, side: str) -> str:
+    mean, std = result.seed_spread(side)
+    seeds = len(result.seeds_a if side == "a" else result.seeds_b)
+    return f"{mean:.3f} ± {std:.3f} ({seeds})" if std is not None else f"{mean:.3f} (1)"
+
+
+# --------------------------------------------------------------------------- transfer
+
+
+@app.command("transfer")
+@handle_errors
+def transfer_command(
+    run: str = typer.Argument(..., help=RUN_HELP, show_default=False),
+    metric: str = _metric_option("mean", "mean (acc) or sum (acc_sum)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    home: str | None = _home_option(),
+) -> None:
+    """How much of RUN's in-domain improvement carries over to each shift, from its per-row records.
+
+    gain(s) = acc(adapter, s) − acc(base, s), base = the same model with the adapter off, on the same rows.
+    transfer(s) = gain(s) / gain(in_domain); undefined (-) when gain(in_domain) = 0.
+    DE(s) = (acc(adapter, s) − acc(base, s)) / (acc(T, s) − acc(base, s)), GENIES' differential elicitation,
+    where T is the store's best done run trained on s's own dataset (same base model), all on the rows both
+    scored; shown when the store holds such a run.
+    """
+    run_rows.check_metric(metric, run_rows.BASE_METRICS)
+    rows = run_rows.load_runs([run], home)[0]
+    try:
+        candidates = run_rows.target_candidates(rows, home)
+    except UserError:  # no store: normalised transfer only
+        if rows.run is not None or home is not None:
+            raise
+        candidates = []
+    report = run_rows.transfer_report(rows, metric, candidates)
+    if as_json:
+        _echo_json({"run": rows.ident, "name": rows.name, "seed": rows.seed, "metric": metric,
+                    "shifts": [dataclasses.asdict(entry) for entry in report]})
+        return
+    from rich.markup import escape
+
+    table = _table(f"{_who(rows)}: transfer of the in-domain gain (--metric {metric})")
+    for column in ("shift", "N", "acc", "base acc", "gain", "transfer", "DE", "trained-on-shift run (acc, N)"):
+        _column(table, column, left=column.startswith("trained"))
+    for entry in report:
+        target = f"{entry.target_run} ({entry.target_acc:.3f}, N={entry.target_n})" if entry.target_run else "-"
+        table.add_row(entry.shift, str(entry.n), _num(entry.acc), _num(entry.base_acc), _num(entry.gain, signed=True),
+                      _num(entry.transfer, 2, signed=True), _num(entry.differential_elicitation, 2, signed=True),
+                      escape(target))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- plot
+
+
+@app.command("plot")
+@handle_errors
+def plot_command(
+    runs: list[str] | None = typer.Argument(None, help="RUNs to plot, each " + RUN_HELP[0].lower() + RUN_HELP[1:] +
+                                            " Default: every done run in the store.", show_default=False),
+    out: str = typer.Option("shifts.png", "--out", help="Output file: .png, .svg or .pdf."),
+    group_seeds: bool = typer.Option(False, "--group-seeds", help="One bar per set of runs that differ only by "
+                                     "seed: mean over seeds, whiskers ± seed std."),
+    metric: str = _metric_option(),
+    width_in: float = typer.Option(8.0, "--width-in", help="Figure width in inches."),
+    height_in: float = typer.Option(4.5, "--height-in", help="Figure height in inches."),
+    dpi: int = typer.Option(150, "--dpi", help="Dots per inch (a PNG is width·dpi × height·dpi pixels)."),
+    resamples: int = typer.Option(stats.RESAMPLES, "--resamples", help="Bootstrap resamples for the whiskers."),
+    seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
+    home: str | None = _home_option(),
+) -> None:
+    """Grouped bars of accuracy per shift, one bar per run (or seed group), for a paper.
+
+    Whiskers: a run's 95% bootstrap interval over its rows; with --group-seeds, ± the sample standard deviation
+    over seeds. The dotted line is chance (0.5).
+    """
+    from pathlib import Path
+
+    target = Path(out).expanduser()
+    if target.suffix.lower() not in PLOT_SUFFIXES:
+        raise UserError(f"--out {out}: the suffix must be one of {', '.join(PLOT_SUFFIXES)}")
+    if width_in <= 0 or height_in <= 0 or dpi <= 0:
+        raise UserError(f"--width-in, --height-in and --dpi must be positive (got {width_in:g}, {height_in:g}, {dpi})")
+    if resamples < 1:
+        raise UserError(f"--resamples must be at least 1, got {resamples}")
+    run_rows.check_metric(metric)
+    loaded = run_rows.load_runs(runs, home) if runs else _store_runs(home)
+    bars = run_rows.bar_series(loaded, metric, group_seeds, resamples, seed)
+    _draw(bars, target, metric, width_in, height_in, dpi)
+    console.print(f"plot: {target} ({len({bar.label for bar in bars})} series, "
+                  f"{round(width_in * dpi)}×{round(height_in * dpi)} px at {dpi} dpi)", soft_wrap=True, markup=False)
+
+
+def _store_runs(home: str | None) -> list[run_rows.RunRows]:
+    loaded, skipped = [], []
+    for run in run_rows.done_runs(home):
+        try:
+            loaded.append(run_rows.load_run(run))
+        except UserError:
+            skipped.append(str(run.id))
+    if skipped:
+        err_console.print(f"[dim]left out run(s) {', '.join(skipped)}: no per-row records[/dim]", soft_wrap=True)
+    if not loaded:
+        raise UserError("the store has no done run with per-row records to plot")
+    return loaded
+
+
+def _draw(bars: list[run_rows.Bar], target, metric: str, width_in: float, height_in: float, dpi: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from innerdpo_bench.data.mini import SHIFTS
+
+    labels = list(dict.fromkeys(bar.label for bar in bars))
+    shifts = [s for s in SHIFTS if any(bar.shift == s for bar in bars)]
+    by_key = {(bar.label, bar.shift): bar for bar in bars}
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(width_in, height_in), dpi=dpi, layout="constrained")
+    colors = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    for k, label in enumerate(labels):
+        present = [(i, by_key[(label, s)]) for i, s in enumerate(shifts) if (label, s) in by_key]
+        x = np.array([i for i, _ in present]) - 0.4 + width * (k + 0.5)
+        values = np.array([bar.value for _, bar in present])
+        errors = np.array([[bar.value - bar.lo for _, bar in present], [bar.hi - bar.value for _, bar in present]])
+        ax.bar(x, values, width * 0.92, yerr=np.clip(errors, 0.0, None), capsize=2, label=label,
+               color=colors(k % colors.N), error_kw={"elinewidth": 0.8, "capthick": 0.8})
+    ax.axhline(0.5, color="0.4", linestyle=":", linewidth=0.8)
+    ax.set_xticks(range(len(shifts)), [s.replace("_", " ") for s in shifts])
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel({"mean": "accuracy", "sum": "accuracy (summed log-prob)", "reward_mean": "implicit-reward accuracy",
+                   "reward_sum": "implicit-reward accuracy (summed)"}[metric])
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.legend(loc="outside upper center", ncols=min(len(labels), 4), fontsize="small", frameon=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=dpi, metadata={"Date": None} if target.suffix.lower() == ".svg" else None)
+    plt.close(fig)

@@ -1,0 +1,33 @@
+"""`innerdpo tui`: the live dashboard. Textual is imported only inside the command, never by the library."""
+
+from __future__ import annotations
+
+import typer
+
+from innerdpo_bench.cli import app, handle_errors
+from innerdpo_bench.cli_queue import HOME_HELP
+
+
+@app.command("tui")
+@handle_errors
+def tui_command(
+    home: str | None = typer.Option(None, "--home", help=HOME_HELP, show_default=False),
+    poll: float = typer.Option(1.0, "--poll", help="Seconds between reads of the store."),
+) -> None:
+    """Open the dashboard: live results table (sort, filter, baseline, pins, export), queue, run details.
+
+    It only reads the store and run files and queues intents (runs, cancels, evaluations) through the store;
+    quitting it never stops a run. Keys: ? for help, ctrl+p for every action by name, q to quit.
+    """
+    from innerdpo_bench.errors import UserError
+    from innerdpo_bench.store import Store
+
+    if not poll > 0:
+        raise UserError(f"--poll must be positive, got {poll}")
+    Store(home).close()  # a locked, corrupt or newer store: one error line, before the screen takes over
+    from innerdpo_bench.tui.app import InnerDPOApp
+
+    dashboard = InnerDPOApp(home, poll_s=poll)
+    dashboard.run()
+    if dashboard.return_code:  # it crashed (Textual printed the traceback); the runs go on regardless
+        raise typer.Exit(dashboard.return_code)

@@ -1,0 +1,145 @@
+"""`innerdpo demo`: the whole pipeline offline — the base model and five methods trained on the mini suite,
+each scored on the four shifts by the harness, through the run queue — ending with the seed-style table.
+
+Sizes are chosen so the default (SmolLM2-135M-Instruct on CPU) finishes in under 15 minutes on 2 cores:
+a short, higher-learning-rate training (the spec's 500 steps at 1e-5 would take hours on a CPU) and
+the first rows of each shift. They are printed before anything runs, and every run is an ordinary
+queue run: `innerdpo runs` and `innerdpo tui` show them afterwards, and re-running the demo reuses
+finished runs with identical specs instead of training them again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from innerdpo_bench import queue, table
+from innerdpo_bench.store import Run, Store, resolve_home
+
+DEMO_METHODS = ("dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    base_model: str
+    max_steps: int
+    learning_rate: float
+    batch_size: int
+    rows_per_shift: int
+    train_rows: int
+    seed: int = 0
+
+    @classmethod
+    def for_model(cls, base_model: str, quick: bool) -> DemoPlan:
+        if quick:
+            return cls(base_model, max_steps=3, learning_rate=1e-3, batch_size=2, rows_per_shift=8, train_rows=64)
+        if base_model.strip().lower() == "tiny-random":
+            return cls(base_model, max_steps=40, learning_rate=2e-3, batch_size=4, rows_per_shift=60, train_rows=400)
+        return cls(base_model, max_steps=24, learning_rate=1e-4, batch_size=4, rows_per_shift=40, train_rows=400)
+
+
+def demo_specs(plan: DemoPlan) -> list[dict]:
+    """The six run specs: the base model ("none") and one training run per method."""
+    specs = [queue.base_spec(plan.base_model, suite="mini", limit=plan.rows_per_shift)]
+    for method in DEMO_METHODS:
+        config = dict(method=method, base_model=plan.base_model, dataset="mini:train", max_rows=plan.train_rows,
+                      max_steps=plan.max_steps, learning_rate=plan.learning_rate, batch_size=plan.batch_size,
+                      effective_batch=plan.batch_size, logging_steps=1, seed=plan.seed)
+        specs.extend(queue.train_specs(config, suite="mini", limit=plan.rows_per_shift))
+    return specs
+
+
+def _same(spec: dict, run: Run) -> bool:
+    return json.dumps(spec, sort_keys=True) == json.dumps(run.spec, sort_keys=True)
+
+
+def enqueue(store: Store, specs: list[dict]) -> list[int]:
+    """Queue each spec unless an identical run exists; failed or cancelled twins are retried."""
+    existing = store.list_runs()
+    ids = []
+    for spec in specs:
+        twin = next((r for r in reversed(existing) if _same(spec, r) and r.status != "cancelled"), None)
+        if twin is None:
+            ids.append(store.add_run(spec, kind="eval" if "train" not in spec else "train_eval"))
+            continue
+        if twin.status == "failed":
+            store.retry(twin.id)
+        ids.append(twin.id)
+    return ids
+
+
+def _current_step(run: Run) -> tuple[int, int]:
+    """(steps logged, max steps) of a running training run, from its metrics.jsonl."""
+    total = (run.spec.get("train") or {}).get("max_steps", 0)
+    if not run.run_dir:
+        return 0, total
+    metrics = Path(run.run_dir) / queue.CHECKPOINT / "metrics.jsonl"
+    try:
+        lines = metrics.read_text().splitlines()
+    except OSError:
+        return 0, total
+    return (json.loads(lines[-1]).get("step", 0) if lines else 0), total
+
+
+def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | None = None, console=None) -> str:
+    """Queue the demo's runs, work through them with a progress display, and return the markdown table."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from innerdpo_bench.models import resolve_base_model
+
+    console = console or Console()
+    plan = DemoPlan.for_model(base_model, quick)
+    home_path = resolve_home(home)
+    console.print(f"[bold]innerdpo demo[/bold] in {home_path}: {json.dumps(asdict(plan))}")
+    with console.status(f"preparing base model {plan.base_model} (first time: fetch and convert)"):
+        resolve_base_model(plan.base_model)
+
+    with Store(home_path) as store:
+        ids = enqueue(store, demo_specs(plan))
+    stop = threading.Event()
+    errors: list[str] = []
+    worker = queue.Worker(home_path, None, queue.WorkerOptions(once=True, poll_s=0.5), stop,
+                          say=lambda message: errors.append(message) if "failed" in message else None)
+    thread = threading.Thread(target=worker.loop, name="demo-worker", daemon=True)
+    started = time.time()
+    thread.start()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console)
+    try:
+        with progress, Store(home_path) as store:
+            overall = progress.add_task("runs", total=len(ids))
+            current = progress.add_task("", total=1, visible=False)
+            while thread.is_alive():
+                runs = {r.id: r for r in store.list_runs() if r.id in ids}
+                finished = sum(r.status in ("done", "failed", "cancelled") for r in runs.values())
+                progress.update(overall, completed=finished)
+                running = next((r for r in runs.values() if r.status == "running"), None)
+                if running is not None:
+                    step, total = _current_step(running)
+                    stage = "training" if running.kind == "train_eval" and step < total else "evaluating"
+                    progress.update(current, visible=True, description=f"{running.name}: {stage}",
+                                    completed=min(step, total) if stage == "training" else 0,
+                                    total=total if stage == "training" else None)
+                thread.join(0.5)
+            runs = {r.id: r for r in store.list_runs() if r.id in ids}
+            progress.update(overall, completed=len(ids))
+            progress.update(current, visible=False)
+    except KeyboardInterrupt:
+        stop.set()
+        thread.join()
+        raise
+    failed = [r for r in runs.values() if r.status != "done"]
+    for run in failed:
+        console.print(f"[red]run {run.id} ({run.name}) {run.status}:[/red] {run.error}")
+    view = table.make_table([runs[i] for i in ids])
+    markdown = table.to_markdown(view)
+    console.print(f"\nmini suite, base model {plan.base_model}, {plan.rows_per_shift} rows per shift, "
+                  f"{plan.max_steps} training steps ({time.time() - started:.0f}s):\n")
+    console.print(markdown, markup=False, highlight=False, soft_wrap=True)
+    console.print("\nOpen the dashboard with [bold]innerdpo tui[/bold]"
+                  + (f" --home {home}" if home else "") + "; compare runs with [bold]innerdpo runs[/bold].")
+    return markdown

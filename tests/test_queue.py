@@ -1,0 +1,607 @@
+"""The queue and its worker: specs and commands, the `queue` CLI, and every fault (cancel, shutdown, a lost claim,
+a killed worker, a leftover subprocess, a deleted run directory, a full disk, a bad flag, NaN, racing workers,
+a corrupt or locked store).
+
+Most worker tests swap the train/eval subprocesses for FAKE_STAGE, a 20-line script that writes what the real
+ones write (status.json, eval.json) and sleeps as told, so they take seconds; the bad-flag and NaN tests run
+the real `innerdpo train`, and tests/test_worker_e2e.py runs everything real.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from innerdpo_bench import cli_queue, queue, rundir
+from innerdpo_bench.cli import app
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.store import STORE_FILE, Store
+
+SHIFTS = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
+runner = CliRunner()
+
+# argv: stage, run_dir, kind, spec JSON. spec["fake"][stage] = {"sleep": s, "exit": code, "error": text, "once": bool}:
+# with "once", only the stage's first run for this run id sleeps or fails (the marker lives beside the run dir,
+# so it survives the run dir's deletion).
+FAKE_STAGE = r'''
+import json, os, signal, sys, time
+from pathlib import Path
+stage, run_dir, kind, spec = sys.argv[1], Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+fake = spec.get("fake", {}).get(stage, {})
+marker = run_dir.parent / f"{run_dir.name}.{stage}.ran"
+if fake.get("once") and marker.exists():
+    fake = {}
+marker.touch()
+checkpoint = run_dir / "checkpoint"
+(run_dir / f"{stage}.pid").write_text(str(os.getpid()))
+def status(state, **extra):
+    (checkpoint / "status.json").write_text(json.dumps({"state": state, **extra}))
+def on_term(signum, frame):
+    if stage == "train":
+        status("interrupted", error="interrupted before the run finished")
+    sys.exit(130)
+signal.signal(signal.SIGTERM, on_term)
+print(f"{stage} started", flush=True)
+if stage == "train":
+    if checkpoint.exists() and any(checkpoint.iterdir()):
+        print(f"error: output directory {checkpoint} is not empty"); sys.exit(2)
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    status("running")
+time.sleep(fake.get("sleep", 0))
+if fake.get("exit"):
+    if stage == "train":
+        status("failed", error=fake.get("error", "boom"))
+    print("error:", fake.get("error", "boom"), flush=True)
+    sys.exit(fake["exit"])
+if stage == "train":
+    status("complete")
+else:
+    seed = spec.get("train", {}).get("seed", 0)
+    shifts = {s: {"acc": 0.5 + 0.1 * i + 0.01 * seed, "acc_stderr": 0.1, "n": 8} for i, s in enumerate(
+        ["in_domain", "difficulty_scaling", "moral_transfer", "orthogonal"])}
+    out = (checkpoint if kind == "train_eval" else run_dir) / "eval.json"
+    out.write_text(json.dumps({"shifts": shifts, "coherence": {"nll_ratio": 1.0 + seed / 100, "nll_diff": None},
+                               "provenance": {s: {"dataset": "mini:" + s, "N": 8} for s in shifts}}))
+print(f"{stage} finished", flush=True)
+'''
+
+# Runs the real CLI with the fake stages: python -c DRIVER FAKE_SCRIPT worker --home ...
+DRIVER = r'''
+import json, sys
+from innerdpo_bench import queue
+script = sys.argv[1]
+queue.stage_command = lambda run, stage, run_dir: [sys.executable, script, stage, str(run_dir), run.kind,
+                                                   json.dumps(run.spec)]
+from innerdpo_bench.cli import app
+app(sys.argv[2:], prog_name="innerdpo")
+'''
+
+
+@pytest.fixture
+def fake_stage(tmp_path, monkeypatch):
+    """Swap the train/eval subprocesses for FAKE_STAGE in this process; the script's path."""
+    script = tmp_path / "fake_stage.py"
+    script.write_text(FAKE_STAGE)
+    monkeypatch.setattr(queue, "stage_command", lambda run, stage, run_dir: [
+        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
+    return script
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+def fake_spec(seed=0, train=None, evaluation=None):
+    fake = {"train": train or {}, "eval": evaluation or {}}
+    return {"name": "dpo", "train": {"method": "dpo", "seed": seed}, "eval": {"suite": "mini", "limit": 8}, "fake": fake}
+
+
+def add(home, *specs, kind="train_eval"):
+    with Store(home) as store:
+        return store.add_runs(list(specs), kind=kind)
+
+
+def get(home, run_id):
+    with Store(home) as store:
+        return store.get_run(run_id)
+
+
+def options(**overrides):
+    values = {"poll_s": 0.05, "stale_after_s": 2.0, "grace_s": 3.0, "once": True} | overrides
+    return queue.WorkerOptions(**values)
+
+
+def work(home, stop=None, **overrides):
+    """One Worker loop, in this thread, until the queue is drained; the Worker."""
+    worker = queue.Worker(home, None, options(**overrides), stop or threading.Event())
+    worker.loop()
+    return worker
+
+
+def start_worker(home, **overrides):
+    """A Worker loop on a thread; (worker, thread, stop)."""
+    stop = threading.Event()
+    worker = queue.Worker(home, None, options(**overrides), stop)
+    thread = threading.Thread(target=worker.loop, daemon=True)
+    thread.start()
+    return worker, thread, stop
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def run_dir_of(home, run_id) -> Path:
+    return Path(get(home, run_id).run_dir)
+
+
+def pid_of(home, run_id, stage="train") -> int:
+    """The pid of the run's fake `stage` subprocess, once it has started."""
+    wait_for(lambda: get(home, run_id).run_dir is not None, what="the run to be claimed")
+    path = run_dir_of(home, run_id) / f"{stage}.pid"
+    wait_for(lambda: path.exists() and path.read_text(), what=f"{stage}.pid")
+    return int(path.read_text())
+
+
+# --------------------------------------------------------------------------- specs and commands
+
+
+def test_train_specs_one_per_seed_canonical_and_validated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    specs = queue.train_specs({"method": "HS-NONE-innerdpo", "base_model": "model", "alpha": 1.0, "seed": 7},
+                              seeds=[1, 2], suite="mini", limit=8)
+    assert [spec["train"]["seed"] for spec in specs] == [1, 2]
+    assert {spec["name"] for spec in specs} == {"hs-none-InnerDPO α=1"}
+    assert specs[0]["train"]["method"] == "hs-none-InnerDPO"
+    assert specs[0]["train"]["base_model"] == str(tmp_path / "model")  # the worker runs elsewhere
+    assert "output_dir" not in specs[0]["train"] and specs[0]["eval"] == {"suite": "mini", "limit": 8}
+    assert [spec["train"]["seed"] for spec in queue.train_specs({"method": "dpo", "seed": 7})] == [7]
+    with pytest.raises(UserError, match="unknown method 'dpx'"):
+        queue.train_specs({"method": "dpx"})
+    with pytest.raises(UserError, match="suite"):
+        queue.train_specs({"method": "dpo"}, suite="nope")
+    assert queue.base_spec("tiny-random", "mini", 4) == {
+        "name": "none", "eval": {"checkpoint": "tiny-random", "suite": "mini", "limit": 4}}
+
+
+@pytest.mark.parametrize("text, expected", [("1,2,3", [1, 2, 3]), ("5", [5]), (None, None)])
+def test_parse_seeds(text, expected):
+    assert queue.parse_seeds(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [("1,x", "comma-separated integers"), (",", "empty"), ("1,1", "repeats")])
+def test_parse_seeds_rejects(text, message):
+    with pytest.raises(UserError, match=message):
+        queue.parse_seeds(text)
+
+
+def test_stage_commands_turn_the_spec_into_train_and_eval_flags(home):
+    spec = {"name": "dpo", "train": {"method": "dpo", "seed": 3, "max_rows": None, "filter_sinks": False,
+                                     "norm_before_pool": True, "learning_rate": 1e-05},
+            "eval": {"suite": "mini", "limit": 8}}
+    (train_id,) = add(home, spec)
+    (base_id,) = add(home, {"name": "none", "eval": {"checkpoint": "tiny-random", "suite": None, "limit": 4}},
+                     kind="eval")
+    run, base = get(home, train_id), get(home, base_id)
+    run_dir = Path("/r")
+    python = [sys.executable, "-m", "innerdpo_bench"]
+    assert queue.stage_command(run, "train", run_dir) == [
+        *python, "train", "dpo", "--no-filter-sinks", "--learning-rate", "1e-05",
+        "--norm-before-pool", "--seed", "3", "--output-dir", "/r/checkpoint", "--quiet"]
+    assert queue.stage_command(run, "eval", run_dir) == [*python, "eval", "/r/checkpoint", "--suite", "mini",
+                                                         "--limit", "8"]
+    assert queue.stage_command(base, "eval", run_dir) == [*python, "eval", "tiny-random", "--limit", "4",
+                                                          "--output", "/r/eval.json"]
+    assert queue.default_run_dir(home, run) == home / "runs" / f"{train_id}-dpo-s3"
+    assert queue.default_run_dir(home, base) == home / "runs" / f"{base_id}-none-tiny-random"
+
+
+@pytest.mark.parametrize("log, line", [
+    ("noise\nerror: unknown method 'dpx'. Did you mean 'dpo'?\n", "unknown method 'dpx'. Did you mean 'dpo'?"),
+    ("Usage: x\n╭─ Error ────╮\n│ No such option: --bogus    │\n╰────────────╯\n", "No such option: --bogus"),
+    ("Traceback (most recent call last):\n  File x\nRuntimeError: CUDA out of memory\n", "RuntimeError: CUDA out of memory"),
+    ("", ""),
+])
+def test_error_line_finds_the_reason(log, line):
+    assert queue.error_line(log) == line
+
+
+@pytest.mark.parametrize("text, devices", [("0,1", ["0", "1"]), ("cpu", ["cpu"]), (" 3 ", ["3"])])
+def test_parse_devices(text, devices):
+    assert queue.parse_devices(text) == devices
+
+
+@pytest.mark.parametrize("text", ["gpu0", "0,0", ""])
+def test_parse_devices_rejects(text):
+    with pytest.raises(UserError, match="--devices"):
+        queue.parse_devices(text)
+
+
+def test_default_devices_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert queue.default_devices() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert queue.default_devices() == ["cpu"]
+
+
+# --------------------------------------------------------------------------- the worker, with fake stages
+
+
+def test_a_run_trains_evaluates_and_records_results_and_logs(home, fake_stage):
+    (run_id,) = add(home, fake_spec(seed=2))
+    (base_id,) = add(home, {"name": "none", "eval": {"checkpoint": "tiny-random"}}, kind="eval")
+    assert work(home).processed == 2
+    run = get(home, run_id)
+    assert (run.status, run.attempts, run.exit_code, run.error) == ("done", 1, 0, None)
+    assert run.results["in_domain"]["acc"] == pytest.approx(0.52)
+    assert run.results["orthogonal"]["acc"] == pytest.approx(0.82)
+    assert run.results["coherence"]["nll_ratio"] == pytest.approx(1.02)
+    assert set(run.results) == {*SHIFTS, "coherence"}
+    with Store(home) as store:
+        assert store.get_provenance(run_id)["moral_transfer"] == {"dataset": "mini:moral_transfer", "N": 8}
+    run_dir = Path(run.run_dir)
+    assert run_dir == home / "runs" / f"{run_id}-dpo-s2"
+    assert "train finished" in (run_dir / "train.log").read_text()
+    assert "eval finished" in (run_dir / "eval.log").read_text()
+    worker_log = (run_dir / "worker.log").read_text()
+    assert "attempt 1 claimed" in worker_log and "attempt 1 done" in worker_log
+    assert rundir.read_status(run_dir / "checkpoint")["state"] == "complete"
+    base = get(home, base_id)
+    assert base.status == "done" and (Path(base.run_dir) / "eval.json").is_file()
+
+
+def test_cancel_stops_the_running_subprocess_group(home, fake_stage):
+    (run_id,) = add(home, fake_spec(train={"sleep": 60}))
+    worker, thread, _ = start_worker(home, stale_after_s=1.0)
+    pid = pid_of(home, run_id)
+    with Store(home) as store:
+        assert store.cancel(run_id) == "cancelling"
+    thread.join(15)
+    assert not thread.is_alive()
+    run = get(home, run_id)
+    assert (run.status, run.error, run.exit_code) == ("cancelled", "cancelled while running", 130)
+    assert not alive(pid)
+    assert rundir.read_status(Path(run.run_dir) / "checkpoint")["state"] == "interrupted"
+
+
+def test_worker_stop_hands_the_run_back_and_the_next_attempt_keeps_the_old_checkpoint(home, fake_stage):
+    (run_id,) = add(home, fake_spec(train={"sleep": 60, "once": True}))
+    worker, thread, stop = start_worker(home)
+    pid = pid_of(home, run_id)
+    started = time.monotonic()
+    stop.set()
+    thread.join(15)
+    assert time.monotonic() - started < 5  # a shutdown does not wait for training
+    assert not alive(pid)
+    run = get(home, run_id)
+    assert (run.status, run.attempts, run.worker) == ("queued", 1, None)
+    run_dir = Path(run.run_dir)
+    assert "run returned to the queue" in (run_dir / "worker.log").read_text()
+    work(home)
+    run = get(home, run_id)
+    assert (run.status, run.attempts) == ("done", 2)
+    assert rundir.read_status(run_dir / "checkpoint.attempt-1")["state"] == "interrupted"
+    assert rundir.read_status(run_dir / "checkpoint")["state"] == "complete"
+    assert (run_dir / "train.log").read_text().count("attempt") == 2
+
+
+def test_a_lost_claim_stops_the_subprocess_and_leaves_the_run_to_its_new_owner(home, fake_stage):
+    (run_id,) = add(home, fake_spec(train={"sleep": 60}))
+    worker, thread, _ = start_worker(home, stale_after_s=1.0, once=False, max_runs=1)
+    pid = pid_of(home, run_id)
+    with Store(home) as store:
+        time.sleep(0.05)
+        assert store.requeue_stale(timeout_s=0) == [run_id]  # as if the worker had been silent
+    thread.join(15)
+    assert not thread.is_alive() and not alive(pid)
+    run = get(home, run_id)
+    assert (run.status, run.worker, run.finished_at) == ("queued", None, None)  # not finished by the old worker
+    assert "no longer held" in (Path(run.run_dir) / "worker.log").read_text()
+
+
+def test_a_stage_that_fails_records_its_error_line_and_retry_reuses_a_complete_checkpoint(home, fake_stage):
+    (run_id,) = add(home, fake_spec(evaluation={"exit": 3, "error": "suite mini has no rows", "once": True}))
+    work(home)
+    run = get(home, run_id)
+    assert (run.status, run.exit_code) == ("failed", 3)
+    assert run.error == "eval exited with code 3: suite mini has no rows"
+    assert run.results == {}
+    with Store(home) as store:
+        store.retry(run_id)
+    work(home)
+    run = get(home, run_id)
+    assert (run.status, run.attempts) == ("done", 1)
+    run_dir = Path(run.run_dir)
+    assert (run_dir / "train.log").read_text().count("train started") == 1  # trained once, evaluated twice
+    assert (run_dir / "eval.log").read_text().count("eval started") == 2
+    assert "complete from an earlier attempt" in (run_dir / "worker.log").read_text()
+
+
+def test_train_failure_prefers_status_json_error(home, fake_stage):
+    (run_id,) = add(home, fake_spec(train={"exit": 1, "error": "loss became nan at step 2"}))
+    work(home)
+    run = get(home, run_id)
+    assert (run.status, run.exit_code, run.error) == ("failed", 1, "train exited with code 1: loss became nan at step 2")
+
+
+def test_a_deleted_run_directory_under_a_queued_run_is_recreated(home, fake_stage):
+    (run_id,) = add(home, fake_spec(train={"exit": 1, "once": True}))
+    work(home)
+    run_dir = run_dir_of(home, run_id)
+    shutil.rmtree(run_dir)
+    with Store(home) as store:
+        store.retry(run_id)
+    work(home)
+    run = get(home, run_id)
+    assert run.status == "done" and Path(run.run_dir) == run_dir
+    assert "was missing (deleted?); recreated it" in (run_dir / "worker.log").read_text()
+
+
+def test_a_fresh_store_never_takes_an_old_run_directory_with_the_same_id(home, fake_stage):
+    (run_id,) = add(home, fake_spec())
+    work(home)
+    old_dir = run_dir_of(home, run_id)
+    (home / STORE_FILE).unlink()
+    for suffix in ("-wal", "-shm"):
+        (home / (STORE_FILE + suffix)).unlink(missing_ok=True)
+    (new_id,) = add(home, fake_spec())
+    assert new_id == run_id
+    work(home)
+    assert run_dir_of(home, new_id) == old_dir.with_name(old_dir.name + ".2")
+
+
+def test_disk_full_on_a_log_fails_the_run_with_a_clear_error_and_a_consistent_store(home, fake_stage, monkeypatch):
+    (run_id, other_id) = add(home, fake_spec(), fake_spec(seed=1))
+    real_open = open
+
+    def full_disk(path, *args, **kwargs):
+        if Path(path).name == "train.log" and f"/{run_id}-" in str(path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(queue, "open", full_disk, raising=False)
+    work(home)
+    run = get(home, run_id)
+    assert run.status == "failed"
+    assert run.error == f"cannot write the run directory ({run.run_dir}/train.log: No space left on device)"
+    assert run.results == {} and run.worker is not None and run.finished_at is not None
+    assert get(home, other_id).status == "done"  # the worker went on
+    with Store(home) as store:
+        assert store.counts() == {"queued": 0, "running": 0, "done": 1, "failed": 1, "cancelled": 0}
+
+
+def test_three_workers_racing_process_every_run_exactly_once(home, fake_stage):
+    run_ids = add(home, *[fake_spec(seed=seed) for seed in range(12)])
+    workers = [queue.Worker(home, None, options(), threading.Event()) for _ in range(3)]
+    threads = [threading.Thread(target=worker.loop) for worker in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sum(worker.processed for worker in workers) == 12
+    assert sum(1 for worker in workers if worker.processed) >= 2  # really contended
+    for run_id in run_ids:
+        run = get(home, run_id)
+        assert (run.status, run.attempts) == ("done", 1)
+        assert (Path(run.run_dir) / "worker.log").read_text().count("claimed") == 1
+
+
+def test_a_leftover_subprocess_of_an_earlier_attempt_is_stopped_first(home, fake_stage):
+    (run_id,) = add(home, fake_spec())
+    with Store(home) as store:
+        run = store.get_run(run_id)
+        run_dir = queue.default_run_dir(home, run)
+        run_dir.mkdir(parents=True)
+        store.set_run_dir(run_id, run_dir)
+    # an orphan whose command line names the run directory, as a real train subprocess's does
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(run_dir)],
+                              start_new_session=True)
+    rundir.write_json(run_dir / queue.CHILD, {"host": socket.gethostname(), "pid": orphan.pid, "stage": "train",
+                                              "attempt": 1})
+    work(home)
+    assert orphan.wait(timeout=10) == -signal.SIGTERM
+    assert get(home, run_id).status == "done"
+    assert f"stopping pid {orphan.pid}" in (run_dir / "worker.log").read_text()
+
+
+# --------------------------------------------------------------------------- the worker CLI as a process
+
+
+def worker_process(script, home, *args):
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(script), "worker", "--home", str(home), "--poll", "0.1",
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigterm_to_the_worker_requeues_the_run_and_exits_130(home, fake_stage):
+    (run_id,) = add(home, fake_spec(train={"sleep": 60}))
+    proc = worker_process(fake_stage, home, "--stale-after", "5", "--grace", "5")
+    pid = pid_of(home, run_id)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130, output
+    assert "SIGTERM: stopping" in output and "back in the queue" in output
+    assert "Traceback" not in output
+    assert not alive(pid)
+    run = get(home, run_id)
+    assert (run.status, run.attempts) == ("queued", 1)
+
+
+def test_a_killed_worker_takes_its_subprocess_along_and_a_restarted_one_finishes_the_run(home, fake_stage):
+    (run_id,) = add(home, fake_spec(train={"sleep": 60, "once": True}))
+    proc = worker_process(fake_stage, home, "--stale-after", "1")
+    pid = pid_of(home, run_id)
+    proc.kill()
+    proc.wait(timeout=10)
+    wait_for(lambda: not alive(pid), timeout=10, what="the orphaned train to die (PR_SET_PDEATHSIG)")
+    assert get(home, run_id).status == "running"  # until it goes stale
+    restarted = worker_process(fake_stage, home, "--stale-after", "1", "--once")
+    output, _ = restarted.communicate(timeout=60)
+    assert restarted.returncode == 0, output
+    run = get(home, run_id)
+    assert (run.status, run.attempts) == ("done", 2)
+    run_dir = Path(run.run_dir)
+    assert rundir.read_status(run_dir / "checkpoint.attempt-1")["state"] == "interrupted"
+    worker_log = (run_dir / "worker.log").read_text()
+    assert "stopped heartbeating" in worker_log and "attempt 2 done" in worker_log
+
+
+def test_two_device_loops_each_set_cuda_visible_devices(home, tmp_path, monkeypatch):
+    script = tmp_path / "env_stage.py"
+    script.write_text(FAKE_STAGE.replace('print(f"{stage} started", flush=True)',
+                                         'print("CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)'))
+    monkeypatch.setattr(queue, "stage_command", lambda run, stage, run_dir: [
+        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
+    run_ids = add(home, *[fake_spec(seed=seed, train={"sleep": 0.5}) for seed in range(4)])
+    assert queue.serve(home, ["0", "1"], options(), threading.Event()) == 4
+    seen = {(run_dir_of(home, run_id) / "train.log").read_text().split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
+            for run_id in run_ids}
+    assert seen == {"0", "1"}
+    assert {get(home, run_id).worker.rsplit(":", 1)[1] for run_id in run_ids} == {"0", "1"}
+
+
+def test_submitit_jobs_run_workers_that_drain_the_queue(home, fake_stage):
+    pytest.importorskip("submitit")
+    run_ids = add(home, *[fake_spec(seed=seed) for seed in range(3)])
+    jobs = queue.submit_workers(home, options(once=False), jobs=2, cluster="debug")  # debug: in this process
+    assert sum(job.result() for job in jobs) == 3  # a job's worker drains the queue even without --once
+    assert {get(home, run_id).status for run_id in run_ids} == {"done"}
+    with pytest.raises(UserError, match="--jobs must be at least 1"):
+        queue.submit_workers(home, options(), jobs=0, cluster="debug")
+
+
+# --------------------------------------------------------------------------- real train subprocesses
+
+
+def test_a_bad_flag_in_the_spec_fails_the_run_with_trains_usage_error(home, tiny_model_path):
+    spec = queue.train_specs({"method": "dpo", "base_model": "tiny-random", "dataset": "mini:train"})[0]
+    spec["train"]["bogus_flag"] = 1
+    (run_id,) = add(home, spec)
+    work(home)
+    run = get(home, run_id)
+    assert (run.status, run.exit_code) == ("failed", 2)
+    assert run.error.startswith("train exited with code 2: No such option: --bogus-flag")
+
+
+def test_nan_in_a_real_train_fails_the_run_with_the_loss_error(home, tiny_model_path):
+    config = {"method": "ipo", "base_model": "tiny-random", "dataset": "mini:in_domain", "max_steps": 6,
+              "learning_rate": 1e30, "max_grad_norm": 1e30, "beta": 0.01, "warmup_ratio": 0.0}
+    (run_id,) = add(home, *queue.train_specs(config, suite="mini", limit=4))
+    work(home, stale_after_s=10.0)
+    run = get(home, run_id)
+    assert (run.status, run.exit_code) == ("failed", 1)
+    assert run.error.startswith("train exited with code 1: loss became")
+    assert run.results == {}
+    assert rundir.read_status(Path(run.run_dir) / "checkpoint")["state"] == "failed"
+
+
+# --------------------------------------------------------------------------- the queue CLI
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def test_queue_commands(home):
+    added = invoke("queue", "add", "hs-none-innerdpo", "--base-model", "tiny-random", "--alpha", "1", "--seeds",
+                   "1,2,3", "--suite", "mini", "--limit", "8", "--home", home)
+    assert added.exit_code == 0, added.output
+    assert "queued run 1: hs-none-InnerDPO α=1 seed 1" in added.output
+    assert invoke("queue", "add-base", "tiny-random", "--limit", "4", "--home", home).exit_code == 0
+    listed = json.loads(invoke("queue", "ls", "--json", "--home", home).output)
+    assert [(run["id"], run["seed"], run["method"], run["kind"]) for run in listed] == [
+        (1, 1, "hs-none-InnerDPO", "train_eval"), (2, 2, "hs-none-InnerDPO", "train_eval"),
+        (3, 3, "hs-none-InnerDPO", "train_eval"), (4, None, "none", "eval")]
+    assert listed[0]["spec"]["train"]["alpha"] == 1.0 and listed[3]["spec"]["eval"]["limit"] == 4
+    assert invoke("queue", "move", 4, "--to-front", "--home", home).exit_code == 0
+    assert invoke("queue", "move", 3, "--before", 1, "--home", home).exit_code == 0
+    order = [run["id"] for run in json.loads(invoke("queue", "ls", "--json", "--home", home).output)]
+    assert order == [4, 3, 1, 2]
+    assert "run 2 cancelled" in invoke("queue", "cancel", 2, "--home", home).output
+    assert "run 2 queued again" in invoke("queue", "retry", 2, "--home", home).output
+    with Store(home) as store:
+        store.claim_next("w")  # run 4, the head
+    assert "cancel requested" in invoke("queue", "cancel", 4, "--home", home).output
+    table_text = invoke("queue", "ls", "--home", home).output
+    assert "cancelling" in table_text and "3 queued, 1 running" in table_text
+    removed = invoke("queue", "rm", 1, "--home", home)
+    assert removed.exit_code == 0 and "run 1 removed" in removed.output
+    assert [run["id"] for run in json.loads(invoke("queue", "ls", "--json", "--home", home).output)] == [4, 3, 2]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["queue", "add", "dpx"], "unknown method 'dpx'. Did you mean 'dpo'?"),
+    (["queue", "add", "dpo", "--seeds", "1,a"], "--seeds takes comma-separated integers"),
+    (["queue", "add", "dpo", "--suite", "alpaca_eazy"], "alpaca_eazy"),
+    (["queue", "add", "dpo", "--max-steps", "0"], "--max-steps must be at least 1"),
+    (["queue", "add", "dpo", "--limit", "0"], "--limit must be at least 1, got 0"),
+    (["queue", "cancel", "99"], "no run with id 99"),
+    (["queue", "retry", "1"], "run 1 is running; only failed or cancelled runs can be retried"),
+    (["queue", "move", "1"], "exactly one of --before RUN_ID or --to-front"),
+    (["queue", "move", "1", "--before", "1"], "cannot move run 1 before itself"),
+    (["queue", "rm", "2"], "run 2 is running; cancel it first"),
+    (["worker", "--devices", "gpu0"], "--devices takes GPU indices"),
+    (["worker", "--poll", "0"], "--poll must be positive"),
+    (["worker", "--max-runs", "0"], "--max-runs must be at least 1"),
+])
+def test_queue_and_worker_bad_input_is_one_line_and_exit_2(home, args, message):
+    add(home, fake_spec(), fake_spec())
+    with Store(home) as store:
+        store.claim_next("w")
+        store.claim_next("w")
+    result = invoke(*args, "--home", home)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_corrupt_store_is_one_line_for_every_command(home):
+    home.mkdir()
+    (home / STORE_FILE).write_bytes(b"not a database at all\n" * 100)
+    for args in (["queue", "ls"], ["queue", "add", "dpo"], ["worker", "--once", "--devices", "cpu"], ["runs"]):
+        result = invoke(*args, "--home", home)
+        assert result.exit_code == 2, (args, result.output)
+        assert "is not a valid SQLite database" in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert (home / STORE_FILE).read_bytes().startswith(b"not a database")  # left as it was
+
+
+def test_a_locked_store_is_one_line_and_changes_nothing(home, monkeypatch):
+    add(home, fake_spec())
+    monkeypatch.setattr(cli_queue, "STORE_BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(home / STORE_FILE, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        result = invoke("queue", "add", "dpo", "--home", home)
+        assert result.exit_code == 2 and "is locked" in result.output, result.output
+        assert "Traceback" not in result.output
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with Store(home) as store:
+        assert [run.id for run in store.list_runs()] == [1]

@@ -1,0 +1,114 @@
+"""`innerdpo tui` end to end in a real terminal (tmux): live rows from another process, a sort key, quit.
+
+A background process plays the worker: it claims the queued runs and records their results through the
+Store API (training itself is tested elsewhere). The test reads the screen with `tmux capture-pane`,
+always polling for the state it expects next, never sleeping a fixed time.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from innerdpo_bench.store import Store
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")]
+
+# run id → in_domain score, landing in this order (so the id order and the score order differ).
+SCORES = {1: 0.700, 2: 0.900, 3: 0.800}
+
+WRITER = """
+import sys, time
+from innerdpo_bench.store import Store
+scores = {1: 0.700, 2: 0.900, 3: 0.800}
+with Store(sys.argv[1]) as store:
+    for run_id, score in scores.items():
+        time.sleep(0.4)
+        run = store.claim_next("e2e-writer")
+        store.record_results(run.id, {"in_domain": {"acc": score}, "orthogonal": {"acc": score - 0.1}})
+        store.finish(run.id, "e2e-writer", "done", 0)
+"""
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), so the test never touches the user's sessions."""
+
+    def __init__(self) -> None:
+        self.socket = f"innerdpo-e2e-{uuid.uuid4().hex[:8]}"
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
+                              text=True).stdout
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "tui")
+
+    def wait_for(self, predicate, what: str, timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.screen()
+            if predicate(text):
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; the screen was:\n{text}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def row_order(screen: str) -> list[int]:
+    """Run ids in the order their rows appear on the captured screen (rows start with the id)."""
+    ids = []
+    for line in screen.splitlines():
+        match = re.match(r"^\s*[◆●]?\s+(\d+)\s+(dpo|ipo|hs-)", line)
+        if match:
+            ids.append(int(match.group(1)))
+    return ids
+
+
+def test_tui_shows_rows_as_they_land_sorts_on_a_key_and_quits(tmp_path: Path):
+    home = tmp_path / "home"
+    with Store(home) as store:
+        for method in ("dpo", "ipo", "hs-ether-InnerDPO"):
+            store.add_run({"name": method, "train": {"method": method, "seed": 1, "max_steps": 10},
+                           "eval": {"suite": "mini", "limit": 10}})
+    script = Path(sys.executable).with_name("innerdpo")
+    command = f"{script} tui" if script.exists() else f"{sys.executable} -m innerdpo_bench tui"
+    tmux = Tmux()
+    try:
+        tmux("new-session", "-d", "-s", "tui", "-x", "100", "-y", "24",
+             f"TERM=xterm-256color {command} --home {home} --poll 0.3; echo EXIT=$?; sleep 60")
+        tmux.wait_for(lambda text: "in_dom" in text and row_order(text) == [1, 2, 3], "the three queued runs")
+
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(home)])
+        try:
+            screen = tmux.wait_for(lambda text: all(f"{score:.3f}" in text for score in SCORES.values()),
+                                   "the results the writer records")
+        finally:
+            assert writer.wait(timeout=30) == 0
+        assert row_order(screen) == [1, 2, 3]           # landed in place, still in id order
+
+        tmux("send-keys", "-t", "tui", "s")              # sort: id → method
+        tmux.wait_for(lambda text: "method▲" in text, "the method sort")
+        tmux("send-keys", "-t", "tui", "s")              # → in_domain, best first
+        screen = tmux.wait_for(lambda text: "in_dom▼" in text, "the in_domain sort")
+        assert row_order(screen) == sorted(SCORES, key=SCORES.get, reverse=True) == [2, 3, 1]
+        tmux("send-keys", "-t", "tui", "r")              # reversed
+        screen = tmux.wait_for(lambda text: "in_dom▲" in text, "the reversed sort")
+        assert row_order(screen) == [1, 3, 2]
+
+        tmux("send-keys", "-t", "tui", "q")
+        screen = tmux.wait_for(lambda text: "EXIT=" in text, "the dashboard to exit")
+        assert "EXIT=0" in screen
+    finally:
+        tmux.kill()
+    with Store(home) as store:                          # quitting changed nothing in the store
+        assert [run.status for run in store.list_runs()] == ["done", "done", "done"]

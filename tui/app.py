@@ -1,0 +1,342 @@
+"""`innerdpo tui`: a live dashboard over a workspace's store; it reads, and writes only intents.
+
+Threading model (harlequin's rule): every store read and write runs in a thread worker that opens its
+own `Store`, and hands its result back by posting a message; only message handlers, on the UI thread,
+touch widgets. The dashboard owns no process: runs belong to `innerdpo worker`, so quitting or crashing
+the dashboard never stops one. New state reaches the screen by polling (every `poll_s`, one poll at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from innerdpo_bench import table
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.store import Store, resolve_home
+from innerdpo_bench.tui.data import Snapshot, eval_spec, load_snapshot
+from innerdpo_bench.tui.detail import RunDetailScreen
+from innerdpo_bench.tui.keyed_table import KeyedTable
+from innerdpo_bench.tui.messages import IntentDone, PollFailed, SnapshotReady
+from innerdpo_bench.tui.modals import AddRequest, AddRunModal, ExportModal, FormChoices, HelpScreen, load_form_choices
+from innerdpo_bench.tui.queue_view import QueueTable, QueueView
+from innerdpo_bench.tui.runs_view import RunsTable, RunsView
+from innerdpo_bench.tui.view import COLUMNS
+
+DEFAULT_THEME = "textual-dark"
+EXPORTERS: dict[str, Callable[[table.Table], str]] = {
+    "markdown": table.to_markdown, "csv": table.to_csv, "json": table.to_json,
+}
+
+
+class FormChoicesLoaded(Message):
+    def __init__(self, choices: FormChoices) -> None:
+        super().__init__()
+        self.choices = choices
+
+
+class MainScreen(Screen):
+    """The two views, as tabs: runs (results) and queue."""
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="views", initial="runs"):
+            with TabPane("1 Runs", id="runs"):
+                yield RunsView(id="runs-view")
+            with TabPane("2 Queue", id="queue"):
+                yield QueueView(id="queue-view")
+        yield Footer(compact=True)
+
+    AUTO_FOCUS = "#runs-table"
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.query_one(RunsTable if event.pane.id == "runs" else QueueTable).focus()
+
+
+class InnerDPOApp(App):
+    """The dashboard. `clock` (unix seconds) feeds elapsed times and ETAs; tests pass a fixed one."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "innerdpo"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", tooltip="Quit the dashboard (runs keep going)"),
+        Binding("question_mark", "help", "Help", tooltip="Keys and the filter grammar"),
+        Binding("1", "show_view('runs')", "Runs", show=False, tooltip="The results table"),
+        Binding("2", "show_view('queue')", "Queue", show=False, tooltip="The queue"),
+        Binding("a", "add_run", "Add run", show=False, tooltip="Queue new training runs (a form)"),
+    ]
+
+    def __init__(self, home: str | os.PathLike | None = None, *, poll_s: float = 1.0,
+                 clock: Callable[[], float] = time.time, theme: str = DEFAULT_THEME) -> None:
+        super().__init__()
+        self.home = resolve_home(home)
+        self.poll_s = poll_s
+        self.clock = clock
+        self.theme = theme
+        self.snapshot: Snapshot | None = None
+        self.poll_error: str | None = None
+        self._polling = False
+        self._poll_again = False
+        self._form_choices: FormChoices | None = None
+        self.main_screen = MainScreen()
+
+    def get_default_screen(self) -> Screen:
+        return self.main_screen
+
+    def on_mount(self) -> None:
+        self.request_poll()
+        self.set_interval(self.poll_s, self.request_poll)
+
+    @property
+    def runs_view(self) -> RunsView:
+        return self.main_screen.query_one(RunsView)
+
+    @property
+    def queue_view(self) -> QueueView:
+        return self.main_screen.query_one(QueueView)
+
+    # ------------------------------------------------------------------ polling
+
+    def request_poll(self) -> None:
+        """Read the store now, in a thread; at most one read is in flight (a slow one is followed by one more)."""
+        if self._polling:
+            self._poll_again = True
+            return
+        self._polling, self._poll_again = True, False
+        self._poll()
+
+    @work(thread=True, group="poll", exit_on_error=False)
+    def _poll(self) -> None:
+        try:
+            snapshot = load_snapshot(self.home, self.clock)
+        except Exception as err:  # noqa: BLE001 (a locked or broken store is shown, never fatal)
+            self.post_message(PollFailed(f"{type(err).__name__}: {err}" if not isinstance(err, UserError)
+                                         else str(err)))
+        else:
+            self.post_message(SnapshotReady(snapshot))
+
+    def _poll_finished(self) -> None:
+        self._polling = False
+        if self._poll_again:
+            self.request_poll()
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self._poll_finished()
+        snapshot = self.snapshot = message.snapshot
+        if self.poll_error is not None:
+            self.poll_error = None
+            self.notify("store readable again")
+        try:
+            runs_view, queue_view = self.runs_view, self.queue_view
+            runs_view.apply_runs(snapshot.runs, snapshot.progress)
+            queue_view.apply_runs(snapshot.runs, snapshot.progress)
+            by_id = {run.id: run for run in snapshot.runs}
+            for screen in self.screen_stack:
+                if isinstance(screen, RunDetailScreen) and screen.run.id in by_id:
+                    screen.apply_run(by_id[screen.run.id], snapshot.progress.get(screen.run.id),
+                                     runs_view.baseline_run())
+        except NoMatches:
+            pass  # a poll that lands while the app shuts down, after its widgets are gone
+
+    def on_poll_failed(self, message: PollFailed) -> None:
+        self._poll_finished()
+        if message.error != self.poll_error:
+            self.poll_error = message.error
+            self.notify(f"cannot read the store: {message.error}", severity="error", timeout=10)
+
+    # ------------------------------------------------------------------ intents (writes through the library)
+
+    def intent(self, action: Callable[[Store], str]) -> None:
+        """Run one store write in a thread; its outcome is notified and followed by a poll."""
+        self.run_worker(partial(self._run_intent, action), thread=True, group="intents", exit_on_error=False)
+
+    def _run_intent(self, action: Callable[[Store], str]) -> None:
+        try:
+            with Store(self.home, busy_timeout_s=10.0) as store:
+                text = action(store)
+        except UserError as err:
+            self.post_message(IntentDone(str(err), error=True))
+        except Exception as err:  # noqa: BLE001 (shown to the user; the dashboard keeps running)
+            self.post_message(IntentDone(f"{type(err).__name__}: {err}", error=True))
+        else:
+            self.post_message(IntentDone(text))
+
+    def on_intent_done(self, message: IntentDone) -> None:
+        self.notify(message.text, severity="error" if message.error else "information",
+                    timeout=8 if message.error else 4)
+        self.request_poll()
+
+    def cancel(self, run_id: int) -> None:
+        def cancel(store: Store) -> str:
+            outcome = store.cancel(run_id)
+            return (f"run {run_id} cancelled" if outcome == "cancelled" else
+                    f"run {run_id}: cancel requested; its worker stops it at the next heartbeat")
+        self.intent(cancel)
+
+    def retry(self, run_id: int) -> None:
+        def retry(store: Store) -> str:
+            store.retry(run_id)
+            return f"run {run_id} queued again"
+        self.intent(retry)
+
+    def move(self, run_id: int, where: str) -> None:
+        """Reorder the queue: `where` is up, down or front (store.move permutes queued priorities)."""
+        from innerdpo_bench.queue import queue_order
+
+        def move(store: Store) -> str:
+            queued = [run.id for run in queue_order(store.list_runs("queued"))]
+            if run_id not in queued:
+                raise UserError(f"run {run_id} is {store.get_run(run_id).status}; only queued runs can be reordered")
+            index = queued.index(run_id)
+            if where == "front":
+                store.move(run_id, to_front=True)
+                return f"run {run_id} moved to the front"
+            if where == "up":
+                if index == 0:
+                    return f"run {run_id} is already first"
+                store.move(run_id, before=queued[index - 1])
+                return f"run {run_id} moved up"
+            if index == len(queued) - 1:
+                return f"run {run_id} is already last"
+            store.move(queued[index + 1], before=run_id)
+            return f"run {run_id} moved down"
+        self.intent(move)
+
+    def evaluate(self, run_id: int) -> None:
+        """Queue an eval-only run of this run's checkpoint (a worker runs it like any other run)."""
+        def evaluate(store: Store) -> str:
+            spec = eval_spec(store.get_run(run_id))
+            new_id = store.add_run(spec, kind="eval")
+            return f"queued run {new_id}: evaluation of run {run_id}"
+        self.intent(evaluate)
+
+    def enqueue(self, request: AddRequest) -> None:
+        def enqueue(store: Store) -> str:
+            from innerdpo_bench.queue import train_specs
+
+            specs = train_specs(request.config, request.seeds, request.suite, request.limit)
+            ids = store.add_runs(specs)
+            return f"queued run{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}: {specs[0]['name']}"
+        self.intent(enqueue)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_show_view(self, name: str) -> None:
+        if self.screen is not self.main_screen:
+            return
+        self.main_screen.query_one(TabbedContent).active = name
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(list(self.key_help()), self.home))
+
+    def action_add_run(self) -> None:
+        if self._form_choices is not None:
+            self._show_add_form(self._form_choices)
+        else:
+            self.notify("loading the training config…", timeout=2)
+            self._load_form_choices()
+
+    @work(thread=True, group="form", exclusive=True, exit_on_error=False)
+    def _load_form_choices(self) -> None:
+        self.post_message(FormChoicesLoaded(load_form_choices()))  # imports torch: not on the UI thread
+
+    def on_form_choices_loaded(self, message: FormChoicesLoaded) -> None:
+        self._form_choices = message.choices
+        self._show_add_form(message.choices)
+
+    def _show_add_form(self, choices: FormChoices) -> None:
+        def queued(request: AddRequest | None) -> None:
+            if request is not None:
+                self.enqueue(request)
+        self.push_screen(AddRunModal(choices), queued)
+
+    def open_detail(self, run_id: int) -> None:
+        run = next((run for run in (self.snapshot.runs if self.snapshot else []) if run.id == run_id), None)
+        if run is not None:
+            self.push_screen(RunDetailScreen(run, self.runs_view.baseline_run(), self.home))
+
+    def action_export(self) -> None:
+        def chosen(answer: tuple[str, Path] | None) -> None:
+            if answer is not None:
+                self.export_view(*answer)
+        self.push_screen(ExportModal(), chosen)
+
+    def export_view(self, fmt: str, path: Path) -> Path | None:
+        """Write the runs view as shown (filter, sort, pins, baseline deltas, columns) in `fmt`."""
+        view = self.runs_view.view
+        if view is None:
+            self.notify("nothing to export yet", severity="warning")
+            return None
+        try:
+            path.write_text(EXPORTERS[fmt](view), encoding="utf-8")
+        except OSError as err:
+            self.notify(f"cannot write {path}: {err.strerror or err}", severity="error")
+            return None
+        self.notify(f"exported {len(view.rows)} rows as {fmt}: {path}", timeout=10)
+        return path
+
+    # ------------------------------------------------------------------ help and command palette
+
+    def key_help(self) -> Iterable[tuple[str, str, str]]:
+        """(where, key, what) for every binding, from the classes' BINDINGS: the help cannot go stale."""
+        places = (("everywhere", InnerDPOApp), ("tables", KeyedTable), ("runs", RunsView), ("queue", QueueView),
+                  ("run detail", RunDetailScreen))
+        yield ("everywhere", "ctrl+p", "command palette: every action by name")
+        for where, owner in places:
+            for binding in owner.BINDINGS:
+                keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in binding.key.split(","))
+                yield where, keys, binding.tooltip or binding.description
+        yield ("tables", "enter", "open the run's detail screen")
+        yield ("tables", "click header", "sort by that column (again: reverse)")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, RunDetailScreen):
+            yield SystemCommand("Run: evaluate now", "Queue an eval-only run of this checkpoint", screen.action_evaluate)
+            yield SystemCommand("Run: show run directory", "Notify and copy its path", screen.action_show_path)
+            yield SystemCommand("Run: next log", "Follow train.log, eval.log or worker.log", screen.action_next_log)
+            return
+        if screen is not self.main_screen:
+            return
+        runs, queue = self.runs_view, self.queue_view
+        yield SystemCommand("View: runs", "The results table", partial(self.action_show_view, "runs"))
+        yield SystemCommand("View: queue", "Queued, running and finished runs", partial(self.action_show_view, "queue"))
+        yield SystemCommand("Help: keys and filter grammar", "All keys", self.action_help)
+        for column in COLUMNS:
+            yield SystemCommand(f"Runs: sort by {column}", "Scores best first, text A to Z; r reverses",
+                                partial(runs.sort_by, column))
+        yield SystemCommand("Runs: reverse sort", "Missing values stay last", runs.action_reverse_sort)
+        yield SystemCommand("Runs: filter", "Focus the filter bar", runs.action_focus_filter)
+        yield SystemCommand("Runs: group seeds", "One row per method, seeds as mean ± std", runs.action_toggle_groups)
+        yield SystemCommand("Runs: set or clear baseline", "Deltas against the highlighted run",
+                            runs.action_toggle_baseline)
+        yield SystemCommand("Runs: pin or unpin", "Keep the highlighted run on top", runs.action_toggle_pin)
+        for fmt, suffix in (("markdown", ".md"), ("csv", ".csv"), ("json", ".json")):
+            yield SystemCommand(f"Runs: export as {fmt}", f"Write innerdpo-runs{suffix} in the current directory",
+                                partial(self.export_view, fmt, Path.cwd() / f"innerdpo-runs{suffix}"))
+        yield SystemCommand("Runs: export…", "Choose format and path", self.action_export)
+        yield SystemCommand("Runs: open detail", "Config, curves, results and log of the highlighted run",
+                            lambda: (run := runs.selected_run()) and self.open_detail(run.id))
+        yield SystemCommand("Runs: evaluate highlighted run", "Queue an eval-only run", runs.action_evaluate)
+        yield SystemCommand("Queue: add runs", "A form: method, align method, dataset, seeds, steps, suite",
+                            self.action_add_run)
+        yield SystemCommand("Queue: cancel highlighted run", "", queue.action_cancel)
+        yield SystemCommand("Queue: retry highlighted run", "", queue.action_retry)
+        yield SystemCommand("Queue: move up", "", queue.action_move_up)
+        yield SystemCommand("Queue: move down", "", queue.action_move_down)
+        yield SystemCommand("Queue: move to front", "", queue.action_move_to_front)
+
+
+def main(home: str | os.PathLike | None = None, poll_s: float = 1.0) -> None:
+    InnerDPOApp(home, poll_s=poll_s).run()

@@ -1,0 +1,253 @@
+"""What the dashboard reads, as plain data: store snapshots, training progress, configs, and growing files.
+
+No Textual here: the app's thread workers call these functions and post the results as messages, and the
+tests call them directly. The dashboard writes only intents, through `Store` (see `app.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from innerdpo_bench import rundir
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.queue import CHECKPOINT, EVAL_LOG, WORKER_LOG, base_spec
+from innerdpo_bench.store import Run, Store
+
+LOG_NAMES = (rundir.TRAIN_LOG, EVAL_LOG, WORKER_LOG)
+TAIL_BYTES = 64 * 1024          # how much of an existing log the detail screen shows at first
+MAX_LINE_CHARS = 2000           # longer lines are cut: a runaway line must not stall the UI
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is: `phase` is queued | train | eval | done | failed | cancelled; `step` of `max_steps`
+    comes from the last metrics.jsonl record; `eta_s` extrapolates the time since the run started."""
+
+    phase: str
+    step: int | None = None
+    max_steps: int | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        if self.phase == "done":
+            return 1.0
+        if self.step is None or not self.max_steps:
+            return None
+        return min(1.0, self.step / self.max_steps)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One poll of the store: every run (by id, with results) and the progress of each."""
+
+    runs: list[Run]
+    progress: dict[int, Progress] = field(default_factory=dict)
+    polled_at: float = 0.0
+
+
+# --------------------------------------------------------------------------- store and progress
+
+
+def checkpoint_dir(run: Run) -> Path | None:
+    """Where `innerdpo train` writes: RUN/checkpoint for a trained run; None before a worker claims it."""
+    if not run.run_dir:
+        return None
+    return Path(run.run_dir) / CHECKPOINT if run.kind == "train_eval" else Path(run.run_dir)
+
+
+def last_metrics_record(path: Path) -> dict[str, Any] | None:
+    """The last complete JSON line of a metrics.jsonl, reading only its tail (the file grows for hours)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 8192))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a half-written last line, or the cut first one
+        if isinstance(record, dict) and "step" in record:
+            return record
+    return None
+
+
+def progress_of(run: Run, now: float) -> Progress:
+    """A run's progress from its spec (max_steps) and, while it runs, its checkpoint's status.json and
+    metrics.jsonl (only running runs touch files: a poll reads hundreds of runs every second)."""
+    max_steps = run.spec.get("train", {}).get("max_steps")
+    max_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    if run.status == "queued":
+        return Progress("queued", None, max_steps)
+    if run.status != "running":
+        elapsed = run.finished_at - run.started_at if run.finished_at and run.started_at else None
+        return Progress(run.status, max_steps if run.status == "done" else None, max_steps, elapsed)
+    elapsed = max(0.0, now - run.started_at) if run.started_at else None
+    checkpoint = checkpoint_dir(run)
+    if run.kind == "eval" or checkpoint is None:
+        return Progress("eval" if run.kind == "eval" else "train", None, max_steps, elapsed)
+    if rundir.read_status(checkpoint).get("state") == "complete":
+        return Progress("eval", max_steps, max_steps, elapsed)
+    record = last_metrics_record(checkpoint / rundir.METRICS)
+    step = int(record["step"]) if record is not None else None
+    eta = elapsed / step * max(0, max_steps - step) if step and max_steps and elapsed is not None else None
+    return Progress("train", step, max_steps, elapsed, eta)
+
+
+def load_snapshot(home: str | os.PathLike, clock: Callable[[], float]) -> Snapshot:
+    """Read every run, then the progress files of the unfinished ones. One store connection, closed after."""
+    with Store(home, busy_timeout_s=5.0) as store:
+        runs = store.list_runs()
+    now = clock()
+    progress = {run.id: progress_of(run, now) for run in runs}
+    return Snapshot(runs, progress, now)
+
+
+def format_duration(seconds: float | None) -> str:
+    """45s, 12m05s, 3h05m; "-" when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+# --------------------------------------------------------------------------- config
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} → {"a.b": 1}: nested config sections as dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def run_config(run: Run) -> tuple[dict[str, Any], str]:
+    """The run's resolved config and where it came from: checkpoint/config.json once training has
+    started (versions, resolved layers...), else the queued spec."""
+    checkpoint = checkpoint_dir(run)
+    if checkpoint is not None:
+        try:
+            return flatten(json.loads((checkpoint / rundir.CONFIG).read_text(encoding="utf-8"))), rundir.CONFIG
+        except (OSError, ValueError):
+            pass
+    # The spec's train section holds the same TrainConfig fields as config.json: keep its keys top-level
+    # so a run that has not started compares key by key with one that has.
+    spec = {key: value for key, value in run.spec.items() if key not in ("train", "name")}
+    return {**flatten(run.spec.get("train", {})), **flatten(spec)}, "spec"
+
+
+def differing_keys(config: dict[str, Any], baseline: dict[str, Any]) -> set[str]:
+    """Keys whose value differs from the baseline's, or that only one of the two has."""
+    return {key for key in config.keys() | baseline.keys() if config.get(key, ...) != baseline.get(key, ...)}
+
+
+def eval_spec(run: Run) -> dict[str, Any]:
+    """An eval-only run spec that scores `run`'s model again: a trained run's RUN/checkpoint (training must
+    be complete), or the checkpoint an eval-only run scored. The train section is carried over so the
+    results table shows the method and seed; UserError when there is nothing to evaluate yet."""
+    evaluation = run.spec.get("eval", {})
+    if run.kind == "train_eval":
+        checkpoint = checkpoint_dir(run)
+        if checkpoint is None or rundir.read_status(checkpoint).get("state") != "complete":
+            raise UserError(f"run {run.id} has no finished checkpoint to evaluate yet (status {run.status})")
+        target = str(checkpoint)
+    else:
+        target = str(evaluation.get("checkpoint") or "")
+    spec = base_spec(target, evaluation.get("suite"), evaluation.get("limit"))
+    spec["name"] = f"{run.name} (eval of run {run.id})"
+    if run.spec.get("train"):
+        spec["train"] = run.spec["train"]
+    spec["source_run"] = run.id
+    return spec
+
+
+# --------------------------------------------------------------------------- growing files
+
+
+class FileFollower:
+    """Reads the lines appended to a file since the last call (a log or metrics.jsonl), like `tail -f`.
+
+    The first call returns at most the last TAIL_BYTES; a partial last line waits for its newline; a file
+    that shrank (rotated, recreated) is read again from the start and `reset` is set.
+    """
+
+    def __init__(self, path: Path, tail_bytes: int | None = TAIL_BYTES) -> None:
+        self.path = path
+        self.offset: int | None = None
+        self.tail_bytes = tail_bytes
+        self.partial = b""
+
+    def read(self) -> tuple[list[str], bool]:
+        """(new complete lines, reset) where reset means the earlier lines no longer apply."""
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return [], False
+        reset = False
+        if self.offset is None or size < self.offset:
+            reset = self.offset is not None
+            self.offset = max(0, size - self.tail_bytes) if self.tail_bytes is not None else 0
+            self.partial = b""
+            skip_first = self.offset > 0
+        else:
+            skip_first = False
+        if size == self.offset:
+            return [], reset
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read(size - self.offset)
+        self.offset += len(chunk)
+        data = self.partial + chunk
+        *complete, self.partial = data.split(b"\n")
+        if skip_first and complete:
+            complete = complete[1:]  # we started mid-line
+        lines = [line.decode("utf-8", errors="replace").rstrip("\r")[:MAX_LINE_CHARS] for line in complete]
+        return lines, reset
+
+
+def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
+    """metrics.jsonl lines → records that have a step (malformed lines skipped)."""
+    records = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+    return records
+
+
+def log_paths(run: Run) -> dict[str, Path]:
+    """The run's logs by name (train.log, eval.log, worker.log); empty before a worker claims it."""
+    if not run.run_dir:
+        return {}
+    return {name: Path(run.run_dir) / name for name in LOG_NAMES}
+
+
+def default_log(run: Run) -> str:
+    """The log worth watching: the most recently written of train.log and eval.log."""
+    paths = log_paths(run)
+    candidates = [name for name in (rundir.TRAIN_LOG, EVAL_LOG) if name in paths and paths[name].exists()]
+    if not candidates:
+        return EVAL_LOG if run.kind == "eval" else rundir.TRAIN_LOG
+    return max(candidates, key=lambda name: paths[name].stat().st_mtime_ns)

@@ -1,0 +1,258 @@
+"""The run detail screen: resolved config (differences from the baseline first), curves, results, live log."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Log, Sparkline, Static
+from textual.worker import get_current_worker
+
+from innerdpo_bench import rundir
+from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.store import Run
+from innerdpo_bench.tui.data import (
+    LOG_NAMES, FileFollower, Progress, checkpoint_dir, default_log, differing_keys, format_duration, log_paths,
+    parse_metrics, run_config,
+)
+from innerdpo_bench.tui.messages import LogLines, MetricsRecords
+from innerdpo_bench.tui.view import SHORT_HEADERS, STATUS_STYLES
+
+TAIL_INTERVAL_S = 0.25
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return "-" if value is None else str(value)
+
+
+def _score(metrics: dict[str, float], name: str, stderr: bool = True) -> str:
+    """`0.812 ± 0.017` (lm-eval's stderr), `-` when missing or NaN."""
+    value = metrics.get(name)
+    if value is None or value != value:
+        return "-"
+    stderr = metrics.get(f"{name}_stderr") if stderr else None
+    text = f"{value:+.3f}" if name == "logratio" else f"{value:.3f}"
+    return text + (f" ± {stderr:.3f}" if stderr is not None and stderr == stderr else "")
+
+
+class RunDetailScreen(Screen):
+    """One run: what it is, how training went, how it scored, and its log as it grows."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("v", "evaluate", "Eval now", tooltip="Queue an eval-only run of this run's checkpoint"),
+        Binding("o", "show_path", "Run dir", tooltip="Show (and copy) the run directory's path"),
+        Binding("l", "next_log", "Next log", tooltip="Follow train.log, eval.log or worker.log"),
+        Binding("j", "scroll_log(1)", "Down", show=False),
+        Binding("k", "scroll_log(-1)", "Up", show=False),
+    ]
+
+    def __init__(self, run: Run, baseline: Run | None, home: Path) -> None:
+        super().__init__()
+        self.run = run
+        self.baseline = baseline
+        self.home = home
+        self.log_name = default_log(run)
+        self.metrics: list[dict[str, Any]] = []
+        self.curve_labels: dict[str, str] = {}
+        self._config_from_file = False
+        self._shown_results: dict | None = None
+        self.log_loaded = threading.Event()  # tests and snapshots wait for the first read
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="detail-title")
+        with Horizontal(id="detail-top"):
+            with Vertical(id="detail-config"):
+                yield Static("", id="config-title", classes="section")
+                yield DataTable(id="config-table", cursor_type="row", show_header=False)
+            with Vertical(id="detail-right"):
+                yield Static("results", classes="section")
+                yield DataTable(id="results-table", cursor_type="none")
+                yield Static("", id="loss-label")
+                yield Sparkline([], id="loss-curve")
+                yield Static("", id="margin-label")
+                yield Sparkline([], id="margin-curve")
+        yield Static("", id="log-title", classes="section")
+        yield Log(id="log", max_lines=5000, auto_scroll=True)
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        results = self.query_one("#results-table", DataTable)
+        results.add_column("shift", key="shift")
+        results.add_column(Text("acc ± stderr", justify="right"), key="acc")
+        for name in ("acc_sum", "logratio", "n"):
+            results.add_column(Text(name, justify="right"), key=name)
+        self._show_run(self.run, None)
+        self._show_config()
+        self._follow()
+
+    # ------------------------------------------------------------------ store updates
+
+    def apply_run(self, run: Run, progress: Progress | None, baseline: Run | None) -> None:
+        """The app's poll saw this run again (status, results, run_dir may have changed)."""
+        restart = run.run_dir != self.run.run_dir
+        config_changed = run.run_dir != self.run.run_dir or (baseline and baseline.id) != (
+            self.baseline and self.baseline.id)
+        self.run, self.baseline = run, baseline
+        self._show_run(run, progress)
+        if config_changed or not self._config_from_file:
+            self._show_config()
+        if restart:
+            self.log_name = default_log(run)
+            self._follow()
+
+    def _show_run(self, run: Run, progress: Progress | None) -> None:
+        title = Text(no_wrap=True, overflow="ellipsis")
+        title.append(f"run {run.id} ", style="bold")
+        title.append(run.name)
+        title.append(f"  {run.status}", style=STATUS_STYLES.get(run.status, ""))
+        if progress is not None and progress.phase == "train" and progress.step is not None and progress.max_steps:
+            title.append(f"  step {progress.step}/{progress.max_steps}  ETA {format_duration(progress.eta_s)}")
+        elif progress is not None and progress.elapsed_s is not None:
+            label = progress.phase if run.status == "running" else "took"
+            title.append(f"  {label} {format_duration(progress.elapsed_s)}", style="dim")
+        if run.run_dir:
+            title.append(f"  {self._short_path(Path(run.run_dir))}", style="dim")
+        if run.error:
+            title.append(f"\n{run.error}", style="red")
+        self.query_one("#detail-title", Static).update(title)
+        if run.results == self._shown_results:
+            return  # unchanged: keep the table (and its scroll) as it is
+        self._shown_results = run.results
+        results = self.query_one("#results-table", DataTable)
+        results.clear()
+        for shift in (*SHIFTS, "coherence"):
+            metrics = run.results.get(shift, {})
+            if shift == "coherence":
+                if "nll_ratio" in metrics:
+                    results.add_row(Text("nll_ratio"), Text(_score(metrics, "nll_ratio"), justify="right"),
+                                    "", "", "", key=shift)
+                continue
+            n = metrics.get("n")
+            # acc is the headline number: it gets its ± stderr; the others stay narrow enough for 80 columns.
+            results.add_row(Text(SHORT_HEADERS[shift]), Text(_score(metrics, "acc"), justify="right"),
+                            *(Text(_score(metrics, name, stderr=False), justify="right") for name in ("acc_sum", "logratio")),
+                            Text("-" if n is None or n != n else f"{n:.0f}", justify="right"), key=shift)
+
+    def _short_path(self, path: Path) -> str:
+        """A run directory relative to the workspace when it lies inside it (short, and the same on any machine)."""
+        try:
+            return str(path.relative_to(self.home))
+        except ValueError:
+            return str(path)
+
+    def _show_config(self) -> None:
+        config, source = run_config(self.run)
+        self._config_from_file = source == rundir.CONFIG
+        differ: set[str] = set()
+        title = "config" if self._config_from_file else "config (queued spec)"
+        if self.baseline is not None and self.baseline.id != self.run.id:
+            differ = differing_keys(config, run_config(self.baseline)[0])
+            title += f" · {len(differ)} ≠ run {self.baseline.id}"
+        self.query_one("#config-title", Static).update(title)
+        table = self.query_one("#config-table", DataTable)
+        table.clear(columns=True)
+        table.add_column("key", key="key")
+        table.add_column("value", key="value")
+        # Keys that differ from the baseline come first and highlighted; the rest keep their order.
+        for key in sorted(config, key=lambda name: name not in differ):
+            style = "bold yellow" if key in differ else ""
+            table.add_row(Text(("≠ " if key in differ else "  ") + key, style=style),
+                          Text(_value_text(config.get(key)), style=style), key=key)
+
+    # ------------------------------------------------------------------ curves and log
+
+    def _follow(self) -> None:
+        self.metrics = []
+        self.log_loaded.clear()
+        paths = log_paths(self.run)
+        log_path = paths.get(self.log_name)
+        checkpoint = checkpoint_dir(self.run)
+        metrics_path = checkpoint / rundir.METRICS if checkpoint is not None and self.run.kind == "train_eval" else None
+        self.query_one(Log).clear()
+        title = f"{self.log_name} (l: next log)" if log_path else "no log yet: the run has not started"
+        self.query_one("#log-title", Static).update(title)
+        self._show_curves()
+        self._tail(log_path, metrics_path)
+
+    @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
+    def _tail(self, log_path: Path | None, metrics_path: Path | None) -> None:
+        """Follow the log and metrics.jsonl until the screen closes or switches log (thread; posts only)."""
+        worker = get_current_worker()
+        log = FileFollower(log_path) if log_path else None
+        metrics = FileFollower(metrics_path, tail_bytes=None) if metrics_path else None
+        first = True
+        while not worker.is_cancelled:
+            if metrics is not None:
+                lines, reset = metrics.read()
+                if lines or reset:
+                    self.post_message(MetricsRecords(parse_metrics(lines), reset))
+            if log is not None:
+                lines, reset = log.read()
+                if lines or reset or first:
+                    self.post_message(LogLines(log.path, lines, reset))
+            elif first:
+                self.post_message(LogLines(Path(), [], False))
+            first = False
+            time.sleep(TAIL_INTERVAL_S)
+
+    def on_log_lines(self, message: LogLines) -> None:
+        current = log_paths(self.run).get(self.log_name)
+        if current is not None and message.path != current:
+            return  # a late message from the log followed before
+        log = self.query_one(Log)
+        if message.reset:
+            log.clear()
+        log.write_lines(message.lines)
+        self.log_loaded.set()
+
+    def on_metrics_records(self, message: MetricsRecords) -> None:
+        if message.reset:
+            self.metrics = []
+        self.metrics += message.records
+        self._show_curves()
+
+    def _show_curves(self) -> None:
+        for name, label_id, curve_id, title in (("loss", "#loss-label", "#loss-curve", "loss"),
+                                                  ("rewards_margin", "#margin-label", "#margin-curve", "reward margin")):
+            values = [float(record[name]) for record in self.metrics if isinstance(record.get(name), (int, float))]
+            self.query_one(curve_id, Sparkline).data = values
+            if values:
+                last_step = self.metrics[-1].get("step")
+                text = f"{title} {values[0]:.4g} → {values[-1]:.4g} (step {last_step})"
+            else:
+                text = f"{title}: no metrics yet"
+            self.curve_labels[name] = text
+            self.query_one(label_id, Static).update(Text(text, no_wrap=True, overflow="ellipsis"))
+
+    # ------------------------------------------------------------------ keys
+
+    def action_next_log(self) -> None:
+        self.log_name = LOG_NAMES[(LOG_NAMES.index(self.log_name) + 1) % len(LOG_NAMES)]
+        self._follow()
+
+    def action_scroll_log(self, lines: int) -> None:
+        log = self.query_one(Log)
+        log.scroll_to(y=log.scroll_y + lines, animate=False)
+
+    def action_evaluate(self) -> None:
+        self.app.evaluate(self.run.id)
+
+    def action_show_path(self) -> None:
+        if not self.run.run_dir:
+            self.app.notify(f"run {self.run.id} has no run directory yet (status {self.run.status})", severity="warning")
+            return
+        self.app.copy_to_clipboard(self.run.run_dir)
+        self.app.notify(f"run directory (copied): {self.run.run_dir}", timeout=10)

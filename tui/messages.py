@@ -1,0 +1,51 @@
+"""Messages that thread workers post to the UI: pure data, never widgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+
+from innerdpo_bench.tui.data import Snapshot
+
+
+class SnapshotReady(Message):
+    """A poll of the store finished."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class PollFailed(Message):
+    """A poll of the store raised (locked past the busy timeout, unreadable): the last snapshot stays."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class IntentDone(Message):
+    """A write through the store (enqueue, cancel, retry, move, evaluate) finished or failed."""
+
+    def __init__(self, text: str, error: bool = False) -> None:
+        super().__init__()
+        self.text = text
+        self.error = error
+
+
+class LogLines(Message):
+    """Lines appended to a followed log; `reset` when the file was replaced and earlier lines are void."""
+
+    def __init__(self, path: Path, lines: list[str], reset: bool) -> None:
+        super().__init__()
+        self.path, self.lines, self.reset = path, lines, reset
+
+
+class MetricsRecords(Message):
+    """New metrics.jsonl records of the run on the detail screen."""
+
+    def __init__(self, records: list[dict[str, Any]], reset: bool) -> None:
+        super().__init__()
+        self.records, self.reset = records, reset

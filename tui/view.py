@@ -1,0 +1,134 @@
+"""The runs view as data: which rows, in which order, with which cells; the table module does the work.
+
+`build_view` runs `innerdpo_bench.table.make_table` (filter, seed groups, baseline deltas, sort with
+missing values last) and then puts pinned rows on top. The cells are `table.cell`'s text, so an export
+of the view (`table.to_markdown` etc. on the same `ViewTable`) holds exactly what the screen shows.
+No Textual here; cells are styled `rich.text.Text` (never markup: a run name like `x[red]` stays literal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from rich.text import Text
+
+from innerdpo_bench import table
+from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.methods.catalog import METHODS
+from innerdpo_bench.store import Run
+
+# The dashboard's columns, by table-module name ("id" is shown as "run"). The scores come before the
+# descriptive columns so that an 80-column terminal shows them without scrolling.
+COLUMNS = ("id", "method", *SHIFTS, "mean", "nll_ratio", "status", "seed", "align", "transform")
+TEXT_COLUMNS = ("method", "align", "transform")     # not table.COLUMNS: this module adds their values
+NUMERIC = frozenset((*table.NUMERIC_COLUMNS, "seed", "id"))
+HEADERS = {"id": "run"}
+SHORT_HEADERS = {"id": "run", "in_domain": "in_dom", "difficulty_scaling": "diff", "moral_transfer": "moral",
+                 "orthogonal": "orth", "nll_ratio": "nll", "transform": "tf"}
+STATUS_STYLES = {"done": "green", "running": "cyan", "failed": "red", "cancelled": "yellow", "queued": "dim"}
+
+
+@dataclass(frozen=True)
+class ViewTable(table.Table):
+    """A `table.Table` whose columns are the dashboard's, so `table.to_markdown/to_csv/to_json` export it."""
+
+    shown: tuple[str, ...] = COLUMNS
+    pinned: frozenset[int] = frozenset()
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.shown
+
+
+@dataclass
+class ViewState:
+    """What the user chose: filter, sort, seed groups, baseline run, pinned runs."""
+
+    filter_expr: str = ""
+    sort: str = "id"
+    reverse: bool = False
+    group_seeds: bool = False
+    baseline: int | None = None
+    pinned: set[int] = field(default_factory=set)
+
+
+def descriptive_values(run: Run) -> dict[str, str | None]:
+    """method, align and transform of a run: align and transform only where the method has a hidden term."""
+    method = table.method_of(run)
+    catalog_entry = METHODS.get(method)
+    hidden = catalog_entry is not None and catalog_entry.has_hidden_term
+    train = run.spec.get("train", {})
+    return {"method": method, "align": train.get("align_method") if hidden else None,
+            "transform": catalog_entry.transform if hidden else None}
+
+
+def _sort_text(rows: list[table.Row], column: str, reverse: bool) -> list[table.Row]:
+    # table.sort_rows only knows table.COLUMNS; this is its rule (missing last) for the three text columns.
+    present = [row for row in rows if row.values.get(column) is not None]
+    missing = [row for row in rows if row.values.get(column) is None]
+    return sorted(present, key=lambda row: str(row.values[column]).lower(), reverse=reverse) + missing
+
+
+def build_view(runs: list[Run], state: ViewState) -> ViewTable:
+    """The rows to show, in order (pinned first, each part in sort order). UserError for a bad filter or
+    a baseline without results, from `table.make_table`."""
+    text_sort = state.sort in TEXT_COLUMNS
+    made = table.make_table(runs, filter_expr=state.filter_expr, sort=None if text_sort else state.sort,
+                            reverse=state.reverse, group_seeds=state.group_seeds, baseline=state.baseline)
+    rows = [replace(row, values={**row.values, **descriptive_values(row.runs[0])}) for row in made.rows]
+    if text_sort:
+        rows = _sort_text(rows, state.sort, state.reverse)
+    pinned = frozenset(state.pinned)
+    rows = [row for row in rows if is_pinned(row, pinned)] + [row for row in rows if not is_pinned(row, pinned)]
+    return ViewTable(rows, grouped=made.grouped, baseline=made.baseline, pinned=pinned)
+
+
+def is_pinned(row: table.Row, pinned: Iterable[int]) -> bool:
+    pinned = set(pinned)
+    return any(run.id in pinned for run in row.runs)
+
+
+def row_key(row: table.Row) -> str:
+    """A row's identity across polls: its (first) run's id. A seed group keeps it as new seeds land."""
+    return str(row.runs[0].id)
+
+
+def header_label(column: str, view: ViewTable | None, *, short: bool, sort: str, reverse: bool) -> Text:
+    """The column header: name (Δ-prefixed for baseline deltas), then a sort arrow or a reserved space,
+    so that the arrow never needs a wider column than the one laid out."""
+    name = (SHORT_HEADERS if short else HEADERS).get(column, column)
+    if view is not None and view.baseline is not None and column in SHIFTS:
+        name = "Δ" + name
+    arrow = ("▼" if reverse else "▲") if column == sort else " "
+    return Text(name + arrow, justify="right" if column in NUMERIC else "left",
+                style="bold" if column == sort else "")
+
+
+def cell_text(row: table.Row, column: str, view: ViewTable) -> Text:
+    """One cell: `table.cell`'s text, right-aligned if numeric, coloured by status or by the sign of a delta."""
+    plain = table.cell(row, column, view)
+    style = ""
+    value = row.values.get(column)
+    if plain == table.MISSING:
+        style = "dim"
+    elif column == "status":
+        style = STATUS_STYLES.get(str(value), "")
+    elif view.baseline is not None and column in SHIFTS and isinstance(value, float):
+        # Higher accuracy is better on every shift; a delta that rounds to zero stays neutral.
+        style = "green" if round(value, 3) > 0 else "red" if round(value, 3) < 0 else ""
+    return Text(plain, style=style, justify="right" if column in NUMERIC else "left", no_wrap=True)
+
+
+def row_cells(row: table.Row, view: ViewTable) -> dict[str, Text]:
+    return {column: cell_text(row, column, view) for column in view.columns}
+
+
+def marker(row: table.Row, view: ViewTable) -> Text:
+    """The one-character mark column: ◆ the baseline run, ● a pinned run."""
+    ids = {run.id for run in row.runs}
+    if view.baseline is not None and view.baseline in ids:
+        return Text("◆", style="bold magenta")
+    if ids & view.pinned:
+        return Text("●", style="bold")
+    return Text(" ")
