@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench ci-gate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,17 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The project's own evaluation gate, as a lab's CI would run it: a short tiny-random adapter against the
+# base model on the mini suite. Reports (JUnit XML, markdown summary) are kept in ci-reports/.
+ci-gate: $(STAMP)
+	rm -rf ci-reports && mkdir -p ci-reports
+	$(BIN)/innerdpo train hs-none-InnerDPO --base-model tiny-random --dataset mini:train --max-rows 64 \
+		--max-steps 5 --learning-rate 1e-3 --output-dir ci-reports/adapter-run --quiet
+	$(BIN)/innerdpo eval tiny-random --suite mini --limit 64 --output ci-reports/base-eval.json --json > /dev/null
+	$(BIN)/innerdpo gate ci-reports/adapter-run --suite mini --limit 64 --baseline ci-reports/base-eval.json \
+		--min all=0.2 --max-drop all=0.05 --junit ci-reports/gate-junit.xml --markdown ci-reports/gate-summary.md
+	cat ci-reports/gate-summary.md
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.train_step

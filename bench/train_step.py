@@ -3,7 +3,8 @@
     python -m bench.train_step [--model smollm2-135m|tiny-random] [--steps 20] [--batch-size 4] [--out FILE]
 
 Every variant trains the same base model, LoRA config (r 64, alpha 16, rsLoRA, all linear layers), data
-(the mini suite's train split: preference rows of varied lengths), batch size and precision. Each runs in
+(the mini suite's train split: preference rows of varied lengths, given to TRL as conversations when the
+model has a chat template, so both sides train on the same rendered tokens), batch size and precision. Each runs in
 its own child process so its peak memory is its own (on CPU, the rise of RSS above what was resident when training started, sampled every 2 ms;
 `torch.cuda.max_memory_allocated` on GPU); one invocation runs them all on the same machine, one after the
 other. Step time is the median over the timed steps after warm-up.
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ["trl-dpo", "dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
+VARIANTS = ["trl-dpo", "trl-dpo-default", "dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
 TARGETS = {  # ratio: (numerator, denominator, limit)
     "dpo/trl time": ("dpo", "trl-dpo", "step_s", 0.75),
     "dpo/trl memory": ("dpo", "trl-dpo", "peak_mb", 0.60),
@@ -102,7 +103,7 @@ def run_variant(variant: str, model_name: str, steps: int, batch_size: int, tmp:
     common = dict(max_steps=steps, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
                   learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=not cuda,
                   bf16=cuda, disable_tqdm=True, seed=0)
-    if variant == "trl-dpo":
+    if variant.startswith("trl-dpo"):
         from datasets import Dataset
         from peft import LoraConfig
         from trl import DPOConfig, DPOTrainer
@@ -110,10 +111,17 @@ def run_variant(variant: str, model_name: str, steps: int, batch_size: int, tmp:
         from innerdpo_bench.models import load_causal_lm, load_tokenizer
 
         model = load_causal_lm(base, dtype=torch.bfloat16 if cuda else torch.float32)
+        tokenizer = load_tokenizer(base)
+        if tokenizer.chat_template:  # conversational rows: TRL renders them through the chat template, as we do
+            rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+                     "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                     "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
         trainer = DPOTrainer(
+            # "trl-dpo": the same settings as ours (no gradient checkpointing); "trl-dpo-default": TRL's
+            # defaults, which turn gradient checkpointing on (less memory, more time), for information.
             model=model, args=DPOConfig(output_dir=str(tmp / "trl"), beta=0.1, loss_type=["sigmoid"], max_length=512,
-                                        **common),
-            train_dataset=Dataset.from_list(rows), processing_class=load_tokenizer(base), callbacks=[timer],
+                                        gradient_checkpointing=variant == "trl-dpo-default", **common),
+            train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer],
             peft_config=LoraConfig(r=64, lora_alpha=16, use_rslora=True, target_modules="all-linear", task_type="CAUSAL_LM"),
         )
     else:

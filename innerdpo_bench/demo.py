@@ -38,7 +38,7 @@ class DemoPlan:
             return cls(base_model, max_steps=3, learning_rate=1e-3, batch_size=2, rows_per_shift=8, train_rows=64)
         if base_model.strip().lower() == "tiny-random":
             return cls(base_model, max_steps=40, learning_rate=2e-3, batch_size=4, rows_per_shift=60, train_rows=400)
-        return cls(base_model, max_steps=24, learning_rate=1e-4, batch_size=4, rows_per_shift=40, train_rows=400)
+        return cls(base_model, max_steps=24, learning_rate=3e-4, batch_size=4, rows_per_shift=40, train_rows=400)
 
 
 def demo_specs(plan: DemoPlan) -> list[dict]:

@@ -156,3 +156,14 @@ def test_sink_filter_drops_the_outlier_norm():
     norms = torch.tensor([[1.0, 1.0, 1.0, 50.0]])
     mask = torch.ones(1, 4, dtype=torch.bool)
     assert sink_filter(norms, mask).tolist() == [[True, True, True, False]]
+
+
+def test_supr_projector_equals_the_logit_lens_route():
+    """δ through W⁺W equals the spec's W⁺(W h_j − W h_{j−1}) for a tall random unembedding."""
+    from innerdpo_bench.methods.transforms import logit_lens_projector
+
+    torch.manual_seed(0)
+    w = torch.randn(50, D)
+    h_prev, h_next = torch.randn(4, D), torch.randn(4, D)
+    via_logits = (h_next @ w.T - h_prev @ w.T) @ torch.linalg.pinv(w).T
+    assert torch.allclose((h_next - h_prev) @ logit_lens_projector(w).T, via_logits, atol=1e-4)

@@ -182,15 +182,20 @@ class EtherTransform(nn.Module):
                     ether_type=self.ether_type, seed=self.seed)
 
 
-_PINV_CACHE: dict[tuple, Tensor] = {}
+_PROJECTOR_CACHE: dict[tuple, Tensor] = {}
 
 
-def output_embedding_pinv(weight: Tensor) -> Tensor:
-    """`W⁺` of the output embedding `W ∈ ℝ^{V×d}`, in fp32, computed once per process per weight."""
+def logit_lens_projector(weight: Tensor) -> Tensor:
+    """`W⁺W` `[d, d]` for the output embedding `W ∈ ℝ^{V×d}`, in fp32, computed once per process per weight.
+
+    `δ = W⁺(W h_j − W h_{j−1}) = (W⁺W)(h_j − h_{j−1})`, so the V-sized logits never need to be formed:
+    the same numbers at d/V of the cost (for SmolLM2's 49,152-word vocabulary, 85× fewer FLOPs per layer).
+    """
     key = (weight.data_ptr(), tuple(weight.shape), str(weight.device))
-    if key not in _PINV_CACHE:
-        _PINV_CACHE[key] = torch.linalg.pinv(weight.detach().float())
-    return _PINV_CACHE[key]
+    if key not in _PROJECTOR_CACHE:
+        w = weight.detach().float()
+        _PROJECTOR_CACHE[key] = torch.linalg.pinv(w) @ w
+    return _PROJECTOR_CACHE[key]
 
 
 class SupressedHS(nn.Module):
@@ -219,14 +224,16 @@ class SupressedHS(nn.Module):
         return self.layers[1:]
 
     def masks(self, last_states: dict[int, Tensor]) -> dict[int, Tensor]:
-        """`M_j` per output layer from the last-token states `{layer: [rows, hidden]}`."""
-        weight = self._weight.detach().float()
-        pinv = output_embedding_pinv(self._weight)
-        logits = {layer: last_states[layer].detach().float() @ weight.T for layer in self.layers}
+        """`M_j` per output layer from the last-token states `{layer: [rows, hidden]}`.
+
+        Computed as `δ_j = (W⁺W)(h_{l_j} − h_{l_{j−1}})` (see `logit_lens_projector`), which equals
+        `W⁺(z_{l_j} − z_{l_{j−1}})` without forming the vocabulary-sized logits.
+        """
+        projector = logit_lens_projector(self._weight)
         out = {}
         for prev, layer in zip(self.layers, self.layers[1:]):
-            delta = (logits[layer] - logits[prev]) @ pinv.T  # [rows, hidden]
-            out[layer] = delta > self.tau
+            step = last_states[layer].detach().float() - last_states[prev].detach().float()
+            out[layer] = step @ projector.T > self.tau  # [rows, hidden]
         return out
 
     def forward(self, states: dict[int, Tensor], last_index: Tensor) -> dict[int, Tensor]:
