@@ -38,6 +38,8 @@ class TrainConfig:
     effective_batch: int = opt(16, "Pairs per optimiser step; gradient accumulation fills it.")
     max_prompt_length: int = opt(450, "Prompt tokens kept (truncated from the left).")
     max_length: int = opt(512, "Prompt + completion tokens kept (completion truncated on the right).")
+    pack_prompt: bool = opt(True, "Run a pair as one sequence, prompt once then chosen then rejected, with a block "
+                            "attention mask (same numbers, fewer tokens); off: two padded rows per pair.")
     lora_r: int = opt(64, "LoRA rank (all linear layers, rsLoRA).", "Adapter")
     lora_alpha: int = opt(16, "LoRA alpha.", "Adapter")
     lora_dropout: float = opt(0.0, "LoRA dropout.", "Adapter")

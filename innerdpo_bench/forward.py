@@ -1,4 +1,8 @@
-"""One forward over the `[chosen; rejected]` batch → completion log-probs and collected hidden states.
+"""One forward over a batch of pairs → completion log-probs and collected hidden states.
+
+Two batch layouts (`data/encode.py`): `[chosen; rejected]` padded rows, or packed pairs (the prompt once,
+then both completions, under a block attention mask built here from the segment ids, with position ids
+that restart after the prompt, so every completion token is computed exactly as in its own row).
 
 Designed for cost (spec §13):
   * the output head runs only at completion positions, in chunks, and under activation checkpointing
@@ -31,6 +35,7 @@ class ForwardResult:
     n_tokens: Tensor                 # [rows] number of scored completion tokens
     hidden: dict[int, Tensor]        # layer -> [rows, tokens, hidden] or, when pooled in the hook, [rows, hidden]
     last_index: Tensor               # [rows] position of each row's last completion token
+    mask: Tensor                     # [rows, tokens] completion tokens, in the token layout of `hidden`
 
 
 def model_parts(causal_lm: nn.Module) -> tuple[nn.Module, nn.ModuleList, nn.Module, nn.Module]:
@@ -82,23 +87,53 @@ def last_completion_index(completion_mask: Tensor) -> Tensor:
     return (positions * completion_mask.long()).argmax(dim=1)
 
 
-def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
-                 pool: Callable[[Tensor], Tensor] | None = None, chunk_size: int = DEFAULT_HEAD_CHUNK) -> ForwardResult:
-    """Run `model` (possibly wrapped) on a collated batch.
+def packed_attention_mask(segment_ids: Tensor) -> Tensor:
+    """`[B, 1, L, L]` boolean mask (True = may attend) for rows of segments: 0 is the shared context, k ≥ 1 a
+    continuation of it, -1 padding. A query sees earlier keys of the context and of its own segment; a
+    padding query sees only itself (so no softmax row is empty)."""
+    width = segment_ids.shape[1]
+    index = torch.arange(width, device=segment_ids.device)
+    causal = index[:, None] >= index[None, :]
+    keys, queries = segment_ids[:, None, :], segment_ids[:, :, None]
+    visible = causal & ((keys == 0) | (keys == queries)) & (queries >= 0)
+    return (visible | torch.eye(width, dtype=torch.bool, device=segment_ids.device))[:, None]
 
-    `layers`: hidden-state indices to collect (0 = embeddings, k = output of block k).
-    `pool`: if given, applied to each collected `[rows, tokens, hidden]` state inside the hook, so only
-    its result is kept (used for the no-grad reference pass).
+
+def is_packed(batch: dict[str, Tensor]) -> bool:
+    return "segment_ids" in batch
+
+
+def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
+                 pool: Callable[[Tensor, Tensor], Tensor] | None = None,
+                 chunk_size: int = DEFAULT_HEAD_CHUNK) -> ForwardResult:
+    """Run `model` (possibly wrapped) on a collated batch of either layout.
+
+    `layers`: hidden-state indices to collect (0 = embeddings, k = output of block k). For a packed batch
+    the states are returned per completion, `[2B, C, hidden]` at the completion tokens (the only tokens
+    pooling reads), with `mask` to match; for padded rows they are the rows' states, `[2B, T, hidden]`.
+    `pool(states, mask)`: if given, applied to each collected state inside the hook, so only its result
+    is kept (used for the no-grad reference pass).
     """
     causal_lm = unwrap_causal_lm(model)
     decoder, blocks, embed, head = model_parts(causal_lm)
+    input_ids = batch["input_ids"]
+    if is_packed(batch):
+        pairs = input_ids.shape[0]
+        mask = batch["completion_mask"]                                  # [2B, C]
+        sequence_row = (torch.arange(mask.shape[0], device=mask.device) % pairs)[:, None]
+        at_tokens = lambda state: state[sequence_row, batch["completion_pos"]]  # noqa: E731
+        inputs = {"position_ids": batch["position_ids"], "attention_mask": packed_attention_mask(batch["segment_ids"])}
+    else:
+        mask = batch["completion_mask"]                                  # [2B, T]
+        at_tokens = lambda state: state  # noqa: E731
+        inputs = {"attention_mask": batch["attention_mask"]}
     captured: dict[int, Tensor] = {}
     final: list[Tensor] = []
 
     def capture(index: int):
         def hook(_module, _inputs, output):
-            state = output[0] if isinstance(output, tuple) else output
-            captured[index] = pool(state) if pool is not None else state
+            state = at_tokens(output[0] if isinstance(output, tuple) else output)
+            captured[index] = pool(state, mask) if pool is not None else state
         return hook
 
     def capture_final(_module, _inputs, output):
@@ -108,15 +143,19 @@ def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
     for index in layers:
         handles.append((embed if index == 0 else blocks[index - 1]).register_forward_hook(capture(index)))
     try:
-        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, logits_to_keep=1)
+        model(input_ids=input_ids, use_cache=False, logits_to_keep=1, **inputs)
     finally:
         for handle in handles:
             handle.remove()
 
-    completion_mask = batch["completion_mask"]
-    scored = completion_mask[:, 1:]                             # token t is predicted at position t-1
-    hidden = final[0][:, :-1][scored]                           # [N, d]
-    targets = batch["input_ids"][:, 1:][scored]                 # [N]
+    if is_packed(batch):
+        scored = mask                                                     # [2B, C]
+        hidden = final[0][sequence_row, batch["completion_from"]][scored]  # [N, d]: the state predicting each token
+        targets = input_ids[sequence_row, batch["completion_pos"]][scored]
+    else:
+        scored = mask[:, 1:]                                             # token t is predicted at position t-1
+        hidden = final[0][:, :-1][scored]
+        targets = input_ids[:, 1:][scored]
     rows = torch.arange(scored.shape[0], device=scored.device)[:, None].expand_as(scored)[scored]
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     token_logp = completion_logprobs(head, hidden, targets, chunk_size, softcap)
@@ -125,5 +164,6 @@ def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
         logp_sum=logp_sum,
         n_tokens=scored.sum(dim=1),
         hidden=captured,
-        last_index=last_completion_index(completion_mask),
+        last_index=last_completion_index(mask),
+        mask=mask,
     )

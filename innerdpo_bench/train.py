@@ -26,7 +26,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import __version__, rundir
 from innerdpo_bench.config import TrainConfig, display_name
-from innerdpo_bench.data.encode import PairCollator, encode_pairs
+from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
 from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
@@ -59,29 +59,29 @@ class PreferenceTrainer(Trainer):
         self._metric_sums: dict[str, float] = defaultdict(float)
         self._metric_count = 0
 
-    def _pooled(self, result, mask) -> torch.Tensor | None:
+    def _pooled(self, result) -> torch.Tensor | None:
         if self.transform is None:
             return None
         if all(h.dim() == 2 for h in result.hidden.values()):  # pooled in the hook already
             pooled = result.hidden
         else:
-            pooled = self.transform.pool(result.hidden, mask, result.last_index, self.norm_before_pool, self.filter_sinks)
+            pooled = self.transform.pool(result.hidden, result.mask, result.last_index, self.norm_before_pool,
+                                         self.filter_sinks)
         return torch.stack([pooled[layer] for layer in self.transform.output_layers])  # [layers, 2B, hidden]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        mask = inputs["completion_mask"]
         peft_model = self.accelerator.unwrap_model(model)
         in_hook = None
         if self.transform is not None and self.transform.pools_raw_states:
-            in_hook = lambda h: completion_pool(h, mask, self.norm_before_pool, self.filter_sinks)  # noqa: E731
+            in_hook = lambda h, mask: completion_pool(h, mask, self.norm_before_pool, self.filter_sinks)  # noqa: E731
         # The reference runs on the unwrapped model: it needs no gradient sync, and a second call through
         # DDP's forward in the same step would confuse its reducer.
         with torch.no_grad(), peft_model.disable_adapter():
             ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
         policy = forward_pass(model, inputs, self.layers)
         loss, metrics = preference_loss(
-            SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy, mask)),
-            SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref, mask)),
+            SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy)),
+            SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref)),
             self.loss_config,
         )
         if not torch.isfinite(loss):
@@ -307,7 +307,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     callbacks = [files] + ([RichProgressCallback(display_name(cfg))] if progress else [])
     trainer = PreferenceTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(encoded),
-        data_collator=PairCollator(tokenizer.pad_token_id), callbacks=callbacks,
+        data_collator=(PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id), callbacks=callbacks,
         loss_config=cfg.loss_config(), layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
     )

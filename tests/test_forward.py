@@ -1,10 +1,11 @@
-"""The fast forward: completion-only head equals the naive full-logits computation; the reference pass
-is exactly the base model; gradients reach only adapter (and transform) parameters."""
+"""The fast forward: completion-only head equals the naive full-logits computation, in both batch layouts
+(padded rows and packed pairs); the reference pass is exactly the base model; gradients reach only adapter
+(and transform) parameters."""
 
 import pytest
 import torch
 
-from innerdpo_bench.data.encode import PairCollator, encode_pairs
+from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.forward import completion_logprobs, forward_pass
 from innerdpo_bench.methods.pooling import completion_pool
 
@@ -27,6 +28,12 @@ def naive_logprobs(model, batch):
 def batch(tiny_tokenizer):
     encoded, _ = encode_pairs(tiny_tokenizer, ROWS)
     return PairCollator(tiny_tokenizer.pad_token_id)(encoded)
+
+
+@pytest.fixture(scope="module")
+def packed(tiny_tokenizer):
+    encoded, _ = encode_pairs(tiny_tokenizer, ROWS)
+    return PackedPairCollator(tiny_tokenizer.pad_token_id)(encoded)
 
 
 @pytest.fixture()
@@ -102,7 +109,7 @@ def test_pooling_in_the_hook_equals_pooling_after(lora_model, batch):
     mask = batch["completion_mask"]
     with torch.no_grad():
         after = forward_pass(lora_model, batch, layers=[1, 2])
-        in_hook = forward_pass(lora_model, batch, layers=[1, 2], pool=lambda h: completion_pool(h, mask))
+        in_hook = forward_pass(lora_model, batch, layers=[1, 2], pool=completion_pool)
     for layer in (1, 2):
         assert in_hook.hidden[layer].shape == (6, after.hidden[layer].shape[-1])
         assert torch.allclose(in_hook.hidden[layer], completion_pool(after.hidden[layer], mask), atol=1e-6)
@@ -115,3 +122,72 @@ def test_special_tokens_and_prompt_are_not_scored(tiny_tokenizer, batch):
     encoded, _ = encode_pairs(tiny_tokenizer, ROWS[:1])
     prompt_len = len(tiny_tokenizer(ROWS[0]["prompt"])["input_ids"])
     assert encoded[0]["chosen_mask"][:prompt_len] == [0] * prompt_len
+
+
+# --------------------------------------------------------------------------- packed pairs
+
+
+def test_packed_layout_holds_the_prompt_once(tiny_tokenizer, batch, packed):
+    pairs = len(ROWS)
+    assert packed["input_ids"].shape[0] == pairs
+    assert packed["input_ids"].numel() < batch["input_ids"].numel()
+    for row in range(pairs):
+        prompt = int((packed["segment_ids"][row] == 0).sum())
+        chosen = batch["input_ids"][row][batch["attention_mask"][row].bool()]
+        rejected = batch["input_ids"][pairs + row][batch["attention_mask"][pairs + row].bool()]
+        real = packed["input_ids"][row][packed["segment_ids"][row] >= 0]
+        assert real.tolist() == chosen.tolist() + rejected[prompt:].tolist()
+        # each completion's positions continue from the prompt, as in its own row
+        for segment, ids in ((1, chosen), (2, rejected)):
+            positions = packed["position_ids"][row][packed["segment_ids"][row] == segment]
+            assert positions.tolist() == list(range(prompt, len(ids)))
+
+
+def test_packed_scored_tokens_are_the_unpacked_ones(batch, packed):
+    assert packed["completion_mask"].sum(1).tolist() == batch["completion_mask"][:, 1:].sum(1).tolist()
+
+
+def test_packed_logprobs_and_gradients_match_naive(lora_model, batch, packed):
+    fast = forward_pass(lora_model, packed, layers=[])
+    slow = naive_logprobs(lora_model, batch)
+    assert torch.allclose(fast.logp_sum, slow, atol=1e-3)
+    assert fast.n_tokens.tolist() == batch["completion_mask"][:, 1:].sum(1).tolist()
+    fast.logp_sum.sum().backward()
+    grads = {n: p.grad.clone() for n, p in lora_model.named_parameters() if p.grad is not None}
+    assert grads
+    lora_model.zero_grad()
+    slow.sum().backward()
+    for n, p in lora_model.named_parameters():
+        if p.grad is not None:
+            assert torch.allclose(grads[n], p.grad, atol=1e-4), n
+
+
+def test_packed_hidden_states_equal_the_rows_states_at_completion_tokens(lora_model, batch, packed):
+    with torch.no_grad():
+        rows = forward_pass(lora_model, batch, layers=[0, 2, 4])
+        pack = forward_pass(lora_model, packed, layers=[0, 2, 4])
+    for layer in (0, 2, 4):
+        for seq in range(2 * len(ROWS)):
+            expected = rows.hidden[layer][seq][batch["completion_mask"][seq]]
+            got = pack.hidden[layer][seq][pack.mask[seq]]
+            assert torch.allclose(got, expected, atol=1e-5), (layer, seq)
+        # so pooling (what the hidden-state loss reads) agrees too, in the hook or after
+        pooled_rows = completion_pool(rows.hidden[layer], rows.mask)
+        assert torch.allclose(completion_pool(pack.hidden[layer], pack.mask), pooled_rows, atol=1e-5)
+    with torch.no_grad():
+        in_hook = forward_pass(lora_model, packed, layers=[2], pool=completion_pool)
+    assert torch.allclose(in_hook.hidden[2], completion_pool(rows.hidden[2], rows.mask), atol=1e-5)
+    last_rows = rows.hidden[4][torch.arange(6), rows.last_index]
+    assert torch.allclose(pack.hidden[4][torch.arange(6), pack.last_index], last_rows, atol=1e-5)
+
+
+def test_a_packed_completion_never_sees_its_sibling(lora_model, tiny_tokenizer):
+    """Change only the chosen completion: the rejected one's score must not move."""
+    a = dict(ROWS[1])
+    b = dict(a, chosen="Clouds are grey, and so is rain over the hills in autumn.")
+    collate = PackedPairCollator(tiny_tokenizer.pad_token_id)
+    with torch.no_grad():
+        first = forward_pass(lora_model, collate(encode_pairs(tiny_tokenizer, [a])[0]), layers=[])
+        second = forward_pass(lora_model, collate(encode_pairs(tiny_tokenizer, [b])[0]), layers=[])
+    assert not torch.allclose(first.logp_sum[0], second.logp_sum[0])
+    assert torch.allclose(first.logp_sum[1], second.logp_sum[1], atol=1e-5)

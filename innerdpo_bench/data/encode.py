@@ -1,5 +1,11 @@
 """Render and tokenise preference pairs, and collate them into one `[chosen; rejected]` batch (spec §2).
 
+Batches come in two layouts with the same numbers (tested): `PairCollator`, one padded row per completion
+(`[2B, T]`, chosen rows first), and `PackedPairCollator`, one row per pair holding the prompt once, then
+the chosen, then the rejected completion, with segment ids from which the forward builds a block attention
+mask (spec §13: no prompt is run twice; on the mini suite with SmolLM2's chat template that is 40% fewer
+tokens per step).
+
 Rendering:
   * with a chat template: the prompt is one user turn plus the generation prompt; the completion is the
     assistant turn as the template writes it (content, then the template's end-of-turn), taken as the
@@ -78,7 +84,9 @@ def encode_pair(tokenizer, row: dict, max_prompt_length: int, max_length: int, s
             return None
         out[f"{side}_ids"] = prompt_ids + completion_ids
         out[f"{side}_mask"] = mask
-    out["length"] = max(len(out["chosen_ids"]), len(out["rejected_ids"]))
+    out["prompt_length"] = len(prompt_ids)
+    # tokens of the pair when packed (prompt once); the length-grouped sampler sorts by it
+    out["length"] = len(out["chosen_ids"]) + len(out["rejected_ids"]) - len(prompt_ids)
     stats.rows += 1
     return out
 
@@ -112,3 +120,54 @@ class PairCollator:
             attention[i, : len(ids)] = 1
             completion[i, : len(mask)] = torch.tensor(mask, dtype=torch.bool)
         return {"input_ids": input_ids, "attention_mask": attention, "completion_mask": completion}
+
+
+class PackedPairCollator:
+    """One row per pair: `prompt · chosen completion · rejected completion`, right-padded to the batch's
+    longest pair.
+
+    Returns
+      * `input_ids`, `position_ids` (each completion's positions continue from the prompt's end, as if it
+        followed the prompt alone) and `segment_ids` (0 prompt, 1 chosen, 2 rejected, -1 padding), all `[B, L]`;
+      * per completion, in the usual `[chosen; rejected]` order (`[2B, C]`, C the longest completion):
+        `completion_pos`, the packed position of each completion token; `completion_from`, the position whose
+        output predicts it (the previous token of the same completion, or the prompt's last token for the
+        first); `completion_mask`, the scored tokens (not special, spec §1).
+    `forward.forward_pass` turns the segment ids into the attention mask: a token sees the prompt and the
+    earlier tokens of its own completion, never the sibling completion.
+    """
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        pairs = len(features)
+        width = max(f["length"] for f in features)
+        longest = max(max(len(f["chosen_ids"]), len(f["rejected_ids"])) - f["prompt_length"] for f in features)
+        input_ids = torch.full((pairs, width), self.pad_token_id, dtype=torch.long)
+        position_ids = torch.zeros((pairs, width), dtype=torch.long)
+        segment_ids = torch.full((pairs, width), -1, dtype=torch.long)
+        completion_pos = torch.zeros((2 * pairs, longest), dtype=torch.long)
+        completion_from = torch.zeros((2 * pairs, longest), dtype=torch.long)
+        completion_mask = torch.zeros((2 * pairs, longest), dtype=torch.bool)
+        for row, f in enumerate(features):
+            prompt = f["prompt_length"]
+            input_ids[row, :prompt] = torch.tensor(f["chosen_ids"][:prompt], dtype=torch.long)
+            position_ids[row, :prompt] = torch.arange(prompt)
+            segment_ids[row, :prompt] = 0
+            start = prompt
+            for segment, side in ((1, "chosen"), (2, "rejected")):
+                ids, mask = f[f"{side}_ids"][prompt:], f[f"{side}_mask"][prompt:]
+                n, seq = len(ids), row + (segment - 1) * pairs
+                input_ids[row, start:start + n] = torch.tensor(ids, dtype=torch.long)
+                position_ids[row, start:start + n] = torch.arange(prompt, prompt + n)
+                segment_ids[row, start:start + n] = segment
+                completion_pos[seq, :n] = torch.arange(start, start + n)
+                completion_from[seq, :n] = torch.tensor([prompt - 1] + list(range(start, start + n - 1)))
+                completion_mask[seq, :n] = torch.tensor(mask, dtype=torch.bool)
+                if prompt == 0:  # nothing before the first token predicts it (the unpacked layout skips it too)
+                    completion_mask[seq, 0] = False
+                start += n
+        return {"input_ids": input_ids, "position_ids": position_ids, "segment_ids": segment_ids,
+                "completion_pos": completion_pos, "completion_from": completion_from,
+                "completion_mask": completion_mask}
