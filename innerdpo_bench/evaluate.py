@@ -11,9 +11,10 @@ and the PeftModel is wrapped in `fastlm.FastHFLM` (lm-eval's HFLM returning the 
 with the LM head applied only at continuation tokens, plus a per-model score cache that makes the base
 model's rows a one-off per base and suite). `lm_eval.simple_evaluate` runs the `innerdpo_*`
 tasks of `tasks/` (a TaskManager with `include_path` and no built-in tasks; metadata carries the
-suite, the row cap and the tokenizer) with `log_samples`, then runs again on the same object inside
-`peft_model.disable_adapter()` to score the base model on exactly the same requests. For a
-base-model checkpoint the base IS the checkpoint and its rows are reused.
+suite, the row cap and the tokenizer) with `log_samples`: first inside `peft_model.disable_adapter()`, scoring the base model (usually from the
+score cache), then with the adapter, on exactly the same requests. In fp32 the adapter is merged into the
+weights for its pass (the same function, without LoRA's extra matmuls; tested equal to 1e-4). For a
+base-model checkpoint the base IS the checkpoint and one pass serves both.
 
 Metrics per shift (`tasks/utils.py`, `pair_metrics`): `acc` = mean per-token log-prob of chosen >
 rejected (strict; open_pref_eval's default), `acc_sum` = summed log-prob strict >, `logratio` = mean
@@ -539,15 +540,20 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
                   for name, adapter in (("model", ckpt.adapter), ("base", None))}
 
     n_requests = 2 * sum(len(task.eval_docs) for task in tasks.values())
-    say(f"scoring {n_requests} requests with the {ckpt.kind}" + (" (adapter on)" if ckpt.adapter else ""))
-    lm.score_cache = caches["model"] if ckpt.adapter is not None else caches["base"]
-    results = _run_harness(lm, group, task_manager, apply_chat_template)
     if ckpt.adapter is not None:
         say(f"scoring {n_requests} requests with the base model (adapter off)")
         lm.score_cache = caches["base"]
         with model.disable_adapter():
             base_results = _run_harness(lm, group, task_manager, apply_chat_template)
-    else:
+        if dtype == "float32":
+            # Fold the adapter into the weights (W + sBA): the same function without a pair of LoRA matmuls per
+            # linear layer (a third of the time at rank 64). Only in fp32: rounding W + sBA to bf16/fp16
+            # would lose part of the adapter. The base rows are already scored, and the model is not reused.
+            model.merge_adapter()
+    say(f"scoring {n_requests} requests with the {ckpt.kind}" + (" (adapter on)" if ckpt.adapter else ""))
+    lm.score_cache = caches["model"] if ckpt.adapter is not None else caches["base"]
+    results = _run_harness(lm, group, task_manager, apply_chat_template)
+    if ckpt.adapter is None:
         base_results = results
 
     rows = {s: _merge_base(_rows(results, tasks, s), _rows(base_results, tasks, s)) for s in shifts}

@@ -95,3 +95,32 @@ def test_three_choices_and_left_truncation_match_stock(model_and_tokenizer):
         fast = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=2, max_length=max_length).loglikelihood(make())
         for (ll_s, greedy_s), (ll_f, greedy_f) in zip(stock, fast):
             assert ll_f == pytest.approx(ll_s, abs=1e-4) and greedy_f == greedy_s
+
+
+SYSTEM = "<system> You answer briefly and truthfully. </system>\nUser: "
+
+
+def test_shared_prefix_is_computed_once_and_changes_nothing(model_and_tokenizer, monkeypatch):
+    """Contexts that all open with the same tokens (a chat template's system prompt): the prefix runs once,
+    its keys and values feed every batch, and every answer still equals stock HFLM's."""
+    model, tokenizer = model_and_tokenizer
+    rows = load_mini("in_domain")[:6] + load_mini("orthogonal")[:6]
+    pairs = [(SYSTEM + r["prompt"] + "\nAssistant:", " " + r[side]) for r in rows for side in ("chosen", "rejected")]
+    make = lambda: [Instance(request_type="loglikelihood", doc={}, arguments=p, idx=i) for i, p in enumerate(pairs)]  # noqa: E731
+    contexts = [tokenizer(c, add_special_tokens=False)["input_ids"] for c, _ in pairs]
+    assert len(FastHFLM.shared_prefix(contexts)) >= 8
+    prefixes = []
+    original = FastHFLM._prefix_cache
+    monkeypatch.setattr(FastHFLM, "_prefix_cache", lambda self, prefix: prefixes.append(prefix) or original(self, prefix))
+    stock = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4).loglikelihood(make())
+    fast = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=5).loglikelihood(make())
+    assert len(prefixes) == 1
+    for (ll_s, greedy_s), (ll_f, greedy_f) in zip(stock, fast, strict=True):
+        assert ll_f == pytest.approx(ll_s, abs=1e-4) and greedy_f == greedy_s
+
+
+def test_shared_prefix_rules():
+    assert FastHFLM.shared_prefix([[1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 7]]) == [1, 2, 3, 4, 5]
+    assert FastHFLM.shared_prefix([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]]) == [1, 2, 3, 4]  # one token left of each
+    assert FastHFLM.shared_prefix([[1, 2, 3, 9], [1, 2, 3, 8]]) == []                       # too short to pay
+    assert FastHFLM.shared_prefix([[1, 2, 3, 4, 5, 6]]) == []                                # nothing to share
