@@ -1,13 +1,26 @@
 """Training step time and peak memory: TRL's DPOTrainer vs our dpo, ipo and each InnerDPO transform.
 
-    python -m bench.train_step [--model smollm2-135m|tiny-random] [--steps 20] [--batch-size 4] [--out FILE]
+    python -m bench.train_step [--model smollm2-135m|tiny-random] [--steps 23] [--memory-steps 8]
+                               [--paired-steps 12] [--batch-size 4] [--variants LIST] [--out FILE]
 
 Every variant trains the same base model, LoRA config (r 64, alpha 16, rsLoRA, all linear layers), data
 (the mini suite's train split: preference rows of varied lengths, given to TRL as conversations when the
-model has a chat template, so both sides train on the same rendered tokens), batch size and precision. Each runs in
-its own child process so its peak memory is its own (on CPU, the rise of RSS above what was resident when training started, sampled every 2 ms;
-`torch.cuda.max_memory_allocated` on GPU); one invocation runs them all on the same machine, one after the
-other. Step time is the median over the timed steps after warm-up.
+model has a chat template, so both sides train on the same rendered tokens), batch size and precision; one
+invocation runs everything on the same machine, one measurement after the other.
+
+Three measurements, each where it is exact:
+  * Standalone runs, one child process per variant, so its peak memory is its own: on CPU the rise of RSS
+    above what was resident once the model's weights were read (sampled every 2 ms), on GPU
+    `torch.cuda.max_memory_allocated`. Every variant reports its peak over the first `--memory-steps`
+    steps (the same batches for all of ours; the length-grouped sampler puts the longest batch first);
+    TRL and our dpo run `--steps` steps and also report their step time, the median after 3 warm-up steps.
+  * A paired run, one child process holding all of our variants: for each of `--paired-steps` batches,
+    every variant does one full step (forward, backward, optimiser) on that same batch, in rotating order.
+    Separate processes minutes apart drift by ±10% on a shared machine (ipo, whose step is dpo's, measured
+    1.11x dpo that way); pairing cancels the drift, so the InnerDPO/dpo time ratios are the medians of the
+    per-batch ratios, after 2 warm-up batches.
+Ratios against the targets: dpo/TRL time (standalone) and memory, each InnerDPO variant / dpo time (paired)
+and memory (first `--memory-steps` steps).
 """
 
 from __future__ import annotations
@@ -23,17 +36,15 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ["trl-dpo", "dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
+OURS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
+VARIANTS = ["trl-dpo"] + OURS
 # For information, not in the default run (it adds two minutes on CPU): TRL's own defaults, which turn
 # gradient checkpointing on (less memory, more time).
 EXTRA_VARIANTS = ["trl-dpo-default"]
-TARGETS = {  # ratio: (numerator, denominator, limit)
-    "dpo/trl time": ("dpo", "trl-dpo", "step_s", 0.75),
-    "dpo/trl memory": ("dpo", "trl-dpo", "peak_mb", 0.60),
-}
-for _name in ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"):
-    TARGETS[f"{_name}/dpo time"] = (_name, "dpo", "step_s", 1.10)
-    TARGETS[f"{_name}/dpo memory"] = (_name, "dpo", "peak_mb", 1.10)
+TIMED = ("trl-dpo", "trl-dpo-default", "dpo")  # standalone runs that also measure step time
+WARMUP = 3
+PAIRED_WARMUP = 2
+INNERDPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
 
 
 def _rss_mb() -> float:
@@ -65,133 +76,245 @@ class RssSampler:
         self._thread.join()
 
 
-def _step_timer():
+def _sync():
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _peak_mb(sampler: RssSampler, before: float) -> float:
+    """GPU: the allocator's peak so far; CPU: how far RSS rose above `before`."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return max(sampler.peak, _rss_mb()) - before
+
+
+def _step_recorder(memory_steps: int):
     from transformers import TrainerCallback
 
-    class StepTimer(TrainerCallback):
+    class StepRecorder(TrainerCallback):
+        """Step times, and the memory peak when `memory_steps` steps are done."""
+
         def __init__(self):
             self.times: list[float] = []
+            self.peak_at_memory_steps: float | None = None
+            self.sampler: RssSampler | None = None
+            self.before = 0.0
             self._start = 0.0
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self._sync()
+            _sync()
             self._start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            self._sync()
+            _sync()
             self.times.append(time.perf_counter() - self._start)
+            if len(self.times) == memory_steps and self.sampler is not None:
+                self.peak_at_memory_steps = _peak_mb(self.sampler, self.before)
 
-        @staticmethod
-        def _sync():
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-
-    return StepTimer()
+    return StepRecorder()
 
 
-def run_variant(variant: str, model_name: str, steps: int, batch_size: int, tmp: Path) -> dict:
-    """Train `steps` steps of one variant in this process and measure it."""
+def _common_args(steps: int, batch_size: int) -> dict:
     import torch
 
+    cuda = torch.cuda.is_available()
+    return dict(max_steps=steps, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
+                learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=not cuda,
+                bf16=cuda, disable_tqdm=True, seed=0)
+
+
+def _trl_trainer(variant: str, base: str, rows: list[dict], steps: int, batch_size: int, tmp: Path):
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    from innerdpo_bench.models import load_causal_lm, load_tokenizer
+
+    model = load_causal_lm(base, dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    tokenizer = load_tokenizer(base)
+    if tokenizer.chat_template:  # conversational rows: TRL renders them through the chat template, as we do
+        rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+                 "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                 "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+    return DPOTrainer(
+        # "trl-dpo": the same settings as ours (no gradient checkpointing); "trl-dpo-default": TRL's
+        # defaults, which turn gradient checkpointing on (less memory, more time), for information.
+        model=model, args=DPOConfig(output_dir=str(tmp / "trl"), beta=0.1, loss_type=["sigmoid"], max_length=512,
+                                    gradient_checkpointing=variant == "trl-dpo-default",
+                                    **_common_args(steps, batch_size)),
+        train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+        peft_config=LoraConfig(r=64, lora_alpha=16, use_rslora=True, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+
+
+def _our_trainer(variant: str, model_name: str, base: str, rows: list[dict], steps: int, batch_size: int, tmp: Path):
     from innerdpo_bench.config import TrainConfig
+    from innerdpo_bench.train import build_trainer
+
+    cfg = TrainConfig(method=variant, base_model=model_name, dataset="mini:train", max_steps=steps,
+                      batch_size=batch_size, effective_batch=batch_size, output_dir=str(tmp / variant)).validate()
+    return build_trainer(cfg, tmp / variant, base, rows, "mini:train").trainer
+
+
+def _read_weights(trainer) -> None:
+    """The weights are memory-mapped from the safetensors file and only become resident when first read,
+    which would count the whole model (540 MB for SmolLM2 in fp32) as "training memory". Read every
+    parameter first, so the baseline holds the model and the rise is what training adds."""
+    import torch
+
+    with torch.no_grad():
+        for param in trainer.model.parameters():
+            param.sum()
+
+
+def run_variant(variant: str, model_name: str, steps: int, memory_steps: int, batch_size: int, tmp: Path) -> dict:
+    """Train one variant standalone in this process and measure it."""
+    import torch
+
+    from innerdpo_bench.data.pairs import load_pairs
+    from innerdpo_bench.models import resolve_base_model
+
+    base = resolve_base_model(model_name)
+    steps = steps if variant in TIMED else memory_steps
+    rows = load_pairs("mini:train")[: steps * batch_size]
+    if variant.startswith("trl-dpo"):
+        trainer = _trl_trainer(variant, base, rows, steps, batch_size, tmp)
+    else:
+        trainer = _our_trainer(variant, model_name, base, rows, steps, batch_size, tmp)
+    recorder = _step_recorder(memory_steps)
+    trainer.add_callback(recorder)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        _read_weights(trainer)
+    recorder.before = before = _rss_mb()
+    with RssSampler() as sampler:
+        recorder.sampler = sampler
+        trainer.train()
+    timed = recorder.times[WARMUP:]
+    return {"variant": variant, "steps": len(recorder.times),
+            "step_s": statistics.median(timed) if variant in TIMED and timed else None, "steps_timed": len(timed),
+            "peak_mb": round(_peak_mb(sampler, before), 1),
+            "peak_mb_memory_steps": round(recorder.peak_at_memory_steps or _peak_mb(sampler, before), 1),
+            "rss_before_train_mb": round(before, 1),
+            "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "device": "cuda" if cuda else "cpu"}
+
+
+def run_paired(variants: list[str], model_name: str, steps: int, batch_size: int, tmp: Path) -> dict:
+    """All of `variants` in this process: each batch gets one full step of every variant, in rotating order."""
     from innerdpo_bench.data.pairs import load_pairs
     from innerdpo_bench.models import resolve_base_model
 
     base = resolve_base_model(model_name)
     rows = load_pairs("mini:train")[: steps * batch_size]
-    timer = _step_timer()
-    cuda = torch.cuda.is_available()
-    common = dict(max_steps=steps, per_device_train_batch_size=batch_size, gradient_accumulation_steps=1,
-                  learning_rate=1e-5, logging_steps=10_000, save_strategy="no", report_to=[], use_cpu=not cuda,
-                  bf16=cuda, disable_tqdm=True, seed=0)
-    if variant.startswith("trl-dpo"):
-        from datasets import Dataset
-        from peft import LoraConfig
-        from trl import DPOConfig, DPOTrainer
+    trainers = {v: _our_trainer(v, model_name, base, rows, steps, batch_size, tmp) for v in variants}
+    for trainer in trainers.values():
+        trainer.create_optimizer_and_scheduler(num_training_steps=steps)
+        trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(), which this loop stands in for
+        trainer.model.train()
+    batches = list(trainers[variants[0]].get_train_dataloader())[:steps]  # the same collated batches for all
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for index, batch in enumerate(batches):
+        order = variants[index % len(variants):] + variants[:index % len(variants)]
+        for variant in order:
+            trainer = trainers[variant]
+            inputs = trainer._prepare_inputs(batch)
+            _sync()
+            start = time.perf_counter()
+            trainer.training_step(trainer.model, inputs)
+            trainer.optimizer.step()
+            trainer.lr_scheduler.step()
+            trainer.model.zero_grad(set_to_none=True)
+            _sync()
+            times[variant].append(time.perf_counter() - start)
+    return {"times_s": times, "warmup": PAIRED_WARMUP}
 
-        from innerdpo_bench.models import load_causal_lm, load_tokenizer
 
-        model = load_causal_lm(base, dtype=torch.bfloat16 if cuda else torch.float32)
-        tokenizer = load_tokenizer(base)
-        if tokenizer.chat_template:  # conversational rows: TRL renders them through the chat template, as we do
-            rows = [{"prompt": [{"role": "user", "content": r["prompt"]}],
-                     "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                     "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
-        trainer = DPOTrainer(
-            # "trl-dpo": the same settings as ours (no gradient checkpointing); "trl-dpo-default": TRL's
-            # defaults, which turn gradient checkpointing on (less memory, more time), for information.
-            model=model, args=DPOConfig(output_dir=str(tmp / "trl"), beta=0.1, loss_type=["sigmoid"], max_length=512,
-                                        gradient_checkpointing=variant == "trl-dpo-default", **common),
-            train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=[timer],
-            peft_config=LoraConfig(r=64, lora_alpha=16, use_rslora=True, target_modules="all-linear", task_type="CAUSAL_LM"),
-        )
-    else:
-        from innerdpo_bench.train import build_trainer
-
-        cfg = TrainConfig(method=variant, base_model=model_name, dataset="mini:train", max_steps=steps,
-                          batch_size=batch_size, effective_batch=batch_size, output_dir=str(tmp / variant)).validate()
-        trainer = build_trainer(cfg, tmp / variant, base, rows, "mini:train").trainer
-        trainer.add_callback(timer)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        # The weights are memory-mapped from the safetensors file and only become resident when first read,
-        # which would count the whole model (540 MB for SmolLM2 in fp32) as "training memory" on both sides.
-        # Read every parameter first, so the baseline holds the model and the rise is what training adds.
-        with torch.no_grad():
-            for param in trainer.model.parameters():
-                param.sum()
-    before = _rss_mb()
-    with RssSampler() as sampler:
-        trainer.train()
-    times = timer.times[3:]  # warm-up steps excluded
-    # GPU: the allocator's peak; CPU: how far RSS rose above what was resident before training started.
-    peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else sampler.peak - before
-    return {"variant": variant, "step_s": statistics.median(times), "steps_timed": len(times),
-            "peak_mb": round(peak, 1), "rss_before_train_mb": round(before, 1),
-            "process_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "device": "cuda" if cuda else "cpu"}
+def _child(args: list[str]) -> dict | None:
+    proc = subprocess.run([sys.executable, "-m", "bench.train_step", *args], capture_output=True, text=True)
+    line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        print(f"{' '.join(args)} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(line[len("RESULT "):])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--steps", type=int, default=23, help="steps per variant; the first 3 are warm-up")
+    parser.add_argument("--steps", type=int, default=23, help=f"steps of the timed standalone runs; the first {WARMUP} are warm-up")
+    parser.add_argument("--memory-steps", type=int, default=8, help="steps over which every variant's peak memory is taken")
+    parser.add_argument("--paired-steps", type=int, default=12,
+                        help=f"batches of the paired run; the first {PAIRED_WARMUP} are warm-up (0: skip it)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma list of {', '.join(VARIANTS + EXTRA_VARIANTS)}")
     parser.add_argument("--out", default="bench/results/train_step.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--paired-worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     import tempfile
 
-    if args.worker:
+    if args.worker or args.paired_worker:
         with tempfile.TemporaryDirectory() as tmp:
-            result = run_variant(args.worker, args.model, args.steps, args.batch_size, Path(tmp))
+            if args.worker:
+                result = run_variant(args.worker, args.model, args.steps, args.memory_steps, args.batch_size, Path(tmp))
+            else:
+                result = run_paired(args.paired_worker.split(","), args.model, args.paired_steps, args.batch_size, Path(tmp))
         print("RESULT " + json.dumps(result), flush=True)
         return
 
+    variants = args.variants.split(",")
+    unknown = sorted(set(variants) - set(VARIANTS + EXTRA_VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}")
+    shared = ["--model", args.model, "--batch-size", str(args.batch_size)]
     results = {}
-    for variant in args.variants.split(","):
-        cmd = [sys.executable, "-m", "bench.train_step", "--worker", variant, "--model", args.model,
-               "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
-        if proc.returncode != 0 or line is None:
-            print(f"{variant} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+    for variant in variants:
+        result = _child(["--worker", variant, "--steps", str(args.steps), "--memory-steps", str(args.memory_steps)] + shared)
+        if result is None:
             continue
-        results[variant] = json.loads(line[len("RESULT "):])
-        r = results[variant]
-        print(f"{variant:20s} {r['step_s']*1000:9.1f} ms/step  peak {r['peak_mb']:8.1f} MB", flush=True)
+        results[variant] = result
+        step = f"{result['step_s'] * 1000:9.1f} ms/step" if result["step_s"] else f"{'':17s}"
+        print(f"{variant:20s} {step}  peak {result['peak_mb_memory_steps']:8.1f} MB over {args.memory_steps} steps"
+              + (f", {result['peak_mb']:8.1f} MB over {result['steps']}" if result["steps"] != args.memory_steps else ""),
+              flush=True)
+
+    paired_variants = [v for v in OURS if v in variants]
+    paired = None
+    if args.paired_steps > PAIRED_WARMUP and "dpo" in paired_variants and len(paired_variants) > 1:
+        paired = _child(["--paired-worker", ",".join(paired_variants), "--paired-steps", str(args.paired_steps)] + shared)
+    paired_summary = {}
+    if paired is not None:
+        times = {v: t[PAIRED_WARMUP:] for v, t in paired["times_s"].items()}
+        print(f"\npaired run, {len(times['dpo'])} batches after {PAIRED_WARMUP} warm-up, every variant on each batch:")
+        for variant, t in times.items():
+            ratio = statistics.median(a / b for a, b in zip(t, times["dpo"]))
+            paired_summary[variant] = {"step_s": statistics.median(t), "per_batch_ratio_to_dpo": ratio}
+            print(f"{variant:20s} {statistics.median(t) * 1000:9.1f} ms/step  {ratio:6.3f}x dpo (median per-batch ratio)")
 
     ratios = {}
-    for name, (num, den, key, limit) in TARGETS.items():
-        if num in results and den in results:
-            value = results[num][key] / results[den][key]
+
+    def add(name: str, value: float | None, limit: float):
+        if value is not None:
             ratios[name] = {"value": round(value, 3), "target": limit, "met": value <= limit}
+
+    if "dpo" in results and "trl-dpo" in results:
+        add("dpo/trl time", results["dpo"]["step_s"] / results["trl-dpo"]["step_s"], 0.75)
+        add("dpo/trl memory", results["dpo"]["peak_mb"] / results["trl-dpo"]["peak_mb"], 0.60)
+    for name in INNERDPO:
+        if name in paired_summary:
+            add(f"{name}/dpo time", paired_summary[name]["per_batch_ratio_to_dpo"], 1.10)
+        if name in results and "dpo" in results:
+            add(f"{name}/dpo memory", results[name]["peak_mb_memory_steps"] / results["dpo"]["peak_mb_memory_steps"], 1.10)
     print(f"\n{'ratio':32s} {'value':>7s} {'target':>7s}")
     for name, r in ratios.items():
         print(f"{name:32s} {r['value']:7.3f} {'<= ' + str(r['target']):>7s} {'ok' if r['met'] else 'MISSED'}")
@@ -199,9 +322,11 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
     import trl
 
-    record = {"model": args.model, "steps": args.steps, "batch_size": args.batch_size, "results": results,
-              "ratios": ratios, "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
+    record = {"model": args.model, "steps": args.steps, "memory_steps": args.memory_steps,
+              "paired_steps": args.paired_steps, "batch_size": args.batch_size, "results": results,
+              "paired": {"summary": paired_summary, **(paired or {})}, "ratios": ratios,
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                          "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
               "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
               "command": " ".join(["python -m bench.train_step"] + (argv if argv is not None else sys.argv[1:]))}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
