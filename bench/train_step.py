@@ -38,10 +38,10 @@ from pathlib import Path
 
 OURS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
 VARIANTS = ["trl-dpo"] + OURS
-# For information, not in the default run (it adds two minutes on CPU): TRL's own defaults, which turn
-# gradient checkpointing on (less memory, more time).
-EXTRA_VARIANTS = ["trl-dpo-default"]
-TIMED = ("trl-dpo", "trl-dpo-default", "dpo")  # standalone runs that also measure step time
+# For information, not in the default run (they add three minutes on CPU): TRL's own defaults, which turn
+# gradient checkpointing on (less memory, more time), and our dpo with --gradient-checkpointing.
+EXTRA_VARIANTS = ["trl-dpo-default", "dpo-gc"]
+TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that also measure step time
 WARMUP = 3
 PAIRED_WARMUP = 2
 INNERDPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
@@ -156,8 +156,10 @@ def _our_trainer(variant: str, model_name: str, base: str, rows: list[dict], ste
     from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.train import build_trainer
 
-    cfg = TrainConfig(method=variant, base_model=model_name, dataset="mini:train", max_steps=steps,
-                      batch_size=batch_size, effective_batch=batch_size, output_dir=str(tmp / variant)).validate()
+    checkpointing = variant.endswith("-gc")
+    cfg = TrainConfig(method=variant.removesuffix("-gc"), base_model=model_name, dataset="mini:train", max_steps=steps,
+                      batch_size=batch_size, effective_batch=batch_size, gradient_checkpointing=checkpointing,
+                      output_dir=str(tmp / variant)).validate()
     return build_trainer(cfg, tmp / variant, base, rows, "mini:train").trainer
 
 
@@ -310,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     if "dpo" in results and "trl-dpo" in results:
         add("dpo/trl time", results["dpo"]["step_s"] / results["trl-dpo"]["step_s"], 0.75)
         add("dpo/trl memory", results["dpo"]["peak_mb"] / results["trl-dpo"]["peak_mb"], 0.60)
+    if "dpo-gc" in results and "trl-dpo-default" in results:  # both with gradient checkpointing
+        add("dpo-gc/trl-default time", results["dpo-gc"]["step_s"] / results["trl-dpo-default"]["step_s"], 0.75)
+        add("dpo-gc/trl-default memory", results["dpo-gc"]["peak_mb"] / results["trl-dpo-default"]["peak_mb"], 0.60)
     for name in INNERDPO:
         if name in paired_summary:
             add(f"{name}/dpo time", paired_summary[name]["per_batch_ratio_to_dpo"], 1.10)

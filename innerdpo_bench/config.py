@@ -40,6 +40,8 @@ class TrainConfig:
     max_length: int = opt(512, "Prompt + completion tokens kept (completion truncated on the right).")
     pack_prompt: bool = opt(True, "Run a pair as one sequence, prompt once then chosen then rejected, with a block "
                             "attention mask (same numbers, fewer tokens); off: two padded rows per pair.")
+    gradient_checkpointing: bool = opt(False, "Recompute each block's activations during backward instead of keeping "
+                                       "them: much less memory, about a third more time per step.")
     lora_r: int = opt(64, "LoRA rank (all linear layers, rsLoRA).", "Adapter")
     lora_alpha: int = opt(16, "LoRA alpha.", "Adapter")
     lora_dropout: float = opt(0.0, "LoRA dropout.", "Adapter")

@@ -289,6 +289,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         warmup_steps=math.ceil(cfg.warmup_ratio * cfg.max_steps),
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
+        # non-reentrant: works with frozen embeddings, and the hidden-state hooks run again on recompute
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         save_strategy="no",
