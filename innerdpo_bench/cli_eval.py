@@ -9,6 +9,30 @@ import typer
 from innerdpo_bench.cli import _quiet_libraries, app, console, err_console, handle_errors
 from innerdpo_bench.errors import unknown_choice
 
+# Options `innerdpo eval` and `innerdpo gate` share, defined once so their help and parsing stay in step.
+SUITE = typer.Option(None, "--suite", help="alpaca_easy (default), math_easy, code_easy, arc_easy, "
+                     "alpaca_low_quality, or mini (offline synthetic).", show_default=False)
+DATA_DIR = typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.", show_default=False)
+LIMIT = typer.Option(None, "--limit", help="N rows of each shift (default 500, as the reference): the first N, or "
+                     "N seeded random rows with --sample random.", show_default=False)
+BATCH_SIZE = typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N.")
+DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
+CHAT_TEMPLATE = typer.Option("auto", "--chat-template", help="auto: render prompts with the model's chat template "
+                             "when it has one, as training does | on | off (lm-eval's --apply_chat_template).")
+CHAT_TEMPLATE_CHOICES = {"auto": None, "on": True, "off": False}
+
+
+def apply_chat_template(value: str) -> bool | None:
+    """--chat-template → `evaluate`'s apply_chat_template (None = auto); UserError naming the choices."""
+    if value not in CHAT_TEMPLATE_CHOICES:
+        raise unknown_choice("--chat-template", value, CHAT_TEMPLATE_CHOICES)
+    return CHAT_TEMPLATE_CHOICES[value]
+
+
+def say_progress(message: str) -> None:
+    """A dim stderr status line (evaluate's progress callback)."""
+    err_console.print(f"[dim]{message}…[/dim]", soft_wrap=True)
+
 
 @app.command("tasks-path")
 @handle_errors
@@ -25,21 +49,15 @@ def eval_command(
     checkpoint: str = typer.Argument(..., help="Run directory, PEFT adapter directory, model directory, hub id, "
                                      "or a built-in base (tiny-random, smollm2-135m) for the base-model row.",
                                      show_default=False),
-    suite: str | None = typer.Option(None, "--suite", help="alpaca_easy (default), math_easy, code_easy, arc_easy, "
-                                     "alpaca_low_quality, or mini (offline synthetic).", show_default=False),
-    limit: int | None = typer.Option(None, "--limit", help="N rows of each shift (default 500, as the reference): "
-                                     "the first N, or N seeded random rows with --sample random.",
-                                     show_default=False),
+    suite: str | None = SUITE,
+    limit: int | None = LIMIT,
     sample: str = typer.Option("first", "--sample", help="Which --limit rows: first | random (seeded by "
                                "--sample-seed; the same seed always picks the same rows)."),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of --sample random."),
-    batch_size: str = typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.",
-                                        show_default=False),
-    chat_template: str = typer.Option("auto", "--chat-template", help="auto: render prompts with the model's chat "
-                                      "template when it has one, as training does | on | off (lm-eval's "
-                                      "--apply_chat_template)."),
+    batch_size: str = BATCH_SIZE,
+    device: str = DEVICE,
+    data_dir: str | None = DATA_DIR,
+    chat_template: str = CHAT_TEMPLATE,
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout instead of the table."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything. Otherwise an unchanged evaluation "
                                   "(same base, adapter checksum, tasks, suite, rows, sampling, chat template, dtype) "
@@ -59,16 +77,8 @@ def eval_command(
     _quiet_libraries()
     from innerdpo_bench.evaluate import evaluate
 
-    choices = {"auto": None, "on": True, "off": False}
-    if chat_template not in choices:
-        raise unknown_choice("--chat-template", chat_template, choices)
-    apply_chat_template = choices[chat_template]
-
-    def say(message: str) -> None:
-        err_console.print(f"[dim]{message}…[/dim]", soft_wrap=True)
-
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
-                      apply_chat_template=apply_chat_template, output=output, progress=say,
+                      apply_chat_template=apply_chat_template(chat_template), output=output, progress=say_progress,
                       use_cache=not no_cache, sample=sample, sample_seed=sample_seed)
     say_cache_hit(result.report)
     if as_json:

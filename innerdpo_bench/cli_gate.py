@@ -11,8 +11,9 @@ import typer
 from innerdpo_bench import gate as gating
 from innerdpo_bench import rows as run_rows
 from innerdpo_bench.cli import _quiet_libraries, app, console, err_console, handle_errors
-from innerdpo_bench.cli_eval import say_cache_hit
-from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.cli_eval import (BATCH_SIZE, CHAT_TEMPLATE, DATA_DIR, DEVICE, LIMIT, SUITE, apply_chat_template,
+                                     say_cache_hit, say_progress)
+from innerdpo_bench.errors import UserError
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
@@ -23,12 +24,9 @@ def gate_command(
     checkpoint: str = typer.Argument(..., help="What to gate: a run, adapter or model directory, hub id or built-in "
                                      "base (evaluated, or taken from the evaluation cache), or an eval.json (read "
                                      "as is).", show_default=False),
-    suite: str | None = typer.Option(None, "--suite", help="alpaca_easy (default), math_easy, code_easy, arc_easy, "
-                                     "alpaca_low_quality, or mini (offline synthetic).", show_default=False),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.",
-                                        show_default=False),
-    limit: int | None = typer.Option(None, "--limit", help="N rows per shift (default 500): the first N, or with "
-                                     "--sample random N rows picked by --sample-seed.", show_default=False),
+    suite: str | None = SUITE,
+    data_dir: str | None = DATA_DIR,
+    limit: int | None = LIMIT,
     sample: str | None = typer.Option(None, "--sample", help="first (default) | random: which --limit rows.",
                                       show_default=False),
     sample_seed: int | None = typer.Option(None, "--sample-seed", help="Seed of --sample random (default 0); the same "
@@ -54,9 +52,9 @@ def gate_command(
     output: str | None = typer.Option(None, "--output", help="Where the evaluation writes eval.json (default "
                                       "RUN/eval.json, else ./eval-<name>.json).", show_default=False),
     no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate again even when the cache holds this evaluation."),
-    batch_size: str = typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N."),
-    chat_template: str = typer.Option("auto", "--chat-template", help="auto | on | off, as in innerdpo eval."),
+    batch_size: str = BATCH_SIZE,
+    device: str = DEVICE,
+    chat_template: str = CHAT_TEMPLATE,
     home: str | None = typer.Option(None, "--home", help="Workspace holding store.sqlite, for a store run id as "
                                     "--baseline.", show_default=False),
 ) -> None:
@@ -112,16 +110,9 @@ def _checkpoint_rows(checkpoint: str, *, suite, data_dir, limit, sample, sample_
         return run_rows.load_run(checkpoint)
     from innerdpo_bench.evaluate import evaluate
 
-    choices = {"auto": None, "on": True, "off": False}
-    if chat_template not in choices:
-        raise unknown_choice("--chat-template", chat_template, choices)
-
-    def say(message: str) -> None:
-        err_console.print(f"[dim]{message}…[/dim]", soft_wrap=True)
-
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
-                      apply_chat_template=choices[chat_template], output=output, use_cache=use_cache, sample=sample,
-                      sample_seed=sample_seed, progress=say)
+                      apply_chat_template=apply_chat_template(chat_template), output=output, use_cache=use_cache,
+                      sample=sample, sample_seed=sample_seed, progress=say_progress)
     say_cache_hit(result.report)
     return run_rows.load_run(result.eval_path)
 
