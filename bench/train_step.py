@@ -21,6 +21,12 @@ Three measurements, each where it is exact:
     per-batch ratios, after 2 warm-up batches.
 Ratios against the targets: dpo/TRL time (standalone) and memory, each InnerDPO variant / dpo time (paired)
 and memory (first `--memory-steps` steps).
+
+Model FLOPs: 6·N·T per step, N the base model's non-embedding parameters and T the tokens the step
+actually runs (non-padding; a packed pair counts its prompt once): the LoRA policy's forward and backward
+≈ 4·N·T (the frozen weights need no weight gradient), the reference forward 2·N·T. Reported as achieved
+TFLOP/s for every timed variant, and as model FLOPs utilisation (MFU) against the accelerator's dense bf16
+peak on a known GPU (H100, H200, A100) or `--peak-tflops`.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ EXTRA_VARIANTS = ["trl-dpo-default", "dpo-gc"]
 TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that also measure step time
 WARMUP = 3
 PAIRED_WARMUP = 2
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM parts (H100 PCIe: 756)
 INNERDPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
 
 
@@ -118,6 +125,52 @@ def _step_recorder(memory_steps: int):
     return StepRecorder()
 
 
+def non_embedding_parameters(model) -> int:
+    """Parameters of the base model (no adapter) outside the input embedding (a tied LM head shares it)."""
+    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
+
+    causal_lm = unwrap_causal_lm(model)
+    embedding = {id(p) for p in model_parts(causal_lm)[2].parameters()}
+    return sum(p.numel() for name, p in causal_lm.named_parameters() if id(p) not in embedding and "lora_" not in name)
+
+
+def batch_tokens(batch: dict) -> int:
+    """Tokens a batch runs: packed pairs (segment ids ≥ 0), else the attention mask's ones (ours padded, TRL)."""
+    if "segment_ids" in batch:
+        return int((batch["segment_ids"] >= 0).sum())
+    return int(batch["attention_mask"].sum())
+
+
+def peak_tflops(override: float | None) -> float | None:
+    import torch
+
+    if override:
+        return override
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        return next((peak for key, peak in PEAK_BF16_TFLOPS.items() if key in name), None)
+    return None
+
+
+def model_flops(params: int, tokens: float) -> float:
+    """6·N·T: LoRA forward + backward ≈ 4·N·T, reference forward 2·N·T."""
+    return 6.0 * params * tokens
+
+
+def _count_tokens(trainer) -> list[int]:
+    """Wrap the trainer's collator so every collated batch's token count is recorded."""
+    counts: list[int] = []
+    collate = trainer.data_collator
+
+    def counting(features):
+        batch = collate(features)
+        counts.append(batch_tokens(batch))
+        return batch
+
+    trainer.data_collator = counting
+    return counts
+
+
 def _common_args(steps: int, batch_size: int) -> dict:
     import torch
 
@@ -190,6 +243,8 @@ def run_variant(variant: str, model_name: str, steps: int, memory_steps: int, ba
         trainer = _our_trainer(variant, model_name, base, rows, steps, batch_size, tmp)
     recorder = _step_recorder(memory_steps)
     trainer.add_callback(recorder)
+    tokens = _count_tokens(trainer)
+    params = non_embedding_parameters(trainer.model)
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -200,8 +255,12 @@ def run_variant(variant: str, model_name: str, steps: int, memory_steps: int, ba
         recorder.sampler = sampler
         trainer.train()
     timed = recorder.times[WARMUP:]
-    return {"variant": variant, "steps": len(recorder.times),
-            "step_s": statistics.median(timed) if variant in TIMED and timed else None, "steps_timed": len(timed),
+    step_s = statistics.median(timed) if variant in TIMED and timed else None
+    tokens_per_step = statistics.mean(tokens[:len(recorder.times)]) if tokens else None
+    return {"variant": variant, "steps": len(recorder.times), "step_s": step_s, "steps_timed": len(timed),
+            "tokens_per_step": tokens_per_step, "non_embedding_params": params,
+            "model_tflops_per_s": (model_flops(params, tokens_per_step) / step_s / 1e12
+                                   if step_s and tokens_per_step else None),
             "peak_mb": round(_peak_mb(sampler, before), 1),
             "peak_mb_memory_steps": round(recorder.peak_at_memory_steps or _peak_mb(sampler, before), 1),
             "rss_before_train_mb": round(before, 1),
@@ -223,6 +282,8 @@ def run_paired(variants: list[str], model_name: str, steps: int, batch_size: int
         trainer.model.train()
     batches = list(trainers[variants[0]].get_train_dataloader())[:steps]  # the same collated batches for all
     times: dict[str, list[float]] = {v: [] for v in variants}
+    tokens = [batch_tokens(batch) for batch in batches]
+    params = non_embedding_parameters(trainers[variants[0]].model)
     for index, batch in enumerate(batches):
         order = variants[index % len(variants):] + variants[:index % len(variants)]
         for variant in order:
@@ -236,7 +297,7 @@ def run_paired(variants: list[str], model_name: str, steps: int, batch_size: int
             trainer.model.zero_grad(set_to_none=True)
             _sync()
             times[variant].append(time.perf_counter() - start)
-    return {"times_s": times, "warmup": PAIRED_WARMUP}
+    return {"times_s": times, "warmup": PAIRED_WARMUP, "tokens": tokens, "non_embedding_params": params}
 
 
 def _child(args: list[str]) -> dict | None:
@@ -256,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paired-steps", type=int, default=12,
                         help=f"batches of the paired run; the first {PAIRED_WARMUP} are warm-up (0: skip it)")
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the device's peak TFLOP/s for MFU (default: known GPUs' dense bf16 peak; none on CPU)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma list of {', '.join(VARIANTS + EXTRA_VARIANTS)}")
     parser.add_argument("--out", default="bench/results/train_step.json")
@@ -279,6 +342,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}")
     shared = ["--model", args.model, "--batch-size", str(args.batch_size)]
+    peak = peak_tflops(args.peak_tflops)
     results = {}
     for variant in variants:
         result = _child(["--worker", variant, "--steps", str(args.steps), "--memory-steps", str(args.memory_steps)] + shared)
@@ -286,6 +350,11 @@ def main(argv: list[str] | None = None) -> None:
             continue
         results[variant] = result
         step = f"{result['step_s'] * 1000:9.1f} ms/step" if result["step_s"] else f"{'':17s}"
+        if result["model_tflops_per_s"]:
+            step += f" {result['model_tflops_per_s']:6.2f} TFLOP/s"
+            if peak is not None:
+                result["mfu"] = result["model_tflops_per_s"] / peak
+                step += f" MFU {result['mfu']:.1%}"
         print(f"{variant:20s} {step}  peak {result['peak_mb_memory_steps']:8.1f} MB over {args.memory_steps} steps"
               + (f", {result['peak_mb']:8.1f} MB over {result['steps']}" if result["steps"] != args.memory_steps else ""),
               flush=True)
@@ -297,11 +366,17 @@ def main(argv: list[str] | None = None) -> None:
     paired_summary = {}
     if paired is not None:
         times = {v: t[PAIRED_WARMUP:] for v, t in paired["times_s"].items()}
+        flops = [model_flops(paired["non_embedding_params"], n) for n in paired["tokens"][PAIRED_WARMUP:]]
         print(f"\npaired run, {len(times['dpo'])} batches after {PAIRED_WARMUP} warm-up, every variant on each batch:")
         for variant, t in times.items():
             ratio = statistics.median(a / b for a, b in zip(t, times["dpo"]))
-            paired_summary[variant] = {"step_s": statistics.median(t), "per_batch_ratio_to_dpo": ratio}
-            print(f"{variant:20s} {statistics.median(t) * 1000:9.1f} ms/step  {ratio:6.3f}x dpo (median per-batch ratio)")
+            achieved = sum(flops) / sum(t) / 1e12
+            paired_summary[variant] = {"step_s": statistics.median(t), "per_batch_ratio_to_dpo": ratio,
+                                       "model_tflops_per_s": achieved,
+                                       "mfu": achieved / peak if peak is not None else None}
+            mfu = f" MFU {achieved / peak:.1%}" if peak is not None else ""
+            print(f"{variant:20s} {statistics.median(t) * 1000:9.1f} ms/step  {ratio:6.3f}x dpo (median per-batch ratio)"
+                  f"  {achieved:6.2f} TFLOP/s{mfu}")
 
     ratios = {}
 
@@ -327,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     import transformers
     import trl
 
-    record = {"model": args.model, "steps": args.steps, "memory_steps": args.memory_steps,
+    record = {"model": args.model, "steps": args.steps, "peak_tflops": peak, "memory_steps": args.memory_steps,
               "paired_steps": args.paired_steps, "batch_size": args.batch_size, "results": results,
               "paired": {"summary": paired_summary, **(paired or {})}, "ratios": ratios,
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),

@@ -1,0 +1,66 @@
+"""The benchmark scripts run end to end on the tiny model and write their JSON (smoke tests: the numbers
+are measured by `make bench`, never asserted here), and their accounting helpers count what they claim."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench.train_step import batch_tokens, model_flops, non_embedding_parameters
+from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
+
+ROWS = [{"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "A chair, probably, or a table."},
+        {"prompt": "What is one plus one?", "chosen": "Two.", "rejected": "Three."}]
+
+
+def test_packed_batches_count_the_prompt_once(tiny_tokenizer):
+    encoded, _ = encode_pairs(tiny_tokenizer, ROWS)
+    padded = batch_tokens(PairCollator(tiny_tokenizer.pad_token_id)(encoded))
+    packed = batch_tokens(PackedPairCollator(tiny_tokenizer.pad_token_id)(encoded))
+    prompts = sum(e["prompt_length"] for e in encoded)
+    assert padded == sum(len(e["chosen_ids"]) + len(e["rejected_ids"]) for e in encoded)
+    assert packed == padded - prompts
+
+
+def test_non_embedding_parameters_skip_the_embedding_and_the_adapter(tiny_model_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    embedding = model.get_input_embeddings().weight.numel()
+    total = sum(p.numel() for p in model.parameters())  # a tied head is counted once by parameters()
+    assert non_embedding_parameters(model) == total - embedding
+    lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
+    assert non_embedding_parameters(lora) == total - embedding
+    assert model_flops(10, 3) == 180.0
+
+
+@pytest.mark.slow
+def test_train_step_bench_runs(tmp_path, tiny_model_path):
+    out = tmp_path / "train.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.train_step", "--model", "tiny-random", "--steps", "5",
+                           "--memory-steps", "2", "--paired-steps", "4", "--variants", "trl-dpo,dpo,hs-none-InnerDPO",
+                           "--peak-tflops", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert set(record["results"]) == {"trl-dpo", "dpo", "hs-none-InnerDPO"}
+    assert set(record["ratios"]) == {"dpo/trl time", "dpo/trl memory", "hs-none-InnerDPO/dpo time",
+                                     "hs-none-InnerDPO/dpo memory"}
+    assert record["results"]["dpo"]["tokens_per_step"] < record["results"]["trl-dpo"]["tokens_per_step"]
+    assert 0 < record["paired"]["summary"]["dpo"]["mfu"] < 1
+    assert "MFU" in proc.stdout
+
+
+@pytest.mark.slow
+def test_eval_throughput_bench_runs(tmp_path, tiny_model_path):
+    out = tmp_path / "eval.json"
+    proc = subprocess.run([sys.executable, "-m", "bench.eval_throughput", "--model", "tiny-random", "--rows", "3",
+                           "--adapters", "2", "--batch-sizes", "8", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads(out.read_text())
+    assert record["identical_decisions"] is True
+    assert len(record["ours_s"]) == len(record["plain_adapter_s"]) == 2 and record["plain_base_s"] > 0
+    assert {r["target"] for r in record["ratios"].values()} == {1.3, 2.0, None}
