@@ -6,11 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from innerdpo_bench.errors import UserError, unknown_choice
-from innerdpo_bench.methods.align import ALIGN_METHODS
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.layers import DEFAULT_LAYERS
-from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES
-from innerdpo_bench.methods.transforms import ETHER_TYPES
 
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
 
@@ -88,6 +85,12 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check every choice and bound; raise UserError naming the flag. Returns self."""
+        # The registries live beside the torch code that implements them; importing them here, not at module
+        # level, keeps `import innerdpo_bench.config` (and so every CLI command's start-up) free of torch.
+        from innerdpo_bench.methods.align import ALIGN_METHODS
+        from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES
+        from innerdpo_bench.methods.transforms import ETHER_TYPES
+
         method = resolve_method(self.method)
         if self.output_loss is not None:
             if self.output_loss not in OUTPUT_LOSSES:

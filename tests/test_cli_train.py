@@ -110,3 +110,17 @@ def test_sigterm_marks_the_run_interrupted(tmp_path, tiny_model_path):
     assert "Traceback" not in err
     assert rundir.read_status(out)["state"] == "interrupted"
     assert not (out / "adapter").exists()
+
+
+def test_commands_that_need_no_model_start_without_torch(tmp_path):
+    """`innerdpo runs`, `queue ls` and `--help` only read the store: they must not pay for importing torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom innerdpo_bench.cli import app\n"
+            f"for args in (['runs', '--home', {str(tmp_path)!r}], ['queue', 'ls', '--home', {str(tmp_path)!r}], ['--help']):\n"
+            "    result = CliRunner().invoke(app, args)\n"
+            "    assert result.exit_code == 0, (args, result.output)\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
