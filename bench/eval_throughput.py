@@ -29,11 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.common import write_record
 
 SHIFTS = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
 TASKS = [f"innerdpo_{s}" for s in SHIFTS]
@@ -165,22 +165,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:58s} {value:6.2f} {'' if target is None else '>= ' + str(target):>7s} {verdict}")
     print(f"identical per-row decisions (adapters and base): {identical}")
 
-    import lm_eval
-    import torch
-    import transformers
-
-    record = {"model": args.model, "rows_per_shift": args.rows, "chat_template": chat, "pairs_per_checkpoint": pairs,
-              "plain_batch_sweep_s": sweep, "plain_best_batch": best, "plain_adapter_s": plain_per,
-              "plain_base_s": plain_base[0], "ours_s": ours_per,
-              "ratios": {name: {"value": round(value, 3), "target": target} for name, (value, target) in ratios.items()},
-              "identical_decisions": identical,
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                           "lm_eval": lm_eval.__version__},
-              "command": " ".join(["python -m bench.eval_throughput"] + (argv if argv is not None else sys.argv[1:]))}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2))
-    print(f"wrote {args.out}")
+    write_record(args.out, "bench.eval_throughput", {
+        "model": args.model, "rows_per_shift": args.rows, "chat_template": chat, "pairs_per_checkpoint": pairs,
+        "plain_batch_sweep_s": sweep, "plain_best_batch": best, "plain_adapter_s": plain_per,
+        "plain_base_s": plain_base[0], "ours_s": ours_per,
+        "ratios": {name: {"value": round(value, 3), "target": target} for name, (value, target) in ratios.items()},
+        "identical_decisions": identical}, argv, ("torch", "transformers", "peft", "lm_eval"))
 
 
 if __name__ == "__main__":

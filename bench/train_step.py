@@ -34,13 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.common import write_record
 
 OURS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
 VARIANTS = ["trl-dpo"] + OURS
@@ -398,20 +399,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{'ratio':32s} {'value':>7s} {'target':>7s}")
     for name, r in ratios.items():
         print(f"{name:32s} {r['value']:7.3f} {'<= ' + str(r['target']):>7s} {'ok' if r['met'] else 'MISSED'}")
-    import torch
-    import transformers
-    import trl
-
-    record = {"model": args.model, "steps": args.steps, "peak_tflops": peak, "memory_steps": args.memory_steps,
-              "paired_steps": args.paired_steps, "batch_size": args.batch_size, "results": results,
-              "paired": {"summary": paired_summary, **(paired or {})}, "ratios": ratios,
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None},
-              "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
-              "command": " ".join(["python -m bench.train_step"] + (argv if argv is not None else sys.argv[1:]))}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(record, indent=2))
-    print(f"\nwrote {args.out}")
+    write_record(args.out, "bench.train_step", {
+        "model": args.model, "steps": args.steps, "peak_tflops": peak, "memory_steps": args.memory_steps,
+        "paired_steps": args.paired_steps, "batch_size": args.batch_size, "results": results,
+        "paired": {"summary": paired_summary, **(paired or {})}, "ratios": ratios},
+        argv, ("torch", "transformers", "peft", "trl"))
 
 
 if __name__ == "__main__":
