@@ -99,10 +99,6 @@ def packed_attention_mask(segment_ids: Tensor) -> Tensor:
     return (visible | torch.eye(width, dtype=torch.bool, device=segment_ids.device))[:, None]
 
 
-def is_packed(batch: dict[str, Tensor]) -> bool:
-    return "segment_ids" in batch
-
-
 def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
                  pool: Callable[[Tensor, Tensor], Tensor] | None = None,
                  chunk_size: int = DEFAULT_HEAD_CHUNK) -> ForwardResult:
@@ -116,15 +112,13 @@ def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
     """
     causal_lm = unwrap_causal_lm(model)
     decoder, blocks, embed, head = model_parts(causal_lm)
-    input_ids = batch["input_ids"]
-    if is_packed(batch):
-        pairs = input_ids.shape[0]
-        mask = batch["completion_mask"]                                  # [2B, C]
-        sequence_row = (torch.arange(mask.shape[0], device=mask.device) % pairs)[:, None]
+    input_ids, mask = batch["input_ids"], batch["completion_mask"]      # mask: [2B, C] packed, [2B, T] padded
+    packed = "segment_ids" in batch                                      # PackedPairCollator's layout
+    if packed:
+        sequence_row = (torch.arange(mask.shape[0], device=mask.device) % input_ids.shape[0])[:, None]
         at_tokens = lambda state: state[sequence_row, batch["completion_pos"]]  # noqa: E731
         inputs = {"position_ids": batch["position_ids"], "attention_mask": packed_attention_mask(batch["segment_ids"])}
     else:
-        mask = batch["completion_mask"]                                  # [2B, T]
         at_tokens = lambda state: state  # noqa: E731
         inputs = {"attention_mask": batch["attention_mask"]}
     captured: dict[int, Tensor] = {}
@@ -148,8 +142,8 @@ def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
         for handle in handles:
             handle.remove()
 
-    if is_packed(batch):
-        scored = mask                                                     # [2B, C]
+    if packed:
+        scored = mask
         hidden = final[0][sequence_row, batch["completion_from"]][scored]  # [N, d]: the state predicting each token
         targets = input_ids[sequence_row, batch["completion_pos"]][scored]
     else:

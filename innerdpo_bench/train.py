@@ -41,7 +41,7 @@ TRANSFORM_MODULE = "innerdpo_transform"
 
 
 class PreferenceTrainer(Trainer):
-    """Trainer whose loss is the preference objective on one `[chosen; rejected]` forward per model state.
+    """Trainer whose loss is the preference objective on one forward over the batch of pairs per model state.
 
     The reference is the same network with the adapter disabled, run under `no_grad` first; the
     transform is applied after both forwards, so its parameters get gradient through both paths.
