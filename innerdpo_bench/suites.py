@@ -109,13 +109,20 @@ def check_rows(rows) -> int:
     """The per-shift row cap as a positive int (metadata may bring it as a string)."""
     if rows is None:
         return DEFAULT_ROWS
+    return _whole_number(rows, "rows", minimum=1)
+
+
+def _whole_number(value, what: str, minimum: int) -> int:
+    """`value` (an int, or a string as task metadata brings it) as an int ≥ `minimum`, written exactly so
+    ("5", not "5.0" or "05"); UserError naming `what` otherwise."""
+    kind = "a positive integer" if minimum == 1 else "a non-negative integer"
     try:
-        value = int(rows)
+        number = int(value)
     except (TypeError, ValueError):
-        raise UserError(f"rows must be a positive integer, got {rows!r}") from None
-    if value < 1 or str(value) != str(rows).strip():
-        raise UserError(f"rows must be a positive integer, got {rows!r}")
-    return value
+        raise UserError(f"{what} must be {kind}, got {value!r}") from None
+    if number < minimum or str(number) != str(value).strip():
+        raise UserError(f"{what} must be {kind}, got {value!r}")
+    return number
 
 
 def check_sample(sample=None, sample_seed=None) -> tuple[str, int | None]:
@@ -128,13 +135,7 @@ def check_sample(sample=None, sample_seed=None) -> tuple[str, int | None]:
         return name, None
     if sample_seed in (None, ""):
         return name, 0
-    try:
-        seed = int(sample_seed)
-    except (TypeError, ValueError):
-        raise UserError(f"sample seed must be a non-negative integer, got {sample_seed!r}") from None
-    if seed < 0 or str(seed) != str(sample_seed).strip():
-        raise UserError(f"sample seed must be a non-negative integer, got {sample_seed!r}")
-    return name, seed
+    return name, _whole_number(sample_seed, "sample seed", minimum=0)
 
 
 def sample_indices(total: int, rows: int, seed: int) -> list[int]:
