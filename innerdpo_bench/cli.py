@@ -121,15 +121,13 @@ app.command("train", context_settings={"help_option_names": ["-h", "--help"]})(t
 @handle_errors
 def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the methods, InnerDPO align methods (formula and when to use each) and transforms."""
-    from innerdpo_bench.methods.align import ALIGN_METHODS, CURRENT_ALIGN_METHODS, describe
-    from innerdpo_bench.methods.catalog import METHODS
-    from innerdpo_bench.methods.transforms import TRANSFORMS
+    from innerdpo_bench.methods.catalog import ALIGN_METHODS, METHODS, TRANSFORMS
 
     data = {
         "methods": [{"name": m.name, "output_loss": m.output_loss, "transform": m.transform, "summary": m.summary}
                     for m in METHODS.values()],
-        "align_methods": [{"name": name, "current": name in CURRENT_ALIGN_METHODS, "description": describe(name)}
-                          for name in ALIGN_METHODS],
+        "align_methods": [{"name": a.name, "current": a.current, "description": a.description}
+                          for a in ALIGN_METHODS.values()],
         "transforms": list(TRANSFORMS),
     }
     if as_json:

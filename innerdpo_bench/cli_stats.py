@@ -333,7 +333,7 @@ def _draw(bars: list[run_rows.Bar], target, metric: str, width_in: float, height
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from innerdpo_bench.data.mini import SHIFTS
+    from innerdpo_bench.suites import SHIFTS
 
     labels = list(dict.fromkeys(bar.label for bar in bars))
     shifts = [s for s in SHIFTS if any(bar.shift == s for bar in bars)]

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from innerdpo_bench.errors import UserError, unknown_choice
-from innerdpo_bench.methods.catalog import resolve_method
+from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LOSS_NAMES, resolve_method
 from innerdpo_bench.methods.layers import DEFAULT_LAYERS
 
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
@@ -85,16 +85,10 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check every choice and bound; raise UserError naming the flag. Returns self."""
-        # The registries live beside the torch code that implements them; importing them here, not at module
-        # level, keeps `import innerdpo_bench.config` (and so every CLI command's start-up) free of torch.
-        from innerdpo_bench.methods.align import ALIGN_METHODS
-        from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES
-        from innerdpo_bench.methods.transforms import ETHER_TYPES
-
         method = resolve_method(self.method)
         if self.output_loss is not None:
-            if self.output_loss not in OUTPUT_LOSSES:
-                raise unknown_choice("--output-loss", self.output_loss, OUTPUT_LOSSES)
+            if self.output_loss not in OUTPUT_LOSS_NAMES:
+                raise unknown_choice("--output-loss", self.output_loss, OUTPUT_LOSS_NAMES)
             if not method.has_hidden_term and self.output_loss != method.output_loss:
                 raise UserError(f"--output-loss {self.output_loss} contradicts method {method.name}; use method {self.output_loss}")
         if self.align_method not in ALIGN_METHODS:

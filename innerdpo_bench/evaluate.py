@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from innerdpo_bench import __version__, rundir, suites
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.models import builtin_name, cache_dir, load_causal_lm, load_tokenizer, resolve_base_model
 

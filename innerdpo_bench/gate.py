@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from innerdpo_bench import rows as run_rows
 from innerdpo_bench import stats
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
 
 ALL = "all"

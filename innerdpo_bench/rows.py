@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from innerdpo_bench import rundir, stats
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.queue import CHECKPOINT, eval_json_path
 from innerdpo_bench.store import STORE_FILE, Run, Store, resolve_home

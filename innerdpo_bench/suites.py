@@ -27,9 +27,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from innerdpo_bench.data.mini import SHIFTS
 from innerdpo_bench.data.pairs import GENIES_HUB_ID, DatasetRef, load_pairs
 from innerdpo_bench.errors import UserError, unknown_choice
+
+# The four distribution shifts every adapter is scored on, in table order.
+SHIFTS: tuple[str, ...] = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
 
 TASKS_PACKAGE = "innerdpo_bench.tasks"   # the top-level `tasks/` folder, installed under this name
 DEFAULT_SUITE = "alpaca_easy"

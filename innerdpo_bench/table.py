@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.store import STATUSES, Run
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from innerdpo_bench.methods.align import ALIGN_METHODS, describe
+from innerdpo_bench.methods.align import ALIGN_FUNCTIONS
+from innerdpo_bench.methods.catalog import ALIGN_METHODS
 from innerdpo_bench.methods.geometry import PrefGeometry
 
 EPS = 1e-5
@@ -45,28 +46,40 @@ EXPECTED_PARALLEL = {
 
 
 def test_value_table_covers_registry():
-    assert set(EXPECTED_PARALLEL) == set(ALIGN_METHODS)
+    assert set(EXPECTED_PARALLEL) == set(ALIGN_FUNCTIONS)
 
 
-@pytest.mark.parametrize("name", sorted(ALIGN_METHODS))
+@pytest.mark.parametrize("name", sorted(ALIGN_FUNCTIONS))
 def test_value_on_parallel_example(name):
-    assert ALIGN_METHODS[name](PARALLEL).item() == pytest.approx(EXPECTED_PARALLEL[name], rel=1e-5, abs=1e-6)
+    assert ALIGN_FUNCTIONS[name](PARALLEL).item() == pytest.approx(EXPECTED_PARALLEL[name], rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(ALIGN_METHODS))
+@pytest.mark.parametrize("name", sorted(ALIGN_FUNCTIONS))
 def test_every_method_documents_itself(name):
-    assert "g =" in describe(name) or "g = s" in describe(name)
+    """The catalog (what users read, torch-free) names every function, and states the formula its docstring does."""
+    entry = ALIGN_METHODS[name]
+    assert entry.formula.startswith("g =") and entry.when
+    assert ALIGN_FUNCTIONS[name].__doc__.rstrip(".") == ALIGN_METHODS[entry.alias_of or name].formula
+
+
+def test_catalog_names_equal_the_registries():
+    from innerdpo_bench.methods import catalog
+    from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES
+
+    assert list(catalog.ALIGN_METHODS) == list(ALIGN_FUNCTIONS)
+    assert catalog.OUTPUT_LOSS_NAMES == tuple(OUTPUT_LOSSES)
+    assert catalog.CURRENT_ALIGN_METHODS[0] == "para_signed"
 
 
 def test_para_signed_sign_and_magnitude():
-    f = ALIGN_METHODS["para_signed"]
+    f = ALIGN_FUNCTIONS["para_signed"]
     assert f(PARALLEL).item() == pytest.approx(1.5 * 2.0)  # k·‖d_ref‖₂
     assert f(ANTI).item() == pytest.approx(-3.0)
     assert f(ORTHOGONAL).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_para_signed_log_is_slog_of_para_signed():
-    f = ALIGN_METHODS["para_signed_log"]
+    f = ALIGN_FUNCTIONS["para_signed_log"]
     assert f(PARALLEL).item() == pytest.approx(math.log1p(3.0))
     assert f(ANTI).item() == pytest.approx(-math.log1p(3.0))
     assert f(ORTHOGONAL).item() == pytest.approx(0.0, abs=1e-7)
@@ -74,39 +87,39 @@ def test_para_signed_log_is_slog_of_para_signed():
 
 @pytest.mark.parametrize("name", ["para", "direct_projection", "direct_projection_log", "logodds", "para_orth"])
 def test_unsigned_methods_ignore_direction(name):
-    assert ALIGN_METHODS[name](PARALLEL).item() == pytest.approx(ALIGN_METHODS[name](ANTI).item())
+    assert ALIGN_FUNCTIONS[name](PARALLEL).item() == pytest.approx(ALIGN_FUNCTIONS[name](ANTI).item())
 
 
 def test_orth_prefers_parallel_movement():
-    assert ALIGN_METHODS["orth"](PARALLEL).item() > ALIGN_METHODS["orth"](ORTHOGONAL).item() + 5
+    assert ALIGN_FUNCTIONS["orth"](PARALLEL).item() > ALIGN_FUNCTIONS["orth"](ORTHOGONAL).item() + 5
 
 
 def test_para_orth_signed_penalises_drift():
     drift = geometry((4.0, 3.0), (1.0, 1.0))  # same parallel part as PARALLEL plus (0, 2) off-axis
     for name in ("para_orth_signed", "para_orth_signed_log"):
-        assert ALIGN_METHODS[name](drift).item() < ALIGN_METHODS[name](PARALLEL).item()
+        assert ALIGN_FUNCTIONS[name](drift).item() < ALIGN_FUNCTIONS[name](PARALLEL).item()
 
 
 @pytest.mark.parametrize("name", ["cosine_policy_margin", "cosine_cross_model"])
 def test_cosines_are_zero_when_policy_equals_reference(name):
     same = geometry((3.0, 1.0), (1.0, 1.0))
-    assert ALIGN_METHODS[name](same).item() == pytest.approx(0.0, abs=1e-7)
+    assert ALIGN_FUNCTIONS[name](same).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_para_orth_is_logodds():
-    assert ALIGN_METHODS["para_orth"] is ALIGN_METHODS["logodds"]
+    assert ALIGN_FUNCTIONS["para_orth"] is ALIGN_FUNCTIONS["logodds"]
 
 
 def test_norm_p_switches_magnitudes():
     # 3-D: d_ref = (2, 0, 0), d_π = (3, 1, 1), so o_π = (0, 1, 1): ‖o_π‖₁ = 2, ‖o_π‖₂ = √2.
     args = ((4.0, 1.0, 1.0), (1.0, 0.0, 0.0), (3.0, 0.0, 0.0), (1.0, 0.0, 0.0))
-    l1 = ALIGN_METHODS["orth"](geometry(*args, norm_p=1)).item()
-    l2 = ALIGN_METHODS["orth"](geometry(*args, norm_p=2)).item()
+    l1 = ALIGN_FUNCTIONS["orth"](geometry(*args, norm_p=1)).item()
+    l2 = ALIGN_FUNCTIONS["orth"](geometry(*args, norm_p=2)).item()
     assert l1 == pytest.approx(-math.log(2 + EPS))
     assert l2 == pytest.approx(-math.log(math.sqrt(2) + EPS))
 
 
 def test_batched_leading_dimensions():
     g = PrefGeometry(torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8))
-    for name, fn in ALIGN_METHODS.items():
+    for name, fn in ALIGN_FUNCTIONS.items():
         assert fn(g).shape == (3, 5), name

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
 from innerdpo_bench.cli import app
-from innerdpo_bench.methods.align import ALIGN_METHODS
+from innerdpo_bench.methods.catalog import ALIGN_METHODS
 
 runner = CliRunner()
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
 from innerdpo_bench.cli import app
-from innerdpo_bench.data.mini import SHIFTS, write_mini_jsonl
+from innerdpo_bench.data.mini import write_mini_jsonl
+from innerdpo_bench.suites import SHIFTS
 
 runner = CliRunner()
 LIMIT = 8

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from innerdpo_bench.data.mini import (
-    SHIFTS,
     SPLITS,
     build_mini,
     corpus_texts,
@@ -13,6 +12,7 @@ from innerdpo_bench.data.mini import (
     write_mini_jsonl,
 )
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.suites import SHIFTS
 
 CHANCE_LOW, CHANCE_HIGH = 0.40, 0.60
 

@@ -11,7 +11,7 @@ import pytest
 
 from innerdpo_bench import rows as run_rows
 from innerdpo_bench import stats
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import Store
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from innerdpo_bench import stats
 from innerdpo_bench.cli import app
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.store import Store
 
 runner = CliRunner()

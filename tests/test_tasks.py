@@ -6,7 +6,8 @@ import re
 import pytest
 
 from innerdpo_bench import suites
-from innerdpo_bench.data.mini import SHIFTS, load_mini, write_mini_jsonl
+from innerdpo_bench.data.mini import load_mini, write_mini_jsonl
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
 
 TASKS = [f"innerdpo_{shift}" for shift in SHIFTS]

@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Log, Sparkline, Static
 from textual.worker import get_current_worker
 
 from innerdpo_bench import rundir
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui.data import (
     LOG_NAMES, FileFollower, Progress, checkpoint_dir, default_log, differing_keys, format_duration, log_paths,

@@ -88,10 +88,9 @@ class FormChoices:
 
 
 def load_form_choices() -> FormChoices:
-    """Imports the training config (and torch with it): call it from a thread worker."""
+    """The add-run form's choices and defaults (torch-free: the training config and the method catalog)."""
     from innerdpo_bench.config import TrainConfig
-    from innerdpo_bench.methods.align import ALIGN_METHODS, CURRENT_ALIGN_METHODS
-    from innerdpo_bench.methods.catalog import METHODS
+    from innerdpo_bench.methods.catalog import ALIGN_METHODS, CURRENT_ALIGN_METHODS, METHODS
     from innerdpo_bench.suites import DEFAULT_SUITE, SUITES
 
     defaults = TrainConfig()

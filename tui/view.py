@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from rich.text import Text
 
 from innerdpo_bench import table
-from innerdpo_bench.data.mini import SHIFTS
+from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.methods.catalog import METHODS
 from innerdpo_bench.store import Run
 

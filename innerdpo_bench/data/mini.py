@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 from innerdpo_bench.errors import unknown_choice
 
+# "train" and one split per shift of `suites.SHIFTS` (tests/test_mini.py checks the names agree)
 SPLITS: tuple[str, ...] = ("train", "in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
-SHIFTS: tuple[str, ...] = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
 
 TRAIN_ROWS = 1200
 SHIFT_ROWS = 240

@@ -1,8 +1,9 @@
 """InnerDPO align methods: each maps the preference geometry to a per-pair score g (higher = more aligned).
 
-One expression each over `PrefGeometry`; the registry `ALIGN_METHODS` is what `--align-method` and
-`innerdpo methods` read. Adding a method is one function plus one registry line (and one row in the
-value table of `tests/test_align.py`, which fails until it is there).
+One expression each over `PrefGeometry`, registered in `ALIGN_FUNCTIONS`. The names users choose from
+(`--align-method`, `innerdpo methods`, the dashboard), with when to use each, are in the torch-free
+`methods/catalog.py`. Adding a method is one function plus one registry line here, its entry in the
+catalog, and one row in the value table of `tests/test_align.py` (each test fails until it is there).
 """
 
 from __future__ import annotations
@@ -18,76 +19,71 @@ AlignFn = Callable[[PrefGeometry], Tensor]
 
 
 def para_signed(g: PrefGeometry) -> Tensor:
-    """g = s = ⟨d_π, u⟩. Default: how far π's chosen−rejected moves along the reference preference
-    direction; unbounded, + aligned, − anti-aligned."""
+    """g = s = ⟨d_π, u⟩."""
     return g.signed_proj
 
 
 def para_signed_log(g: PrefGeometry) -> Tensor:
-    """g = slog(s). para_signed with magnitudes compressed; use when s grows large and dominates the loss."""
+    """g = slog(s)."""
     return slog(g.signed_proj)
 
 
 def para_orth_signed(g: PrefGeometry) -> Tensor:
-    """g = s − log(‖o_π‖ + ε). Rewards parallel movement and penalises off-axis drift on a log scale."""
+    """g = s − log(‖o_π‖ + ε)."""
     return g.signed_proj - safe_log(g.norm(g.orth_pi) + g.eps, g.eps)
 
 
 def para_orth_signed_log(g: PrefGeometry) -> Tensor:
-    """g = slog(s) − log(‖o_π‖ + ε). para_orth_signed with both terms compressed."""
+    """g = slog(s) − log(‖o_π‖ + ε)."""
     return slog(g.signed_proj) - safe_log(g.norm(g.orth_pi) + g.eps, g.eps)
 
 
 def logodds(g: PrefGeometry) -> Tensor:
-    """g = (lg‖a_π‖ − lg‖o_π‖) − (lg‖a_ref‖ − lg‖o_ref‖). Parallel-vs-orthogonal log-odds relative to the
-    reference; unsigned in s. o_ref ≈ 0, so the reference term is a large ε-clamped constant that
-    shifts, never reverses, the gradient."""
+    """g = (lg‖a_π‖ − lg‖o_π‖) − (lg‖a_ref‖ − lg‖o_ref‖)."""
     lg = lambda x: safe_log(x, g.eps)  # noqa: E731
     return (lg(g.norm(g.par_pi)) - lg(g.norm(g.orth_pi))) - (lg(g.norm(g.par_ref)) - lg(g.norm(g.orth_ref)))
 
 
 def cosine_policy_margin(g: PrefGeometry) -> Tensor:
-    """g = cos(c_π, r_π) − cos(c_ref, r_ref), in [−2, 2], 0 when π = ref. Note: raising it makes chosen and
-    rejected states MORE similar (the reference's docstring reads it as separability; the formula is kept)."""
+    """g = cos(c_π, r_π) − cos(c_ref, r_ref), in [−2, 2], 0 when π = ref."""
     return F.cosine_similarity(g.chosen_pi, g.rejected_pi, dim=-1) - F.cosine_similarity(
         g.chosen_ref, g.rejected_ref, dim=-1
     )
 
 
 def cosine_cross_model(g: PrefGeometry) -> Tensor:
-    """g = cos(c_π, c_ref) − cos(r_π, r_ref), 0 when π = ref. Keeps chosen states near the reference while
-    moving rejected states away."""
+    """g = cos(c_π, c_ref) − cos(r_π, r_ref), 0 when π = ref."""
     return F.cosine_similarity(g.chosen_pi, g.chosen_ref, dim=-1) - F.cosine_similarity(
         g.rejected_pi, g.rejected_ref, dim=-1
     )
 
 
 def para(g: PrefGeometry) -> Tensor:
-    """g = log(‖a_π‖ + ε). Older: unsigned parallel magnitude (moving against the preference also scores)."""
+    """g = log(‖a_π‖ + ε)."""
     return safe_log(g.norm(g.par_pi) + g.eps, g.eps)
 
 
 def orth(g: PrefGeometry) -> Tensor:
-    """g = −log(‖o_π‖ + ε). Older: only penalises orthogonal drift; says nothing about direction."""
+    """g = −log(‖o_π‖ + ε)."""
     return -safe_log(g.norm(g.orth_pi) + g.eps, g.eps)
 
 
 def para_orth2(g: PrefGeometry) -> Tensor:
-    """g = (‖a_π‖ − ‖a_ref‖) − (‖o_π‖ − ‖o_ref‖). Older: logodds without logs, relative to the reference."""
+    """g = (‖a_π‖ − ‖a_ref‖) − (‖o_π‖ − ‖o_ref‖)."""
     return (g.norm(g.par_pi) - g.norm(g.par_ref)) - (g.norm(g.orth_pi) - g.norm(g.orth_ref))
 
 
 def direct_projection(g: PrefGeometry) -> Tensor:
-    """g = ‖d_π ⊙ u‖₁. Older: unsigned element-wise projection, always ≥ |s|."""
+    """g = ‖d_π ⊙ u‖₁."""
     return (g.diff_pi * g.pref_dir).abs().sum(-1)
 
 
 def direct_projection_log(g: PrefGeometry) -> Tensor:
-    """g = log(1 + ‖d_π ⊙ u‖₁ + ε). Older: direct_projection compressed."""
+    """g = log(1 + ‖d_π ⊙ u‖₁ + ε)."""
     return safe_log(1.0 + direct_projection(g) + g.eps, g.eps)
 
 
-ALIGN_METHODS: dict[str, AlignFn] = {
+ALIGN_FUNCTIONS: dict[str, AlignFn] = {
     # current
     "para_signed": para_signed,
     "para_signed_log": para_signed_log,
@@ -104,22 +100,3 @@ ALIGN_METHODS: dict[str, AlignFn] = {
     "direct_projection": direct_projection,
     "direct_projection_log": direct_projection_log,
 }
-
-CURRENT_ALIGN_METHODS = (
-    "para_signed",
-    "para_signed_log",
-    "para_orth_signed",
-    "para_orth_signed_log",
-    "logodds",
-    "cosine_policy_margin",
-    "cosine_cross_model",
-)
-
-
-def describe(name: str) -> str:
-    """The one-line description of an align method (its docstring, joined)."""
-    doc = ALIGN_METHODS[name].__doc__ or ""
-    text = " ".join(doc.split())
-    if name == "para_orth":
-        text = "alias of logodds. " + text
-    return text

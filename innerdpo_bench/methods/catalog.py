@@ -1,4 +1,9 @@
-"""User-facing method names (spec §9): what each adds to the output loss and which transform it uses."""
+"""Every name a user chooses from, torch-free: methods (spec §9), align methods (§8), transforms, output losses.
+
+The CLI's `--help`, `innerdpo methods`, config validation and the dashboard read these names without
+importing torch; the tensor code registers one function per name (`align.ALIGN_FUNCTIONS`,
+`output_losses.OUTPUT_LOSSES`, `transforms.build_transform`) and tests check the keys agree.
+"""
 
 from __future__ import annotations
 
@@ -48,3 +53,56 @@ def resolve_method(name: str) -> Method:
     if canonical is None:
         raise unknown_choice("method", name, METHODS)
     return METHODS[canonical]
+
+
+OUTPUT_LOSS_NAMES = ("dpo", "ipo")
+TRANSFORMS = ("none", "ether", "supr")
+ETHER_TYPES = ("ether", "etherplus", "oft")
+
+
+@dataclass(frozen=True)
+class AlignMethod:
+    """An align method g of the preference geometry (higher = more aligned; symbols: `methods/geometry.py`)."""
+
+    name: str
+    formula: str
+    when: str                   # what it rewards and when to use it
+    current: bool = True        # False: the seed's older methods, kept for comparison
+    alias_of: str | None = None
+
+    @property
+    def description(self) -> str:
+        return f"{self.formula}. {self.when}"
+
+
+ALIGN_METHODS: dict[str, AlignMethod] = {
+    a.name: a
+    for a in (
+    AlignMethod("para_signed", "g = s = ⟨d_π, u⟩",
+                "Default: how far π's chosen−rejected moves along the reference preference direction; unbounded, + aligned, − anti-aligned."),
+    AlignMethod("para_signed_log", "g = slog(s)",
+                "para_signed with magnitudes compressed; use when s grows large and dominates the loss."),
+    AlignMethod("para_orth_signed", "g = s − log(‖o_π‖ + ε)",
+                "Rewards parallel movement and penalises off-axis drift on a log scale."),
+    AlignMethod("para_orth_signed_log", "g = slog(s) − log(‖o_π‖ + ε)",
+                "para_orth_signed with both terms compressed."),
+    AlignMethod("logodds", "g = (lg‖a_π‖ − lg‖o_π‖) − (lg‖a_ref‖ − lg‖o_ref‖)",
+                "Parallel-vs-orthogonal log-odds relative to the reference; unsigned in s. o_ref ≈ 0, so the reference term is a large ε-clamped constant that shifts, never reverses, the gradient."),
+    AlignMethod("cosine_policy_margin", "g = cos(c_π, r_π) − cos(c_ref, r_ref), in [−2, 2], 0 when π = ref",
+                "Note: raising it makes chosen and rejected states MORE similar (the reference's docstring reads it as separability; the formula is kept)."),
+    AlignMethod("cosine_cross_model", "g = cos(c_π, c_ref) − cos(r_π, r_ref), 0 when π = ref",
+                "Keeps chosen states near the reference while moving rejected states away."),
+    AlignMethod("para", "g = log(‖a_π‖ + ε)",
+                "Unsigned parallel magnitude (moving against the preference also scores).", current=False),
+    AlignMethod("para_orth", "g = (lg‖a_π‖ − lg‖o_π‖) − (lg‖a_ref‖ − lg‖o_ref‖)", "Older name of logodds: the same function.", current=False, alias_of="logodds"),
+    AlignMethod("para_orth2", "g = (‖a_π‖ − ‖a_ref‖) − (‖o_π‖ − ‖o_ref‖)",
+                "logodds without logs, relative to the reference.", current=False),
+    AlignMethod("orth", "g = −log(‖o_π‖ + ε)",
+                "Only penalises orthogonal drift; says nothing about direction.", current=False),
+    AlignMethod("direct_projection", "g = ‖d_π ⊙ u‖₁",
+                "Unsigned element-wise projection, always ≥ |s|.", current=False),
+    AlignMethod("direct_projection_log", "g = log(1 + ‖d_π ⊙ u‖₁ + ε)",
+                "direct_projection compressed.", current=False),
+    )
+}
+CURRENT_ALIGN_METHODS = tuple(name for name, a in ALIGN_METHODS.items() if a.current)

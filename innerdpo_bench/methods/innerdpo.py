@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from innerdpo_bench.methods.align import ALIGN_METHODS
+from innerdpo_bench.methods.align import ALIGN_FUNCTIONS
 from innerdpo_bench.methods.geometry import PrefGeometry
 from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES, dpo_loss
 
@@ -76,7 +76,7 @@ def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig) -> tuple
         chosen_ref.transpose(0, 1), rejected_ref.transpose(0, 1),
         norm_p=cfg.norm_p, eps=cfg.eps,
     )
-    scores = ALIGN_METHODS[cfg.align_method](geometry)  # [layers, B]
+    scores = ALIGN_FUNCTIONS[cfg.align_method](geometry)  # [layers, B]
     clamp = (lambda s: s.clamp(-cfg.trust_region, cfg.trust_region)) if cfg.trust_region > 0 else (lambda s: s)
     if cfg.layer_reduce == "score":
         loss = pair_loss(cfg.output_loss, clamp(scores.mean(0)), cfg.beta_h)

@@ -18,10 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.methods.catalog import ETHER_TYPES, TRANSFORMS
 from innerdpo_bench.methods.pooling import completion_pool, pool_weights
 
-TRANSFORMS = ("none", "ether", "supr")
-ETHER_TYPES = ("ether", "etherplus", "oft")
 STATE_FILE = "transforms.safetensors"
 CONFIG_FILE = "transforms.json"
 
