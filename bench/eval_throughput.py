@@ -109,10 +109,10 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    from innerdpo_bench.cli import _quiet_libraries
+    from innerdpo_bench.cli.app import quiet_libraries
     from innerdpo_bench.models import resolve_base_model
 
-    _quiet_libraries()
+    quiet_libraries()
     base = resolve_base_model(args.model)
     from innerdpo_bench.models import load_tokenizer
 

@@ -115,18 +115,6 @@ class TrainConfig:
             raise UserError("--max-prompt-length must be smaller than --max-length")
         return self
 
-    def loss_config(self):
-        """The LossConfig this run trains with (α forced to 0 for dpo/ipo)."""
-        from innerdpo_bench.methods.innerdpo import LossConfig
-
-        has_hidden = resolve_method(self.method).has_hidden_term
-        return LossConfig(
-            output_loss=self.resolved_output_loss, beta=self.beta, label_smoothing=self.label_smoothing,
-            logp_agg=self.logp_agg, alpha=self.alpha if has_hidden else 0.0, beta_h=self.beta_h,
-            align_method=self.align_method, layer_reduce=self.layer_reduce, trust_region=self.trust_region,
-            norm_p=self.norm_p, nll_weight=self.nll_weight,
-        )
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -15,7 +15,7 @@ shift overrides `all`. α holds per check: over four shifts the chance that some
 to 4α (use α/4 for a family-wise α).
 
 Everything here is pure: checks from loaded per-row records (`rows.RunRows`) and thresholds, and the reports
-(JUnit XML, Markdown, JSON) as strings. `cli_gate.py` evaluates, reads and writes.
+(JUnit XML, Markdown, JSON) as strings. `cli/gate.py` evaluates, reads and writes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Statistics over per-row preference scores: paired bootstrap, McNemar, Holm, implicit reward, transfer.
 
 Pure functions of numpy arrays and plain numbers; no files, no store, no model (`rows.py` loads the
-per-row records, `cli_stats.py` prints). The formulas are also in `docs/statistics.md`.
+per-row records, `cli/stats.py` prints). The formulas are also in `docs/statistics.md`.
 
 Bootstraps here resample rows with replacement. The statistic is a mean over rows, so it depends only
 on how many times each distinct row value is drawn: drawing n rows from n is a multinomial over the

@@ -30,6 +30,7 @@ from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
 from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
+from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
 from innerdpo_bench.methods.pooling import completion_pool
@@ -167,6 +168,17 @@ class RichProgressCallback(TrainerCallback):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def loss_config_of(cfg: TrainConfig) -> LossConfig:
+    """The LossConfig a run trains with (α forced to 0 for dpo/ipo)."""
+    has_hidden = resolve_method(cfg.method).has_hidden_term
+    return LossConfig(
+        output_loss=cfg.resolved_output_loss, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
+        logp_agg=cfg.logp_agg, alpha=cfg.alpha if has_hidden else 0.0, beta_h=cfg.beta_h,
+        align_method=cfg.align_method, layer_reduce=cfg.layer_reduce, trust_region=cfg.trust_region,
+        norm_p=cfg.norm_p, nll_weight=cfg.nll_weight,
+    )
 
 
 def default_output_dir(cfg: TrainConfig) -> Path:
@@ -311,7 +323,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     trainer = PreferenceTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(encoded),
         data_collator=(PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id), callbacks=callbacks,
-        loss_config=cfg.loss_config(), layers=layers, transform=transform,
+        loss_config=loss_config_of(cfg), layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
     )
     trainer.remove_callback(PrinterCallback)

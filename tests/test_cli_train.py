@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
-from innerdpo_bench.cli import app
+from innerdpo_bench.cli.main import app
 from innerdpo_bench.methods.catalog import ALIGN_METHODS
 
 runner = CliRunner()
@@ -117,7 +117,7 @@ def test_commands_that_need_no_model_start_without_torch(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom innerdpo_bench.cli import app\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom innerdpo_bench.cli.main import app\n"
             f"for args in (['runs', '--home', {str(tmp_path)!r}], ['queue', 'ls', '--home', {str(tmp_path)!r}], ['--help']):\n"
             "    result = CliRunner().invoke(app, args)\n"
             "    assert result.exit_code == 0, (args, result.output)\n"

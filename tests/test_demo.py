@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from innerdpo_bench.cli import app
+from innerdpo_bench.cli.main import app
 from innerdpo_bench.demo import DEMO_METHODS, DemoPlan, demo_specs
 from innerdpo_bench.store import Store
 

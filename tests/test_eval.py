@@ -12,7 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
-from innerdpo_bench.cli import app
+from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import write_mini_jsonl
 from innerdpo_bench.suites import SHIFTS
 

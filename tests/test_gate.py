@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from innerdpo_bench import evaluate as evaluation
 from innerdpo_bench import gate as gating
 from innerdpo_bench import stats, suites
-from innerdpo_bench.cli import app
+from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import load_mini
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError

@@ -25,8 +25,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from innerdpo_bench import cli_queue, queue, rundir
-from innerdpo_bench.cli import app
+from innerdpo_bench import queue, rundir
+from innerdpo_bench.cli import app as cli_app
+from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import STORE_FILE, Store
 
@@ -85,7 +86,7 @@ from innerdpo_bench import queue
 script = sys.argv[1]
 queue.stage_command = lambda run, stage, run_dir: [sys.executable, script, stage, str(run_dir), run.kind,
                                                    json.dumps(run.spec)]
-from innerdpo_bench.cli import app
+from innerdpo_bench.cli.main import app
 app(sys.argv[2:], prog_name="innerdpo")
 '''
 
@@ -593,7 +594,7 @@ def test_a_corrupt_store_is_one_line_for_every_command(home):
 
 def test_a_locked_store_is_one_line_and_changes_nothing(home, monkeypatch):
     add(home, fake_spec())
-    monkeypatch.setattr(cli_queue, "STORE_BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(cli_app, "STORE_BUSY_TIMEOUT_S", 0.2)
     holder = sqlite3.connect(home / STORE_FILE, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:

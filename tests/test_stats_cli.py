@@ -11,7 +11,7 @@ from test_stats import pattern, store_run, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench import stats
-from innerdpo_bench.cli import app
+from innerdpo_bench.cli.main import app
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.store import Store
 
@@ -25,7 +25,7 @@ def invoke(*args):
 @pytest.fixture
 def wide_console(monkeypatch):
     """Rich tables at 160 columns (a pipe gets 80, and wraps headers)."""
-    from innerdpo_bench.cli import console
+    from innerdpo_bench.cli.app import console
 
     monkeypatch.setattr(console, "width", 160)
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from innerdpo_bench import table
-from innerdpo_bench.cli import app
+from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import STORE_FILE, Run, Store
 
@@ -283,7 +283,7 @@ def test_runs_json_latency_over_ten_thousand_runs(tmp_path):
         timings.append(time.perf_counter() - started)
         assert proc.returncode == 0, proc.stderr
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import innerdpo_bench.cli"], check=True, timeout=120)
+    subprocess.run([sys.executable, "-c", "import innerdpo_bench.cli.main"], check=True, timeout=120)
     import_s = time.perf_counter() - started
     records = json.loads(proc.stdout)
     print(f"\n10,000 runs ({len(SHIFTS)} shifts x {len(metrics)} metrics + coherence, provenance per shift): "

@@ -653,6 +653,6 @@ def test_config_of_a_queued_run_has_the_same_keys_as_a_trained_one(home):
 
 
 def test_cli_without_the_tui_never_imports_textual():
-    code = "import sys, innerdpo_bench.cli; print(any(m.split('.')[0] == 'textual' for m in sys.modules))"
+    code = "import sys, innerdpo_bench.cli.main; print(any(m.split('.')[0] == 'textual' for m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

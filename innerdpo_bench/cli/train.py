@@ -1,72 +1,23 @@
-"""The `innerdpo` command line: thin typer commands that parse flags, call the library and format output."""
+"""`innerdpo train`, `innerdpo methods` and `innerdpo demo`: train one adapter, list the methods, run the demo."""
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 import json
-import os
 import signal
 import typing
 
 import typer
-from rich.console import Console
 
+from innerdpo_bench.cli.app import HELP, app, console, handle_errors, quiet_libraries
 from innerdpo_bench.config import TrainConfig, flag_name
-from innerdpo_bench.errors import RunFailed, UserError
-
-app = typer.Typer(
-    name="innerdpo",
-    help="Train DPO, IPO and InnerDPO LoRA adapters and compare how far they generalise across four preference shifts.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
-err_console = Console(stderr=True, highlight=False)
-console = Console(highlight=False)
-
-
-def handle_errors(func):
-    """Turn library errors into one red line and an exit code (2 usage, 1 failure, 130 interrupt)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (UserError, RunFailed) as err:
-            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
-            raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/yellow]")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def _quiet_libraries() -> None:
-    """Keep library chatter (transformers, datasets, lm-eval warnings) out of the terminal."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("transformers", "datasets", "peft", "accelerate", "lm-eval", "lm_eval", "httpx", "huggingface_hub"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 # --------------------------------------------------------------------------- train
 
 
-def _config_parameters() -> list[inspect.Parameter]:
+def config_parameters() -> list[inspect.Parameter]:
     """typer options generated from TrainConfig's fields, so flags and help text live in one place."""
     hints = typing.get_type_hints(TrainConfig)
     params = []
@@ -97,7 +48,7 @@ def train_command(**kwargs) -> None:
     paper's form. Several GPUs: accelerate launch -m innerdpo_bench train ...
     """
     quiet = kwargs.pop("quiet")
-    _quiet_libraries()
+    quiet_libraries()
     cfg = TrainConfig(**kwargs).validate()
     from innerdpo_bench.train import train
 
@@ -110,8 +61,8 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-train_command.__signature__ = inspect.Signature(_config_parameters())
-app.command("train", context_settings={"help_option_names": ["-h", "--help"]})(train_command)
+train_command.__signature__ = inspect.Signature(config_parameters())
+app.command("train", context_settings=HELP)(train_command)
 
 
 # --------------------------------------------------------------------------- methods
@@ -162,23 +113,7 @@ def demo_command(
 ) -> None:
     """Run the whole pipeline offline: the base model and dpo, ipo, hs-none/ether/supr-InnerDPO trained on the
     mini suite, each scored on the four shifts by the lm-eval harness through the run queue; prints the table."""
-    _quiet_libraries()
+    quiet_libraries()
     from innerdpo_bench.demo import run_demo
 
     run_demo(base_model=base_model, quick=quick, home=home, console=console)
-
-
-# Commands defined in their own modules register themselves on `app` when imported.
-from innerdpo_bench import cli_eval  # noqa: E402,F401
-from innerdpo_bench import cli_queue  # noqa: E402,F401
-from innerdpo_bench import cli_stats  # noqa: E402,F401
-from innerdpo_bench import cli_tui  # noqa: E402,F401
-from innerdpo_bench import cli_gate  # noqa: E402,F401
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

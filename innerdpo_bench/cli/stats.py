@@ -13,19 +13,14 @@ import typer
 
 from innerdpo_bench import rows as run_rows
 from innerdpo_bench import stats
-from innerdpo_bench.cli import app, console, err_console, handle_errors
+from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option
 from innerdpo_bench.errors import RunFailed, UserError
 
 RUN_HELP = "A store run id (with --home), a run directory, or an eval.json path."
-HOME_HELP = "Workspace holding store.sqlite (default: $INNERDPO_HOME, else ./innerdpo); needed for store run ids."
 METRIC_HELP = ("Scoring rule: mean (eval.json acc: mean per-token log-prob of chosen > rejected), sum (acc_sum: "
                "summed log-prob), reward_mean / reward_sum (implicit reward logp_adapter − logp_base of chosen > "
                "rejected, per token / summed; reward-bench's DPO score).")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-
-
-def _home_option():
-    return typer.Option(None, "--home", help=HOME_HELP, show_default=False)
 
 
 def _metric_option(default: str = "mean", help_text: str = METRIC_HELP):
@@ -78,7 +73,7 @@ def rescore_command(
     run: str = typer.Argument(..., help=RUN_HELP, show_default=False),
     metric: str = _metric_option("mean", "mean (checked against eval.json acc) or sum (against acc_sum)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output, with full provenance."),
-    home: str | None = _home_option(),
+    home: str | None = home_option(),
 ) -> None:
     """Recompute RUN's accuracy per shift from its per-row records and check it equals eval.json's.
 
@@ -151,7 +146,7 @@ def compare_command(
     resamples: int = typer.Option(stats.RESAMPLES, "--resamples", help="Paired bootstrap resamples."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap random seed (the interval is reproducible)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    home: str | None = _home_option(),
+    home: str | None = home_option(),
 ) -> None:
     """Is B better than A? Per shift: accuracy of each, Δ = acc(B) − acc(A), its 95% paired bootstrap interval,
     McNemar's exact p and Holm-adjusted p over the shifts.
@@ -235,7 +230,7 @@ def transfer_command(
     run: str = typer.Argument(..., help=RUN_HELP, show_default=False),
     metric: str = _metric_option("mean", "mean (acc) or sum (acc_sum)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    home: str | None = _home_option(),
+    home: str | None = home_option(),
 ) -> None:
     """How much of RUN's in-domain improvement carries over to each shift, from its per-row records.
 
@@ -288,7 +283,7 @@ def plot_command(
     dpi: int = typer.Option(150, "--dpi", help="Dots per inch (a PNG is width·dpi × height·dpi pixels)."),
     resamples: int = typer.Option(stats.RESAMPLES, "--resamples", help="Bootstrap resamples for the whiskers."),
     seed: int = typer.Option(0, "--seed", help="Bootstrap random seed."),
-    home: str | None = _home_option(),
+    home: str | None = home_option(),
 ) -> None:
     """Grouped bars of accuracy per shift, one bar per run (or seed group), for a paper.
 

@@ -1,4 +1,4 @@
-"""`innerdpo queue ...`, `innerdpo worker` and `innerdpo runs`: queue runs, work through them, and print the results table."""
+"""`innerdpo queue ...` and `innerdpo worker`: queue runs and work through them."""
 
 from __future__ import annotations
 
@@ -10,34 +10,19 @@ import time
 
 import typer
 
-# Defined before `innerdpo_bench.cli` is imported: when this module is imported first, cli's last lines import
-# cli_tui, which reads HOME_HELP from this (then half-loaded) module.
-HOME_HELP = "Workspace holding store.sqlite and runs/ (default: $INNERDPO_HOME, else ./innerdpo)."
-STORE_BUSY_TIMEOUT_S = 30.0   # how long a command waits for another process's write lock
-
-from innerdpo_bench import table as results_table  # noqa: E402
-from innerdpo_bench.cli import _config_parameters, app, console, err_console, handle_errors  # noqa: E402
-from innerdpo_bench.errors import UserError  # noqa: E402
-from innerdpo_bench.store import STATUSES, Store, resolve_home  # noqa: E402
+from innerdpo_bench import table as results_table
+from innerdpo_bench.cli.app import (HELP, app, console, err_console, handle_errors, home_option, limit_option,
+                                    open_store, suite_option)
+from innerdpo_bench.cli.train import config_parameters
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.store import STATUSES, resolve_home
 
 queue_app = typer.Typer(
     help="Queue runs for `innerdpo worker`: add, add-base, ls, cancel, retry, rm, move.",
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=HELP,
 )
 app.add_typer(queue_app, name="queue")
-
-SUITE_HELP = "Eval suite after training: alpaca_easy (default), math_easy, code_easy, arc_easy, alpaca_low_quality, mini."
-LIMIT_HELP = "Eval: first N rows of each shift (default 500)."
-
-
-def _home_option():
-    return typer.Option(None, "--home", help=HOME_HELP, show_default=False)
-
-
-def _open(home: str | None) -> Store:
-    return Store(home, busy_timeout_s=STORE_BUSY_TIMEOUT_S)
-
 
 def _age(seconds: float | None) -> str:
     if seconds is None:
@@ -51,16 +36,13 @@ def _age(seconds: float | None) -> str:
 
 def _add_parameters() -> list[inspect.Parameter]:
     """train's TrainConfig flags (minus --output-dir and --quiet) plus the queue's own."""
-    params = [p for p in _config_parameters() if p.name not in ("output_dir", "quiet")]
+    params = [p for p in config_parameters() if p.name not in ("output_dir", "quiet")]
     extra = {
         "seeds": (str | None, typer.Option(None, "--seeds", help="Comma-separated seeds, one run each "
                                            "(overrides --seed).", rich_help_panel="Queue", show_default=False)),
-        "suite": (str | None, typer.Option(None, "--suite", help=SUITE_HELP, rich_help_panel="Queue",
-                                           show_default=False)),
-        "limit": (int | None, typer.Option(None, "--limit", help=LIMIT_HELP, rich_help_panel="Queue",
-                                           show_default=False)),
-        "home": (str | None, typer.Option(None, "--home", help=HOME_HELP, rich_help_panel="Queue",
-                                          show_default=False)),
+        "suite": (str | None, suite_option("Queue")),
+        "limit": (int | None, limit_option("Queue")),
+        "home": (str | None, home_option("Queue")),
     }
     for name, (annotation, option) in extra.items():
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
@@ -78,7 +60,7 @@ def add_command(**kwargs) -> None:
     seeds = parse_seeds(kwargs.pop("seeds"))
     suite, limit, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("home")
     specs = train_specs(kwargs, seeds, suite, limit)
-    with _open(home) as store:
+    with open_store(home) as store:
         run_ids = store.add_runs(specs)
         home_path = store.home
     for run_id, spec in zip(run_ids, specs):
@@ -87,7 +69,7 @@ def add_command(**kwargs) -> None:
 
 
 add_command.__signature__ = inspect.Signature(_add_parameters())
-queue_app.command("add", context_settings={"help_option_names": ["-h", "--help"]})(add_command)
+queue_app.command("add", context_settings=HELP)(add_command)
 
 
 @queue_app.command("add-base")
@@ -95,15 +77,15 @@ queue_app.command("add", context_settings={"help_option_names": ["-h", "--help"]
 def add_base_command(
     base_model: str = typer.Argument(..., help="Hub id, model directory, or a built-in base (tiny-random, "
                                      "smollm2-135m).", show_default=False),
-    suite: str | None = typer.Option(None, "--suite", help=SUITE_HELP, show_default=False),
-    limit: int | None = typer.Option(None, "--limit", help=LIMIT_HELP, show_default=False),
-    home: str | None = _home_option(),
+    suite: str | None = suite_option(),
+    limit: int | None = limit_option(),
+    home: str | None = home_option(),
 ) -> None:
     """Queue an eval-only run of a base model (method "none"): the reference row of the results table."""
     from innerdpo_bench.queue import base_spec
 
     spec = base_spec(base_model, suite, limit)
-    with _open(home) as store:
+    with open_store(home) as store:
         run_id = store.add_run(spec, kind="eval")
     console.print(f"queued run {run_id}: base model {spec['eval']['checkpoint']} (eval only)", soft_wrap=True)
 
@@ -116,12 +98,12 @@ def add_base_command(
 def ls_command(
     as_json: bool = typer.Option(False, "--json", help="Every run as JSON, in queue order."),
     show_all: bool = typer.Option(False, "--all", "-a", help="Show done runs too."),
-    home: str | None = _home_option(),
+    home: str | None = home_option(),
 ) -> None:
     """The queue: running runs, queued runs in the order workers take them, then failed and cancelled ones."""
     from innerdpo_bench.queue import queue_order
 
-    with _open(home) as store:
+    with open_store(home) as store:
         runs = queue_order(store.list_runs())
     if as_json:
         records = [results_table.run_record(run) for run in runs]
@@ -156,9 +138,9 @@ def _counts(runs) -> dict[str, int]:
 @queue_app.command("cancel")
 @handle_errors
 def cancel_command(run_id: int = typer.Argument(..., help="Run id (innerdpo queue ls)."),
-                   home: str | None = _home_option()) -> None:
+                   home: str | None = home_option()) -> None:
     """Cancel a run: a queued one at once, a running one within a few seconds (its worker stops it)."""
-    with _open(home) as store:
+    with open_store(home) as store:
         outcome = store.cancel(run_id)
     console.print(f"run {run_id} cancelled" if outcome == "cancelled" else
                   f"run {run_id}: cancel requested; its worker stops it at its next heartbeat")
@@ -167,9 +149,9 @@ def cancel_command(run_id: int = typer.Argument(..., help="Run id (innerdpo queu
 @queue_app.command("retry")
 @handle_errors
 def retry_command(run_id: int = typer.Argument(..., help="Run id of a failed or cancelled run."),
-                  home: str | None = _home_option()) -> None:
+                  home: str | None = home_option()) -> None:
     """Queue a failed or cancelled run again (a complete checkpoint it left is reused, not retrained)."""
-    with _open(home) as store:
+    with open_store(home) as store:
         store.retry(run_id)
     console.print(f"run {run_id} queued again")
 
@@ -177,9 +159,9 @@ def retry_command(run_id: int = typer.Argument(..., help="Run id of a failed or 
 @queue_app.command("rm")
 @handle_errors
 def rm_command(run_id: int = typer.Argument(..., help="Run id of a run that is not running."),
-               home: str | None = _home_option()) -> None:
+               home: str | None = home_option()) -> None:
     """Remove a run and its results from the store; its run directory stays on disk."""
-    with _open(home) as store:
+    with open_store(home) as store:
         run_dir = store.get_run(run_id).run_dir
         store.remove(run_id)
     console.print(f"run {run_id} removed" + (f"; its directory {run_dir} is kept" if run_dir else ""), soft_wrap=True)
@@ -192,12 +174,12 @@ def move_command(
     before: int | None = typer.Option(None, "--before", help="Put it just ahead of this queued run.",
                                       show_default=False),
     to_front: bool = typer.Option(False, "--to-front", help="Put it first in the queue."),
-    home: str | None = _home_option(),
+    home: str | None = home_option(),
 ) -> None:
     """Reorder the queue: move a queued run to the front, or ahead of another queued run."""
     if to_front == (before is not None):
         raise UserError("queue move needs exactly one of --before RUN_ID or --to-front")
-    with _open(home) as store:
+    with open_store(home) as store:
         store.move(run_id, before=before, to_front=to_front)
     console.print(f"run {run_id} moved " + ("to the front" if to_front else f"ahead of run {before}"))
 
@@ -208,7 +190,7 @@ def move_command(
 @app.command("worker")
 @handle_errors
 def worker_command(
-    home: str | None = _home_option(),
+    home: str | None = home_option(),
     devices: str | None = typer.Option(None, "--devices", help="GPU indices, one worker loop each, e.g. 0,1 "
                                        "(sets CUDA_VISIBLE_DEVICES per run); cpu for one CPU loop. Default: every "
                                        "visible GPU, else cpu.", show_default=False),
@@ -264,7 +246,7 @@ def worker_command(
         signalled.append(signum)
         stop.set()
 
-    _open(home).close()  # a corrupt, locked or newer store: one clear line before anything starts
+    open_store(home).close()  # a corrupt, locked or newer store: one clear line before anything starts
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         console.print(f"worker on {', '.join(device_list)}: {resolve_home(home)}", soft_wrap=True, markup=False)
@@ -300,83 +282,3 @@ def _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, 
             failed.append(f"job {job.job_id}: {str(err).strip().splitlines()[-1] if str(err).strip() else err!r}")
     if failed:
         raise RunFailed(f"{len(failed)} worker job(s) failed: {'; '.join(failed)} (logs in the paths above)")
-
-
-# --------------------------------------------------------------------------- runs
-
-
-@app.command("runs")
-@handle_errors
-def runs_command(
-    home: str | None = _home_option(),
-    fmt: str = typer.Option("table", "--format", help="table | markdown (GitHub, 3 decimals) | csv | json."),
-    as_json: bool = typer.Option(False, "--json", help="Same as --format json: every run with its spec, status, "
-                                 "results and provenance."),
-    sort: str | None = typer.Option(None, "--sort", help="Column to sort by: name, in_domain, difficulty_scaling, "
-                                    "moral_transfer, orthogonal, mean, nll_ratio, status, seed, id (default), n. "
-                                    "Missing values go last.", show_default=False),
-    reverse: bool = typer.Option(False, "--reverse", help="Sort descending (missing values still last)."),
-    group_seeds: bool = typer.Option(False, "--group-seeds", help="One row per set of runs that differ only by "
-                                     "seed: mean ± sample std, and n."),
-    baseline: int | None = typer.Option(None, "--baseline", help="Show the four shift columns as differences from "
-                                        "this run's.", show_default=False),
-    filter_expr: str = typer.Option("", "--filter", help=results_table.FILTER_HELP),
-    metric: str = typer.Option("acc", "--metric", help="What the shift cells hold: acc (mean per-token log-prob of "
-                               "chosen > rejected), acc_sum (summed log-prob), reward_acc / reward_acc_sum "
-                               "(implicit reward against the base, adapter disabled), transfer (gain(shift) / "
-                               "gain(in_domain), gain = acc − base acc)."),
-) -> None:
-    """The results table: acc per shift, their mean, nll_ratio, status, seed and id, one row per run.
-
-    Base models (queue add-base) are the `none` rows. --format markdown pastes into a paper unchanged and ends
-    with a caption naming the data behind each column. With --baseline, a delta whose 95% paired bootstrap
-    interval (over the rows both runs scored) includes 0 is marked (ns).
-    """
-    fmt = "json" if as_json else fmt
-    if fmt not in results_table.FORMATS:
-        from innerdpo_bench.errors import unknown_choice
-
-        raise unknown_choice("--format", fmt, results_table.FORMATS)
-    from innerdpo_bench.rows import METRIC_COLUMNS, provenance_caption
-
-    if metric not in METRIC_COLUMNS:
-        from innerdpo_bench.errors import unknown_choice
-
-        raise unknown_choice("--metric", metric, METRIC_COLUMNS)
-    with _open(home) as store:
-        runs = store.list_runs()
-        provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
-    view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
-                                    group_seeds=group_seeds, baseline=baseline, metric=metric)
-    if fmt == "json":
-        typer.echo(results_table.to_json(view, provenance), nl=False)
-    elif fmt == "markdown":
-        shown = [run for row in view.rows for run in row.runs if run.results]
-        caption = provenance_caption(shown, provenance) if shown else ""
-        typer.echo(results_table.to_markdown(view) + (f"\n{caption}\n" if caption else ""), nl=False)
-    elif fmt == "csv":
-        typer.echo(results_table.to_csv(view), nl=False)
-    else:
-        _print_rich(view)
-
-
-def _print_rich(view: results_table.Table) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    title = "runs" + (f" (shift columns: Δ vs run {view.baseline})" if view.baseline is not None else "")
-    rich_table = Table(title=title, title_justify="left")
-    numeric = set(results_table.NUMERIC_COLUMNS) | {"seed", "id", "n"}
-    for column in view.columns:
-        rich_table.add_column(results_table.header(column, view), justify="right" if column in numeric else "left")
-    styles = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
-    for row in view.rows:
-        cells = [escape(results_table.cell(row, column, view)) for column in view.columns]
-        style = styles.get(str(row.values.get("status")))
-        status_index = view.columns.index("status")
-        if style:
-            cells[status_index] = f"[{style}]{cells[status_index]}[/{style}]"
-        rich_table.add_row(*cells)
-    console.print(rich_table)
-    if not view.rows:
-        console.print("[dim]no runs match; queue some with innerdpo queue add[/dim]")

@@ -10,23 +10,23 @@ import typer
 
 from innerdpo_bench import gate as gating
 from innerdpo_bench import rows as run_rows
-from innerdpo_bench.cli import _quiet_libraries, app, console, err_console, handle_errors
-from innerdpo_bench.cli_eval import (BATCH_SIZE, CHAT_TEMPLATE, DATA_DIR, DEVICE, LIMIT, SUITE, apply_chat_template,
-                                     say_cache_hit, say_progress)
+from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
+                                    console, data_dir_option, device_option, err_console, handle_errors, home_option,
+                                    limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option)
 from innerdpo_bench.errors import UserError
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
-@app.command("gate", context_settings={"help_option_names": ["-h", "--help"]})
+@app.command("gate", context_settings=HELP)
 @handle_errors
 def gate_command(
     checkpoint: str = typer.Argument(..., help="What to gate: a run, adapter or model directory, hub id or built-in "
                                      "base (evaluated, or taken from the evaluation cache), or an eval.json (read "
                                      "as is).", show_default=False),
-    suite: str | None = SUITE,
-    data_dir: str | None = DATA_DIR,
-    limit: int | None = LIMIT,
+    suite: str | None = suite_option(),
+    data_dir: str | None = data_dir_option(),
+    limit: int | None = limit_option(sampled=True),
     sample: str | None = typer.Option(None, "--sample", help="first (default) | random: which --limit rows.",
                                       show_default=False),
     sample_seed: int | None = typer.Option(None, "--sample-seed", help="Seed of --sample random (default 0); the same "
@@ -52,11 +52,10 @@ def gate_command(
     output: str | None = typer.Option(None, "--output", help="Where the evaluation writes eval.json (default "
                                       "RUN/eval.json, else ./eval-<name>.json).", show_default=False),
     no_cache: bool = typer.Option(False, "--no-cache", help="Evaluate again even when the cache holds this evaluation."),
-    batch_size: str = BATCH_SIZE,
-    device: str = DEVICE,
-    chat_template: str = CHAT_TEMPLATE,
-    home: str | None = typer.Option(None, "--home", help="Workspace holding store.sqlite, for a store run id as "
-                                    "--baseline.", show_default=False),
+    batch_size: str = batch_size_option(),
+    device: str = device_option(),
+    chat_template: str = chat_template_option(),
+    home: str | None = home_option(),
 ) -> None:
     """Pass or fail CHECKPOINT for CI: accuracy floors per shift, and drops against a baseline that count only
     when significant.
@@ -66,7 +65,7 @@ def gate_command(
     paired bootstrap interval of the difference is reported beside it. Exit 0 pass, 1 fail, 2 usage error.
     A re-run on an unchanged checkpoint reuses the cached evaluation (no model is loaded).
     """
-    _quiet_libraries()
+    quiet_libraries()
     # Everything that can be wrong with the flags is found before a model is loaded.
     gating.check_metric(metric)
     gating.check_alpha(alpha)

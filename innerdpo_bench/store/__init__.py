@@ -1,6 +1,7 @@
 """The run store: one SQLite file (`HOME/store.sqlite`), the only state shared by the CLI, queue workers and TUI.
 
-This is the only module with SQL. Schema (version 1, in `PRAGMA user_version`):
+This package is the only place with SQL: `Store` here, the schema and its migrations in `schema.py`, the
+`Run` snapshot it returns in `run.py`. Schema (version 1, in `PRAGMA user_version`):
 
     runs        id INTEGER PRIMARY KEY AUTOINCREMENT   never reused: run dirs are named by id
                 name, kind ('train_eval' | 'eval'), spec (JSON object of the run's flags)
@@ -30,111 +31,16 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
+                                      run_from_row)
+from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES
 
-STORE_FILE = "store.sqlite"
-HOME_ENV = "INNERDPO_HOME"
-DEFAULT_HOME = "innerdpo"
-
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
-FINISHED = frozenset({"done", "failed", "cancelled"})
-KINDS = ("train_eval", "eval")
-
-# One tuple of statements per schema version; MIGRATIONS[v - 1] takes a store from v - 1 to v.
-# Never edit a shipped migration: append a new one. Each runs in its own transaction, so the SQL is
-# spelled out here rather than derived from STATUSES (which may change after this version shipped).
-MIGRATIONS: list[tuple[str, ...]] = [
-    (  # v1
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind IN ('train_eval', 'eval')),
-            spec TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
-            priority REAL NOT NULL,
-            created_at REAL NOT NULL,
-            started_at REAL,
-            finished_at REAL,
-            worker TEXT,
-            heartbeat_at REAL,
-            run_dir TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            exit_code INTEGER,
-            error TEXT,
-            cancel_requested INTEGER NOT NULL DEFAULT 0
-        )""",
-        # claim_next reads the head of this index; the TUI filters by status.
-        "CREATE INDEX runs_by_status_priority ON runs (status, priority, id)",
-        # WITHOUT ROWID: rows are stored in primary-key order, so the key doubles as the by-run index.
-        """CREATE TABLE results (
-            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-            shift TEXT NOT NULL,
-            metric TEXT NOT NULL,
-            value REAL,
-            PRIMARY KEY (run_id, shift, metric)
-        ) WITHOUT ROWID""",
-        """CREATE TABLE provenance (
-            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
-            shift TEXT NOT NULL,
-            data TEXT NOT NULL,
-            PRIMARY KEY (run_id, shift)
-        ) WITHOUT ROWID""",
-    ),
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One row of `runs`: a snapshot that later writes never change.
-
-    `spec` is the parsed JSON of the run's flags; `results` is {shift: {metric: value}} (filled by
-    `get_run` and `list_runs`; empty from `claim_next`). Times are unix seconds.
-    """
-
-    id: int
-    name: str
-    kind: str
-    spec: dict[str, Any]
-    status: str
-    priority: float
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    worker: str | None
-    heartbeat_at: float | None
-    run_dir: str | None
-    attempts: int
-    exit_code: int | None
-    error: str | None
-    cancel_requested: bool
-    results: dict[str, dict[str, float]] = field(default_factory=dict)
-
-    @property
-    def finished(self) -> bool:
-        """Done, failed or cancelled: nothing will run it again unless it is retried."""
-        return self.status in FINISHED
-
-
-_RUN_COLUMNS = ", ".join(
-    ["id", "name", "kind", "spec", "status", "priority", "created_at", "started_at", "finished_at", "worker",
-     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested"]
-)
-
-
-def _run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
-    """Build a Run from a `SELECT {_RUN_COLUMNS}` row."""
-    return Run(*row[:3], json.loads(row[3]), *row[4:15], bool(row[15]), results)
-
-
-def resolve_home(home: str | os.PathLike | None = None) -> Path:
-    """The store's root directory: `home` if given, else $INNERDPO_HOME, else ./innerdpo (made absolute)."""
-    chosen = home if home not in (None, "") else (os.environ.get(HOME_ENV) or DEFAULT_HOME)
-    return Path(chosen).expanduser().absolute()
+__all__ = ["DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION", "STATUSES", "STORE_FILE",
+           "Run", "Store", "resolve_home"]
 
 
 @contextmanager
@@ -292,10 +198,10 @@ class Store:
                 f"""UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ?,
                                     attempts = attempts + 1
                     WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY priority, id LIMIT 1)
-                    RETURNING {_RUN_COLUMNS}""",
+                    RETURNING {RUN_COLUMNS}""",
                 (worker, now, now),
             ).fetchall()  # fetch all: a RETURNING statement must finish before COMMIT
-        return _run_from_row(rows[0], {}) if rows else None
+        return run_from_row(rows[0], {}) if rows else None
 
     def heartbeat(self, run_id: int, worker: str) -> bool:
         """Record that `worker` is alive on `run_id`. True: keep going. False: stop.
@@ -512,7 +418,7 @@ class Store:
         run_filter = f"WHERE {where}" if where else ""
         result_filter = f"WHERE run_id IN (SELECT id FROM runs {run_filter})" if where else ""
         with self._transaction("DEFERRED") as con:
-            run_rows = con.execute(f"SELECT {_RUN_COLUMNS} FROM runs {run_filter} ORDER BY id", params).fetchall()
+            run_rows = con.execute(f"SELECT {RUN_COLUMNS} FROM runs {run_filter} ORDER BY id", params).fetchall()
             result_rows = con.execute(
                 f"SELECT run_id, shift, metric, value FROM results {result_filter} ORDER BY run_id, shift, metric",
                 params,
@@ -527,7 +433,7 @@ class Store:
             if shift != shift_key:
                 shift_key, metrics = shift, run_results.setdefault(shift, {})
             metrics[metric] = math.nan if value is None else value
-        return [_run_from_row(row, results.get(row[0], {})) for row in run_rows]
+        return [run_from_row(row, results.get(row[0], {})) for row in run_rows]
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status, every status present (0 when none)."""

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench.cli import app, handle_errors
-from innerdpo_bench.cli_queue import HOME_HELP
+from innerdpo_bench.cli.app import app, handle_errors, home_option
 
 
 @app.command("tui")
 @handle_errors
 def tui_command(
-    home: str | None = typer.Option(None, "--home", help=HOME_HELP, show_default=False),
+    home: str | None = home_option(),
     poll: float = typer.Option(1.0, "--poll", help="Seconds between reads of the store."),
 ) -> None:
     """Open the dashboard: live results table (sort, filter, baseline, pins, export), queue, run details.

@@ -6,32 +6,9 @@ import json
 
 import typer
 
-from innerdpo_bench.cli import _quiet_libraries, app, console, err_console, handle_errors
-from innerdpo_bench.errors import unknown_choice
-
-# Options `innerdpo eval` and `innerdpo gate` share, defined once so their help and parsing stay in step.
-SUITE = typer.Option(None, "--suite", help="alpaca_easy (default), math_easy, code_easy, arc_easy, "
-                     "alpaca_low_quality, or mini (offline synthetic).", show_default=False)
-DATA_DIR = typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.", show_default=False)
-LIMIT = typer.Option(None, "--limit", help="N rows of each shift (default 500, as the reference): the first N, or "
-                     "N seeded random rows with --sample random.", show_default=False)
-BATCH_SIZE = typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N.")
-DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
-CHAT_TEMPLATE = typer.Option("auto", "--chat-template", help="auto: render prompts with the model's chat template "
-                             "when it has one, as training does | on | off (lm-eval's --apply_chat_template).")
-CHAT_TEMPLATE_CHOICES = {"auto": None, "on": True, "off": False}
-
-
-def apply_chat_template(value: str) -> bool | None:
-    """--chat-template → `evaluate`'s apply_chat_template (None = auto); UserError naming the choices."""
-    if value not in CHAT_TEMPLATE_CHOICES:
-        raise unknown_choice("--chat-template", value, CHAT_TEMPLATE_CHOICES)
-    return CHAT_TEMPLATE_CHOICES[value]
-
-
-def say_progress(message: str) -> None:
-    """A dim stderr status line (evaluate's progress callback)."""
-    err_console.print(f"[dim]{message}…[/dim]", soft_wrap=True)
+from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
+                                    console, data_dir_option, device_option, handle_errors, limit_option,
+                                    quiet_libraries, say_cache_hit, say_progress, suite_option)
 
 
 @app.command("tasks-path")
@@ -43,21 +20,21 @@ def tasks_path_command() -> None:
     typer.echo(str(tasks_dir()))
 
 
-@app.command("eval", context_settings={"help_option_names": ["-h", "--help"]})
+@app.command("eval", context_settings=HELP)
 @handle_errors
 def eval_command(
     checkpoint: str = typer.Argument(..., help="Run directory, PEFT adapter directory, model directory, hub id, "
                                      "or a built-in base (tiny-random, smollm2-135m) for the base-model row.",
                                      show_default=False),
-    suite: str | None = SUITE,
-    limit: int | None = LIMIT,
+    suite: str | None = suite_option(),
+    limit: int | None = limit_option(sampled=True),
     sample: str = typer.Option("first", "--sample", help="Which --limit rows: first | random (seeded by "
                                "--sample-seed; the same seed always picks the same rows)."),
     sample_seed: int = typer.Option(0, "--sample-seed", help="Seed of --sample random."),
-    batch_size: str = BATCH_SIZE,
-    device: str = DEVICE,
-    data_dir: str | None = DATA_DIR,
-    chat_template: str = CHAT_TEMPLATE,
+    batch_size: str = batch_size_option(),
+    device: str = device_option(),
+    data_dir: str | None = data_dir_option(),
+    chat_template: str = chat_template_option(),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout instead of the table."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything. Otherwise an unchanged evaluation "
                                   "(same base, adapter checksum, tasks, suite, rows, sampling, chat template, dtype) "
@@ -74,7 +51,7 @@ def eval_command(
     nll_ratio / nll_diff: in_domain per-token NLL of chosen against the base model (diff above 2: likely incoherent).
     Training transforms never change the outputs, so evaluation does not load them.
     """
-    _quiet_libraries()
+    quiet_libraries()
     from innerdpo_bench.evaluate import evaluate
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
@@ -86,14 +63,6 @@ def eval_command(
         return
     _print_table(result.report)
     console.print(f"eval: {result.eval_path}\nrows: {result.rows_path}", soft_wrap=True)
-
-
-def say_cache_hit(report: dict) -> None:
-    """One stderr line when the evaluation came from the whole-evaluation cache (no model was loaded)."""
-    cache = report.get("cache") or {}
-    if cache.get("hit"):
-        err_console.print(f"using cached evaluation {cache['key']} (computed {cache.get('computed_at')}; "
-                          "--no-cache recomputes)", soft_wrap=True, markup=False)
 
 
 def _cell(metrics: dict, key: str, digits: int = 3, stderr: bool = True) -> str:

@@ -1,0 +1,133 @@
+"""The typer app every command registers on, its consoles and error handling, and the options commands share."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import typer
+from rich.console import Console
+
+from innerdpo_bench.errors import RunFailed, UserError, unknown_choice
+from innerdpo_bench.suites import DEFAULT_ROWS, DEFAULT_SUITE, MINI_SUITE, SUITES
+
+app = typer.Typer(
+    name="innerdpo",
+    help="Train DPO, IPO and InnerDPO LoRA adapters and compare how far they generalise across four preference shifts.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+err_console = Console(stderr=True, highlight=False)
+console = Console(highlight=False)
+HELP = {"help_option_names": ["-h", "--help"]}   # context_settings of every command
+
+
+def handle_errors(func):
+    """Turn library errors into one red line and an exit code (2 usage, 1 failure, 130 interrupt)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (UserError, RunFailed) as err:
+            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (transformers, datasets, lm-eval warnings) out of the terminal."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("transformers", "datasets", "peft", "accelerate", "lm-eval", "lm_eval", "httpx", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+# --------------------------------------------------------------------------- the workspace
+
+HOME_HELP = ("Workspace holding store.sqlite and runs/ (default: $INNERDPO_HOME, else ./innerdpo); it names store "
+             "run ids.")
+STORE_BUSY_TIMEOUT_S = 30.0   # how long a command waits for another process's write lock
+
+
+def home_option(panel: str | None = None):
+    return typer.Option(None, "--home", help=HOME_HELP, show_default=False, rich_help_panel=panel)
+
+
+def open_store(home: str | None):
+    """The store under `home`, waiting up to STORE_BUSY_TIMEOUT_S for another process's write lock."""
+    from innerdpo_bench.store import Store
+
+    return Store(home, busy_timeout_s=STORE_BUSY_TIMEOUT_S)
+
+
+# --------------------------------------------------------------------------- evaluation options
+
+SUITE_HELP = (f"Evaluation suite: {DEFAULT_SUITE} (default), "
+              + ", ".join(name for name in SUITES if name not in (DEFAULT_SUITE, MINI_SUITE))
+              + f", or {MINI_SUITE} (offline synthetic).")
+LIMIT_HELP = f"N rows of each shift (default {DEFAULT_ROWS}, as the reference)"
+CHAT_TEMPLATE_CHOICES = {"auto": None, "on": True, "off": False}
+
+
+def suite_option(panel: str | None = None):
+    return typer.Option(None, "--suite", help=SUITE_HELP, show_default=False, rich_help_panel=panel)
+
+
+def limit_option(panel: str | None = None, sampled: bool = False):
+    """--limit; `sampled` for a command that also has --sample (first N rows, or N seeded random ones)."""
+    text = LIMIT_HELP + (": the first N, or N seeded random rows with --sample random." if sampled else ": the first N.")
+    return typer.Option(None, "--limit", help=text, show_default=False, rich_help_panel=panel)
+
+
+def data_dir_option():
+    return typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.", show_default=False)
+
+
+def batch_size_option():
+    return typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N.")
+
+
+def device_option():
+    return typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N.")
+
+
+def chat_template_option():
+    return typer.Option("auto", "--chat-template", help="auto: render prompts with the model's chat template when it "
+                        "has one, as training does | on | off (lm-eval's --apply_chat_template).")
+
+
+def apply_chat_template(value: str) -> bool | None:
+    """--chat-template → `evaluate`'s apply_chat_template (None = auto); UserError naming the choices."""
+    if value not in CHAT_TEMPLATE_CHOICES:
+        raise unknown_choice("--chat-template", value, CHAT_TEMPLATE_CHOICES)
+    return CHAT_TEMPLATE_CHOICES[value]
+
+
+def say_progress(message: str) -> None:
+    """A dim stderr status line (evaluate's progress callback)."""
+    err_console.print(f"[dim]{message}…[/dim]", soft_wrap=True)
+
+
+def say_cache_hit(report: dict) -> None:
+    """One stderr line when the evaluation came from the whole-evaluation cache (no model was loaded)."""
+    cache = report.get("cache") or {}
+    if cache.get("hit"):
+        err_console.print(f"using cached evaluation {cache['key']} (computed {cache.get('computed_at')}; "
+                          "--no-cache recomputes)", soft_wrap=True, markup=False)

@@ -1,0 +1,85 @@
+"""`innerdpo runs`: the results table over the store's runs (filter, sort, group seeds, baseline deltas, exports)."""
+
+from __future__ import annotations
+
+import typer
+
+from innerdpo_bench import table as results_table
+from innerdpo_bench.cli.app import app, console, handle_errors, home_option, open_store
+
+
+@app.command("runs")
+@handle_errors
+def runs_command(
+    home: str | None = home_option(),
+    fmt: str = typer.Option("table", "--format", help="table | markdown (GitHub, 3 decimals) | csv | json."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json: every run with its spec, status, "
+                                 "results and provenance."),
+    sort: str | None = typer.Option(None, "--sort", help="Column to sort by: name, in_domain, difficulty_scaling, "
+                                    "moral_transfer, orthogonal, mean, nll_ratio, status, seed, id (default), n. "
+                                    "Missing values go last.", show_default=False),
+    reverse: bool = typer.Option(False, "--reverse", help="Sort descending (missing values still last)."),
+    group_seeds: bool = typer.Option(False, "--group-seeds", help="One row per set of runs that differ only by "
+                                     "seed: mean ± sample std, and n."),
+    baseline: int | None = typer.Option(None, "--baseline", help="Show the four shift columns as differences from "
+                                        "this run's.", show_default=False),
+    filter_expr: str = typer.Option("", "--filter", help=results_table.FILTER_HELP),
+    metric: str = typer.Option("acc", "--metric", help="What the shift cells hold: acc (mean per-token log-prob of "
+                               "chosen > rejected), acc_sum (summed log-prob), reward_acc / reward_acc_sum "
+                               "(implicit reward against the base, adapter disabled), transfer (gain(shift) / "
+                               "gain(in_domain), gain = acc − base acc)."),
+) -> None:
+    """The results table: acc per shift, their mean, nll_ratio, status, seed and id, one row per run.
+
+    Base models (queue add-base) are the `none` rows. --format markdown pastes into a paper unchanged and ends
+    with a caption naming the data behind each column. With --baseline, a delta whose 95% paired bootstrap
+    interval (over the rows both runs scored) includes 0 is marked (ns).
+    """
+    fmt = "json" if as_json else fmt
+    if fmt not in results_table.FORMATS:
+        from innerdpo_bench.errors import unknown_choice
+
+        raise unknown_choice("--format", fmt, results_table.FORMATS)
+    from innerdpo_bench.rows import METRIC_COLUMNS, provenance_caption
+
+    if metric not in METRIC_COLUMNS:
+        from innerdpo_bench.errors import unknown_choice
+
+        raise unknown_choice("--metric", metric, METRIC_COLUMNS)
+    with open_store(home) as store:
+        runs = store.list_runs()
+        provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
+    view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
+                                    group_seeds=group_seeds, baseline=baseline, metric=metric)
+    if fmt == "json":
+        typer.echo(results_table.to_json(view, provenance), nl=False)
+    elif fmt == "markdown":
+        shown = [run for row in view.rows for run in row.runs if run.results]
+        caption = provenance_caption(shown, provenance) if shown else ""
+        typer.echo(results_table.to_markdown(view) + (f"\n{caption}\n" if caption else ""), nl=False)
+    elif fmt == "csv":
+        typer.echo(results_table.to_csv(view), nl=False)
+    else:
+        _print_rich(view)
+
+
+def _print_rich(view: results_table.Table) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    title = "runs" + (f" (shift columns: Δ vs run {view.baseline})" if view.baseline is not None else "")
+    rich_table = Table(title=title, title_justify="left")
+    numeric = set(results_table.NUMERIC_COLUMNS) | {"seed", "id", "n"}
+    for column in view.columns:
+        rich_table.add_column(results_table.header(column, view), justify="right" if column in numeric else "left")
+    styles = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
+    for row in view.rows:
+        cells = [escape(results_table.cell(row, column, view)) for column in view.columns]
+        style = styles.get(str(row.values.get("status")))
+        status_index = view.columns.index("status")
+        if style:
+            cells[status_index] = f"[{style}]{cells[status_index]}[/{style}]"
+        rich_table.add_row(*cells)
+    console.print(rich_table)
+    if not view.rows:
+        console.print("[dim]no runs match; queue some with innerdpo queue add[/dim]")

@@ -1,0 +1,64 @@
+"""What the store hands out: a `Run` snapshot, and where a workspace (HOME) is."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from innerdpo_bench.store.schema import FINISHED
+
+STORE_FILE = "store.sqlite"
+HOME_ENV = "INNERDPO_HOME"
+DEFAULT_HOME = "innerdpo"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of `runs`: a snapshot that later writes never change.
+
+    `spec` is the parsed JSON of the run's flags; `results` is {shift: {metric: value}} (filled by
+    `get_run` and `list_runs`; empty from `claim_next`). Times are unix seconds.
+    """
+
+    id: int
+    name: str
+    kind: str
+    spec: dict[str, Any]
+    status: str
+    priority: float
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    worker: str | None
+    heartbeat_at: float | None
+    run_dir: str | None
+    attempts: int
+    exit_code: int | None
+    error: str | None
+    cancel_requested: bool
+    results: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """Done, failed or cancelled: nothing will run it again unless it is retried."""
+        return self.status in FINISHED
+
+
+RUN_COLUMNS = ", ".join(
+    ["id", "name", "kind", "spec", "status", "priority", "created_at", "started_at", "finished_at", "worker",
+     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested"]
+)
+
+
+def run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
+    """Build a Run from a `SELECT {RUN_COLUMNS}` row."""
+    return Run(*row[:3], json.loads(row[3]), *row[4:15], bool(row[15]), results)
+
+
+def resolve_home(home: str | os.PathLike | None = None) -> Path:
+    """The store's root directory: `home` if given, else $INNERDPO_HOME, else ./innerdpo (made absolute)."""
+    chosen = home if home not in (None, "") else (os.environ.get(HOME_ENV) or DEFAULT_HOME)
+    return Path(chosen).expanduser().absolute()

@@ -1,0 +1,50 @@
+"""The store's schema: run statuses and kinds, and one migration per schema version (`PRAGMA user_version`)."""
+
+from __future__ import annotations
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED = frozenset({"done", "failed", "cancelled"})
+KINDS = ("train_eval", "eval")
+
+# One tuple of statements per schema version; MIGRATIONS[v - 1] takes a store from v - 1 to v.
+# Never edit a shipped migration: append a new one. Each runs in its own transaction, so the SQL is
+# spelled out here rather than derived from STATUSES (which may change after this version shipped).
+MIGRATIONS: list[tuple[str, ...]] = [
+    (  # v1
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('train_eval', 'eval')),
+            spec TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+            priority REAL NOT NULL,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            worker TEXT,
+            heartbeat_at REAL,
+            run_dir TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            exit_code INTEGER,
+            error TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0
+        )""",
+        # claim_next reads the head of this index; the TUI filters by status.
+        "CREATE INDEX runs_by_status_priority ON runs (status, priority, id)",
+        # WITHOUT ROWID: rows are stored in primary-key order, so the key doubles as the by-run index.
+        """CREATE TABLE results (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            shift TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value REAL,
+            PRIMARY KEY (run_id, shift, metric)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE provenance (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            shift TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (run_id, shift)
+        ) WITHOUT ROWID""",
+    ),
+]
+SCHEMA_VERSION = len(MIGRATIONS)
