@@ -70,11 +70,15 @@ def home_option(panel: str | None = None):
     return typer.Option(None, "--home", help=HOME_HELP, show_default=False, rich_help_panel=panel)
 
 
-def open_store(home: str | None):
-    """The store under `home`, waiting up to STORE_BUSY_TIMEOUT_S for another process's write lock."""
+def open_store(home: str | None, *, create: bool = False, readonly: bool = False):
+    """The store under `home`, waiting up to STORE_BUSY_TIMEOUT_S for another process's write lock.
+
+    Only the commands that start work (`queue add`, `queue add-base`, `worker`, `demo`) create a workspace;
+    the others refuse a home without a store in one line (a mistyped --home), and those that only read open
+    it read-only, so they work on read-only media too."""
     from innerdpo_bench.store import Store
 
-    return Store(home, busy_timeout_s=STORE_BUSY_TIMEOUT_S)
+    return Store(home, busy_timeout_s=STORE_BUSY_TIMEOUT_S, create=create, readonly=readonly)
 
 
 # --------------------------------------------------------------------------- evaluation options

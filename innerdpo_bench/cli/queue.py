@@ -60,7 +60,7 @@ def add_command(**kwargs) -> None:
     seeds = parse_seeds(kwargs.pop("seeds"))
     suite, limit, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("home")
     specs = train_specs(kwargs, seeds, suite, limit)
-    with open_store(home) as store:
+    with open_store(home, create=True) as store:
         run_ids = store.add_runs(specs)
         home_path = store.home
     for run_id, spec in zip(run_ids, specs):
@@ -85,7 +85,7 @@ def add_base_command(
     from innerdpo_bench.queue import base_spec
 
     spec = base_spec(base_model, suite, limit)
-    with open_store(home) as store:
+    with open_store(home, create=True) as store:
         run_id = store.add_run(spec, kind="eval")
     console.print(f"queued run {run_id}: base model {spec['eval']['checkpoint']} (eval only)", soft_wrap=True)
 
@@ -103,7 +103,7 @@ def ls_command(
     """The queue: running runs, queued runs in the order workers take them, then failed and cancelled ones."""
     from innerdpo_bench.queue import queue_order
 
-    with open_store(home) as store:
+    with open_store(home, readonly=True) as store:
         runs = queue_order(store.list_runs())
     if as_json:
         records = [results_table.run_record(run) for run in runs]
@@ -246,7 +246,7 @@ def worker_command(
         signalled.append(signum)
         stop.set()
 
-    open_store(home).close()  # a corrupt, locked or newer store: one clear line before anything starts
+    open_store(home, create=True).close()  # a corrupt, locked or newer store: one clear line before anything starts
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         console.print(f"worker on {', '.join(device_list)}: {resolve_home(home)}", soft_wrap=True, markup=False)

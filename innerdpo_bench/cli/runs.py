@@ -46,7 +46,7 @@ def runs_command(
         from innerdpo_bench.errors import unknown_choice
 
         raise unknown_choice("--metric", metric, METRIC_COLUMNS)
-    with open_store(home) as store:
+    with open_store(home, readonly=True) as store:
         runs = store.list_runs()
         provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
     view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,

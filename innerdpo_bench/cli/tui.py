@@ -23,7 +23,7 @@ def tui_command(
 
     if not poll > 0:
         raise UserError(f"--poll must be positive, got {poll}")
-    Store(home).close()  # a locked, corrupt or newer store: one error line, before the screen takes over
+    Store(home, create=False).close()  # no store, or a locked, corrupt or newer one: one error line first
     from innerdpo_bench.tui.app import InnerDPOApp
 
     dashboard = InnerDPOApp(home, poll_s=poll)

@@ -1,7 +1,7 @@
 """The run store: one SQLite file (`HOME/store.sqlite`), the only state shared by the CLI, queue workers and TUI.
 
 This package is the only place with SQL: `Store` here, the schema and its migrations in `schema.py`, the
-`Run` snapshot it returns in `run.py`. Schema (version 1, in `PRAGMA user_version`):
+`Run` snapshot it returns in `run.py`, what SQLite's failures mean in `failures.py`. Schema (version 1, in `PRAGMA user_version`):
 
     runs        id INTEGER PRIMARY KEY AUTOINCREMENT   never reused: run dirs are named by id
                 name, kind ('train_eval' | 'eval'), spec (JSON object of the run's flags)
@@ -31,10 +31,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from typing import Any
 
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.store.failures import sqlite_errors
 from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
                                       run_from_row)
 from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES
@@ -43,36 +43,17 @@ __all__ = ["DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEM
            "Run", "Store", "resolve_home"]
 
 
-@contextmanager
-def _sqlite_errors(path: Path, busy_timeout_s: float) -> Iterator[None]:
-    """Turn the SQLite failures a user can act on into one-line UserErrors; re-raise the rest (bugs)."""
-    try:
-        yield
-    except sqlite3.OperationalError as e:
-        message = str(e)
-        if "locked" in message or "busy" in message:
-            raise UserError(
-                f"store {path} is locked: another process held it for more than the {busy_timeout_s:g}s busy "
-                "timeout (a worker, the TUI, or a stuck process); retry, or stop that process"
-            ) from e
-        if "unable to open" in message:
-            raise UserError(f"cannot open store {path} ({message}); check the path and its permissions") from e
-        raise
-    except sqlite3.DatabaseError as e:
-        message = str(e)
-        if "not a database" in message or "malformed" in message:
-            raise UserError(
-                f"store {path} is not a valid SQLite database ({message}); move it away or use --home"
-            ) from e
-        raise
-
-
 class Store:
     """The run store under `home` (see `resolve_home`); created, and migrated, on open.
 
     Use as a context manager or call `close()`. Not shareable across threads or processes: open one
     per process. `busy_timeout_s` is how long a write waits for another process's write lock before
     a UserError; `clock` returns unix seconds (tests pass a fake one).
+
+    `create=False` refuses a home without a store (a mistyped --home) instead of making one. `readonly=True`
+    (implies create=False) opens the file read-only (`mode=ro`, journal mode untouched, no migration), for
+    commands that only read: they then work on a read-only directory or medium too; a store older than this
+    package's schema must be opened once read-write to migrate it.
     """
 
     def __init__(
@@ -81,21 +62,25 @@ class Store:
         *,
         busy_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        create: bool = True,
+        readonly: bool = False,
     ) -> None:
         self.home = resolve_home(home)
         self.path = self.home / STORE_FILE
         self.busy_timeout_s = busy_timeout_s
+        self.readonly = readonly
         self._clock = clock
+        if (readonly or not create) and not self.path.is_file():
+            raise UserError(f"no store at {self.path}: check --home (or $INNERDPO_HOME), or queue a run first "
+                            "(innerdpo queue add ...) to create the workspace")
         try:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create store directory {self.home} ({e.strerror}); use another --home") from e
-        with self._errors():
-            # isolation_level=None: the driver never opens transactions behind our back; _transaction does.
-            self._con = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+        self._con = self._connect()
         try:
             with self._errors():
-                if self._con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                if not readonly and self._con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     self._con.execute("PRAGMA journal_mode = WAL")
                 # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last commits.
                 self._con.execute("PRAGMA synchronous = NORMAL")
@@ -104,6 +89,22 @@ class Store:
         except BaseException:
             self._con.close()
             raise
+
+    def _connect(self) -> sqlite3.Connection:
+        """isolation_level=None: the driver never opens transactions behind our back; _transaction does. Read-only:
+        `mode=ro`, falling back to `immutable=1` where the directory cannot hold WAL's shared-memory file
+        (read-only media), which reads a consistent file as long as nothing writes it meanwhile."""
+        with self._errors():
+            if not self.readonly:
+                return sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+            uri = self.path.absolute().as_uri()
+            con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=self.busy_timeout_s, isolation_level=None)
+            try:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                return con
+            except sqlite3.OperationalError:
+                con.close()
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=self.busy_timeout_s, isolation_level=None)
 
     def close(self) -> None:
         """Close this process's connection; the file stays."""
@@ -121,7 +122,7 @@ class Store:
     # --- plumbing ---------------------------------------------------------------------------------
 
     def _errors(self) -> AbstractContextManager[None]:
-        return _sqlite_errors(self.path, self.busy_timeout_s)
+        return sqlite_errors(self.path, self.busy_timeout_s)
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
@@ -146,6 +147,9 @@ class Store:
                 f"store {self.path} has schema version {version}, newer than this innerdpo-bench knows "
                 f"({SCHEMA_VERSION}); upgrade innerdpo-bench or use another --home"
             )
+        if self.readonly and version < SCHEMA_VERSION:
+            raise UserError(f"store {self.path} has schema version {version}, older than this innerdpo-bench's "
+                            f"({SCHEMA_VERSION}); a command that writes (innerdpo worker --once) migrates it")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self._transaction() as con:
                 if con.execute("PRAGMA user_version").fetchone()[0] >= target:
