@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LOSS_NAMES, resolve_method
-from innerdpo_bench.methods.layers import DEFAULT_LAYERS
+from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
 
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
 
@@ -113,6 +113,7 @@ class TrainConfig:
             raise UserError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.max_prompt_length >= self.max_length:
             raise UserError("--max-prompt-length must be smaller than --max-length")
+        check_layer_spec(self.layers)
         return self
 
     def to_dict(self) -> dict:

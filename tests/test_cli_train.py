@@ -117,6 +117,9 @@ def test_commands_that_need_no_model_start_without_torch(tmp_path):
     import subprocess
     import sys
 
+    from innerdpo_bench.store import Store
+
+    Store(tmp_path).close()  # an empty workspace (a missing one is an error: tests/test_store_faults.py)
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom innerdpo_bench.cli.main import app\n"
             f"for args in (['runs', '--home', {str(tmp_path)!r}], ['queue', 'ls', '--home', {str(tmp_path)!r}], ['--help']):\n"
             "    result = CliRunner().invoke(app, args)\n"
