@@ -73,9 +73,12 @@ def normalize_row(raw: dict, where: str) -> dict[str, str]:
     lowered = {str(k).lower(): v for k, v in raw.items()}
     row = {}
     for field in FIELDS:
-        value = next((lowered[name] for name in COLUMN_ALIASES[field] if name in lowered), None)
-        if value is None:
+        name = next((name for name in COLUMN_ALIASES[field] if name in lowered), None)
+        if name is None:
             raise UserError(f"{where}: missing field {field!r} (has: {', '.join(map(str, raw)) or 'nothing'})")
+        value = lowered[name]
+        if value is None:
+            raise UserError(f"{where}: field {field!r} is null; give a string")
         if not isinstance(value, str):
             raise UserError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
         row[field] = value
@@ -90,21 +93,27 @@ def _read_local(path: Path) -> list[dict]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {err.start}: {err.reason}); save the file as UTF-8") from None
     if path.suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        return rows
-    rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-    return rows
+        return _parse_json(text, path, None)
+    return [_parse_json(line, path, lineno) for lineno, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def _parse_json(text: str, path: Path, lineno: int | None):
+    """One JSON document of a data file; UserError naming the file (and line) for bad or absurdly nested JSON."""
+    where = f"{path}:{lineno}" if lineno is not None else str(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        at = f" at line {err.lineno}" if lineno is None else ""
+        raise UserError(f"{where}: not valid JSON ({err.msg}{at})") from None
+    except RecursionError:
+        raise UserError(f"{where}: JSON nested too deeply to be a preference row") from None
 
 
 def _read_hub(ref: DatasetRef) -> list[dict]:
