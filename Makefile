@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test test-fast bench ci-gate clean
+.PHONY: install demo test test-fast test-stress bench ci-gate clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The dashboard, worker and end-to-end tests, three times, with every core kept busy by a bounded CPU hog:
+# they must wait for the state they assert, never for time.
+STRESS_TESTS ?= tests/test_tui.py tests/test_tui_e2e.py tests/test_worker_e2e.py
+test-stress: $(STAMP)
+	$(BIN)/python tests/cpu_hog.py --repeat 3 -- $(BIN)/python -m pytest -q -p no:cacheprovider $(STRESS_TESTS)
 
 # The project's own evaluation gate, as a lab's CI would run it: a short tiny-random adapter against the
 # base model on the mini suite. Reports (JUnit XML, markdown summary) are kept in ci-reports/.

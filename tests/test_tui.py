@@ -204,13 +204,30 @@ async def test_clicking_a_header_sorts_and_clicking_again_reverses(home):
     app = make_app(home)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        table = runs_table(app)
-        x = sum(column.get_render_width(table) for column in table.ordered_columns[:COLUMNS.index("orthogonal") + 1])
-        await pilot.click(RunsTable, offset=(x + 2, 0))
-        assert app.runs_view.state.sort == "orthogonal"
+        await pilot.click(RunsTable, offset=await header_centre(pilot, "orthogonal"))
+        await wait_for(pilot, lambda: app.runs_view.state.sort == "orthogonal", what="the sort")
         assert order(app) == ORDERS["orthogonal"][0]
-        await pilot.click(RunsTable, offset=(x + 2, 0))
-        assert order(app) == ORDERS["orthogonal"][1]
+        await pilot.click(RunsTable, offset=await header_centre(pilot, "orthogonal"))
+        await wait_for(pilot, lambda: order(app) == ORDERS["orthogonal"][1], what="the reversed order")
+
+
+async def header_centre(pilot, column: str) -> tuple[int, int]:
+    """The middle of a column's header, once the layout has settled: column widths follow their content and
+    the sort arrow, so a click computed before a poll lands (on a busy machine) on the wrong column."""
+    table = runs_table(pilot.app)
+
+    def region():
+        found = table._get_column_region(table.get_column_index(column))
+        return found.x + found.width // 2 - round(table.scroll_x), found.width
+
+    settled = []
+
+    def stable() -> bool:
+        settled.append(region())
+        return len(settled) >= 3 and settled[-1] == settled[-2] == settled[-3] and settled[-1][1] > 0
+
+    await wait_for(pilot, stable, what=f"the {column} column's layout")
+    return settled[-1][0], 0
 
 
 # --------------------------------------------------------------------------- live updates
