@@ -11,7 +11,7 @@ verdict. No model is loaded. A RUN is named by
   * an eval.json path (or its rows file).
 
 Scoring rules (`METRICS`): `mean` and `sum` are the harness's `acc` and `acc_sum`; `reward_mean` and
-`reward_sum` score the DPO implicit reward logp_adapter − logp_base (see `stats.implicit_reward_correct`).
+`reward_sum` score the DPO implicit reward logp_adapter − logp_base (see `scoring.implicit_reward_correct`).
 Rows of two runs are matched by row id (sha256 of prompt, chosen and rejected); the k-th repeat of a
 duplicated pair is matched with the other run's k-th repeat.
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from innerdpo_bench import rundir, stats
+from innerdpo_bench import rundir, scoring, stats
 from innerdpo_bench.data.mini import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.queue import CHECKPOINT, eval_json_path
@@ -78,7 +78,7 @@ class ShiftRows:
         """Per-row correctness of the base model (adapter off) under `mean` or `sum`."""
         if metric not in BASE_METRICS:
             raise unknown_choice("base-model metric", metric, BASE_METRICS)
-        return stats.logprob_correct(self.base_logp_chosen, self.base_logp_rejected, self.n_chosen,
+        return scoring.logprob_correct(self.base_logp_chosen, self.base_logp_rejected, self.n_chosen,
                                      self.n_rejected, agg=metric)
 
     def take(self, index: np.ndarray) -> ShiftRows:
@@ -95,20 +95,20 @@ class Metric:
 
 METRICS: dict[str, Metric] = {
     "mean": Metric("mean per-token log-prob of chosen > rejected (strict)",
-                   lambda r: stats.logprob_correct(r.logp_chosen, r.logp_rejected, r.n_chosen, r.n_rejected, "mean"),
+                   lambda r: scoring.logprob_correct(r.logp_chosen, r.logp_rejected, r.n_chosen, r.n_rejected, "mean"),
                    harness_key="acc"),
     "sum": Metric("summed log-prob of chosen > rejected (strict)",
-                  lambda r: stats.logprob_correct(r.logp_chosen, r.logp_rejected, r.n_chosen, r.n_rejected, "sum"),
+                  lambda r: scoring.logprob_correct(r.logp_chosen, r.logp_rejected, r.n_chosen, r.n_rejected, "sum"),
                   harness_key="acc_sum"),
     "reward_mean": Metric("implicit reward, per token: (logp − logp_base)(chosen)/n_c > (logp − logp_base)"
                           "(rejected)/n_r (strict; base = adapter off)",
-                          lambda r: stats.implicit_reward_correct(r.logp_chosen, r.logp_rejected, r.base_logp_chosen,
+                          lambda r: scoring.implicit_reward_correct(r.logp_chosen, r.logp_rejected, r.base_logp_chosen,
                                                                   r.base_logp_rejected, r.n_chosen, r.n_rejected,
                                                                   "mean"),
                           needs_adapter=True),
     "reward_sum": Metric("implicit reward: logp(chosen) − logp_base(chosen) > logp(rejected) − logp_base(rejected) "
                          "(strict; base = adapter off; reward-bench's DPO score)",
-                         lambda r: stats.implicit_reward_correct(r.logp_chosen, r.logp_rejected, r.base_logp_chosen,
+                         lambda r: scoring.implicit_reward_correct(r.logp_chosen, r.logp_rejected, r.base_logp_chosen,
                                                                  r.base_logp_rejected, r.n_chosen, r.n_rejected,
                                                                  "sum"),
                          needs_adapter=True),

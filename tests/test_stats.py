@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from innerdpo_bench import rows as run_rows
-from innerdpo_bench import stats
+from innerdpo_bench import scoring, stats
 from innerdpo_bench.data.mini import SHIFTS
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import Store
@@ -169,17 +169,17 @@ THREE_ROWS = np.array([
 
 def test_implicit_reward_correct_hand_values():
     lc, lr, bc, br, nc, nr = THREE_ROWS.T
-    assert stats.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="sum").tolist() == [False, True, True]
-    assert stats.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="mean").tolist() == [False, False, True]
+    assert scoring.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="sum").tolist() == [False, True, True]
+    assert scoring.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="mean").tolist() == [False, False, True]
     # reference-free, for contrast: per token −5 vs −3, −2 vs −9, −6 vs −4.5; summed −10 > −12, −20 < −18, −6 > −9
-    assert stats.logprob_correct(lc, lr, nc, nr, agg="mean").tolist() == [False, True, False]
-    assert stats.logprob_correct(lc, lr, nc, nr, agg="sum").tolist() == [True, False, True]
+    assert scoring.logprob_correct(lc, lr, nc, nr, agg="mean").tolist() == [False, True, False]
+    assert scoring.logprob_correct(lc, lr, nc, nr, agg="sum").tolist() == [True, False, True]
 
 
 def test_ties_are_wrong_and_base_model_reward_is_never_right():
     logp = np.array([-5.0, -7.0])
-    assert not stats.logprob_correct(logp[:1], logp[:1], [3], [3]).any()
-    assert not stats.implicit_reward_correct(logp, logp, logp, logp, [1, 1], [1, 1]).any()
+    assert not scoring.logprob_correct(logp[:1], logp[:1], [3], [3]).any()
+    assert not scoring.implicit_reward_correct(logp, logp, logp, logp, [1, 1], [1, 1]).any()
 
 
 def test_rows_metrics_on_the_three_row_fixture(tmp_path):
