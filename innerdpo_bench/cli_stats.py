@@ -12,17 +12,16 @@ import math
 import typer
 
 from innerdpo_bench import scoring, stats
+from innerdpo_bench.cli import app, console, err_console, handle_errors
+from innerdpo_bench.errors import RunFailed, UserError
 from innerdpo_bench.results import compare, locate, plotdata, transfer
 from innerdpo_bench.results.provenance import provenance
 from innerdpo_bench.results.seeds import seed_group_key
-from innerdpo_bench.cli import app, console, err_console, handle_errors
-from innerdpo_bench.errors import RunFailed, UserError
 
 RUN_HELP = "A store run id (with --home), a run directory, or an eval.json path."
 HOME_HELP = "Workspace holding store.sqlite (default: $INNERDPO_HOME, else ./innerdpo); needed for store run ids."
 METRIC_HELP = "Scoring rule: " + scoring.metric_help()
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-REWARD_METRICS = tuple(name for name, metric in scoring.METRICS.items() if metric.needs_adapter)  # rescore's extras
 
 
 def _home_option():
@@ -99,7 +98,8 @@ def rescore_command(
         harness = (reported.get(shift) or {}).get(harness_key)
         shifts[shift] = {
             "n": len(correct), "acc": acc, "harness": harness, "match": harness is not None and acc == harness,
-            **{name: float(shift_rows.score(name).mean()) if rows.has_adapter else None for name in REWARD_METRICS},
+            **{name: float(shift_rows.score(name).mean()) if rows.has_adapter else None
+               for name in scoring.REWARD_METRICS},
             "base_acc": float(shift_rows.base_score(metric).mean()),
         }
     mismatched = [shift for shift, entry in shifts.items() if not entry["match"]]
@@ -115,12 +115,12 @@ def rescore_command(
 
 def _print_rescore(rows: locate.RunRows, metric: str, harness_key: str, shifts: dict) -> None:
     table = _table(f"{_who(rows)} rescored from {rows.rows_path.name} (--metric {metric})")
-    for column in ("shift", "N", f"{harness_key} rows", "eval.json", "match", *REWARD_METRICS, "base"):
+    for column in ("shift", "N", f"{harness_key} rows", "eval.json", "match", *scoring.REWARD_METRICS, "base"):
         _column(table, column)
     for shift, entry in shifts.items():
         table.add_row(shift, str(entry["n"]), _num(entry["acc"], 4), _num(entry["harness"], 4),
                       "[green]yes[/green]" if entry["match"] else "[red]NO[/red]",
-                      *(_num(entry[name], 4) for name in REWARD_METRICS), _num(entry["base_acc"], 4))
+                      *(_num(entry[name], 4) for name in scoring.REWARD_METRICS), _num(entry["base_acc"], 4))
     console.print(table)
     _print_provenance(rows)
 

@@ -132,8 +132,9 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
            needs_adapter=True, aliases=("reward_sum",)),
 )}
 ALIASES: dict[str, str] = {alias: metric.name for metric in METRICS.values() for alias in metric.aliases}
-HARNESS_METRICS = tuple(name for name, metric in METRICS.items() if metric.harness_key)   # acc, acc_sum
-BASE_METRICS = tuple(name for name, metric in METRICS.items() if not metric.needs_adapter)  # a base model has these
+HARNESS_METRICS = tuple(name for name, metric in METRICS.items() if metric.harness_key)    # acc, acc_sum
+BASE_METRICS = tuple(name for name, metric in METRICS.items() if not metric.needs_adapter)   # a base model has these
+REWARD_METRICS = tuple(name for name, metric in METRICS.items() if metric.needs_adapter)     # reward_acc(_sum)
 
 
 def resolve_metric(name: str, allowed: Iterable[str] = METRICS, kind: str = "--metric") -> str:

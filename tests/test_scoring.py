@@ -41,6 +41,7 @@ def test_registry_value_table():
         for alias in aliases:
             assert scoring.resolve_metric(alias) == name and scoring.lookup(alias) is metric
     assert scoring.HARNESS_METRICS == scoring.BASE_METRICS == ("acc", "acc_sum")
+    assert scoring.REWARD_METRICS == ("reward_acc", "reward_acc_sum")
 
 
 @pytest.mark.parametrize("given, allowed, message", [
