@@ -16,7 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from innerdpo_bench import queue, table
+from innerdpo_bench import queue
+from innerdpo_bench.results import table
 from innerdpo_bench.store import Run, Store, resolve_home
 
 DEMO_METHODS = ("dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")

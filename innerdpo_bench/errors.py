@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 
 class UserError(Exception):
@@ -18,9 +18,12 @@ class RunFailed(Exception):
     exit_code = 1
 
 
-def unknown_choice(kind: str, given: str, choices: Iterable[str]) -> UserError:
-    """A UserError for an unknown name, with a "did you mean" hint and the valid names."""
+def unknown_choice(kind: str, given: str, choices: Iterable[str],
+                   aliases: Mapping[str, str] | None = None) -> UserError:
+    """A UserError for an unknown name, with a "did you mean" hint and the valid names. `aliases` (old
+    spelling → name) are matched too, and a close alias suggests the name it stands for."""
     choices = list(choices)
-    close = difflib.get_close_matches(given, choices, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    aliases = aliases or {}
+    close = difflib.get_close_matches(given, [*choices, *aliases], n=1, cutoff=0.5)
+    hint = f" Did you mean {aliases.get(close[0], close[0])!r}?" if close else ""
     return UserError(f"unknown {kind} {given!r}.{hint} Choose from: {', '.join(choices)}.")

@@ -332,7 +332,7 @@ CACHED_ROWS = "rows.jsonl"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt")
 HASHED_FILE_BYTES = 64 << 20              # base-model files above this are fingerprinted, not hashed
 # Besides tasks/: the code that turns data into scores. Any edit to these starts a fresh cache.
-SCORING_CODE = ("evaluate.py", "fastlm.py", "suites.py", "data/pairs.py", "data/mini.py")
+SCORING_CODE = ("evaluate.py", "fastlm.py", "suites.py", "scoring.py", "data/pairs.py", "data/mini.py")
 KEYED_PACKAGES = ("lm_eval", "transformers", "peft", "torch")
 
 

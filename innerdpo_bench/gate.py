@@ -4,7 +4,7 @@ that count only when a paired test on the same rows says they are real.
 Floor, `--min SHIFT=V`: passes when the checkpoint's accuracy on SHIFT is at least V.
 
 Drop, `--max-drop SHIFT=D`: the checkpoint (B) and the baseline (A) are compared on the rows both scored,
-matched by row id (`rows.compare_shift`). With Δ = acc(B) − acc(A) and drop = −Δ, the check
+matched by row id (`results.compare.compare_shift`). With Δ = acc(B) − acc(A) and drop = −Δ, the check
 
     fails            when drop > D  and  p ≤ α,   p = McNemar's exact two-sided test on the discordant rows
     is within noise  when drop > D  and  p > α    (reported, passes)
@@ -14,8 +14,9 @@ and reports the 95% paired bootstrap interval of Δ beside p. `all` stands for e
 shift overrides `all`. α holds per check: over four shifts the chance that some unchanged shift fails is up
 to 4α (use α/4 for a family-wise α).
 
-Everything here is pure: checks from loaded per-row records (`rows.RunRows`) and thresholds, and the reports
-(JUnit XML, Markdown, JSON) as strings. `cli/gate.py` evaluates, reads and writes.
+Everything here is pure: checks from loaded per-row records (`results.locate.RunRows`) and thresholds, and the
+reports (JUnit XML, Markdown, JSON) as strings. `cli/gate.py` evaluates, reads and writes. `--metric` is a
+harness metric of `scoring.METRICS` (acc, acc_sum; old spellings accepted).
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from innerdpo_bench import rows as run_rows
-from innerdpo_bench import stats
+from innerdpo_bench import scoring, stats
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.results.compare import compare_shift
+
+if TYPE_CHECKING:
+    from innerdpo_bench.results.locate import RunRows
 
 ALL = "all"
-METRICS = {"acc": "mean", "acc_sum": "sum"}    # --metric → scoring rule of rows.METRICS
+METRICS = scoring.HARNESS_METRICS    # what --metric may gate: the harness's own accuracies
 MIN, MAX_DROP = "min", "max_drop"
 PASS, FAIL, NOISE = "pass", "fail", "within noise"
 DEFAULT_ALPHA = 0.05
@@ -63,10 +68,8 @@ def parse_thresholds(specs: Sequence[str] | None, flag: str) -> dict[str, float]
 
 
 def check_metric(metric: str) -> str:
-    """The rows.METRICS scoring rule of a --metric (acc | acc_sum)."""
-    if metric not in METRICS:
-        raise unknown_choice("--metric", metric, METRICS)
-    return METRICS[metric]
+    """The public name of a --metric the gate accepts (acc | acc_sum, or an old spelling)."""
+    return scoring.resolve_metric(metric, METRICS)
 
 
 def check_alpha(alpha: float) -> float:
@@ -156,20 +159,20 @@ def drop_status(drop: float, max_drop: float, p: float, alpha: float) -> str:
     return FAIL if p <= alpha else NOISE
 
 
-def floor_checks(run: run_rows.RunRows, floors: Mapping[str, float], rule: str) -> list[Check]:
+def floor_checks(run: RunRows, floors: Mapping[str, float], metric: str) -> list[Check]:
     checks = []
     for shift, floor in floors.items():
-        correct = run.shifts[shift].score(rule)
+        correct = run.shifts[shift].score(metric)
         value = float(correct.mean())
         checks.append(Check(shift, MIN, floor, value, len(correct), PASS if value >= floor else FAIL))
     return checks
 
 
-def drop_checks(run: run_rows.RunRows, baseline: run_rows.RunRows, max_drops: Mapping[str, float], rule: str,
+def drop_checks(run: RunRows, baseline: RunRows, max_drops: Mapping[str, float], metric: str,
                 alpha: float, resamples: int = stats.RESAMPLES, seed: int = 0) -> list[Check]:
     checks = []
     for shift, max_drop in max_drops.items():
-        result = run_rows.compare_shift([baseline], [run], shift, rule, resamples, seed)  # B = run, A = baseline
+        result = compare_shift([baseline], [run], shift, metric, resamples, seed)  # B = run, A = baseline
         checks.append(Check(shift, MAX_DROP, max_drop, result.acc_b, result.n,
                             drop_status(-result.delta, max_drop, result.p, alpha), baseline=result.acc_a,
                             delta=result.delta, lo=result.lo, hi=result.hi, p=result.p, b=result.b, c=result.c))
@@ -203,24 +206,24 @@ class Gate:
 
     def to_dict(self) -> dict:
         return {"passed": self.passed, "checkpoint": self.checkpoint, "eval_json": self.eval_path,
-                "baseline": self.baseline, "metric": self.metric, "rule": run_rows.METRICS[METRICS[self.metric]].rule,
+                "baseline": self.baseline, "metric": self.metric, "rule": scoring.METRICS[self.metric].rule,
                 "alpha": self.alpha, **self.context, "notes": self.notes,
                 "summary": {"checks": len(self.checks), "failed": len(self.failed),
                             "within_noise": len(self.within_noise)},
                 "checks": [check.to_dict() for check in self.checks]}
 
 
-def run_gate(run: run_rows.RunRows, floors: Mapping[str, float], max_drops: Mapping[str, float],
-             baseline: run_rows.RunRows | None = None, metric: str = "acc", alpha: float = DEFAULT_ALPHA,
+def run_gate(run: RunRows, floors: Mapping[str, float], max_drops: Mapping[str, float],
+             baseline: RunRows | None = None, metric: str = "acc", alpha: float = DEFAULT_ALPHA,
              resamples: int = stats.RESAMPLES, seed: int = 0) -> Gate:
     """Every check of `floors` and (against `baseline`) `max_drops`, as parsed by `parse_thresholds`. With a
     baseline and no --max-drop, every shift gets max drop 0: any significant drop fails."""
-    rule = check_metric(metric)
+    metric = check_metric(metric)
     check_alpha(alpha)
     check_plan(floors, max_drops, baseline is not None)
     scored = list(run.shifts)
     floor_by_shift = per_shift(floors, scored, "--min", run.ident)
-    checks = floor_checks(run, floor_by_shift, rule)
+    checks = floor_checks(run, floor_by_shift, metric)
     notes = []
     if baseline is not None:
         max_drops = max_drops or {ALL: 0.0}
@@ -230,7 +233,7 @@ def run_gate(run: run_rows.RunRows, floors: Mapping[str, float], max_drops: Mapp
         for shift in [s for s in drop_by_shift if s not in baseline.shifts]:
             notes.append(f"{shift}: the baseline has no {shift} rows; no drop check")
             del drop_by_shift[shift]
-        checks += drop_checks(run, baseline, drop_by_shift, rule, alpha, resamples, seed)
+        checks += drop_checks(run, baseline, drop_by_shift, metric, alpha, resamples, seed)
         notes += _comparison_notes(run, baseline, [c for c in checks if c.kind == MAX_DROP])
     order = {shift: i for i, shift in enumerate(SHIFTS)}
     checks.sort(key=lambda c: (order.get(c.shift, len(order)), c.kind != MIN))
@@ -241,12 +244,12 @@ def run_gate(run: run_rows.RunRows, floors: Mapping[str, float], max_drops: Mapp
                 str(baseline.eval_path) if baseline is not None else None, context, notes)
 
 
-def _label(run: run_rows.RunRows) -> str:
+def _label(run: RunRows) -> str:
     report = run.report
     return str(report.get("checkpoint") or run.ident)
 
 
-def _comparison_notes(run: run_rows.RunRows, baseline: run_rows.RunRows, drops: list[Check]) -> list[str]:
+def _comparison_notes(run: RunRows, baseline: RunRows, drops: list[Check]) -> list[str]:
     """What a reader of a drop should know: fewer shared rows than scored, or different scoring settings."""
     notes = []
     for check in drops:
@@ -306,7 +309,7 @@ def markdown_summary(gate: Gate) -> str:
     verdict = "✅ passed" if gate.passed else f"❌ failed ({len(gate.failed)} of {len(gate.checks)} checks)"
     lines = [f"### innerdpo gate {verdict}", ""]
     what = (f"`{gate.checkpoint}` on suite `{gate.context.get('suite')}`, {_rows_text(gate.context)}; "
-            f"metric `{gate.metric}` ({run_rows.METRICS[METRICS[gate.metric]].rule})")
+            f"metric `{gate.metric}` ({scoring.METRICS[gate.metric].rule})")
     if gate.baseline:
         what += f"; baseline `{gate.baseline}`; α = {gate.alpha:g} (McNemar exact, per check)"
     cache = gate.context.get("cache") or {}

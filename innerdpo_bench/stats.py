@@ -1,7 +1,8 @@
-"""Statistics over per-row preference scores: paired bootstrap, McNemar, Holm, implicit reward, transfer.
+"""Statistics over per-row preference scores: paired bootstrap, McNemar, Holm, transfer, seed spread.
 
-Pure functions of numpy arrays and plain numbers; no files, no store, no model (`rows.py` loads the
-per-row records, `cli/stats.py` prints). The formulas are also in `docs/statistics.md`.
+Pure functions of numpy arrays and plain numbers; no files, no store, no model (`scoring.py` says when a
+row is correct, `results/` loads the per-row records, `cli/stats.py` prints). The formulas are also in
+`docs/statistics.md`.
 
 Bootstraps here resample rows with replacement. The statistic is a mean over rows, so it depends only
 on how many times each distinct row value is drawn: drawing n rows from n is a multinomial over the
@@ -21,7 +22,6 @@ import numpy as np
 LEVEL = 0.95
 RESAMPLES = 10_000
 REFERENCE_SHIFT = "in_domain"
-AGGREGATIONS = ("mean", "sum")
 
 
 # --------------------------------------------------------------------------- bootstrap
@@ -118,50 +118,6 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
         running = max(running, min(1.0, (len(present) - rank) * p))
         adjusted[i] = running
     return adjusted
-
-
-# --------------------------------------------------------------------------- scoring rules
-
-
-def _per_token(logp, n) -> np.ndarray:
-    """logp / n, with n floored at 1 as `tasks/utils.pair_metrics` does."""
-    return np.asarray(logp, dtype=float) / np.maximum(np.asarray(n, dtype=float), 1.0)
-
-
-def _check_agg(agg: str) -> None:
-    if agg not in AGGREGATIONS:
-        raise ValueError(f"agg must be one of {AGGREGATIONS}, got {agg!r}")
-
-
-def logprob_correct(logp_chosen, logp_rejected, n_chosen, n_rejected, agg: str = "mean") -> np.ndarray:
-    """Reference-free correctness per row, as the harness scores it (strict >, ties wrong):
-
-    mean: logp_c / n_c > logp_r / n_r   (eval.json `acc`)
-    sum:  logp_c > logp_r               (eval.json `acc_sum`)
-    """
-    _check_agg(agg)
-    if agg == "sum":
-        return np.asarray(logp_chosen, dtype=float) > np.asarray(logp_rejected, dtype=float)
-    return _per_token(logp_chosen, n_chosen) > _per_token(logp_rejected, n_rejected)
-
-
-def implicit_reward_correct(logp_chosen, logp_rejected, base_logp_chosen, base_logp_rejected, n_chosen,
-                            n_rejected, agg: str = "sum") -> np.ndarray:
-    """Implicit-reward correctness per row: the DPO reward r(y) = logp_adapter(y) − logp_base(y) (β = 1;
-    β > 0 does not change a comparison) ranks chosen above rejected, strictly:
-
-    sum:  logp(c) − logp_base(c)  >  logp(r) − logp_base(r)                    (reward-bench's DPO score)
-    mean: (logp(c) − logp_base(c)) / n_c  >  (logp(r) − logp_base(r)) / n_r     (per token)
-
-    The base is the same model with the adapter disabled. For the base model itself every reward is
-    0, so every row is a tie and wrong.
-    """
-    _check_agg(agg)
-    reward_chosen = np.asarray(logp_chosen, dtype=float) - np.asarray(base_logp_chosen, dtype=float)
-    reward_rejected = np.asarray(logp_rejected, dtype=float) - np.asarray(base_logp_rejected, dtype=float)
-    if agg == "mean":
-        reward_chosen, reward_rejected = _per_token(reward_chosen, n_chosen), _per_token(reward_rejected, n_rejected)
-    return reward_chosen > reward_rejected
 
 
 # --------------------------------------------------------------------------- transfer

@@ -15,7 +15,7 @@ import json
 
 from lm_eval.api.task import ConfigurableTask
 
-from innerdpo_bench import suites
+from innerdpo_bench import scoring, suites
 from innerdpo_bench.errors import UserError
 
 
@@ -54,19 +54,18 @@ def process_results(doc, results):
 
 
 def pair_metrics(logp_chosen: float, logp_rejected: float, n_chosen: int, n_rejected: int) -> dict[str, float]:
-    """Per-row metrics from summed continuation log-probs and their token counts.
+    """Per-row metrics from summed continuation log-probs and their token counts: each harness metric of
+    `scoring.METRICS` under its eval.json key, and the mean-token log-ratio.
 
     acc      = [logp_c / n_c  >  logp_r / n_r]   (strict; open_pref_eval's default score_ipo)
     acc_sum  = [logp_c  >  logp_r]                (strict; ties are wrong, unlike lm-eval's argmax acc)
     logratio = logp_c / n_c − logp_r / n_r        (mean-token log-ratio, nats per token)
     """
-    mean_chosen = logp_chosen / max(n_chosen, 1)
-    mean_rejected = logp_rejected / max(n_rejected, 1)
-    return {
-        "acc": float(mean_chosen > mean_rejected),
-        "acc_sum": float(logp_chosen > logp_rejected),
-        "logratio": mean_chosen - mean_rejected,
-    }
+    pair = scoring.Pair(logp_chosen, logp_rejected, n_chosen, n_rejected)
+    verdicts = {scoring.METRICS[name].harness_key: float(scoring.METRICS[name].score(pair))
+                for name in scoring.HARNESS_METRICS}
+    logratio = scoring.per_token(logp_chosen, n_chosen) - scoring.per_token(logp_rejected, n_rejected)
+    return {**verdicts, "logratio": float(logratio)}
 
 
 class ContinuationCounter:

@@ -16,7 +16,7 @@ SOURCES = {"innerdpo_bench": ROOT / "innerdpo_bench", "innerdpo_bench.tui": ROOT
 MAX_LINES = 450
 LONG_BY_DESIGN = {"innerdpo_bench.data.mini",   # the synthetic data tables
                   # being split (issue 15): the results layer, the worker, the evaluator
-                  "innerdpo_bench.rows", "innerdpo_bench.queue", "innerdpo_bench.evaluate"}
+                  "innerdpo_bench.queue", "innerdpo_bench.evaluate"}
 TUI_MUST_NOT_IMPORT = ("innerdpo_bench.train", "innerdpo_bench.forward", "innerdpo_bench.methods.align",
                        "innerdpo_bench.methods.transforms")
 
@@ -41,13 +41,23 @@ def _target(name: str) -> str | None:
     return name or None
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node except those under `if TYPE_CHECKING:` (annotations only: never executed, so never a cycle)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _imports(module: str) -> set[str]:
-    """Every package module `module` imports, at module level or inside a function (a lazy import is still an
-    arrow); a parent package it lives in does not count."""
+    """Every package module `module` imports at run time, at module level or inside a function (a lazy import is
+    still an arrow); a parent package it lives in does not count, nor a type-checking-only import."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -1,5 +1,5 @@
-"""stats.py against hand values, and rows.py (loading, matching, comparison, transfer, provenance, table hooks)
-on rows files built in tmp_path."""
+"""stats.py and scoring.py against hand values, and the results layer (loading, matching, comparison, transfer,
+provenance, table cells) on rows files built in tmp_path."""
 
 import hashlib
 import json
@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from innerdpo_bench import rows as run_rows
-from innerdpo_bench import stats
+from innerdpo_bench import scoring, stats
+from innerdpo_bench.results import cells, compare, locate
+from innerdpo_bench.results import provenance as run_provenance
+from innerdpo_bench.results import transfer as run_transfer
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import Store
@@ -169,17 +171,17 @@ THREE_ROWS = np.array([
 
 def test_implicit_reward_correct_hand_values():
     lc, lr, bc, br, nc, nr = THREE_ROWS.T
-    assert stats.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="sum").tolist() == [False, True, True]
-    assert stats.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="mean").tolist() == [False, False, True]
+    assert scoring.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="sum").tolist() == [False, True, True]
+    assert scoring.implicit_reward_correct(lc, lr, bc, br, nc, nr, agg="mean").tolist() == [False, False, True]
     # reference-free, for contrast: per token −5 vs −3, −2 vs −9, −6 vs −4.5; summed −10 > −12, −20 < −18, −6 > −9
-    assert stats.logprob_correct(lc, lr, nc, nr, agg="mean").tolist() == [False, True, False]
-    assert stats.logprob_correct(lc, lr, nc, nr, agg="sum").tolist() == [True, False, True]
+    assert scoring.logprob_correct(lc, lr, nc, nr, agg="mean").tolist() == [False, True, False]
+    assert scoring.logprob_correct(lc, lr, nc, nr, agg="sum").tolist() == [True, False, True]
 
 
 def test_ties_are_wrong_and_base_model_reward_is_never_right():
     logp = np.array([-5.0, -7.0])
-    assert not stats.logprob_correct(logp[:1], logp[:1], [3], [3]).any()
-    assert not stats.implicit_reward_correct(logp, logp, logp, logp, [1, 1], [1, 1]).any()
+    assert not scoring.logprob_correct(logp[:1], logp[:1], [3], [3]).any()
+    assert not scoring.implicit_reward_correct(logp, logp, logp, logp, [1, 1], [1, 1]).any()
 
 
 def test_rows_metrics_on_the_three_row_fixture(tmp_path):
@@ -188,7 +190,7 @@ def test_rows_metrics_on_the_three_row_fixture(tmp_path):
                 "correct": bool(lc / nc > lr / nr)} for i, (lc, lr, bc, br, nc, nr) in enumerate(THREE_ROWS)]
     (tmp_path / "x_rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp_path / "x.json").write_text(json.dumps({"adapter": "a", "base_model": "m", "shifts": {}}))
-    shift = run_rows.load_run(tmp_path / "x.json").shifts["in_domain"]
+    shift = locate.load_run(tmp_path / "x.json").shifts["in_domain"]
     assert shift.score("reward_sum").tolist() == [False, True, True]
     assert shift.score("reward_mean").tolist() == [False, False, True]
     assert shift.score("mean").tolist() == shift.correct.tolist() == [False, True, False]
@@ -228,7 +230,7 @@ def test_load_run_by_directory_checkpoint_and_eval_json(tmp_path):
     eval_path = write_run(tmp_path / "run" / "checkpoint", {"in_domain": pattern(4, 3), "orthogonal": pattern(4, 1)})
     for ref in (tmp_path / "run", tmp_path / "run" / "checkpoint", eval_path,
                 eval_path.with_name("eval_rows.jsonl")):
-        loaded = run_rows.load_run(ref)
+        loaded = locate.load_run(ref)
         assert loaded.eval_path == eval_path and list(loaded.shifts) == ["in_domain", "orthogonal"]
     shift = loaded.shifts["in_domain"]
     assert shift.correct.tolist() == [True, True, True, False] and len(shift) == 4
@@ -260,7 +262,7 @@ def test_load_run_errors(case, message, tmp_path):
     elif case == "no_store":
         ref = "12"
     with pytest.raises(UserError, match=message):
-        run_rows.load_run(ref, home=str(tmp_path / "nohome"))
+        locate.load_run(ref, home=str(tmp_path / "nohome"))
     assert not (tmp_path / "nohome").exists()  # looking a run id up never creates a store
 
 
@@ -268,21 +270,21 @@ def test_duplicate_pairs_are_matched_in_order(tmp_path):
     records = [row("in_domain", 0, True), row("in_domain", 0, False), row("in_domain", 1, True)]
     (tmp_path / "e_rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (tmp_path / "e.json").write_text(json.dumps({"adapter": None}))
-    keys = run_rows.load_run(tmp_path / "e.json").shifts["in_domain"].keys.tolist()
+    keys = locate.load_run(tmp_path / "e.json").shifts["in_domain"].keys.tolist()
     assert keys == [row_id("in_domain", 0), row_id("in_domain", 0) + "#1", row_id("in_domain", 1)]
 
 
 def test_rows_are_matched_by_row_id_not_position(tmp_path):
     """B scored rows 2..9 in reverse order; A scored rows 0..7: six shared rows, paired by id."""
-    a = run_rows.load_run(write_run(tmp_path / "a", {"in_domain": pattern(8, 8)}))
+    a = locate.load_run(write_run(tmp_path / "a", {"in_domain": pattern(8, 8)}))
     b_dir = tmp_path / "b"
     write_run(b_dir, {"in_domain": [False] * 8}, row_offset=2)
     lines = (b_dir / "eval_rows.jsonl").read_text().splitlines()[::-1]
     (b_dir / "eval_rows.jsonl").write_text("\n".join(lines) + "\n")
-    b = run_rows.load_run(b_dir)
-    index_a, index_b = run_rows.align([a.shifts["in_domain"], b.shifts["in_domain"]])
+    b = locate.load_run(b_dir)
+    index_a, index_b = compare.align([a.shifts["in_domain"], b.shifts["in_domain"]])
     assert (a.shifts["in_domain"].keys[index_a] == b.shifts["in_domain"].keys[index_b]).all() and len(index_a) == 6
-    (result,) = run_rows.compare_runs([a], [b])
+    (result,) = compare.compare_runs([a], [b])
     assert (result.n, result.n_a, result.n_b, result.acc_a, result.acc_b) == (6, 8, 8, 1.0, 0.0)
     assert (result.b, result.c, result.delta) == (6, 0, -1.0)
 
@@ -291,17 +293,17 @@ def test_compare_runs_hand_counts_and_holm(tmp_path):
     # in_domain: A right on rows 0-11, B on rows 0-1 and 12-21 → b = 10 (rows 2-11), c = 10 (rows 12-21)
     a_correct = {"in_domain": pattern(24, 12), "orthogonal": pattern(24, 12)}
     b_correct = {"in_domain": [i < 2 or 12 <= i < 22 for i in range(24)], "orthogonal": pattern(24, 12)}
-    a = run_rows.load_run(write_run(tmp_path / "a", a_correct))
-    b = run_rows.load_run(write_run(tmp_path / "b", b_correct, method="ipo"))
-    in_domain, orthogonal = run_rows.compare_runs([a], [b], resamples=2000)
+    a = locate.load_run(write_run(tmp_path / "a", a_correct))
+    b = locate.load_run(write_run(tmp_path / "b", b_correct, method="ipo"))
+    in_domain, orthogonal = compare.compare_runs([a], [b], resamples=2000)
     assert (in_domain.b, in_domain.c) == (10, 10) and in_domain.p == 1.0
     assert in_domain.acc_a == 0.5 and in_domain.acc_b == 0.5 and in_domain.delta == 0.0
     assert (orthogonal.b, orthogonal.c, orthogonal.p, orthogonal.lo, orthogonal.hi) == (0, 0, 1.0, 0.0, 0.0)
     assert in_domain.p_holm == 1.0 and not orthogonal.significant
-    b_better = run_rows.load_run(write_run(tmp_path / "c", {"in_domain": [i >= 10 for i in range(24)],
+    b_better = locate.load_run(write_run(tmp_path / "c", {"in_domain": [i >= 10 for i in range(24)],
                                                            "orthogonal": pattern(24, 14)}, method="ipo"))
     # in_domain: A right on 0-11, B on 10-23 → b = 10 (0-9), c = 12 (12-23); orthogonal: b = 0, c = 2
-    in_domain, orthogonal = run_rows.compare_runs([a], [b_better], resamples=2000)
+    in_domain, orthogonal = compare.compare_runs([a], [b_better], resamples=2000)
     assert (in_domain.b, in_domain.c, orthogonal.b, orthogonal.c) == (10, 12, 0, 2)
     p_in, p_orth = stats.mcnemar_exact(10, 12), stats.mcnemar_exact(0, 2)
     assert (in_domain.p, orthogonal.p) == (p_in, p_orth)
@@ -310,26 +312,26 @@ def test_compare_runs_hand_counts_and_holm(tmp_path):
 
 
 def test_compare_shift_errors(tmp_path):
-    a = run_rows.load_run(write_run(tmp_path / "a", {"in_domain": pattern(4, 2)}))
-    b = run_rows.load_run(write_run(tmp_path / "b", {"in_domain": pattern(4, 2)}, row_offset=100))
+    a = locate.load_run(write_run(tmp_path / "a", {"in_domain": pattern(4, 2)}))
+    b = locate.load_run(write_run(tmp_path / "b", {"in_domain": pattern(4, 2)}, row_offset=100))
     with pytest.raises(UserError, match="share no in_domain rows: they were scored on different data"):
-        run_rows.compare_runs([a], [b])
+        compare.compare_runs([a], [b])
     with pytest.raises(UserError, match="unknown shift 'in_domian'. Did you mean 'in_domain'"):
-        run_rows.compare_runs([a], [a], shifts=["in_domian"])
+        compare.compare_runs([a], [a], shifts=["in_domian"])
     with pytest.raises(UserError, match="has no orthogonal rows"):
-        run_rows.compare_runs([a], [a], shifts=["orthogonal"])
-    base = run_rows.load_run(write_run(tmp_path / "base", {"in_domain": pattern(4, 2)}, adapter=False))
+        compare.compare_runs([a], [a], shifts=["orthogonal"])
+    base = locate.load_run(write_run(tmp_path / "base", {"in_domain": pattern(4, 2)}, adapter=False))
     with pytest.raises(UserError, match="is a base model"):
-        run_rows.compare_runs([base], [a], metric="reward_sum")
+        compare.compare_runs([base], [a], metric="reward_sum")
 
 
 def test_pooled_seed_comparison(tmp_path):
     """Two seeds each: per-row seed means, per-seed accuracies, seed mean ± std."""
-    a = [run_rows.load_run(write_run(tmp_path / f"a{s}", {"in_domain": pattern(10, right)}, seed=s))
+    a = [locate.load_run(write_run(tmp_path / f"a{s}", {"in_domain": pattern(10, right)}, seed=s))
          for s, right in ((1, 4), (2, 6))]
-    b = [run_rows.load_run(write_run(tmp_path / f"b{s}", {"in_domain": pattern(10, right)}, seed=s, method="ipo"))
+    b = [locate.load_run(write_run(tmp_path / f"b{s}", {"in_domain": pattern(10, right)}, seed=s, method="ipo"))
          for s, right in ((1, 8), (2, 8))]
-    (result,) = run_rows.compare_runs(a, b, resamples=1000)
+    (result,) = compare.compare_runs(a, b, resamples=1000)
     assert result.seeds_a == ((1, 0.4), (2, 0.6)) and result.seeds_b == ((1, 0.8), (2, 0.8))
     assert result.acc_a == pytest.approx(0.5) and result.acc_b == pytest.approx(0.8)
     # seed means per row: A = 1,1,1,1,.5,.5,0,0,0,0; B = 1×8, 0, 0 → B higher on rows 4-7, never lower
@@ -347,8 +349,8 @@ def test_provenance_fields(tmp_path):
                     "revision": "abc123" if s == "orthogonal" else None, "rows": 5, "scoring_rule": RULE}
                 for s in SHIFTS}
     eval_path = write_run(tmp_path / "run", {s: pattern(5, 3) for s in SHIFTS}, report={"provenance": recorded})
-    loaded = run_rows.load_run(eval_path)
-    prov = run_rows.provenance(loaded)
+    loaded = locate.load_run(eval_path)
+    prov = run_provenance.provenance(loaded)
     weights = (tmp_path / "run" / "adapter" / "adapter_model.safetensors").read_bytes()
     for shift in SHIFTS:
         entry = prov[shift]
@@ -361,10 +363,10 @@ def test_provenance_fields(tmp_path):
         assert entry["versions"]["lm_eval"] == "0.4.13" and entry["versions"]["innerdpo_bench"] == "0.1.0"
     assert prov["orthogonal"]["data"] == "wassname/genies_preferences:orthogonal_cfg#test@abc123"
     assert prov["in_domain"]["revision"] is None
-    base = run_rows.load_run(write_run(tmp_path / "base", {"in_domain": pattern(2, 1)}, adapter=False))
-    assert run_rows.provenance(base)["in_domain"]["adapter_sha256"] is None
-    recorded = run_rows.load_run(write_run(tmp_path / "r", {"in_domain": [True]}, report={"adapter_sha256": "f" * 64}))
-    assert run_rows.adapter_checksum(recorded) == "f" * 64
+    base = locate.load_run(write_run(tmp_path / "base", {"in_domain": pattern(2, 1)}, adapter=False))
+    assert run_provenance.provenance(base)["in_domain"]["adapter_sha256"] is None
+    recorded = locate.load_run(write_run(tmp_path / "r", {"in_domain": [True]}, report={"adapter_sha256": "f" * 64}))
+    assert run_provenance.adapter_checksum(recorded) == "f" * 64
 
 
 def test_provenance_caption_lists_each_shift(tmp_path):
@@ -374,17 +376,17 @@ def test_provenance_caption_lists_each_shift(tmp_path):
         second = store_run(store, home, {s: pattern(16, 9) for s in SHIFTS}, seed=1)
         runs = store.list_runs()
         provenance = store.all_provenance()
-    caption = run_rows.provenance_caption(runs, provenance)
+    caption = cells.provenance_caption(runs, provenance)
     assert caption.startswith("Table 1: Accuracy per preference shift") and "made up of:" in caption
     assert "of 2 runs on base model tiny-random (lm_eval 0.4.13, innerdpo_bench 0.1.0)" in caption
     for shift in SHIFTS:
         assert f"- {shift}: mini:{shift}, N=16\n" in caption
     assert f"Scoring rule: {RULE}" in caption
     # a shift scored on different data in different runs names each source with its runs
-    other = run_rows.load_run(write_run(tmp_path / "other", {"in_domain": pattern(8, 4)},
+    other = locate.load_run(write_run(tmp_path / "other", {"in_domain": pattern(8, 4)},
                                         report={"provenance": {"in_domain": {"dataset": "my/data", "config": "c",
                                                                              "split": "test", "rows": 8}}}))
-    mixed = run_rows.provenance_caption([*runs, other], provenance, title="Table 2")
+    mixed = cells.provenance_caption([*runs, other], provenance, title="Table 2")
     assert (f"- in_domain: mini:in_domain, N=16 (runs {first}, {second}); my/data:c#test, N=8 (run {other.ident})"
             in mixed)
     assert mixed.startswith("Table 2:")
@@ -405,9 +407,9 @@ def test_transfer_with_a_run_trained_on_the_shift(tmp_path):
                   base_correct=base_right, method="ipo")
         best = store_run(store, home, {s: pattern(20, 18) for s in SHIFTS}, dataset="mini:difficulty_scaling",
                          base_correct=base_right, method="ipo", seed=1)
-    rows = run_rows.load_run(str(run_id), home=str(home))
-    report = {entry.shift: entry for entry in run_rows.transfer_report(rows, "mean",
-                                                                       run_rows.target_candidates(rows, str(home)))}
+    rows = locate.load_run(str(run_id), home=str(home))
+    report = {entry.shift: entry for entry in run_transfer.transfer_report(rows, "mean",
+                                                                           locate.target_candidates(rows, str(home)))}
     assert report["in_domain"].gain == pytest.approx(0.3) and report["in_domain"].transfer == pytest.approx(1.0)
     assert report["difficulty_scaling"].transfer == pytest.approx(0.1 / 0.3)
     assert report["moral_transfer"].transfer == pytest.approx(0.0)
@@ -427,19 +429,19 @@ def test_metric_columns_and_baseline_deltas(tmp_path):
         same_id = store_run(store, home, {s: pattern(40, 20) for s in SHIFTS}, seed=1)
         queued_id = store.add_run({"name": "dpo", "train": {"method": "dpo", "seed": 5}})
         runs = {run.id: run for run in store.list_runs()}
-    assert run_rows.metric_columns(runs[good_id]) == {s: 0.9 for s in SHIFTS}
-    assert run_rows.metric_columns(runs[good_id], "transfer") == pytest.approx({s: 1.0 for s in SHIFTS})
+    assert cells.metric_columns(runs[good_id]) == {s: 0.9 for s in SHIFTS}
+    assert cells.metric_columns(runs[good_id], "transfer") == pytest.approx({s: 1.0 for s in SHIFTS})
     # good run: reward(chosen) = −10 − (−11) = 1; reward(rejected) = 0 (rows 0-19), −2 (rows 20-35), +2 (rows 36-39)
-    assert run_rows.metric_columns(runs[good_id], "reward_acc") == {s: 0.9 for s in SHIFTS}
-    assert run_rows.metric_columns(runs[good_id], "reward_acc_sum") == {s: 0.9 for s in SHIFTS}
-    assert run_rows.metric_columns(runs[base_id], "reward_acc") == {s: None for s in SHIFTS}
-    assert run_rows.metric_columns(runs[queued_id], "transfer") == {s: None for s in SHIFTS}
+    assert cells.metric_columns(runs[good_id], "reward_acc") == {s: 0.9 for s in SHIFTS}
+    assert cells.metric_columns(runs[good_id], "reward_acc_sum") == {s: 0.9 for s in SHIFTS}
+    assert cells.metric_columns(runs[base_id], "reward_acc") == {s: None for s in SHIFTS}
+    assert cells.metric_columns(runs[queued_id], "transfer") == {s: None for s in SHIFTS}
     with pytest.raises(UserError, match="unknown metric"):
-        run_rows.metric_columns(runs[good_id], "accuracy")
-    deltas = run_rows.delta_vs_baseline(runs[good_id], runs[base_id])
+        cells.metric_columns(runs[good_id], "accuracy")
+    deltas = cells.baseline_deltas(runs[good_id], runs[base_id])
     assert all(deltas[s].delta == pytest.approx(0.4) and deltas[s].significant for s in SHIFTS)
-    same = run_rows.delta_vs_baseline(runs[same_id], runs[base_id])
+    same = cells.baseline_deltas(runs[same_id], runs[base_id])
     assert all(same[s].delta == 0.0 and not same[s].significant for s in SHIFTS)
-    pooled = run_rows.delta_vs_baseline([runs[good_id], runs[same_id]], runs[base_id])
+    pooled = cells.baseline_deltas([runs[good_id], runs[same_id]], runs[base_id])
     assert pooled["in_domain"].delta == pytest.approx(0.2)
-    assert run_rows.delta_vs_baseline(runs[queued_id], runs[base_id]) == {s: None for s in SHIFTS}
+    assert cells.baseline_deltas(runs[queued_id], runs[base_id]) == {s: None for s in SHIFTS}

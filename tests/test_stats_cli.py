@@ -52,7 +52,7 @@ def test_rescore_equals_the_harness_on_a_real_run(trained_run, tmp_path, wide_co
             entry = rescored["shifts"][shift]
             assert entry["n"] == 16 and entry["acc"] == report["shifts"][shift][key] == entry["harness"]
             assert entry["base_acc"] == report["base"]["shifts"][shift][key]
-            assert 0.0 <= entry["reward_mean"] <= 1.0 and 0.0 <= entry["reward_sum"] <= 1.0
+            assert 0.0 <= entry["reward_acc"] <= 1.0 and 0.0 <= entry["reward_acc_sum"] <= 1.0
     prov = rescored["provenance"]["in_domain"]
     import hashlib
 
@@ -83,7 +83,7 @@ def test_compare_json_on_synthetic_runs(tmp_path, wide_console):
     write_run(tmp_path / "b", {"in_domain": [i >= 10 for i in range(24)], "orthogonal": pattern(24, 14)}, method="ipo")
     data = ok_json("compare", tmp_path / "a", tmp_path / "b", "--resamples", 5000, "--seed", 3)
     in_domain, orthogonal = data["shifts"]
-    assert (data["metric"], data["resamples"], data["seed"]) == ("mean", 5000, 3)
+    assert (data["metric"], data["resamples"], data["seed"]) == ("acc", 5000, 3)  # the public name of the default
     assert (in_domain["b"], in_domain["c"], orthogonal["b"], orthogonal["c"]) == (10, 12, 0, 2)
     assert in_domain["acc_a"] == 0.5 and in_domain["acc_b"] == pytest.approx(14 / 24)
     assert in_domain["p"] == stats.mcnemar_exact(10, 12)
@@ -129,11 +129,11 @@ def test_compare_10000_rows_per_shift_timing(tmp_path, capsys):
         timings.append((attempt, time.perf_counter() - started))
         assert result.exit_code == 0, result.output
     assert len(json.loads(result.output)["shifts"]) == 4
-    from innerdpo_bench import rows as run_rows
+    from innerdpo_bench.results import compare, locate
 
-    a, b = run_rows.load_run(tmp_path / "a"), run_rows.load_run(tmp_path / "b")
+    a, b = locate.load_run(tmp_path / "a"), locate.load_run(tmp_path / "b")
     started = time.perf_counter()
-    run_rows.compare_runs([a], [b])
+    compare.compare_runs([a], [b])
     stats_only = time.perf_counter() - started
     with capsys.disabled():
         print("\ncompare, 10,000 rows x 4 shifts, 10,000 resamples: "
@@ -206,14 +206,14 @@ def test_plot_svg_and_store_seed_groups(tmp_path):
 
 
 def test_plot_bars_group_seeds_by_mean_and_std(tmp_path):
-    from innerdpo_bench import rows as run_rows
+    from innerdpo_bench.results import locate, plotdata
 
-    runs = [run_rows.load_run(write_run(tmp_path / f"s{seed}", {"in_domain": pattern(10, right)}, seed=seed))
+    runs = [locate.load_run(write_run(tmp_path / f"s{seed}", {"in_domain": pattern(10, right)}, seed=seed))
             for seed, right in ((1, 4), (2, 6))]
-    (bar,) = run_rows.bar_series(runs, group_seeds=True)
+    (bar,) = plotdata.bar_series(runs, group_seeds=True)
     assert (bar.value, bar.n_runs) == (pytest.approx(0.5), 2)
     assert (bar.lo, bar.hi) == (pytest.approx(0.5 - 0.02 ** 0.5), pytest.approx(0.5 + 0.02 ** 0.5))
-    first, second = run_rows.bar_series(runs, resamples=2000)
+    first, second = plotdata.bar_series(runs, resamples=2000)
     assert first.value == 0.4 and first.lo < 0.4 < first.hi and first.label != second.label
 
 

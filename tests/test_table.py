@@ -14,7 +14,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from innerdpo_bench import table
+from innerdpo_bench.results import table
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import STORE_FILE, Run, Store

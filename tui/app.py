@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from innerdpo_bench import table
+from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import Store, resolve_home
 from innerdpo_bench.tui.data import Snapshot, eval_spec, load_snapshot

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Sparkline, Static
 from textual.worker import get_current_worker
 
-from innerdpo_bench import rundir
+from innerdpo_bench import rundir, scoring
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui.data import (
@@ -27,6 +27,10 @@ from innerdpo_bench.tui.messages import LogLines, MetricsRecords
 from innerdpo_bench.tui.view import SHORT_HEADERS, STATUS_STYLES
 
 TAIL_INTERVAL_S = 0.25
+# The results table's eval.json columns: the registry's harness metrics (the first, acc, with its stderr), then
+# the per-token log-ratio and the row count.
+HEADLINE, *OTHER_HARNESS = (scoring.METRICS[name].harness_key for name in scoring.HARNESS_METRICS)
+SCORE_COLUMNS = (*OTHER_HARNESS, "logratio")
 
 
 def _value_text(value: Any) -> str:
@@ -91,8 +95,8 @@ class RunDetailScreen(Screen):
     def on_mount(self) -> None:
         results = self.query_one("#results-table", DataTable)
         results.add_column("shift", key="shift")
-        results.add_column(Text("acc ± stderr", justify="right"), key="acc")
-        for name in ("acc_sum", "logratio", "n"):
+        results.add_column(Text(f"{HEADLINE} ± stderr", justify="right"), key=HEADLINE)
+        for name in (*SCORE_COLUMNS, "n"):
             results.add_column(Text(name, justify="right"), key=name)
         self._show_run(self.run, None)
         self._show_config()
@@ -138,12 +142,12 @@ class RunDetailScreen(Screen):
             if shift == "coherence":
                 if "nll_ratio" in metrics:
                     results.add_row(Text("nll_ratio"), Text(_score(metrics, "nll_ratio"), justify="right"),
-                                    "", "", "", key=shift)
+                                    *[""] * (len(SCORE_COLUMNS) + 1), key=shift)
                 continue
             n = metrics.get("n")
             # acc is the headline number: it gets its ± stderr; the others stay narrow enough for 80 columns.
-            results.add_row(Text(SHORT_HEADERS[shift]), Text(_score(metrics, "acc"), justify="right"),
-                            *(Text(_score(metrics, name, stderr=False), justify="right") for name in ("acc_sum", "logratio")),
+            results.add_row(Text(SHORT_HEADERS[shift]), Text(_score(metrics, HEADLINE), justify="right"),
+                            *(Text(_score(metrics, name, stderr=False), justify="right") for name in SCORE_COLUMNS),
                             Text("-" if n is None or n != n else f"{n:.0f}", justify="right"), key=shift)
 
     def _short_path(self, path: Path) -> str:

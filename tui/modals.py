@@ -14,7 +14,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Select, Static
 
-from innerdpo_bench import table
+from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.queue import parse_seeds
 

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
-from innerdpo_bench import table
+from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui import view as view_model

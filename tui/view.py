@@ -1,7 +1,8 @@
 """The runs view as data: which rows, in which order, with which cells; the table module does the work.
 
-`build_view` runs `innerdpo_bench.table.make_table` (filter, seed groups, baseline deltas, sort with
-missing values last) and then puts pinned rows on top. The cells are `table.cell`'s text, so an export
+`build_view` runs `innerdpo_bench.results.table.make_table` (filter, seed groups, baseline deltas, sort
+with missing values last; baseline significance from the per-row records, `results.cells`) and then puts
+pinned rows on top. The cells are `table.cell`'s text, so an export
 of the view (`table.to_markdown` etc. on the same `ViewTable`) holds exactly what the screen shows.
 No Textual here; cells are styled `rich.text.Text` (never markup: a run name like `x[red]` stays literal).
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from rich.text import Text
 
-from innerdpo_bench import table
+from innerdpo_bench.results import cells, table
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.methods.catalog import METHODS
 from innerdpo_bench.store import Run
@@ -75,7 +76,8 @@ def build_view(runs: list[Run], state: ViewState) -> ViewTable:
     a baseline without results, from `table.make_table`."""
     text_sort = state.sort in TEXT_COLUMNS
     made = table.make_table(runs, filter_expr=state.filter_expr, sort=None if text_sort else state.sort,
-                            reverse=state.reverse, group_seeds=state.group_seeds, baseline=state.baseline)
+                            reverse=state.reverse, group_seeds=state.group_seeds, baseline=state.baseline,
+                            significance=cells.significance_marks())
     rows = [replace(row, values={**row.values, **descriptive_values(row.runs[0])}) for row in made.rows]
     if text_sort:
         rows = _sort_text(rows, state.sort, state.reverse)

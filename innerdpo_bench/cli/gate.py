@@ -9,11 +9,12 @@ from pathlib import Path
 import typer
 
 from innerdpo_bench import gate as gating
-from innerdpo_bench import rows as run_rows
+from innerdpo_bench import scoring
 from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
                                     console, data_dir_option, device_option, err_console, handle_errors, home_option,
                                     limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option)
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.results import locate
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
@@ -42,8 +43,7 @@ def gate_command(
                                                "the drop is significant at --alpha (else: within noise). Default "
                                                "with --baseline: all=0.", show_default=False),
     alpha: float = typer.Option(gating.DEFAULT_ALPHA, "--alpha", help="Significance level of each drop check."),
-    metric: str = typer.Option("acc", "--metric", help="acc (mean per-token log-prob of chosen > rejected) or "
-                               "acc_sum (summed log-prob)."),
+    metric: str = typer.Option("acc", "--metric", help=scoring.metric_help(gating.METRICS)),
     junit: str | None = typer.Option(None, "--junit", help="Write a JUnit XML report: one test case per shift and "
                                      "check (in_domain.min, in_domain.max_drop, ...).", show_default=False),
     markdown: str | None = typer.Option(None, "--markdown", help=f"Write the summary table as Markdown (also "
@@ -67,14 +67,14 @@ def gate_command(
     """
     quiet_libraries()
     # Everything that can be wrong with the flags is found before a model is loaded.
-    gating.check_metric(metric)
+    metric = gating.check_metric(metric)
     gating.check_alpha(alpha)
     floor_specs = gating.parse_thresholds(floors, "--min")
     drop_specs = gating.parse_thresholds(max_drops, "--max-drop")
     gating.check_plan(floor_specs, drop_specs, baseline is not None)
     if sample_seed is not None and (sample or "first").strip().lower() != "random":
         raise UserError("--sample-seed picks the rows of --sample random; add --sample random (or drop the seed)")
-    reference = run_rows.load_run(baseline, home) if baseline is not None else None
+    reference = locate.load_run(baseline, home) if baseline is not None else None
     run = _checkpoint_rows(checkpoint, suite=suite, data_dir=data_dir, limit=limit, sample=sample,
                            sample_seed=sample_seed, output=output, use_cache=not no_cache, batch_size=batch_size,
                            device=device, chat_template=chat_template)
@@ -96,7 +96,7 @@ def _is_evaluation(checkpoint: str) -> bool:
 
 
 def _checkpoint_rows(checkpoint: str, *, suite, data_dir, limit, sample, sample_seed, output, use_cache, batch_size,
-                     device, chat_template) -> run_rows.RunRows:
+                     device, chat_template) -> locate.RunRows:
     """The checkpoint's per-row records: read from an eval.json, else from `evaluate` (which answers from the
     whole-evaluation cache when nothing changed)."""
     if _is_evaluation(checkpoint):
@@ -106,14 +106,14 @@ def _checkpoint_rows(checkpoint: str, *, suite, data_dir, limit, sample, sample_
         if given:
             raise UserError(f"{checkpoint} is an evaluation already: {', '.join(given)} only apply when gate "
                             "evaluates a checkpoint (give the run or adapter directory instead)")
-        return run_rows.load_run(checkpoint)
+        return locate.load_run(checkpoint)
     from innerdpo_bench.evaluate import evaluate
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
                       apply_chat_template=apply_chat_template(chat_template), output=output, use_cache=use_cache,
                       sample=sample, sample_seed=sample_seed, progress=say_progress)
     say_cache_hit(result.report)
-    return run_rows.load_run(result.eval_path)
+    return locate.load_run(result.eval_path)
 
 
 def _write_reports(result: gating.Gate, junit: str | None, markdown: str | None, seconds: float,

@@ -10,11 +10,11 @@ import time
 
 import typer
 
-from innerdpo_bench import table as results_table
 from innerdpo_bench.cli.app import (HELP, app, console, err_console, handle_errors, home_option, limit_option,
                                     open_store, suite_option)
 from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.results import table as results_table
 from innerdpo_bench.store import STATUSES, resolve_home
 
 queue_app = typer.Typer(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench import table as results_table
 from innerdpo_bench.cli.app import app, console, handle_errors, home_option, open_store
+from innerdpo_bench.results import table as results_table
 
 
 @app.command("runs")
@@ -24,10 +24,7 @@ def runs_command(
     baseline: int | None = typer.Option(None, "--baseline", help="Show the four shift columns as differences from "
                                         "this run's.", show_default=False),
     filter_expr: str = typer.Option("", "--filter", help=results_table.FILTER_HELP),
-    metric: str = typer.Option("acc", "--metric", help="What the shift cells hold: acc (mean per-token log-prob of "
-                               "chosen > rejected), acc_sum (summed log-prob), reward_acc / reward_acc_sum "
-                               "(implicit reward against the base, adapter disabled), transfer (gain(shift) / "
-                               "gain(in_domain), gain = acc − base acc)."),
+    metric: str = typer.Option("acc", "--metric", help=results_table.TABLE_METRIC_HELP),
 ) -> None:
     """The results table: acc per shift, their mean, nll_ratio, status, seed and id, one row per run.
 
@@ -40,22 +37,20 @@ def runs_command(
         from innerdpo_bench.errors import unknown_choice
 
         raise unknown_choice("--format", fmt, results_table.FORMATS)
-    from innerdpo_bench.rows import METRIC_COLUMNS, provenance_caption
+    from innerdpo_bench.results import cells
 
-    if metric not in METRIC_COLUMNS:
-        from innerdpo_bench.errors import unknown_choice
-
-        raise unknown_choice("--metric", metric, METRIC_COLUMNS)
+    shift_values, significance = cells.shift_cells(metric), cells.significance_marks(metric)
     with open_store(home, readonly=True) as store:
         runs = store.list_runs()
         provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
     view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
-                                    group_seeds=group_seeds, baseline=baseline, metric=metric)
+                                    group_seeds=group_seeds, baseline=baseline, shift_values=shift_values,
+                                    significance=significance)
     if fmt == "json":
         typer.echo(results_table.to_json(view, provenance), nl=False)
     elif fmt == "markdown":
         shown = [run for row in view.rows for run in row.runs if run.results]
-        caption = provenance_caption(shown, provenance) if shown else ""
+        caption = cells.provenance_caption(shown, provenance) if shown else ""
         typer.echo(results_table.to_markdown(view) + (f"\n{caption}\n" if caption else ""), nl=False)
     elif fmt == "csv":
         typer.echo(results_table.to_csv(view), nl=False)

@@ -11,19 +11,19 @@ import math
 
 import typer
 
-from innerdpo_bench import rows as run_rows
-from innerdpo_bench import stats
+from innerdpo_bench import scoring, stats
 from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option
 from innerdpo_bench.errors import RunFailed, UserError
+from innerdpo_bench.results import compare, locate, plotdata, transfer
+from innerdpo_bench.results.provenance import provenance
+from innerdpo_bench.results.seeds import seed_group_key
 
 RUN_HELP = "A store run id (with --home), a run directory, or an eval.json path."
-METRIC_HELP = ("Scoring rule: mean (eval.json acc: mean per-token log-prob of chosen > rejected), sum (acc_sum: "
-               "summed log-prob), reward_mean / reward_sum (implicit reward logp_adapter − logp_base of chosen > "
-               "rejected, per token / summed; reward-bench's DPO score).")
+METRIC_HELP = "Scoring rule: " + scoring.metric_help()
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def _metric_option(default: str = "mean", help_text: str = METRIC_HELP):
+def _metric_option(default: str = "acc", help_text: str = METRIC_HELP):
     return typer.Option(default, "--metric", help=help_text)
 
 
@@ -59,7 +59,7 @@ def _echo_json(data) -> None:
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def _who(rows: run_rows.RunRows) -> str:
+def _who(rows: locate.RunRows) -> str:
     seed = f" seed {rows.seed}" if rows.seed is not None else ""
     return f"{rows.ident} ({rows.name}{seed})"
 
@@ -71,19 +71,20 @@ def _who(rows: run_rows.RunRows) -> str:
 @handle_errors
 def rescore_command(
     run: str = typer.Argument(..., help=RUN_HELP, show_default=False),
-    metric: str = _metric_option("mean", "mean (checked against eval.json acc) or sum (against acc_sum)."),
+    metric: str = _metric_option("acc", "Checked against eval.json's metric of the same name: "
+                                 + scoring.metric_help(scoring.HARNESS_METRICS)),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output, with full provenance."),
     home: str | None = home_option(),
 ) -> None:
     """Recompute RUN's accuracy per shift from its per-row records and check it equals eval.json's.
 
-    Next to it: the implicit-reward accuracies (reward_mean, reward_sum: logp_adapter − logp_base of chosen >
-    rejected, per token / summed) and the base model's accuracy, from the same rows. Exit 1 if a recomputed
-    accuracy differs from the harness's.
+    Next to it: the implicit-reward accuracies (reward_acc, reward_acc_sum: logp_adapter − logp_base of
+    chosen > rejected, per token / summed) and the base model's accuracy, from the same rows. Exit 1 if a
+    recomputed accuracy differs from the harness's.
     """
-    run_rows.check_metric(metric, run_rows.BASE_METRICS)
-    rows = run_rows.load_run(run, home)
-    harness_key = run_rows.METRICS[metric].harness_key
+    metric = scoring.resolve_metric(metric, scoring.HARNESS_METRICS)
+    rows = locate.load_run(run, home)
+    harness_key = scoring.METRICS[metric].harness_key
     reported = rows.report.get("shifts") or {}
     shifts = {}
     for shift, shift_rows in rows.shifts.items():
@@ -92,35 +93,35 @@ def rescore_command(
         harness = (reported.get(shift) or {}).get(harness_key)
         shifts[shift] = {
             "n": len(correct), "acc": acc, "harness": harness, "match": harness is not None and acc == harness,
-            "reward_mean": float(shift_rows.score("reward_mean").mean()) if rows.has_adapter else None,
-            "reward_sum": float(shift_rows.score("reward_sum").mean()) if rows.has_adapter else None,
+            **{name: float(shift_rows.score(name).mean()) if rows.has_adapter else None
+               for name in scoring.REWARD_METRICS},
             "base_acc": float(shift_rows.base_score(metric).mean()),
         }
     mismatched = [shift for shift, entry in shifts.items() if not entry["match"]]
     if as_json:
         _echo_json({"run": rows.ident, "name": rows.name, "seed": rows.seed, "eval_json": str(rows.eval_path),
                     "rows_file": str(rows.rows_path), "metric": metric, "harness_metric": harness_key,
-                    "match": not mismatched, "shifts": shifts, "provenance": run_rows.provenance(rows)})
+                    "match": not mismatched, "shifts": shifts, "provenance": provenance(rows)})
     else:
         _print_rescore(rows, metric, harness_key, shifts)
     if mismatched:
         raise RunFailed(f"rescored {harness_key} differs from {rows.eval_path} on {', '.join(mismatched)}")
 
 
-def _print_rescore(rows: run_rows.RunRows, metric: str, harness_key: str, shifts: dict) -> None:
+def _print_rescore(rows: locate.RunRows, metric: str, harness_key: str, shifts: dict) -> None:
     table = _table(f"{_who(rows)} rescored from {rows.rows_path.name} (--metric {metric})")
-    for column in ("shift", "N", f"{harness_key} rows", "eval.json", "match", "reward_mean", "reward_sum", "base"):
+    for column in ("shift", "N", f"{harness_key} rows", "eval.json", "match", *scoring.REWARD_METRICS, "base"):
         _column(table, column)
     for shift, entry in shifts.items():
         table.add_row(shift, str(entry["n"]), _num(entry["acc"], 4), _num(entry["harness"], 4),
-                      "[green]yes[/green]" if entry["match"] else "[red]NO[/red]", _num(entry["reward_mean"], 4),
-                      _num(entry["reward_sum"], 4), _num(entry["base_acc"], 4))
+                      "[green]yes[/green]" if entry["match"] else "[red]NO[/red]",
+                      *(_num(entry[name], 4) for name in scoring.REWARD_METRICS), _num(entry["base_acc"], 4))
     console.print(table)
     _print_provenance(rows)
 
 
-def _print_provenance(rows: run_rows.RunRows) -> None:
-    prov = run_rows.provenance(rows)
+def _print_provenance(rows: locate.RunRows) -> None:
+    prov = provenance(rows)
     first = next(iter(prov.values()))
     data = "; ".join(f"{shift} = {entry['data']}, N={entry['n']}" for shift, entry in prov.items())
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items() if k in ("innerdpo_bench", "lm_eval"))
@@ -156,25 +157,25 @@ def compare_command(
     and B wrong, c = the reverse, p = min(1, 2·P(X ≤ min(b, c))), X ~ Binomial(b + c, ½). Holm: the k-th
     smallest of m p-values times (m − k + 1), made monotone. A Δ in bold has an interval that excludes 0.
     """
-    run_rows.check_metric(metric)
-    shifts = run_rows.check_shifts(shift)
-    a, b = run_rows.load_runs([run_a, run_b], home)
+    metric = scoring.resolve_metric(metric)
+    shifts = compare.check_shifts(shift)
+    a, b = locate.load_runs([run_a, run_b], home)
     runs_a, runs_b = [a], [b]
     if group_seeds:
-        runs_a, runs_b = run_rows.seed_siblings(a, home), run_rows.seed_siblings(b, home)
-        if run_rows.seed_group_key(a) == run_rows.seed_group_key(b):
+        runs_a, runs_b = locate.seed_siblings(a, home), locate.seed_siblings(b, home)
+        if seed_group_key(a) == seed_group_key(b):
             raise UserError(f"{a.ident} and {b.ident} differ only by seed: with --group-seeds both are the same group; "
                             "compare them without it")
-    results = run_rows.compare_runs(runs_a, runs_b, metric, shifts, resamples, seed)
+    results = compare.compare_runs(runs_a, runs_b, metric, shifts, resamples, seed)
     if as_json:
-        _echo_json({"a": _side(runs_a), "b": _side(runs_b), "metric": metric, "rule": run_rows.METRICS[metric].rule,
+        _echo_json({"a": _side(runs_a), "b": _side(runs_b), "metric": metric, "rule": scoring.METRICS[metric].rule,
                     "resamples": resamples, "seed": seed, "level": stats.LEVEL, "group_seeds": group_seeds,
                     "shifts": [result.to_dict() for result in results]})
         return
     _print_compare(runs_a, runs_b, results, metric, resamples, seed, group_seeds)
 
 
-def _side(runs: list[run_rows.RunRows]) -> dict:
+def _side(runs: list[locate.RunRows]) -> dict:
     return {"name": runs[0].name, "runs": [r.ident for r in runs], "seeds": [r.seed for r in runs],
             "eval_json": [str(r.eval_path) for r in runs]}
 
@@ -215,7 +216,7 @@ def _print_compare(runs_a, runs_b, results, metric, resamples, seed, group_seeds
                       "where A's / B's seed mean is higher (sign test)[/dim]", soft_wrap=True)
 
 
-def _seed_cell(result: run_rows.ShiftComparison, side: str) -> str:
+def _seed_cell(result: compare.ShiftComparison, side: str) -> str:
     mean, std = result.seed_spread(side)
     seeds = len(result.seeds_a if side == "a" else result.seeds_b)
     return f"{mean:.3f} ± {std:.3f} ({seeds})" if std is not None else f"{mean:.3f} (1)"
@@ -228,7 +229,8 @@ def _seed_cell(result: run_rows.ShiftComparison, side: str) -> str:
 @handle_errors
 def transfer_command(
     run: str = typer.Argument(..., help=RUN_HELP, show_default=False),
-    metric: str = _metric_option("mean", "mean (acc) or sum (acc_sum)."),
+    metric: str = _metric_option("acc", "Scoring rule (the base model is scored by it too): "
+                                 + scoring.metric_help(scoring.BASE_METRICS)),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     home: str | None = home_option(),
 ) -> None:
@@ -240,15 +242,15 @@ def transfer_command(
     where T is the store's best done run trained on s's own dataset (same base model), all on the rows both
     scored; shown when the store holds such a run.
     """
-    run_rows.check_metric(metric, run_rows.BASE_METRICS)
-    rows = run_rows.load_runs([run], home)[0]
+    metric = scoring.resolve_metric(metric, scoring.BASE_METRICS)
+    rows = locate.load_runs([run], home)[0]
     try:
-        candidates = run_rows.target_candidates(rows, home)
+        candidates = locate.target_candidates(rows, home)
     except UserError:  # no store: normalised transfer only
         if rows.run is not None or home is not None:
             raise
         candidates = []
-    report = run_rows.transfer_report(rows, metric, candidates)
+    report = transfer.transfer_report(rows, metric, candidates)
     if as_json:
         _echo_json({"run": rows.ident, "name": rows.name, "seed": rows.seed, "metric": metric,
                     "shifts": [dataclasses.asdict(entry) for entry in report]})
@@ -299,19 +301,19 @@ def plot_command(
         raise UserError(f"--width-in, --height-in and --dpi must be positive (got {width_in:g}, {height_in:g}, {dpi})")
     if resamples < 1:
         raise UserError(f"--resamples must be at least 1, got {resamples}")
-    run_rows.check_metric(metric)
-    loaded = run_rows.load_runs(runs, home) if runs else _store_runs(home)
-    bars = run_rows.bar_series(loaded, metric, group_seeds, resamples, seed)
+    metric = scoring.resolve_metric(metric)
+    loaded = locate.load_runs(runs, home) if runs else _store_runs(home)
+    bars = plotdata.bar_series(loaded, metric, group_seeds, resamples, seed)
     _draw(bars, target, metric, width_in, height_in, dpi)
     console.print(f"plot: {target} ({len({bar.label for bar in bars})} series, "
                   f"{round(width_in * dpi)}×{round(height_in * dpi)} px at {dpi} dpi)", soft_wrap=True, markup=False)
 
 
-def _store_runs(home: str | None) -> list[run_rows.RunRows]:
+def _store_runs(home: str | None) -> list[locate.RunRows]:
     loaded, skipped = [], []
-    for run in run_rows.done_runs(home):
+    for run in locate.done_runs(home):
         try:
-            loaded.append(run_rows.load_run(run))
+            loaded.append(locate.load_run(run))
         except UserError:
             skipped.append(str(run.id))
     if skipped:
@@ -321,7 +323,7 @@ def _store_runs(home: str | None) -> list[run_rows.RunRows]:
     return loaded
 
 
-def _draw(bars: list[run_rows.Bar], target, metric: str, width_in: float, height_in: float, dpi: int) -> None:
+def _draw(bars: list[plotdata.Bar], target, metric: str, width_in: float, height_in: float, dpi: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -346,8 +348,7 @@ def _draw(bars: list[run_rows.Bar], target, metric: str, width_in: float, height
     ax.axhline(0.5, color="0.4", linestyle=":", linewidth=0.8)
     ax.set_xticks(range(len(shifts)), [s.replace("_", " ") for s in shifts])
     ax.set_ylim(0.0, 1.0)
-    ax.set_ylabel({"mean": "accuracy", "sum": "accuracy (summed log-prob)", "reward_mean": "implicit-reward accuracy",
-                   "reward_sum": "implicit-reward accuracy (summed)"}[metric])
+    ax.set_ylabel(scoring.lookup(metric).axis_label)
     ax.spines[["top", "right"]].set_visible(False)
     fig.legend(loc="outside upper center", ncols=min(len(labels), 4), fontsize="small", frameon=False)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,16 +1,18 @@
 """The results table over the store's runs: rows, seed groups, baseline deltas, filter, sort, and text.
 
-Pure functions over `store.Run` lists (no SQL, no torch, no printing): `innerdpo runs` prints them and a
-TUI can reuse them. One row per run, or with `group_seeds` one row per set of runs whose specs differ
-only by seed:
+Pure functions over `store.Run` lists (no SQL, no files, no torch, no printing): `innerdpo runs` prints
+them and the TUI shows them. One row per run, or with `group_seeds` one row per set of runs that differ
+only by seed (`seeds.seed_group_key`):
 
     name | in_domain | difficulty_scaling | moral_transfer | orthogonal | mean | nll_ratio | status | seed | id
 
-A shift cell is that shift's `acc` (mean per-token log-prob of chosen > rejected, see `evaluate`);
-`mean` is the unweighted mean of the shifts the run was scored on (eval's `aggregate`); `nll_ratio` is
-the coherence ratio against the base model. A grouped cell is the mean over the group's runs that
-have a value, with the sample standard deviation (n ≥ 2). With a baseline run the four shift cells
-are differences from that run's values. Missing values are None and always sort last.
+A shift cell is that shift's `acc` from the store's results (mean per-token log-prob of chosen >
+rejected, `scoring.METRICS`), or what a `shift_values` callable gives (another metric, computed by the
+caller from per-row records: `cells.shift_cells`); `mean` is the unweighted mean of the shifts the run
+was scored on (eval's `aggregate`); `nll_ratio` is the coherence ratio against the base model. A grouped
+cell is the mean over the group's runs that have a value, with the sample standard deviation (n ≥ 2).
+With a baseline run the four shift cells are differences from that run's values, and a `significance`
+callable (`cells.significance_marks`) may say which are real. Missing values are None and always sort last.
 """
 
 from __future__ import annotations
@@ -22,15 +24,24 @@ import math
 import re
 import shlex
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from innerdpo_bench import scoring
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.results.seeds import group_by_seed
 from innerdpo_bench.store import STATUSES, Run
 
-METRIC = "acc"
+# The shift cells of one run, and whether each of a row's baseline deltas is significant (None: unknown).
+ShiftValues = Callable[[Run], Mapping[str, float | None]]
+Significance = Callable[[Sequence[Run], Run], Mapping[str, bool | None]]
+HARNESS_KEY = scoring.METRICS["acc"].harness_key    # what the shift cells hold by default
+TRANSFER = "transfer"                               # the table's extra metric: normalised transfer of acc
+TABLE_METRICS = (*scoring.METRICS, TRANSFER)
+TABLE_METRIC_HELP = "What the shift cells hold: " + scoring.metric_help(
+    extra="transfer (gain(shift) / gain(in_domain), gain = acc − base acc)")
 NUMERIC_COLUMNS = (*SHIFTS, "mean", "nll_ratio")
 COLUMNS = ("name", *NUMERIC_COLUMNS, "status", "seed", "id")
 FORMATS = ("table", "markdown", "csv", "json")
@@ -60,28 +71,29 @@ def seed_of(run: Run) -> int | None:
     return seed if isinstance(seed, int) else None
 
 
-def _number(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
     """A finite float, or None for missing and NaN."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
 
 
-def run_values(run: Run, metric: str = METRIC) -> dict[str, Any]:
-    """The table's columns for one run; numeric cells are None when missing or NaN. `metric` picks what the
-    shift cells hold (`rows.METRIC_COLUMNS`: acc, acc_sum, reward_acc, reward_acc_sum, transfer)."""
-    if metric == METRIC:
-        shift_values = {shift: _number(run.results.get(shift, {}).get(METRIC)) for shift in SHIFTS}
-    else:
-        from innerdpo_bench.rows import metric_columns
+def harness_acc(run: Run) -> dict[str, float | None]:
+    """The default shift cells: each shift's `acc` as the store recorded it from eval.json."""
+    return {shift: run.results.get(shift, {}).get(HARNESS_KEY) for shift in SHIFTS}
 
-        shift_values = {shift: _number(value) for shift, value in metric_columns(run, metric).items()}
-    scored = [value for value in shift_values.values() if value is not None]
+
+def run_values(run: Run, shift_values: ShiftValues = harness_acc) -> dict[str, Any]:
+    """The table's columns for one run; numeric cells are None when missing or NaN. `shift_values` gives
+    the shift cells (default: the store's `acc`)."""
+    cells = shift_values(run)
+    shifts = {shift: finite_or_none(cells.get(shift)) for shift in SHIFTS}
+    scored = [value for value in shifts.values() if value is not None]
     return {
         "name": run.name,
-        **shift_values,
+        **shifts,
         "mean": sum(scored) / len(scored) if scored else None,
-        "nll_ratio": _number(run.results.get("coherence", {}).get("nll_ratio")),
+        "nll_ratio": finite_or_none(run.results.get("coherence", {}).get("nll_ratio")),
         "status": run.status,
         "seed": seed_of(run),
         "id": run.id,
@@ -138,15 +150,8 @@ class Table:
         return COLUMNS + ("n",) if self.grouped else COLUMNS
 
 
-def _group_key(run: Run) -> str:
-    """Everything that defines the run except its seed (and its display name, derived from the rest)."""
-    spec = {key: value for key, value in run.spec.items() if key != "name"}
-    spec["train"] = {key: value for key, value in spec.get("train", {}).items() if key != "seed"}
-    return json.dumps([run.kind, spec], sort_keys=True, default=str)
-
-
-def _group_row(runs: list[Run], metric: str = METRIC) -> Row:
-    per_run = [run_values(run, metric) for run in runs]
+def _group_row(runs: list[Run], shift_values: ShiftValues = harness_acc) -> Row:
+    per_run = [run_values(run, shift_values) for run in runs]
     values: dict[str, Any] = {"name": runs[0].name}
     std: dict[str, float | None] = {}
     for column in NUMERIC_COLUMNS:
@@ -162,25 +167,23 @@ def _group_row(runs: list[Run], metric: str = METRIC) -> Row:
     return Row(tuple(runs), values, std)
 
 
-def build_rows(runs: Iterable[Run], group_seeds: bool = False, metric: str = METRIC) -> list[Row]:
+def build_rows(runs: Iterable[Run], group_seeds: bool = False, shift_values: ShiftValues = harness_acc) -> list[Row]:
     """One Row per run (in the given order), or per seed group (ordered by each group's first run)."""
     runs = list(runs)
     if not group_seeds:
-        return [Row((run,), run_values(run, metric)) for run in runs]
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(_group_key(run), []).append(run)
-    return [_group_row(members, metric) for members in groups.values()]
+        return [Row((run,), run_values(run, shift_values)) for run in runs]
+    return [_group_row(members, shift_values) for members in group_by_seed(runs)]
 
 
-def apply_baseline(rows: list[Row], baseline: Run, metric: str = METRIC, significance: bool = True) -> list[Row]:
+def apply_baseline(rows: list[Row], baseline: Run, shift_values: ShiftValues = harness_acc,
+                   significance: Significance | None = None) -> list[Row]:
     """Rows whose four shift cells are differences from `baseline`'s (None where either is missing).
 
-    With `significance`, each delta is also tested on the per-row records (`rows.delta_vs_baseline`: a
-    paired bootstrap over the rows both scored, seeds pooled for a group) and `Row.significant` says
-    whether its 95% interval excludes 0; `cell` marks the others "(ns)". Group standard deviations are
-    unchanged: subtracting a constant does not move them."""
-    reference = run_values(baseline, metric)
+    With `significance` (the caller's test of a row's runs against the baseline on their per-row records,
+    e.g. a paired bootstrap: `cells.significance_marks`), `Row.significant` says whether each delta's 95%
+    interval excludes 0; `cell` marks the others "(ns)". Group standard deviations are unchanged:
+    subtracting a constant does not move them."""
+    reference = run_values(baseline, shift_values)
     if all(reference[shift] is None for shift in SHIFTS):
         raise UserError(f"baseline run {baseline.id} has no results yet (status {baseline.status}); choose a run "
                         "that has been evaluated")
@@ -193,11 +196,8 @@ def apply_baseline(rows: list[Row], baseline: Run, metric: str = METRIC, signifi
             else:
                 values[shift] = None
         significant: dict[str, bool | None] = {}
-        if significance and metric != "transfer" and any(values[shift] is not None for shift in SHIFTS):
-            from innerdpo_bench.rows import delta_vs_baseline
-
-            deltas = delta_vs_baseline(list(row.runs), baseline, metric=metric)
-            significant = {shift: (d.significant if d is not None else None) for shift, d in deltas.items()}
+        if significance is not None and any(values[shift] is not None for shift in SHIFTS):
+            significant = dict(significance(row.runs, baseline))
         shifted.append(Row(row.runs, values, row.std, significant))
     return shifted
 
@@ -284,7 +284,7 @@ def parse_filter(expr: str, runs: Iterable[Run] = ()) -> Callable[[Run], bool]:
                 raise _bad_filter(term, f"{op} needs a number, not {wanted!r}") from None
             compare = _COMPARISONS[op]
             tests.append(lambda run, name=name, compare=compare, threshold=threshold:
-                         (value := _number(_field_value(run, name))) is not None and compare(value, threshold))
+                         (value := finite_or_none(_field_value(run, name))) is not None and compare(value, threshold))
     return lambda run: all(test(run) for test in tests)
 
 
@@ -292,19 +292,20 @@ def parse_filter(expr: str, runs: Iterable[Run] = ()) -> Callable[[Run], bool]:
 
 
 def make_table(runs: list[Run], *, filter_expr: str = "", sort: str | None = None, reverse: bool = False,
-               group_seeds: bool = False, baseline: int | None = None, metric: str = METRIC,
-               significance: bool = True) -> Table:
+               group_seeds: bool = False, baseline: int | None = None, shift_values: ShiftValues = harness_acc,
+               significance: Significance | None = None) -> Table:
     """Filter, then group, then subtract the baseline, then sort (default: by id). The baseline may be
-    any run of `runs`, filtered out or not; UserError if it is not there or has no results."""
+    any run of `runs`, filtered out or not; UserError if it is not there or has no results. `shift_values`
+    and `significance`: see the module docstring (computed by the caller; this module reads no file)."""
     keep = parse_filter(filter_expr, runs)
     reference = None
     if baseline is not None:
         reference = next((run for run in runs if run.id == baseline), None)
         if reference is None:
             raise UserError(f"no run with id {baseline} for --baseline")
-    rows = build_rows([run for run in runs if keep(run)], group_seeds, metric)
+    rows = build_rows([run for run in runs if keep(run)], group_seeds, shift_values)
     if reference is not None:
-        rows = apply_baseline(rows, reference, metric, significance)
+        rows = apply_baseline(rows, reference, shift_values, significance)
     rows = sort_rows(rows, sort or "id", reverse)
     return Table(rows, grouped=group_seeds, baseline=baseline)
 

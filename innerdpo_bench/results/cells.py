@@ -1,0 +1,96 @@
+"""The results table's cells that come from per-row records, for store runs: metric columns, baseline
+significance and the provenance caption, each run's rows loaded through `locate` (what `innerdpo runs` and
+the TUI hand to the pure `table.make_table`)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+from innerdpo_bench import scoring, stats
+from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.results import locate
+from innerdpo_bench.results.compare import Delta, delta_vs_baseline
+from innerdpo_bench.results.provenance import CaptionSource, caption, caption_source
+from innerdpo_bench.results.table import TABLE_METRICS, TRANSFER, ShiftValues, Significance, finite_or_none
+from innerdpo_bench.results.transfer import transfer_report
+from innerdpo_bench.store import Run
+
+
+def metric_columns(run: Run, metric: str = "acc") -> dict[str, float | None]:
+    """{shift: value} for every shift of SHIFTS, for a results-table row; None where the run has no value.
+
+    acc, acc_sum: the harness's accuracy (store results; equal to the rows' by `innerdpo rescore`);
+    reward_acc, reward_acc_sum: implicit-reward accuracy per token / summed (None for a base model);
+    transfer: gain(shift) / gain(in_domain) with gain = acc − base acc (None where undefined).
+    A run without per-row records gives None everywhere rather than an error, so a table still prints.
+    """
+    metric = scoring.resolve_metric(metric, TABLE_METRICS, kind="metric")
+    empty: dict[str, float | None] = {shift: None for shift in SHIFTS}
+    harness_key = scoring.METRICS[metric].harness_key if metric in scoring.METRICS else None
+    if harness_key:
+        return {shift: finite_or_none(run.results.get(shift, {}).get(harness_key)) for shift in SHIFTS}
+    try:
+        rows = locate.load_run(run)
+    except UserError:
+        return empty
+    if metric == TRANSFER:
+        return empty | {entry.shift: entry.transfer for entry in transfer_report(rows, "acc")}
+    if not rows.has_adapter:
+        return empty
+    return empty | {shift: float(r.score(metric).mean()) for shift, r in rows.shifts.items()}
+
+
+def baseline_deltas(runs: Run | Sequence[Run], baseline: Run, metric: str = "acc",
+                    resamples: int = stats.RESAMPLES, seed: int = 0) -> dict[str, Delta | None]:
+    """`compare.delta_vs_baseline` of store runs (a run, or a seed group's runs pooled) against `baseline`;
+    None everywhere when either side has no per-row records."""
+    metric = scoring.resolve_metric(metric, kind="metric for a baseline delta")
+    group = [runs] if isinstance(runs, Run) else list(runs)
+    try:
+        reference = locate.load_run(baseline)
+        members = [locate.load_run(run) for run in group]
+    except UserError:
+        return {shift: None for shift in SHIFTS}
+    return delta_vs_baseline(members, reference, metric, resamples, seed)
+
+
+def shift_cells(metric: str = "acc") -> ShiftValues:
+    """`make_table`'s shift_values for a table metric (UserError with a suggestion for an unknown one)."""
+    return functools.partial(metric_columns, metric=scoring.resolve_metric(metric, TABLE_METRICS))
+
+
+def significance_marks(metric: str = "acc") -> Significance | None:
+    """`make_table`'s significance for a table metric: per shift, whether a row's delta from the baseline has
+    a 95% paired bootstrap interval that excludes 0 (None: unknown). None for transfer, a ratio of gains
+    that has no paired test."""
+    metric = scoring.resolve_metric(metric, TABLE_METRICS)
+    if metric == TRANSFER:
+        return None
+
+    def significance(runs: Sequence[Run], baseline: Run) -> dict[str, bool | None]:
+        deltas = baseline_deltas(list(runs), baseline, metric)
+        return {shift: (delta.significant if delta is not None else None) for shift, delta in deltas.items()}
+
+    return significance
+
+
+def provenance_caption(runs: Sequence[Run | locate.RunRows],
+                       provenance_by_run: Mapping[int, Mapping[str, dict]] | None = None, title: str = "Table 1",
+                       metric: str = "acc") -> str:
+    """`provenance.caption` over store runs (or loaded ones). A store run's shift provenance comes from
+    `provenance_by_run` (`Store.all_provenance()`), else its eval.json, which also gives its base model and
+    versions; nothing is required to exist."""
+    provenance_by_run = provenance_by_run or {}
+    sources = [_run_source(item, provenance_by_run) if isinstance(item, Run) else caption_source(item)
+               for item in runs]
+    return caption(sources, title, metric)
+
+
+def _run_source(run: Run, provenance_by_run: Mapping[int, Mapping[str, dict]]) -> CaptionSource:
+    report = locate.eval_report(run)
+    recorded = provenance_by_run.get(run.id) or report.get("provenance") or {}
+    base = (report.get("base_model") or run.spec.get("train", {}).get("base_model")
+            or run.spec.get("eval", {}).get("checkpoint"))
+    return CaptionSource(str(run.id), dict(recorded), report, base)

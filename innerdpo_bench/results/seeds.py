@@ -1,0 +1,42 @@
+"""Runs that differ only by seed: the one grouping key, shared by the results table, compare and plot."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
+
+from innerdpo_bench.store import Run
+
+if TYPE_CHECKING:
+    from innerdpo_bench.results.locate import RunRows
+
+RunOrRows = TypeVar("RunOrRows")
+
+
+def seed_group_key(run: Run | RunRows) -> str:
+    """Everything that defines a run except its seed: a store run's kind and spec without its seed and display
+    name (derived from the rest); for a run directory outside the store, its training config (less seed,
+    output_dir and device) plus the eval suite and row limit. Runs with equal keys differ only by seed."""
+    store_run = run if isinstance(run, Run) else run.run
+    if store_run is not None:
+        spec = {key: value for key, value in store_run.spec.items() if key != "name"}
+        spec["train"] = {key: value for key, value in spec.get("train", {}).items() if key != "seed"}
+        return json.dumps([store_run.kind, spec], sort_keys=True, default=str)
+    from innerdpo_bench.config import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "output_dir", "device"}
+    config = {key: value for key, value in run.config.items() if key in fields}
+    identity = {key: run.report.get(key) for key in ("method", "base_model", "suite", "limit", "data_dir")}
+    if not config:
+        identity["checkpoint"] = run.report.get("checkpoint")
+    return json.dumps([config, identity], sort_keys=True, default=str)
+
+
+def group_by_seed(runs: Iterable[RunOrRows]) -> list[list[RunOrRows]]:
+    """Runs (store runs or loaded rows) that differ only by seed, together; groups in order of their first run."""
+    groups: dict[str, list[RunOrRows]] = {}
+    for run in runs:
+        groups.setdefault(seed_group_key(run), []).append(run)
+    return list(groups.values())
