@@ -146,6 +146,8 @@ def test_filter_grammar(expr, ids):
     ("mean>", "bad --filter term 'mean>'"),
     ("dpo", "bad --filter term 'dpo'"),
     ("mean>high", "> needs a number, not 'high'"),
+    ("mean>nan", "> needs a finite number, not 'nan'"),
+    ("nll_ratio<=inf", "<= needs a finite number, not 'inf'"),
     ("methd:dpo", "unknown --filter field 'methd'. Did you mean 'method'"),
     ("status:finished", "unknown status in --filter 'finished'"),
     ("name~'unclosed", "No closing quotation"),

@@ -282,6 +282,8 @@ def parse_filter(expr: str, runs: Iterable[Run] = ()) -> Callable[[Run], bool]:
                 threshold = float(wanted)
             except ValueError:
                 raise _bad_filter(term, f"{op} needs a number, not {wanted!r}") from None
+            if not math.isfinite(threshold):  # nan matches nothing and inf everything or nothing: never meant
+                raise _bad_filter(term, f"{op} needs a finite number, not {wanted!r}")
             compare = _COMPARISONS[op]
             tests.append(lambda run, name=name, compare=compare, threshold=threshold:
                          (value := finite_or_none(_field_value(run, name))) is not None and compare(value, threshold))
