@@ -73,6 +73,21 @@ def paired_bootstrap(correct_a, correct_b, resamples: int = RESAMPLES, seed: int
     return float(diff.mean()), lo, hi
 
 
+def no_discordance_interval(n: int, level: float = LEVEL) -> tuple[float, float]:
+    """(lo, hi) for delta = acc(B) − acc(A) when none of `n` paired rows is discordant (every row scored alike).
+
+    A bootstrap of such rows only ever draws zeros, a zero-width interval that reads like certainty. With
+    π_b, π_c the probabilities that a row is discordant either way, delta = π_c − π_b and |delta| ≤ π_b + π_c,
+    the discordance rate. Seeing 0 discordant rows of n, its exact (Clopper–Pearson) one-sided upper limit at
+    `level` is u = 1 − (1 − level)^(1/n) (≈ 3/n at 95 %, the "rule of three"), so [−u, u] covers delta with
+    probability ≥ level: the widest gap these n rows cannot rule out.
+    """
+    if n < 1:
+        raise ValueError("no_discordance_interval needs at least one row")
+    upper = 1.0 - (1.0 - level) ** (1.0 / n)
+    return -upper, upper
+
+
 # --------------------------------------------------------------------------- tests
 
 

@@ -78,8 +78,8 @@ def test_a_checkpoint_gated_against_itself_drops_nothing(trained_run, tmp_path):
     drops = [c for c in same["checks"] if c["kind"] == "max_drop"]
     assert same["passed"] is True and [c["shift"] for c in drops] == list(SHIFTS)
     for check in drops:
-        assert (check["delta"], check["drop"], check["lo"], check["hi"], check["p"], check["b"], check["c"]) == (
-            0.0, -0.0, 0.0, 0.0, 1.0, 0, 0)
+        assert (check["delta"], check["drop"], check["p"], check["b"], check["c"]) == (0.0, -0.0, 1.0, 0, 0)
+        assert check["lo"] == -check["hi"] == pytest.approx(-(1 - 0.05 ** (1 / 16)))  # exact bound, no discordance
         assert check["value"] == check["baseline"] and check["n"] == 16 and check["status"] == "pass"
 
 

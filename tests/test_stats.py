@@ -95,6 +95,17 @@ def store_run(store: Store, home: Path, correct: dict[str, list[bool]], *, metho
 # --------------------------------------------------------------------------- bootstrap, McNemar, Holm
 
 
+def test_no_discordant_rows_give_the_exact_rule_of_three_bound():
+    """0 discordant rows of n: [−u, u] with u the one-sided Clopper–Pearson limit, 1 − 0.05^(1/n) ≈ 3/n."""
+    lo, hi = stats.no_discordance_interval(100)
+    assert hi == -lo == pytest.approx(1 - 0.05 ** 0.01) and 2.9 / 100 < hi < 3.1 / 100
+    assert stats.no_discordance_interval(1) == pytest.approx((-0.95, 0.95))
+    # the limit is exact: with discordance rate u, seeing 0 of n discordant rows has probability 1 − level
+    assert (1 - hi) ** 100 == pytest.approx(0.05)
+    with pytest.raises(ValueError):
+        stats.no_discordance_interval(0)
+
+
 def test_identical_runs_give_zero_delta_and_p_one():
     correct = np.array([True, False, True, True, False] * 20)
     assert stats.paired_bootstrap(correct, correct, resamples=10_000, seed=0) == (0.0, 0.0, 0.0)
@@ -298,7 +309,8 @@ def test_compare_runs_hand_counts_and_holm(tmp_path):
     in_domain, orthogonal = compare.compare_runs([a], [b], resamples=2000)
     assert (in_domain.b, in_domain.c) == (10, 10) and in_domain.p == 1.0
     assert in_domain.acc_a == 0.5 and in_domain.acc_b == 0.5 and in_domain.delta == 0.0
-    assert (orthogonal.b, orthogonal.c, orthogonal.p, orthogonal.lo, orthogonal.hi) == (0, 0, 1.0, 0.0, 0.0)
+    assert (orthogonal.b, orthogonal.c, orthogonal.p, orthogonal.interval) == (0, 0, 1.0, "exact")
+    assert (orthogonal.lo, orthogonal.hi) == stats.no_discordance_interval(orthogonal.n)
     assert in_domain.p_holm == 1.0 and not orthogonal.significant
     b_better = locate.load_run(write_run(tmp_path / "c", {"in_domain": [i >= 10 for i in range(24)],
                                                            "orthogonal": pattern(24, 14)}, method="ipo"))

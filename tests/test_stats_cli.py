@@ -61,7 +61,10 @@ def test_rescore_equals_the_harness_on_a_real_run(trained_run, tmp_path, wide_co
     assert (prov["data"], prov["n"], prov["base_model"]) == ("mini:in_domain", 16, "tiny-random")
     assert prov["versions"]["lm_eval"] and prov["versions"]["innerdpo_bench"]
     same = ok_json("compare", run, run / "eval.json")
-    assert all((s["delta"], s["lo"], s["hi"], s["p"], s["p_holm"]) == (0.0, 0.0, 0.0, 1.0, 1.0) for s in same["shifts"])
+    for s in same["shifts"]:  # no discordant row: an exact bound, not a zero-width bootstrap interval
+        upper = 1 - 0.05 ** (1 / s["n"])
+        assert (s["delta"], s["p"], s["p_holm"], s["interval"]) == (0.0, 1.0, 1.0, "exact")
+        assert (s["lo"], s["hi"]) == pytest.approx((-upper, upper))
     table = invoke("rescore", run)
     assert table.exit_code == 0 and "adapter sha256" in table.output and "NO" not in table.output
 

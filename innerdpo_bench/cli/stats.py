@@ -204,6 +204,10 @@ def _print_compare(runs_a, runs_b, results, metric, resamples, seed, group_seeds
                       _p(result.p), _p(result.p_holm))
     console.print(table)
     for result in results:
+        if result.interval == "exact":
+            console.print(f"[dim]{result.shift}: no discordant rows of {result.n}: both score every row alike, so Δ = 0 "
+                          f"here; [{_num(result.lo, signed=True)}, {_num(result.hi, signed=True)}] is the exact bound "
+                          "on the gap these rows leave possible (rule of three), not a bootstrap[/dim]", soft_wrap=True)
         if result.n < max(result.n_a, result.n_b):
             console.print(f"[dim]{result.shift}: compared on the {result.n} rows both scored (A {result.n_a}, "
                           f"B {result.n_b})[/dim]")

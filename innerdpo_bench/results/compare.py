@@ -62,7 +62,7 @@ class ShiftComparison:
     acc_a: float
     acc_b: float
     delta: float            # acc_b − acc_a
-    lo: float               # 95 % paired bootstrap interval of delta
+    lo: float               # 95 % paired bootstrap interval of delta (exact bound when no row is discordant)
     hi: float
     b: int                  # A right, B wrong
     c: int                  # B right, A wrong
@@ -70,6 +70,11 @@ class ShiftComparison:
     p_holm: float | None = None
     seeds_a: tuple[tuple[int | None, float], ...] = ()
     seeds_b: tuple[tuple[int | None, float], ...] = ()
+
+    @property
+    def interval(self) -> str:
+        """How [lo, hi] was computed: "bootstrap", or "exact" (`stats.no_discordance_interval`) when b = c = 0."""
+        return "exact" if self.b + self.c == 0 else "bootstrap"
 
     @property
     def significant(self) -> bool:
@@ -84,6 +89,7 @@ class ShiftComparison:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["significant"] = self.significant
+        data["interval"] = self.interval
         data["seeds_a"] = [{"seed": seed, "acc": acc} for seed, acc in self.seeds_a]
         data["seeds_b"] = [{"seed": seed, "acc": acc} for seed, acc in self.seeds_b]
         for side in ("a", "b"):
@@ -113,8 +119,11 @@ def compare_shift(runs_a: Sequence[RunRows], runs_b: Sequence[RunRows], shift: s
     per_run = [(rows.seed, float(score.mean())) for rows, score in zip(every, scores)]
     score_a = np.mean(scores[: len(runs_a)], axis=0)
     score_b = np.mean(scores[len(runs_a):], axis=0)
-    delta, lo, hi = stats.paired_bootstrap(score_a, score_b, resamples=resamples, seed=seed)
     b, c = stats.discordant(score_a, score_b)
+    if b + c:
+        delta, lo, hi = stats.paired_bootstrap(score_a, score_b, resamples=resamples, seed=seed)
+    else:  # every row scored alike: no bootstrap can say how large a gap these rows leave possible
+        delta, (lo, hi) = 0.0, stats.no_discordance_interval(n)
     return ShiftComparison(
         shift=shift, n=n, n_a=min(len(rows) for rows in shift_rows[: len(runs_a)]),
         n_b=min(len(rows) for rows in shift_rows[len(runs_a):]), acc_a=float(score_a.mean()),
