@@ -18,9 +18,13 @@ class RunFailed(Exception):
     exit_code = 1
 
 
+def did_you_mean(given: str, choices: Iterable[str]) -> str:
+    """" Did you mean 'x'?" for the closest of `choices`, or "" when none is close."""
+    close = difflib.get_close_matches(given, list(choices), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def unknown_choice(kind: str, given: str, choices: Iterable[str]) -> UserError:
     """A UserError for an unknown name, with a "did you mean" hint and the valid names."""
     choices = list(choices)
-    close = difflib.get_close_matches(given, choices, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return UserError(f"unknown {kind} {given!r}.{hint} Choose from: {', '.join(choices)}.")
+    return UserError(f"unknown {kind} {given!r}.{did_you_mean(given, choices)} Choose from: {', '.join(choices)}.")
