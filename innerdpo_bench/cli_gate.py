@@ -10,6 +10,7 @@ import typer
 
 from innerdpo_bench import gate as gating
 from innerdpo_bench import rows as run_rows
+from innerdpo_bench import rundir
 from innerdpo_bench.cli import _quiet_libraries, app, console, err_console, handle_errors
 from innerdpo_bench.cli_eval import (BATCH_SIZE, CHAT_TEMPLATE, DATA_DIR, DEVICE, LIMIT, SUITE, apply_chat_template,
                                      say_cache_hit, say_progress)
@@ -93,7 +94,7 @@ def gate_command(
 
 def _is_evaluation(checkpoint: str) -> bool:
     path = Path(checkpoint).expanduser()
-    return path.is_file() and (path.suffix == ".json" or path.name.endswith("_rows.jsonl"))
+    return path.is_file() and (path.suffix == ".json" or rundir.eval_path_for_rows(path) is not None)
 
 
 def _checkpoint_rows(checkpoint: str, *, suite, data_dir, limit, sample, sample_seed, output, use_cache, batch_size,

@@ -6,7 +6,7 @@ base model's summed log-probs of chosen and rejected, their token counts, the ro
 verdict. No model is loaded. A RUN is named by
 
   * a store run id (`12`, with `--home`): its eval.json is `RUN_DIR/checkpoint/eval.json` for a
-    train_eval run and `RUN_DIR/eval.json` for an eval-only run (`queue.eval_json_path`);
+    train_eval run and `RUN_DIR/eval.json` for an eval-only run (`rundir.RunPaths.eval_json`);
   * a run directory (`eval.json` in it, or in its `checkpoint/`);
   * an eval.json path (or its rows file).
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,12 +35,12 @@ import numpy as np
 from innerdpo_bench import rundir, stats
 from innerdpo_bench.data.mini import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
-from innerdpo_bench.queue import CHECKPOINT, eval_json_path
+from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.rundir import RunPaths, TrainPaths
 from innerdpo_bench.store import STORE_FILE, Run, Store, resolve_home
 
 ROW_FIELDS = ("shift", "row_id", "logp_chosen", "logp_rejected", "n_chosen", "n_rejected", "base_logp_chosen",
               "base_logp_rejected", "correct")
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MINI_DATASET = "innerdpo_bench.data.mini"   # how suites.provenance names the mini suite
 
 
@@ -201,7 +200,7 @@ def _existing_store(home: str | None) -> Store:
 
 
 def _eval_path_of_dir(path: Path) -> Path:
-    for candidate in (path / rundir.EVAL, path / CHECKPOINT / rundir.EVAL):
+    for candidate in (TrainPaths(path).eval_json, RunPaths(path, "train_eval").eval_json):
         if candidate.is_file():
             return candidate
     raise UserError(f"{path} has no eval.json (nor checkpoint/eval.json); score it first: innerdpo eval {path}")
@@ -210,7 +209,7 @@ def _eval_path_of_dir(path: Path) -> Path:
 def _eval_path_of_run(run: Run) -> Path:
     if run.run_dir is None:
         raise UserError(f"run {run.id} has no results yet (status {run.status})")
-    path = eval_json_path(run, Path(run.run_dir))
+    path = RunPaths.of(run).eval_json
     if not path.is_file():
         raise UserError(f"run {run.id} has no eval.json at {path} (status {run.status})")
     return path
@@ -226,8 +225,7 @@ def resolve(ref: str | int | Path | Run, home: str | None = None,
     if path.is_dir():
         return _eval_path_of_dir(path.resolve()), None
     if path.is_file():
-        if path.name.endswith("_rows.jsonl"):
-            path = path.with_name(path.name[: -len("_rows.jsonl")] + ".json")
+        path = rundir.eval_path_for_rows(path) or path
         if path.suffix != ".json":
             raise UserError(f"{text} is not an eval.json (nor a run directory or store run id)")
         return path.resolve(), None
@@ -251,7 +249,7 @@ def load_run(ref: str | int | Path | Run, home: str | None = None, store: Store 
     if run is not None:
         config = dict(run.spec.get("train", {}))
     else:
-        config = _read_json(eval_path.parent / rundir.CONFIG) or {}
+        config = _read_json(TrainPaths(eval_path.parent).config) or {}
     return RunRows(eval_path, rows_path, report, shifts, run, config)
 
 
@@ -296,13 +294,11 @@ def _read_json_cached(stamp: tuple[str, int, int]) -> dict | None:
 
 def rows_path_of(eval_path: Path, report: Mapping[str, Any]) -> Path:
     """The rows file eval.json names (`rows_file`), else `<stem>_rows.jsonl` beside it."""
-    return eval_path.with_name(report.get("rows_file") or eval_path.stem + "_rows.jsonl")
+    return eval_path.with_name(report["rows_file"]) if report.get("rows_file") else rundir.rows_path_for(eval_path)
 
 
 def _load_files(eval_path: Path) -> tuple[dict, Path, dict[str, ShiftRows]]:
-    report = _read_json(eval_path)
-    if report is None:
-        raise UserError(f"{eval_path} is missing or not valid JSON; re-run innerdpo eval")
+    report = read_eval_report(eval_path)
     rows_path = rows_path_of(eval_path, report)
     stamp = _stamp(rows_path)
     if stamp is None:
@@ -371,20 +367,11 @@ def adapter_checksum(rows: RunRows) -> str | None:
         return rows.report["adapter_sha256"]
     if not rows.has_adapter:
         return None
-    for directory in (Path(rows.report["adapter"]), rows.eval_path.parent / rundir.ADAPTER):
-        stamp = _stamp(directory / ADAPTER_WEIGHTS)
-        if stamp is not None:
-            return _sha256(stamp)
+    for directory in (Path(rows.report["adapter"]), TrainPaths(rows.eval_path.parent).adapter):
+        checksum = rundir.adapter_sha256(directory)
+        if checksum is not None:
+            return checksum
     return None
-
-
-@functools.lru_cache(maxsize=1024)
-def _sha256(stamp: tuple[str, int, int]) -> str:
-    digest = hashlib.sha256()
-    with open(stamp[0], "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_label(prov: Mapping[str, Any]) -> str:
@@ -429,7 +416,7 @@ def _caption_source(item: Run | RunRows, provenance_by_run: Mapping[int, Mapping
     report: dict = {}
     if item.run_dir is not None:
         try:
-            report = _read_json(_eval_path_of_run(item)) or {}
+            report = read_eval_report(_eval_path_of_run(item))
         except UserError:
             report = {}
     recorded = provenance_by_run.get(item.id) or report.get("provenance") or {}
