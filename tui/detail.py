@@ -20,7 +20,7 @@ from innerdpo_bench import rundir
 from innerdpo_bench.data.mini import SHIFTS
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui.data import (
-    LOG_NAMES, FileFollower, Progress, checkpoint_dir, default_log, differing_keys, format_duration, log_paths,
+    LOG_NAMES, FileFollower, Progress, checkpoint_paths, default_log, differing_keys, format_duration, log_paths,
     parse_metrics, run_config,
 )
 from innerdpo_bench.tui.messages import LogLines, MetricsRecords
@@ -179,8 +179,8 @@ class RunDetailScreen(Screen):
         self.log_loaded.clear()
         paths = log_paths(self.run)
         log_path = paths.get(self.log_name)
-        checkpoint = checkpoint_dir(self.run)
-        metrics_path = checkpoint / rundir.METRICS if checkpoint is not None and self.run.kind == "train_eval" else None
+        checkpoint = checkpoint_paths(self.run)
+        metrics_path = checkpoint.metrics if checkpoint is not None else None
         self.query_one(Log).clear()
         title = f"{self.log_name} (l: next log)" if log_path else "no log yet: the run has not started"
         self.query_one("#log-title", Static).update(title)
