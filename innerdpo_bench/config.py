@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.errors import UserError, did_you_mean, unknown_choice
 from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LOSS_NAMES, resolve_method
 from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
 
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
 
 
-def opt(default, help: str, group: str = "Training", flag: str | None = None):
+def opt(default, help: str, group: str = "Training"):
     """A config field with CLI help; `group` is the --help panel it appears in."""
-    return field(default=default, metadata={"help": help, "group": group, "flag": flag})
+    return field(default=default, metadata={"help": help, "group": group})
 
 
 @dataclass
@@ -120,9 +124,33 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_file(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """The config a JSON file of TrainConfig fields names (`innerdpo train --config`; what `queue add`
+        stores), with `overrides` on top; fields the file leaves out keep their defaults. UserError naming the
+        file for unreadable JSON, an unknown key or a value of the wrong type. Not validated yet."""
+        path = Path(path).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise UserError(f"cannot read --config {path} ({err.strerror or err})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"--config {path} is not valid JSON ({getattr(err, 'msg', err)})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"--config {path} must hold a JSON object of train options, like the stored "
+                            'spec["train"] of `innerdpo queue ls --json`')
+        from innerdpo_bench.typecheck import describe, json_type, mismatch
+
+        hints = typing.get_type_hints(cls)
+        for key, value in data.items():
+            if key not in hints:
+                raise UserError(f"--config {path}: unknown key {key!r}.{did_you_mean(key, hints)} Keys are the "
+                                "`innerdpo train` option names in snake_case.")
+            if mismatch(value, hints[key]) is not None:
+                raise UserError(f"--config {path}: {key!r} must be {describe(hints[key])}, not {json_type(value)} "
+                                f"{value!r}")
+            if hints[key] in (float, float | None) and isinstance(value, int):
+                data[key] = float(value)  # as typer would parse it, so config.json is the same either way
+        return cls(**{**data, **overrides})
 
 
 def flag_name(field_name: str) -> str:

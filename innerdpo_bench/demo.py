@@ -14,11 +14,12 @@ import json
 import threading
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from innerdpo_bench import queue
 from innerdpo_bench.results import table
+from innerdpo_bench.rundir import RunPaths
+from innerdpo_bench.runspec import base_spec, train_specs
 from innerdpo_bench.store import Run, Store, resolve_home
+from innerdpo_bench.worker import Worker, WorkerOptions
 
 DEMO_METHODS = ("dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
 
@@ -44,12 +45,12 @@ class DemoPlan:
 
 def demo_specs(plan: DemoPlan) -> list[dict]:
     """The six run specs: the base model ("none") and one training run per method."""
-    specs = [queue.base_spec(plan.base_model, suite="mini", limit=plan.rows_per_shift)]
+    specs = [base_spec(plan.base_model, suite="mini", limit=plan.rows_per_shift)]
     for method in DEMO_METHODS:
         config = dict(method=method, base_model=plan.base_model, dataset="mini:train", max_rows=plan.train_rows,
                       max_steps=plan.max_steps, learning_rate=plan.learning_rate, batch_size=plan.batch_size,
                       effective_batch=plan.batch_size, logging_steps=1, seed=plan.seed)
-        specs.extend(queue.train_specs(config, suite="mini", limit=plan.rows_per_shift))
+        specs.extend(train_specs(config, suite="mini", limit=plan.rows_per_shift))
     return specs
 
 
@@ -77,7 +78,7 @@ def _current_step(run: Run) -> tuple[int, int]:
     total = (run.spec.get("train") or {}).get("max_steps", 0)
     if not run.run_dir:
         return 0, total
-    metrics = Path(run.run_dir) / queue.CHECKPOINT / "metrics.jsonl"
+    metrics = RunPaths.of(run).checkpoint.metrics
     try:
         lines = metrics.read_text().splitlines()
     except OSError:
@@ -103,8 +104,8 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
         ids = enqueue(store, demo_specs(plan))
     stop = threading.Event()
     errors: list[str] = []
-    worker = queue.Worker(home_path, None, queue.WorkerOptions(once=True, poll_s=0.5), stop,
-                          say=lambda message: errors.append(message) if "failed" in message else None)
+    worker = Worker(home_path, None, WorkerOptions(once=True, poll_s=0.5), stop,
+                    say=lambda message: errors.append(message) if "failed" in message else None)
     thread = threading.Thread(target=worker.loop, name="demo-worker", daemon=True)
     started = time.time()
     thread.start()

@@ -18,12 +18,16 @@ class RunFailed(Exception):
     exit_code = 1
 
 
-def unknown_choice(kind: str, given: str, choices: Iterable[str],
-                   aliases: Mapping[str, str] | None = None) -> UserError:
-    """A UserError for an unknown name, with a "did you mean" hint and the valid names. `aliases` (old
-    spelling → name) are matched too, and a close alias suggests the name it stands for."""
-    choices = list(choices)
+def did_you_mean(given: str, choices: Iterable[str], aliases: Mapping[str, str] | None = None) -> str:
+    """" Did you mean 'x'?" for the closest of `choices` (or of `aliases`, old spelling → name, which suggest
+    the name they stand for), or "" when none is close."""
     aliases = aliases or {}
     close = difflib.get_close_matches(given, [*choices, *aliases], n=1, cutoff=0.5)
-    hint = f" Did you mean {aliases.get(close[0], close[0])!r}?" if close else ""
-    return UserError(f"unknown {kind} {given!r}.{hint} Choose from: {', '.join(choices)}.")
+    return f" Did you mean {aliases.get(close[0], close[0])!r}?" if close else ""
+
+
+def unknown_choice(kind: str, given: str, choices: Iterable[str],
+                   aliases: Mapping[str, str] | None = None) -> UserError:
+    """A UserError for an unknown name, with a "did you mean" hint and the valid names."""
+    choices = list(choices)
+    return UserError(f"unknown {kind} {given!r}.{did_you_mean(given, choices, aliases)} Choose from: {', '.join(choices)}.")

@@ -33,6 +33,7 @@ from lm_eval.models.huggingface import HFLM
 
 from innerdpo_bench.forward import model_parts, packed_attention_mask, unwrap_causal_lm
 from innerdpo_bench.models import cache_dir
+from innerdpo_bench.rundir import adapter_sha256
 
 HEAD_CHUNK = 2048
 MIN_SHARED_PREFIX = 4  # tokens; below this a shared prefix saves less than its bookkeeping costs
@@ -51,8 +52,7 @@ def model_identity(base_model_path: str, adapter_dir: str | None, dtype: str, ma
     identity = {"base": str(base_model_path), "base_files": [_file_fingerprint(p) for p in weights],
                 "dtype": dtype, "max_length": max_length, "adapter": None}
     if adapter_dir is not None:
-        adapter_file = Path(adapter_dir) / "adapter_model.safetensors"
-        identity["adapter"] = hashlib.sha256(adapter_file.read_bytes()).hexdigest() if adapter_file.is_file() else str(adapter_dir)
+        identity["adapter"] = adapter_sha256(adapter_dir) or str(adapter_dir)
     return identity
 
 

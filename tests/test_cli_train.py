@@ -127,3 +127,74 @@ def test_commands_that_need_no_model_start_without_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- train --config
+
+
+def spec_file(tmp_path, **config):
+    """A queued run's spec["train"] (what the worker hands `train --config`), as a file."""
+    from innerdpo_bench.runspec import train_specs
+
+    path = tmp_path / "train_spec.json"
+    path.write_text(json.dumps(train_specs({"base_model": "tiny-random", "dataset": "mini:in_domain", **config})[0]["train"]))
+    return path
+
+
+@pytest.fixture
+def trained_config(monkeypatch):
+    """Make `innerdpo train` record the TrainConfig it would train with instead of training; the list it fills."""
+    import innerdpo_bench.train
+
+    seen = []
+    monkeypatch.setattr(innerdpo_bench.train, "train", lambda cfg, progress: seen.append(cfg) or cfg.output_dir)
+    return seen
+
+
+def test_train_from_a_spec_file_writes_the_config_json_of_the_flags_form(tmp_path, tiny_model_path):
+    flags = ["hs-none-InnerDPO", "--base-model", "tiny-random", "--dataset", "mini:in_domain", "--max-steps", "1",
+             "--alpha", "1", "--seed", "3", "--no-norm-before-pool"]
+    config = spec_file(tmp_path, method="hs-none-InnerDPO", max_steps=1, alpha=1.0, seed=3, norm_before_pool=False)
+    by_flags = invoke("train", *flags, "--output-dir", str(tmp_path / "flags"), "--quiet")
+    by_file = invoke("train", "--config", str(config), "--output-dir", str(tmp_path / "file"), "--quiet")
+    assert by_flags.exit_code == 0 and by_file.exit_code == 0, by_flags.output + by_file.output
+    written = [json.loads((tmp_path / name / rundir.CONFIG).read_text()) for name in ("flags", "file")]
+    for resolved in written:
+        assert resolved.pop("output_dir").endswith(("flags", "file"))
+    assert written[0] == written[1]
+
+
+def test_flags_given_on_the_command_line_override_the_file(tmp_path, trained_config):
+    config = spec_file(tmp_path, method="ipo", max_steps=7, seed=3, beta=0.2, filter_sinks=True)
+    result = invoke("train", "dpo", "--config", str(config), "--max-steps", "2", "--no-filter-sinks",
+                    "--output-dir", str(tmp_path / "run"))
+    assert result.exit_code == 0, result.output
+    (cfg,) = trained_config
+    assert (cfg.method, cfg.max_steps, cfg.filter_sinks) == ("dpo", 2, False)         # given: the flags'
+    assert (cfg.seed, cfg.beta, cfg.base_model) == (3, 0.2, "tiny-random")             # left out: the file's
+    assert cfg.learning_rate == 1e-5 and cfg.output_dir == str(tmp_path / "run")
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"method": "dpo", "max_step": 3}, "unknown key 'max_step'. Did you mean 'max_steps'?"),
+    ({"method": "dpo", "max_steps": "3"}, "'max_steps' must be an integer, not a string '3'"),
+    ({"method": "dpx"}, "unknown method 'dpx'. Did you mean 'dpo'?"),
+    ([1, 2], "must hold a JSON object of train options"),
+])
+def test_a_bad_config_file_is_one_line_naming_the_file_and_exit_2(tmp_path, trained_config, content, message):
+    config = tmp_path / "spec.json"
+    config.write_text(json.dumps(content))
+    result = invoke("train", "--config", str(config), "--output-dir", str(tmp_path / "run"))
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not trained_config
+    if "unknown key" in message:
+        assert str(config) in result.output
+
+
+def test_train_needs_a_method_or_a_config_file(tmp_path, trained_config):
+    result = invoke("train", "--output-dir", str(tmp_path / "run"))
+    assert result.exit_code == 2 and "give METHOD (e.g. innerdpo train dpo) or --config FILE" in result.output
+    config = tmp_path / "spec.json"
+    config.write_text("{}")  # every default: method dpo
+    assert invoke("train", "--config", str(config)).exit_code == 0 and trained_config[0].method == "dpo"

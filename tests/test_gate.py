@@ -4,6 +4,7 @@ whole-evaluation cache behind `gate` and `eval`, seeded row sampling, and the ex
 Real evaluations use the tiny-random `trained_run` on the mini suite; drop statistics use rows files built in
 tmp_path (helpers from test_stats) so the numbers are controlled."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -17,9 +18,11 @@ import yaml
 from test_stats import pattern, write_run
 from typer.testing import CliRunner
 
+from innerdpo_bench import evalcache
 from innerdpo_bench import evaluate as evaluation
 from innerdpo_bench import gate as gating
 from innerdpo_bench import stats, suites
+from innerdpo_bench.checkpoint import resolve_checkpoint
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import load_mini
 from innerdpo_bench.suites import SHIFTS
@@ -314,7 +317,7 @@ def test_cache_key_follows_content_not_paths(trained_run, tmp_path):
     def key(checkpoint, **changes):
         options = {"label": "mini", "data_dir": None, "rows_cap": 16, "sample": "first", "sample_seed": None,
                    "apply_chat_template": None, "dtype": "float32"} | changes
-        return evaluation.eval_cache_key(evaluation.resolve_checkpoint(str(checkpoint)), **options)[0]
+        return evalcache.eval_cache_key(resolve_checkpoint(str(checkpoint)), **options)[0]
 
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)
@@ -331,11 +334,11 @@ def test_cache_key_follows_content_not_paths(trained_run, tmp_path):
 def test_a_corrupt_cache_entry_is_a_miss(tmp_path, monkeypatch):
     monkeypatch.setenv("INNERDPO_CACHE", str(tmp_path))
     rows = '{"shift": "in_domain"}\n'
-    report = {"cache": {"hit": False, "key": "k", "rows_sha256": evaluation.hashlib.sha256(rows.encode()).hexdigest()}}
-    evaluation._write_cached("k", {}, report, rows)
-    assert evaluation._read_cached("k") == (report, rows)
-    (evaluation.eval_cache_dir("k") / "rows.jsonl").write_text(rows + rows)
-    assert evaluation._read_cached("k") is None
+    report = {"cache": {"hit": False, "key": "k", "rows_sha256": hashlib.sha256(rows.encode()).hexdigest()}}
+    evalcache._write_cached("k", {}, report, rows)
+    assert evalcache._read_cached("k") == (report, rows)
+    (evalcache.eval_cache_dir("k") / "rows.jsonl").write_text(rows + rows)
+    assert evalcache._read_cached("k") is None
 
 
 # --------------------------------------------------------------------------- seeded random rows

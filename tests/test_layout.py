@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = {"innerdpo_bench": ROOT / "innerdpo_bench", "innerdpo_bench.tui": ROOT / "tui",
            "innerdpo_bench.tasks": ROOT / "tasks"}
 MAX_LINES = 450
-LONG_BY_DESIGN = {"innerdpo_bench.data.mini",   # the synthetic data tables
-                  # being split (issue 15): the results layer, the worker, the evaluator
-                  "innerdpo_bench.queue", "innerdpo_bench.evaluate"}
+LONG_BY_DESIGN = {"innerdpo_bench.data.mini"}   # the synthetic data tables
 TUI_MUST_NOT_IMPORT = ("innerdpo_bench.train", "innerdpo_bench.forward", "innerdpo_bench.methods.align",
                        "innerdpo_bench.methods.transforms")
 

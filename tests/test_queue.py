@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from innerdpo_bench import queue, rundir
+from innerdpo_bench import launch, process, rundir, runspec
+from innerdpo_bench import worker as queue_worker
 from innerdpo_bench.cli import app as cli_app
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
@@ -82,10 +83,10 @@ print(f"{stage} finished", flush=True)
 # Runs the real CLI with the fake stages: python -c DRIVER FAKE_SCRIPT worker --home ...
 DRIVER = r'''
 import json, sys
-from innerdpo_bench import queue
+from innerdpo_bench import worker
 script = sys.argv[1]
-queue.stage_command = lambda run, stage, run_dir: [sys.executable, script, stage, str(run_dir), run.kind,
-                                                   json.dumps(run.spec)]
+worker.stage_command = lambda run, stage, run_dir: [sys.executable, script, stage, str(run_dir), run.kind,
+                                                    json.dumps(run.spec)]
 from innerdpo_bench.cli.main import app
 app(sys.argv[2:], prog_name="innerdpo")
 '''
@@ -96,7 +97,7 @@ def fake_stage(tmp_path, monkeypatch):
     """Swap the train/eval subprocesses for FAKE_STAGE in this process; the script's path."""
     script = tmp_path / "fake_stage.py"
     script.write_text(FAKE_STAGE)
-    monkeypatch.setattr(queue, "stage_command", lambda run, stage, run_dir: [
+    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir: [
         sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
     return script
 
@@ -123,12 +124,12 @@ def get(home, run_id):
 
 def options(**overrides):
     values = {"poll_s": 0.05, "stale_after_s": 2.0, "grace_s": 3.0, "once": True} | overrides
-    return queue.WorkerOptions(**values)
+    return queue_worker.WorkerOptions(**values)
 
 
 def work(home, stop=None, **overrides):
     """One Worker loop, in this thread, until the queue is drained; the Worker."""
-    worker = queue.Worker(home, None, options(**overrides), stop or threading.Event())
+    worker = queue_worker.Worker(home, None, options(**overrides), stop or threading.Event())
     worker.loop()
     return worker
 
@@ -136,7 +137,7 @@ def work(home, stop=None, **overrides):
 def start_worker(home, **overrides):
     """A Worker loop on a thread; (worker, thread, stop)."""
     stop = threading.Event()
-    worker = queue.Worker(home, None, options(**overrides), stop)
+    worker = queue_worker.Worker(home, None, options(**overrides), stop)
     thread = threading.Thread(target=worker.loop, daemon=True)
     thread.start()
     return worker, thread, stop
@@ -176,34 +177,34 @@ def pid_of(home, run_id, stage="train") -> int:
 def test_train_specs_one_per_seed_canonical_and_validated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model").mkdir()
-    specs = queue.train_specs({"method": "HS-NONE-innerdpo", "base_model": "model", "alpha": 1.0, "seed": 7},
+    specs = runspec.train_specs({"method": "HS-NONE-innerdpo", "base_model": "model", "alpha": 1.0, "seed": 7},
                               seeds=[1, 2], suite="mini", limit=8)
     assert [spec["train"]["seed"] for spec in specs] == [1, 2]
     assert {spec["name"] for spec in specs} == {"hs-none-InnerDPO α=1"}
     assert specs[0]["train"]["method"] == "hs-none-InnerDPO"
     assert specs[0]["train"]["base_model"] == str(tmp_path / "model")  # the worker runs elsewhere
     assert "output_dir" not in specs[0]["train"] and specs[0]["eval"] == {"suite": "mini", "limit": 8}
-    assert [spec["train"]["seed"] for spec in queue.train_specs({"method": "dpo", "seed": 7})] == [7]
+    assert [spec["train"]["seed"] for spec in runspec.train_specs({"method": "dpo", "seed": 7})] == [7]
     with pytest.raises(UserError, match="unknown method 'dpx'"):
-        queue.train_specs({"method": "dpx"})
+        runspec.train_specs({"method": "dpx"})
     with pytest.raises(UserError, match="suite"):
-        queue.train_specs({"method": "dpo"}, suite="nope")
-    assert queue.base_spec("tiny-random", "mini", 4) == {
+        runspec.train_specs({"method": "dpo"}, suite="nope")
+    assert runspec.base_spec("tiny-random", "mini", 4) == {
         "name": "none", "eval": {"checkpoint": "tiny-random", "suite": "mini", "limit": 4}}
 
 
 @pytest.mark.parametrize("text, expected", [("1,2,3", [1, 2, 3]), ("5", [5]), (None, None)])
 def test_parse_seeds(text, expected):
-    assert queue.parse_seeds(text) == expected
+    assert runspec.parse_seeds(text) == expected
 
 
 @pytest.mark.parametrize("text, message", [("1,x", "comma-separated integers"), (",", "empty"), ("1,1", "repeats")])
 def test_parse_seeds_rejects(text, message):
     with pytest.raises(UserError, match=message):
-        queue.parse_seeds(text)
+        runspec.parse_seeds(text)
 
 
-def test_stage_commands_turn_the_spec_into_train_and_eval_flags(home):
+def test_stage_commands_train_from_the_stored_config_and_pass_eval_flags(home):
     spec = {"name": "dpo", "train": {"method": "dpo", "seed": 3, "max_rows": None, "filter_sinks": False,
                                      "norm_before_pool": True, "learning_rate": 1e-05},
             "eval": {"suite": "mini", "limit": 8}}
@@ -213,15 +214,14 @@ def test_stage_commands_turn_the_spec_into_train_and_eval_flags(home):
     run, base = get(home, train_id), get(home, base_id)
     run_dir = Path("/r")
     python = [sys.executable, "-m", "innerdpo_bench"]
-    assert queue.stage_command(run, "train", run_dir) == [
-        *python, "train", "dpo", "--no-filter-sinks", "--learning-rate", "1e-05",
-        "--norm-before-pool", "--seed", "3", "--output-dir", "/r/checkpoint", "--quiet"]
-    assert queue.stage_command(run, "eval", run_dir) == [*python, "eval", "/r/checkpoint", "--suite", "mini",
+    assert queue_worker.stage_command(run, "train", run_dir) == [
+        *python, "train", "--config", "/r/train_spec.json", "--output-dir", "/r/checkpoint", "--quiet"]
+    assert queue_worker.stage_command(run, "eval", run_dir) == [*python, "eval", "/r/checkpoint", "--suite", "mini",
                                                          "--limit", "8"]
-    assert queue.stage_command(base, "eval", run_dir) == [*python, "eval", "tiny-random", "--limit", "4",
+    assert queue_worker.stage_command(base, "eval", run_dir) == [*python, "eval", "tiny-random", "--limit", "4",
                                                           "--output", "/r/eval.json"]
-    assert queue.default_run_dir(home, run) == home / "runs" / f"{train_id}-dpo-s3"
-    assert queue.default_run_dir(home, base) == home / "runs" / f"{base_id}-none-tiny-random"
+    assert rundir.default_run_dir(home, run) == home / "runs" / f"{train_id}-dpo-s3"
+    assert rundir.default_run_dir(home, base) == home / "runs" / f"{base_id}-none-tiny-random"
 
 
 @pytest.mark.parametrize("log, line", [
@@ -231,25 +231,25 @@ def test_stage_commands_turn_the_spec_into_train_and_eval_flags(home):
     ("", ""),
 ])
 def test_error_line_finds_the_reason(log, line):
-    assert queue.error_line(log) == line
+    assert process.error_line(log) == line
 
 
 @pytest.mark.parametrize("text, devices", [("0,1", ["0", "1"]), ("cpu", ["cpu"]), (" 3 ", ["3"])])
 def test_parse_devices(text, devices):
-    assert queue.parse_devices(text) == devices
+    assert launch.parse_devices(text) == devices
 
 
 @pytest.mark.parametrize("text", ["gpu0", "0,0", ""])
 def test_parse_devices_rejects(text):
     with pytest.raises(UserError, match="--devices"):
-        queue.parse_devices(text)
+        launch.parse_devices(text)
 
 
 def test_default_devices_follow_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    assert queue.default_devices() == ["2", "3"]
+    assert launch.default_devices() == ["2", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    assert queue.default_devices() == ["cpu"]
+    assert launch.default_devices() == ["cpu"]
 
 
 # --------------------------------------------------------------------------- the worker, with fake stages
@@ -274,6 +274,7 @@ def test_a_run_trains_evaluates_and_records_results_and_logs(home, fake_stage):
     worker_log = (run_dir / "worker.log").read_text()
     assert "attempt 1 claimed" in worker_log and "attempt 1 done" in worker_log
     assert rundir.read_status(run_dir / "checkpoint")["state"] == "complete"
+    assert json.loads((run_dir / "train_spec.json").read_text()) == fake_spec(seed=2)["train"]  # train's --config
     base = get(home, base_id)
     assert base.status == "done" and (Path(base.run_dir) / "eval.json").is_file()
 
@@ -387,7 +388,7 @@ def test_disk_full_on_a_log_fails_the_run_with_a_clear_error_and_a_consistent_st
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(queue, "open", full_disk, raising=False)
+    monkeypatch.setattr(queue_worker, "open", full_disk, raising=False)
     work(home)
     run = get(home, run_id)
     assert run.status == "failed"
@@ -400,7 +401,7 @@ def test_disk_full_on_a_log_fails_the_run_with_a_clear_error_and_a_consistent_st
 
 def test_three_workers_racing_process_every_run_exactly_once(home, fake_stage):
     run_ids = add(home, *[fake_spec(seed=seed) for seed in range(12)])
-    workers = [queue.Worker(home, None, options(), threading.Event()) for _ in range(3)]
+    workers = [queue_worker.Worker(home, None, options(), threading.Event()) for _ in range(3)]
     threads = [threading.Thread(target=worker.loop) for worker in workers]
     for thread in threads:
         thread.start()
@@ -418,13 +419,13 @@ def test_a_leftover_subprocess_of_an_earlier_attempt_is_stopped_first(home, fake
     (run_id,) = add(home, fake_spec())
     with Store(home) as store:
         run = store.get_run(run_id)
-        run_dir = queue.default_run_dir(home, run)
+        run_dir = rundir.default_run_dir(home, run)
         run_dir.mkdir(parents=True)
         store.set_run_dir(run_id, run_dir)
     # an orphan whose command line names the run directory, as a real train subprocess's does
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(run_dir)],
                               start_new_session=True)
-    rundir.write_json(run_dir / queue.CHILD, {"host": socket.gethostname(), "pid": orphan.pid, "stage": "train",
+    rundir.write_json(run_dir / rundir.CHILD, {"host": socket.gethostname(), "pid": orphan.pid, "stage": "train",
                                               "attempt": 1})
     work(home)
     assert orphan.wait(timeout=10) == -signal.SIGTERM
@@ -477,10 +478,10 @@ def test_two_device_loops_each_set_cuda_visible_devices(home, tmp_path, monkeypa
     script = tmp_path / "env_stage.py"
     script.write_text(FAKE_STAGE.replace('print(f"{stage} started", flush=True)',
                                          'print("CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)'))
-    monkeypatch.setattr(queue, "stage_command", lambda run, stage, run_dir: [
+    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir: [
         sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
     run_ids = add(home, *[fake_spec(seed=seed, train={"sleep": 0.5}) for seed in range(4)])
-    assert queue.serve(home, ["0", "1"], options(), threading.Event()) == 4
+    assert launch.serve(home, ["0", "1"], options(), threading.Event()) == 4
     seen = {(run_dir_of(home, run_id) / "train.log").read_text().split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
             for run_id in run_ids}
     assert seen == {"0", "1"}
@@ -490,30 +491,31 @@ def test_two_device_loops_each_set_cuda_visible_devices(home, tmp_path, monkeypa
 def test_submitit_jobs_run_workers_that_drain_the_queue(home, fake_stage):
     pytest.importorskip("submitit")
     run_ids = add(home, *[fake_spec(seed=seed) for seed in range(3)])
-    jobs = queue.submit_workers(home, options(once=False), jobs=2, cluster="debug")  # debug: in this process
+    jobs = launch.submit_workers(home, options(once=False), jobs=2, cluster="debug")  # debug: in this process
     assert sum(job.result() for job in jobs) == 3  # a job's worker drains the queue even without --once
     assert {get(home, run_id).status for run_id in run_ids} == {"done"}
     with pytest.raises(UserError, match="--jobs must be at least 1"):
-        queue.submit_workers(home, options(), jobs=0, cluster="debug")
+        launch.submit_workers(home, options(), jobs=0, cluster="debug")
 
 
 # --------------------------------------------------------------------------- real train subprocesses
 
 
-def test_a_bad_flag_in_the_spec_fails_the_run_with_trains_usage_error(home, tiny_model_path):
-    spec = queue.train_specs({"method": "dpo", "base_model": "tiny-random", "dataset": "mini:train"})[0]
+def test_a_bad_key_in_the_spec_fails_the_run_with_trains_usage_error(home, tiny_model_path):
+    spec = runspec.train_specs({"method": "dpo", "base_model": "tiny-random", "dataset": "mini:train"})[0]
     spec["train"]["bogus_flag"] = 1
     (run_id,) = add(home, spec)
     work(home)
     run = get(home, run_id)
     assert (run.status, run.exit_code) == ("failed", 2)
-    assert run.error.startswith("train exited with code 2: No such option: --bogus-flag")
+    assert run.error.startswith(f"train exited with code 2: --config {run.run_dir}/train_spec.json: unknown key "
+                                "'bogus_flag'.")
 
 
 def test_nan_in_a_real_train_fails_the_run_with_the_loss_error(home, tiny_model_path):
     config = {"method": "ipo", "base_model": "tiny-random", "dataset": "mini:in_domain", "max_steps": 6,
               "learning_rate": 1e30, "max_grad_norm": 1e30, "beta": 0.01, "warmup_ratio": 0.0}
-    (run_id,) = add(home, *queue.train_specs(config, suite="mini", limit=4))
+    (run_id,) = add(home, *runspec.train_specs(config, suite="mini", limit=4))
     work(home, stale_after_s=10.0)
     run = get(home, run_id)
     assert (run.status, run.exit_code) == ("failed", 1)

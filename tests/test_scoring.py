@@ -168,7 +168,7 @@ def test_compare_default_is_acc(home):
 # --------------------------------------------------------------------------- the table reads no file
 
 FILE_READERS = {"innerdpo_bench.results.locate", "innerdpo_bench.results.rowsfile", "innerdpo_bench.results.cells",
-                "innerdpo_bench.results.provenance", "innerdpo_bench.queue", "innerdpo_bench.rundir",
+                "innerdpo_bench.results.provenance", "innerdpo_bench.worker", "innerdpo_bench.rundir",
                 "innerdpo_bench.evaluate"}
 
 

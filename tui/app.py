@@ -192,7 +192,7 @@ class InnerDPOApp(App):
 
     def move(self, run_id: int, where: str) -> None:
         """Reorder the queue: `where` is up, down or front (store.move permutes queued priorities)."""
-        from innerdpo_bench.queue import queue_order
+        from innerdpo_bench.runspec import queue_order
 
         def move(store: Store) -> str:
             queued = [run.id for run in queue_order(store.list_runs("queued"))]
@@ -223,7 +223,7 @@ class InnerDPOApp(App):
 
     def enqueue(self, request: AddRequest) -> None:
         def enqueue(store: Store) -> str:
-            from innerdpo_bench.queue import train_specs
+            from innerdpo_bench.runspec import train_specs
 
             specs = train_specs(request.config, request.seeds, request.suite, request.limit)
             ids = store.add_runs(specs)

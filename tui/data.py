@@ -15,10 +15,10 @@ from typing import Any
 
 from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.queue import CHECKPOINT, EVAL_LOG, WORKER_LOG, base_spec
+from innerdpo_bench.rundir import EVAL_LOG, TRAIN_LOG, RunPaths, TrainPaths
+from innerdpo_bench.runspec import base_spec
 from innerdpo_bench.store import Run, Store
 
-LOG_NAMES = (rundir.TRAIN_LOG, EVAL_LOG, WORKER_LOG)
 TAIL_BYTES = 64 * 1024          # how much of an existing log the detail screen shows at first
 MAX_LINE_CHARS = 2000           # longer lines are cut: a runaway line must not stall the UI
 
@@ -55,11 +55,12 @@ class Snapshot:
 # --------------------------------------------------------------------------- store and progress
 
 
-def checkpoint_dir(run: Run) -> Path | None:
-    """Where `innerdpo train` writes: RUN/checkpoint for a trained run; None before a worker claims it."""
-    if not run.run_dir:
+def checkpoint_paths(run: Run) -> TrainPaths | None:
+    """Where `innerdpo train` writes: RUN/checkpoint for a trained run; None for an eval-only run or before a
+    worker claims the run."""
+    if not run.run_dir or run.kind != "train_eval":
         return None
-    return Path(run.run_dir) / CHECKPOINT if run.kind == "train_eval" else Path(run.run_dir)
+    return RunPaths.of(run).checkpoint
 
 
 def last_metrics_record(path: Path) -> dict[str, Any] | None:
@@ -93,12 +94,12 @@ def progress_of(run: Run, now: float) -> Progress:
         elapsed = run.finished_at - run.started_at if run.finished_at and run.started_at else None
         return Progress(run.status, max_steps if run.status == "done" else None, max_steps, elapsed)
     elapsed = max(0.0, now - run.started_at) if run.started_at else None
-    checkpoint = checkpoint_dir(run)
+    checkpoint = checkpoint_paths(run)
     if run.kind == "eval" or checkpoint is None:
         return Progress("eval" if run.kind == "eval" else "train", None, max_steps, elapsed)
-    if rundir.read_status(checkpoint).get("state") == "complete":
+    if rundir.read_status(checkpoint.root).get("state") == "complete":
         return Progress("eval", max_steps, max_steps, elapsed)
-    record = last_metrics_record(checkpoint / rundir.METRICS)
+    record = last_metrics_record(checkpoint.metrics)
     step = int(record["step"]) if record is not None else None
     eta = elapsed / step * max(0, max_steps - step) if step and max_steps and elapsed is not None else None
     return Progress("train", step, max_steps, elapsed, eta)
@@ -143,10 +144,10 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def run_config(run: Run) -> tuple[dict[str, Any], str]:
     """The run's resolved config and where it came from: checkpoint/config.json once training has
     started (versions, resolved layers...), else the queued spec."""
-    checkpoint = checkpoint_dir(run)
+    checkpoint = checkpoint_paths(run)
     if checkpoint is not None:
         try:
-            return flatten(json.loads((checkpoint / rundir.CONFIG).read_text(encoding="utf-8"))), rundir.CONFIG
+            return flatten(json.loads(checkpoint.config.read_text(encoding="utf-8"))), rundir.CONFIG
         except (OSError, ValueError):
             pass
     # The spec's train section holds the same TrainConfig fields as config.json: keep its keys top-level
@@ -166,10 +167,10 @@ def eval_spec(run: Run) -> dict[str, Any]:
     results table shows the method and seed; UserError when there is nothing to evaluate yet."""
     evaluation = run.spec.get("eval", {})
     if run.kind == "train_eval":
-        checkpoint = checkpoint_dir(run)
-        if checkpoint is None or rundir.read_status(checkpoint).get("state") != "complete":
+        checkpoint = checkpoint_paths(run)
+        if checkpoint is None or rundir.read_status(checkpoint.root).get("state") != "complete":
             raise UserError(f"run {run.id} has no finished checkpoint to evaluate yet (status {run.status})")
-        target = str(checkpoint)
+        target = str(checkpoint.root)
     else:
         target = str(evaluation.get("checkpoint") or "")
     spec = base_spec(target, evaluation.get("suite"), evaluation.get("limit"))
@@ -239,15 +240,13 @@ def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
 
 def log_paths(run: Run) -> dict[str, Path]:
     """The run's logs by name (train.log, eval.log, worker.log); empty before a worker claims it."""
-    if not run.run_dir:
-        return {}
-    return {name: Path(run.run_dir) / name for name in LOG_NAMES}
+    return RunPaths.of(run).logs if run.run_dir else {}
 
 
 def default_log(run: Run) -> str:
     """The log worth watching: the most recently written of train.log and eval.log."""
     paths = log_paths(run)
-    candidates = [name for name in (rundir.TRAIN_LOG, EVAL_LOG) if name in paths and paths[name].exists()]
+    candidates = [name for name in (TRAIN_LOG, EVAL_LOG) if name in paths and paths[name].exists()]
     if not candidates:
-        return EVAL_LOG if run.kind == "eval" else rundir.TRAIN_LOG
+        return EVAL_LOG if run.kind == "eval" else TRAIN_LOG
     return max(candidates, key=lambda name: paths[name].stat().st_mtime_ns)

@@ -20,7 +20,7 @@ from innerdpo_bench import rundir, scoring
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui.data import (
-    LOG_NAMES, FileFollower, Progress, checkpoint_dir, default_log, differing_keys, format_duration, log_paths,
+    FileFollower, Progress, checkpoint_paths, default_log, differing_keys, format_duration, log_paths,
     parse_metrics, run_config,
 )
 from innerdpo_bench.tui.messages import LogLines, MetricsRecords
@@ -183,8 +183,8 @@ class RunDetailScreen(Screen):
         self.log_loaded.clear()
         paths = log_paths(self.run)
         log_path = paths.get(self.log_name)
-        checkpoint = checkpoint_dir(self.run)
-        metrics_path = checkpoint / rundir.METRICS if checkpoint is not None and self.run.kind == "train_eval" else None
+        checkpoint = checkpoint_paths(self.run)
+        metrics_path = checkpoint.metrics if checkpoint is not None else None
         self.query_one(Log).clear()
         title = f"{self.log_name} (l: next log)" if log_path else "no log yet: the run has not started"
         self.query_one("#log-title", Static).update(title)
@@ -244,7 +244,7 @@ class RunDetailScreen(Screen):
     # ------------------------------------------------------------------ keys
 
     def action_next_log(self) -> None:
-        self.log_name = LOG_NAMES[(LOG_NAMES.index(self.log_name) + 1) % len(LOG_NAMES)]
+        self.log_name = rundir.LOG_NAMES[(rundir.LOG_NAMES.index(self.log_name) + 1) % len(rundir.LOG_NAMES)]
         self._follow()
 
     def action_scroll_log(self, lines: int) -> None:

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, Label, Markdown, Select, Static
 
 from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.queue import parse_seeds
+from innerdpo_bench.runspec import parse_seeds
 
 EXPORT_FORMATS = {"markdown": ".md", "csv": ".csv", "json": ".json"}
 
@@ -105,7 +105,7 @@ def load_form_choices() -> FormChoices:
 
 @dataclass(frozen=True)
 class AddRequest:
-    """The form's answer: `queue.train_specs(config, seeds, suite, limit)` arguments."""
+    """The form's answer: `runspec.train_specs(config, seeds, suite, limit)` arguments."""
 
     config: dict[str, Any]
     seeds: list[int]

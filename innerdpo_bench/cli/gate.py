@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from innerdpo_bench import gate as gating
-from innerdpo_bench import scoring
+from innerdpo_bench import rundir, scoring
 from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
                                     console, data_dir_option, device_option, err_console, handle_errors, home_option,
                                     limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option)
@@ -92,7 +92,7 @@ def gate_command(
 
 def _is_evaluation(checkpoint: str) -> bool:
     path = Path(checkpoint).expanduser()
-    return path.is_file() and (path.suffix == ".json" or path.name.endswith("_rows.jsonl"))
+    return path.is_file() and (path.suffix == ".json" or rundir.eval_path_for_rows(path) is not None)
 
 
 def _checkpoint_rows(checkpoint: str, *, suite, data_dir, limit, sample, sample_seed, output, use_cache, batch_size,

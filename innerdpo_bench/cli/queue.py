@@ -55,7 +55,7 @@ def add_command(**kwargs) -> None:
 
     Example: innerdpo queue add hs-none-InnerDPO --seeds 1,2,3 --suite mini --limit 100
     """
-    from innerdpo_bench.queue import parse_seeds, train_specs
+    from innerdpo_bench.runspec import parse_seeds, train_specs
 
     seeds = parse_seeds(kwargs.pop("seeds"))
     suite, limit, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("home")
@@ -82,7 +82,7 @@ def add_base_command(
     home: str | None = home_option(),
 ) -> None:
     """Queue an eval-only run of a base model (method "none"): the reference row of the results table."""
-    from innerdpo_bench.queue import base_spec
+    from innerdpo_bench.runspec import base_spec
 
     spec = base_spec(base_model, suite, limit)
     with open_store(home, create=True) as store:
@@ -101,7 +101,7 @@ def ls_command(
     home: str | None = home_option(),
 ) -> None:
     """The queue: running runs, queued runs in the order workers take them, then failed and cancelled ones."""
-    from innerdpo_bench.queue import queue_order
+    from innerdpo_bench.runspec import queue_order
 
     with open_store(home, readonly=True) as store:
         runs = queue_order(store.list_runs())
@@ -227,7 +227,8 @@ def worker_command(
     --grace) and the run goes back to the queue; the worker exits with code 130. A worker killed outright
     (SIGKILL) takes its subprocess with it (Linux), and its run is re-queued once it is --stale-after silent.
     """
-    from innerdpo_bench.queue import WorkerOptions, parse_devices, serve
+    from innerdpo_bench.launch import parse_devices, serve
+    from innerdpo_bench.worker import WorkerOptions
 
     options = WorkerOptions(poll_s=poll, stale_after_s=stale_after, grace_s=grace, max_attempts=max_attempts,
                             once=once, max_runs=max_runs).validate()
@@ -263,7 +264,7 @@ def worker_command(
 
 def _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices, wait) -> None:
     from innerdpo_bench.errors import RunFailed
-    from innerdpo_bench.queue import submit_workers
+    from innerdpo_bench.launch import submit_workers
 
     if cluster is not None and cluster not in ("slurm", "local", "debug"):
         from innerdpo_bench.errors import unknown_choice

@@ -12,6 +12,7 @@ import typer
 
 from innerdpo_bench.cli.app import HELP, app, console, handle_errors, quiet_libraries
 from innerdpo_bench.config import TrainConfig, flag_name
+from innerdpo_bench.errors import UserError
 
 
 # --------------------------------------------------------------------------- train
@@ -36,20 +37,50 @@ def config_parameters() -> list[inspect.Parameter]:
     return params
 
 
+def _train_parameters() -> list[inspect.Parameter]:
+    """`innerdpo train`'s: TrainConfig's flags with METHOD optional (it may come from --config), and --config."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    for param in config_parameters():
+        if param.name == "method":
+            param = param.replace(default=typer.Argument(None, metavar="METHOD", show_default=False,
+                                                         help=param.default.help + " (optional with --config)"),
+                                  annotation=str | None)
+        params.append(param.replace(kind=inspect.Parameter.KEYWORD_ONLY))
+    params.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=str | None,
+                                    default=typer.Option(None, "--config", help="A JSON file of these options in "
+                                                         "snake_case (a queued run's spec[\"train\"]); flags given "
+                                                         "here override its values.", rich_help_panel="Run",
+                                                         show_default=False)))
+    return params
+
+
+def _train_config(ctx: typer.Context, config: str | None, values: dict) -> TrainConfig:
+    """The flags' TrainConfig, or --config FILE's with the flags given on the command line on top."""
+    if config is None:
+        if values["method"] is None:
+            raise UserError("give METHOD (e.g. innerdpo train dpo) or --config FILE")
+        return TrainConfig(**values)
+    # typer vendors its own click: its ParameterSource is compared by name
+    given = {name: value for name, value in values.items()
+             if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    return TrainConfig.from_file(config, **given)
+
+
 @handle_errors
-def train_command(**kwargs) -> None:
+def train_command(ctx: typer.Context, **kwargs) -> None:
     """Train one LoRA adapter and write a run directory.
 
     METHOD is dpo, ipo, hs-none-InnerDPO, hs-ether-InnerDPO or hs-supr-InnerDPO (case-insensitive; the seed's
-    spellings hs-None-InnerDPO, hs-ETHER-InnerDPO, hs-SupressedHS-InnerDPO work too).
+    spellings hs-None-InnerDPO, hs-ETHER-InnerDPO, hs-SupressedHS-InnerDPO work too). --config FILE reads the
+    options from a JSON file instead (`innerdpo worker` trains a queued run so); flags override it.
 
     Log-probs are averaged over completion tokens for every method by default (--logp-agg mean), so InnerDPO
     with α=0 is exactly dpo and a comparison isolates the hidden-state term; --logp-agg sum gives the DPO
     paper's form. Several GPUs: accelerate launch -m innerdpo_bench train ...
     """
-    quiet = kwargs.pop("quiet")
+    quiet, config = kwargs.pop("quiet"), kwargs.pop("config")
     quiet_libraries()
-    cfg = TrainConfig(**kwargs).validate()
+    cfg = _train_config(ctx, config, kwargs).validate()
     from innerdpo_bench.train import train
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -61,7 +92,7 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-train_command.__signature__ = inspect.Signature(config_parameters())
+train_command.__signature__ = inspect.Signature(_train_parameters())
 app.command("train", context_settings=HELP)(train_command)
 
 

@@ -8,14 +8,20 @@ import functools
 from collections.abc import Mapping, Sequence
 
 from innerdpo_bench import scoring, stats
-from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results import locate
 from innerdpo_bench.results.compare import Delta, delta_vs_baseline
 from innerdpo_bench.results.provenance import CaptionSource, caption, caption_source
-from innerdpo_bench.results.table import TABLE_METRICS, TRANSFER, ShiftValues, Significance, finite_or_none
+from innerdpo_bench.results.table import (
+    TABLE_METRICS,
+    TRANSFER,
+    ShiftValues,
+    Significance,
+    finite_or_none,
+)
 from innerdpo_bench.results.transfer import transfer_report
 from innerdpo_bench.store import Run
+from innerdpo_bench.suites import SHIFTS
 
 
 def metric_columns(run: Run, metric: str = "acc") -> dict[str, float | None]:

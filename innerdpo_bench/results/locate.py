@@ -19,10 +19,11 @@ from typing import Any
 
 from innerdpo_bench import rundir, scoring
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.queue import CHECKPOINT, eval_json_path
+from innerdpo_bench.evalreport import read_eval_report
 from innerdpo_bench.results import transfer
 from innerdpo_bench.results.rowsfile import ShiftRows, load_evaluation, read_json
 from innerdpo_bench.results.seeds import seed_group_key
+from innerdpo_bench.rundir import RunPaths, TrainPaths
 from innerdpo_bench.store import STORE_FILE, Run, Store, resolve_home
 
 RunRef = str | int | Path | Run
@@ -101,8 +102,8 @@ def _eval_json_candidates(run_dir: Path, run: Run | None = None) -> list[Path]:
     """Where eval.json may be in a run directory: for a store run, where the worker writes it; else
     RUN_DIR/eval.json, then RUN_DIR/checkpoint/eval.json."""
     if run is not None:
-        return [eval_json_path(run, run_dir)]
-    return [run_dir / rundir.EVAL, run_dir / CHECKPOINT / rundir.EVAL]
+        return [RunPaths(run_dir, run.kind).eval_json]
+    return [TrainPaths(run_dir).eval_json, RunPaths(run_dir, "train_eval").eval_json]
 
 
 def _eval_path_of_dir(path: Path) -> Path:
@@ -130,8 +131,7 @@ def resolve(ref: RunRef, home: str | None = None, store: Store | None = None) ->
     if path.is_dir():
         return _eval_path_of_dir(path.resolve()), None
     if path.is_file():
-        if path.name.endswith("_rows.jsonl"):
-            path = path.with_name(path.name[: -len("_rows.jsonl")] + ".json")
+        path = rundir.eval_path_for_rows(path) or path
         if path.suffix != ".json":
             raise UserError(f"{text} is not an eval.json (nor a run directory or store run id)")
         return path.resolve(), None
@@ -150,7 +150,10 @@ def eval_report(run: Run) -> dict:
     if run.run_dir is None:
         return {}
     (path,) = _eval_json_candidates(Path(run.run_dir), run)
-    return read_json(path) or {}
+    try:
+        return read_eval_report(path)
+    except UserError:
+        return {}
 
 
 # --------------------------------------------------------------------------- loading
@@ -166,7 +169,7 @@ def load_run(ref: RunRef, home: str | None = None, store: Store | None = None) -
     if run is not None:
         config = dict(run.spec.get("train", {}))
     else:
-        config = read_json(eval_path.parent / rundir.CONFIG) or {}
+        config = read_json(TrainPaths(eval_path.parent).config) or {}
     return RunRows(eval_path, rows_path, report, shifts, run, config)
 
 

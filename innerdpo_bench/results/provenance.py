@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from innerdpo_bench import rundir, scoring
+from innerdpo_bench.rundir import TrainPaths
 from innerdpo_bench.suites import SHIFTS
-from innerdpo_bench.results.rowsfile import FileStamp, file_stamp
 
 if TYPE_CHECKING:
     from innerdpo_bench.results.locate import RunRows
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 MINI_DATASET = "innerdpo_bench.data.mini"   # how suites.provenance names the mini suite
 
 
@@ -42,20 +39,11 @@ def adapter_checksum(rows: RunRows) -> str | None:
         return rows.report["adapter_sha256"]
     if not rows.has_adapter:
         return None
-    for directory in (Path(rows.report["adapter"]), rows.eval_path.parent / rundir.ADAPTER):
-        stamp = file_stamp(directory / ADAPTER_WEIGHTS)
-        if stamp is not None:
-            return _sha256(stamp)
+    for directory in (Path(rows.report["adapter"]), TrainPaths(rows.eval_path.parent).adapter):
+        checksum = rundir.adapter_sha256(directory)
+        if checksum is not None:
+            return checksum
     return None
-
-
-@functools.lru_cache(maxsize=1024)
-def _sha256(stamp: FileStamp) -> str:
-    digest = hashlib.sha256()
-    with open(stamp[0], "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def provenance(rows: RunRows) -> dict[str, dict[str, Any]]:

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from innerdpo_bench import scoring
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench import rundir, scoring
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.suites import SHIFTS
 
 ROW_FIELDS = ("shift", "row_id", "logp_chosen", "logp_rejected", "n_chosen", "n_rejected", "base_logp_chosen",
               "base_logp_rejected", "correct")
@@ -90,14 +91,12 @@ def _read_json_cached(stamp: FileStamp) -> dict | None:
 
 def rows_path_of(eval_path: Path, report: Mapping[str, Any]) -> Path:
     """The rows file eval.json names (`rows_file`), else `<stem>_rows.jsonl` beside it."""
-    return eval_path.with_name(report.get("rows_file") or eval_path.stem + "_rows.jsonl")
+    return eval_path.with_name(report["rows_file"]) if report.get("rows_file") else rundir.rows_path_for(eval_path)
 
 
 def load_evaluation(eval_path: Path) -> tuple[dict, Path, dict[str, ShiftRows]]:
     """(eval.json, rows file path, rows per shift in SHIFTS order); UserError when either file is unusable."""
-    report = read_json(eval_path)
-    if report is None:
-        raise UserError(f"{eval_path} is missing or not valid JSON; re-run innerdpo eval")
+    report = read_eval_report(eval_path)
     rows_path = rows_path_of(eval_path, report)
     stamp = file_stamp(rows_path)
     if stamp is None:

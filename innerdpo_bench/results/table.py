@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from innerdpo_bench import scoring
-from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.results.seeds import group_by_seed
 from innerdpo_bench.store import STATUSES, Run
+from innerdpo_bench.suites import SHIFTS
 
 # The shift cells of one run, and whether each of a row's baseline deltas is significant (None: unknown).
 ShiftValues = Callable[[Run], Mapping[str, float | None]]

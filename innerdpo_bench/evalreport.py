@@ -1,0 +1,107 @@
+"""The eval.json schema (`EvalReport`), which `evaluate` writes and every reader loads through `read_eval_report`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypedDict
+
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.typecheck import describe, json_type, mismatch
+
+# metric → value for one shift or the aggregate: acc, acc_stderr, acc_sum, ... (`evaluate.METRICS`) and n
+ShiftMetrics = dict[str, float | None]
+
+
+class BaseScores(TypedDict, total=False):
+    """The base model (adapter off) on the same rows."""
+
+    shifts: dict[str, ShiftMetrics]
+    aggregate: ShiftMetrics
+
+
+class Coherence(TypedDict, total=False):
+    """Per-token NLL of the in_domain chosen completions, and its ratio and difference to the base model's."""
+
+    nll: float | None
+    base_nll: float | None
+    nll_ratio: float | None
+    nll_diff: float | None
+
+
+class CacheInfo(TypedDict, total=False):
+    """The whole-evaluation cache entry this report is (`hit`) or was stored as."""
+
+    hit: bool
+    key: str
+    rows_sha256: str
+    computed_at: str | None         # a hit: when the cached numbers were computed
+    computed_seconds: float | None
+
+
+class ScoreCacheUse(TypedDict, total=False):
+    hits: int
+    misses: int
+    file: str
+
+
+class EvalReport(TypedDict, total=False):
+    """The content of eval.json. `evaluate` writes every key; readers `.get` what older files may lack."""
+
+    checkpoint: str                 # the run directory, adapter directory or model evaluated
+    kind: str                       # run | adapter | model (`checkpoint.Checkpoint.kind`)
+    base_model: str
+    base_model_path: str
+    adapter: str | None
+    method: str | None              # "none" for a base model, None for a bare adapter
+    display_name: str | None
+    seed: int | None
+    suite: str
+    data_dir: str | None
+    limit: int                      # rows per shift asked for
+    sample: str                     # first | random
+    sample_seed: int | None
+    apply_chat_template: bool
+    transforms_applied: bool        # always False: transforms shape training only
+    device: str
+    dtype: str
+    batch_size: int | str
+    versions: dict[str, str | None]
+    timestamp: str
+    seconds: float
+    score_cache: dict[str, ScoreCacheUse]
+    shifts: dict[str, ShiftMetrics]
+    skipped_shifts: dict[str, str]  # shift → why it was not scored
+    aggregate: ShiftMetrics
+    base: BaseScores
+    coherence: Coherence
+    provenance: dict[str, dict[str, Any]]   # shift → `suites.provenance`
+    rows_file: str                  # the per-row records, beside eval.json
+    adapter_sha256: str | None
+    harness: dict[str, Any]         # lm-eval's own record, minus samples
+    cache: CacheInfo
+
+
+def read_eval_report(path: str | Path, required: Iterable[str] = ()) -> EvalReport:
+    """eval.json at `path`, its keys checked against `EvalReport`; UserError naming the file when it is missing,
+    not JSON, not an object, lacks a `required` key, or holds a key of the wrong type."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror or err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON ({getattr(err, 'msg', err)}); re-run innerdpo eval") from None
+    if not isinstance(report, dict):
+        raise UserError(f"{path} holds {json_type(report)}, not an eval.json object; re-run innerdpo eval")
+    for key in required:
+        if key not in report:
+            raise UserError(f"{path} has no {key!r}; re-run innerdpo eval")
+    wrong = mismatch(report, EvalReport)
+    if wrong is not None:
+        where, hint, value = wrong
+        raise UserError(f"{path}: {where!r} must be {describe(hint)}, not {json_type(value)}; re-run innerdpo eval")
+    return report

@@ -1,0 +1,81 @@
+"""Run specs, what `queue add` stores for a worker: one per seed, validated now, and the order workers take runs in.
+
+A spec is {"name": display name, "train": every TrainConfig field but output_dir (a train_eval run; the
+worker writes it to RUN/train_spec.json for `innerdpo train --config`), "eval": {"suite", "limit"}, and
+for an eval-only run "checkpoint"}. Importing this module loads no torch: the TUI and the CLI use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.store import Run
+
+
+def _absolute_if_path(value: str | None) -> str | None:
+    """An existing relative path made absolute (the worker runs elsewhere); anything else as given."""
+    if value and Path(value).expanduser().exists():
+        return str(Path(value).expanduser().resolve())
+    return value
+
+
+def check_eval_options(suite: str | None, limit: int | None) -> None:
+    """UserError now, at queue time, for a suite or row limit that `innerdpo eval` would refuse later."""
+    from innerdpo_bench import suites
+
+    suites.suite_refs(suite, None)
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}")
+
+
+def train_specs(config: dict[str, Any], seeds: list[int] | None = None, suite: str | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
+    """One run spec per seed (`seeds` overrides config["seed"]), each validated as `innerdpo train` would;
+    the method is stored by its canonical name, existing relative paths made absolute."""
+    from innerdpo_bench.config import TrainConfig, display_name
+
+    check_eval_options(suite, limit)
+    specs = []
+    for seed in seeds if seeds else [config.get("seed", 0)]:
+        cfg = TrainConfig(**{**config, "seed": seed}).validate()
+        cfg.method = cfg.canonical_method
+        cfg.base_model = _absolute_if_path(cfg.base_model)
+        cfg.dataset = _absolute_if_path(cfg.dataset)
+        train = {key: value for key, value in cfg.to_dict().items() if key != "output_dir"}  # the worker's choice
+        specs.append({"name": display_name(cfg), "train": train, "eval": {"suite": suite, "limit": limit}})
+    return specs
+
+
+def base_spec(base_model: str, suite: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    """An eval-only run of a base model (method "none"): the base-model row of the results table."""
+    check_eval_options(suite, limit)
+    if not base_model.strip():
+        raise UserError("BASE_MODEL is empty; give a hub id, a model directory, or tiny-random")
+    return {"name": "none", "eval": {"checkpoint": _absolute_if_path(base_model), "suite": suite, "limit": limit}}
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """"1,2,3" → [1, 2, 3]; UserError naming --seeds otherwise."""
+    if text is None:
+        return None
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--seeds takes comma-separated integers like 1,2,3, not {text!r}") from None
+    if not seeds:
+        raise UserError("--seeds is empty; give comma-separated integers like 1,2,3")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r} repeats a seed")
+    return seeds
+
+
+def queue_order(runs: Iterable[Run]) -> list[Run]:
+    """Running (oldest first), then queued in claim order, then finished runs by id."""
+    runs = list(runs)
+    running = sorted((run for run in runs if run.status == "running"), key=lambda run: (run.started_at or 0, run.id))
+    queued = sorted((run for run in runs if run.status == "queued"), key=lambda run: (run.priority, run.id))
+    rest = [run for run in runs if run.status not in ("running", "queued")]
+    return running + queued + rest

@@ -1,0 +1,374 @@
+"""The queue worker: claim runs from the store and run each as `train` then `eval` subprocesses that log into its run directory.
+
+The run directory's layout is `rundir.RunPaths`. A later attempt reuses a checkpoint whose status.json says
+`complete` (only eval runs again), and moves any other aside: nothing that finished is redone or lost.
+
+One claimed run, step by step: (re)create the run directory (a queued run whose directory was deleted
+gets a fresh one, noted in worker.log); stop a leftover subprocess of an earlier attempt; write the stored
+training config to RUN/train_spec.json and run `innerdpo train --config` on it, then `innerdpo eval`, each
+in its own process group (`start_new_session`), heartbeating every `heartbeat_s`; read eval.json,
+`record_results`, `finish` done. A failed stage finishes the run `failed` with the one-line reason
+(status.json's error, else the log's error line).
+
+What stops a subprocess: a pending cancel (heartbeat False, `cancel_requested`) → SIGTERM to its
+group, SIGKILL after `grace_s`, run `cancelled`; a lost claim (requeued as stale, removed) → the same,
+and the run is left to its new owner; the worker's `stop` event (SIGTERM or Ctrl-C to `innerdpo
+worker`) → the same, and the run goes back to the queue with `release` (its attempt counted), so a
+shutdown never waits for a long training run and never loses one. On Linux a subprocess also gets
+SIGTERM when its worker dies, even by SIGKILL (PR_SET_PDEATHSIG), so a killed worker leaves no
+orphan holding the GPU; the run stays `running` until some worker's `requeue_stale(stale_after_s)`
+(at start, between runs, and every `stale_after_s` while busy) re-queues it, or fails it after
+`max_attempts`. All workers of one home must use the same `stale_after_s`. Several loops (one per device)
+share a process through `launch.serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from innerdpo_bench import process, rundir
+from innerdpo_bench.config import flag_name
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.rundir import RunPaths
+from innerdpo_bench.store import Run, Store, resolve_home
+
+Say = Callable[[str], None]
+
+
+def stage_command(run: Run, stage: str, run_dir: Path) -> list[str]:
+    """The argv of a run's `train` or `eval` subprocess (`sys.executable -m innerdpo_bench ...`). Training reads
+    the stored config from RUN/train_spec.json (`Worker` writes it), so a bad key fails in train."""
+    paths = RunPaths(run_dir, run.kind)
+    python = [sys.executable, "-m", "innerdpo_bench"]
+    if stage == "train":
+        return [*python, "train", "--config", str(paths.train_spec), "--output-dir", str(paths.checkpoint.root),
+                "--quiet"]
+    evaluation = run.spec.get("eval", {})
+    eval_flags = [arg for key in ("suite", "limit") if evaluation.get(key) is not None
+                  for arg in (flag_name(key), str(evaluation[key]))]
+    if run.kind == "train_eval":
+        return [*python, "eval", str(paths.checkpoint.root), *eval_flags]
+    return [*python, "eval", str(evaluation.get("checkpoint")), *eval_flags, "--output", str(paths.eval_json)]
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    poll_s: float = 2.0             # idle wait between claims
+    stale_after_s: float = 60.0     # silence after which a running run is requeued (same for all workers)
+    grace_s: float = 10.0           # SIGTERM → SIGKILL
+    max_attempts: int = 3           # claims before a run that keeps going stale is failed
+    once: bool = False              # exit when nothing is queued or running instead of polling
+    max_runs: int | None = None     # claims per worker process (all devices together)
+
+    @property
+    def heartbeat_s(self) -> float:
+        """Several heartbeats fit in `stale_after_s`, and never more than 5 s apart."""
+        return max(0.1, min(5.0, self.stale_after_s / 4))
+
+    def validate(self) -> WorkerOptions:
+        for name in ("poll_s", "stale_after_s", "grace_s"):  # the flags are --poll, --stale-after, --grace
+            if not getattr(self, name) > 0:
+                raise UserError(f"{flag_name(name[:-2])} must be positive, got {getattr(self, name)}")
+        if self.max_runs is not None and self.max_runs < 1:
+            raise UserError(f"--max-runs must be at least 1, got {self.max_runs}")
+        if self.max_attempts < 1:
+            raise UserError(f"--max-attempts must be at least 1, got {self.max_attempts}")
+        return self
+
+
+class Budget:
+    """The --max-runs claims shared by one process's device loops."""
+
+    def __init__(self, max_runs: int | None) -> None:
+        self.left = max_runs
+        self.lock = threading.Lock()
+
+    @property
+    def spent(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    def claim(self, store: Store, worker: str) -> Run | None:
+        with self.lock:
+            if self.spent:
+                return None
+            run = store.claim_next(worker)
+            if run is not None and self.left is not None:
+                self.left -= 1
+            return run
+
+
+class _Failed(Exception):
+    """A stage failed; the message is the run's one-line error."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Interrupted(Exception):
+    """A stage was stopped: `reason` is "stopped" (worker shutdown), "cancelled" or "lost"."""
+
+    def __init__(self, reason: str, exit_code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.exit_code = reason, exit_code
+
+
+class Worker:
+    """One claim loop on one device (None: inherit CUDA_VISIBLE_DEVICES; "cpu": hide every GPU)."""
+
+    def __init__(self, home: str | os.PathLike | None, device: str | None, options: WorkerOptions,
+                 stop: threading.Event, say: Say = lambda message: None, budget: Budget | None = None) -> None:
+        self.home = resolve_home(home)
+        self.device = device
+        self.options = options
+        self.stop = stop
+        self.say = say
+        self.budget = budget or Budget(options.max_runs)
+        self.host = socket.gethostname()
+        self.name = f"{self.host}:{os.getpid()}:{device or 'any'}"
+        self.store: Store | None = None
+        self.processed = 0
+
+    # ---------------------------------------------------------------- loop
+
+    def loop(self) -> int:
+        """Claim and process runs until stopped, out of budget, or (with `once`) drained; runs processed."""
+        self.store = Store(self.home)
+        try:
+            self._requeue_stale()
+            while not self.stop.is_set():
+                run = self.budget.claim(self.store, self.name)
+                if run is None:
+                    if self.budget.spent or (self.options.once and self._drained()):
+                        break
+                    self.stop.wait(self.options.poll_s)
+                    self._requeue_stale()
+                    continue
+                self.process(run)
+                self.processed += 1
+                self._requeue_stale()
+        finally:
+            self.store.close()
+        return self.processed
+
+    def _drained(self) -> bool:
+        counts = self.store.counts()
+        return counts["queued"] == 0 and counts["running"] == 0
+
+    def _requeue_stale(self) -> None:
+        for run_id in self.store.requeue_stale(self.options.stale_after_s, self.options.max_attempts):
+            run = self.store.get_run(run_id)
+            message = (f"run {run_id}: its worker stopped heartbeating for over {self.options.stale_after_s:g}s; "
+                       f"now {run.status}" + (f" ({run.error})" if run.status == "failed" else ""))
+            self.say(message)
+            if run.run_dir:
+                self._note(RunPaths.of(run), message, best_effort=True)
+
+    # ---------------------------------------------------------------- one run
+
+    def process(self, run: Run) -> str:
+        """Run a claimed run to its end; the status it ended in ("queued" if handed back, "lost")."""
+        paths = RunPaths.of(run) if run.run_dir else RunPaths(self._new_run_dir(run), run.kind)
+        self.say(f"run {run.id} ({run.name}) attempt {run.attempts} on {self.name}: {paths.root}")
+        try:
+            self._prepare(run, paths)
+            if run.kind == "train_eval":
+                self._train(run, paths)
+            self._stage(run, "eval", paths)
+            return self._record(run, paths)
+        except _Failed as failure:
+            return self._end(run, paths, "failed", str(failure), failure.exit_code)
+        except _Interrupted as stop:
+            return self._interrupted(run, paths, stop)
+        except UserError:
+            raise  # the store itself failed (locked, corrupt): the worker stops with that one line
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            return self._end(run, paths, "failed", f"cannot write the run directory ({where}{err.strerror or err})")
+        except Exception as err:  # a worker bug must not leave the run `running`
+            self._note(paths, traceback.format_exc(), best_effort=True)
+            return self._end(run, paths, "failed", f"worker error: {type(err).__name__}: {err}")
+
+    def _new_run_dir(self, run: Run) -> Path:
+        """HOME/runs/<id>-<slug>, or <id>-<slug>.N if that holds files (a store deleted and started afresh
+        reuses ids; an old run's complete checkpoint must never be taken for this run's)."""
+        base = path = rundir.default_run_dir(self.home, run)
+        suffix = 1
+        while path.exists() and any(path.iterdir()):
+            suffix += 1
+            path = base.with_name(f"{base.name}.{suffix}")
+        return path
+
+    def _prepare(self, run: Run, paths: RunPaths) -> None:
+        missing = run.run_dir is not None and not paths.root.is_dir()
+        paths.root.mkdir(parents=True, exist_ok=True)
+        if run.run_dir is None:
+            self.store.set_run_dir(run.id, paths.root)
+        if missing:
+            self.say(f"run {run.id}: its directory {paths.root} was missing (deleted?); recreated it")
+            self._note(paths, "the run directory was missing (deleted?); recreated it, earlier logs are gone")
+        self._note(paths, f"attempt {run.attempts} claimed by {self.name}")
+        self._stop_leftover(paths)
+
+    def _train(self, run: Run, paths: RunPaths) -> None:
+        checkpoint = paths.checkpoint.root
+        if rundir.read_status(checkpoint).get("state") == "complete":
+            self._note(paths, f"{checkpoint} is complete from an earlier attempt; not training again")
+            return
+        if checkpoint.exists():
+            aside = next(paths.aside(n) for n in range(1, 10_000) if not paths.aside(n).exists())
+            checkpoint.rename(aside)
+            self._note(paths, f"moved the unfinished {checkpoint.name}/ of an earlier attempt to {aside.name}/")
+        rundir.write_json(paths.train_spec, run.spec.get("train", {}))
+        code = self._stage(run, "train", paths)
+        status = rundir.read_status(checkpoint)
+        if status.get("state") != "complete":
+            raise _Failed(f"train exited with code {code} but {paths.checkpoint.status} says "
+                          f"{status.get('state', 'nothing')}", code)
+
+    def _stage(self, run: Run, stage: str, paths: RunPaths) -> int:
+        """Run one subprocess to its end, heartbeating; its exit code if 0, else _Failed / _Interrupted."""
+        if self.stop.is_set():  # shutting down between stages: do not start what would be stopped at once
+            raise _Interrupted("stopped")
+        command = stage_command(run, stage, paths.root)
+        log_path = paths.train_log if stage == "train" else paths.eval_log
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self.device is not None:
+            env["CUDA_VISIBLE_DEVICES"] = "" if self.device == "cpu" else self.device
+        self._note(paths, f"{stage}: {' '.join(command)}")
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"\n===== {rundir.now_iso()} attempt {run.attempts} {stage} on {self.name} =====\n")
+            log.flush()
+            start = log.tell()
+            try:
+                proc = process.start(command, log, cwd=paths.root, env=env)
+            except OSError as err:
+                raise _Failed(f"cannot start {stage} ({command[0]}): {err.strerror or err}") from None
+        try:
+            rundir.write_json(paths.child, {"host": self.host, "pid": proc.pid, "stage": stage,
+                                            "attempt": run.attempts, "worker": self.name})
+            code = self._wait(run, proc)
+        finally:
+            if proc.poll() is None:  # an exception while waiting: never leave the subprocess behind
+                process.terminate(proc, self.options.grace_s)
+            process.signal_group(proc.pid, signal.SIGKILL)  # stray grandchildren of a finished stage
+        self._note(paths, f"{stage} exited with code {code}")
+        if code == 0:
+            return code
+        status_error = rundir.read_status(paths.checkpoint.root).get("error") if stage == "train" else None
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            log.seek(start)
+            reason = status_error or process.error_line(log.read())
+        raise _Failed(process.describe_exit(stage, code) + (f": {reason}" if reason else f" (see {log_path})"), code)
+
+    def _wait(self, run: Run, proc: subprocess.Popen) -> int:
+        """Wait for the subprocess, heartbeating; stop it on a cancel, a lost claim or the worker's stop."""
+        next_beat = time.monotonic() + self.options.heartbeat_s
+        next_requeue = time.monotonic() + self.options.stale_after_s
+        warned = False
+        while True:
+            try:
+                return proc.wait(timeout=min(0.2, self.options.heartbeat_s))
+            except subprocess.TimeoutExpired:
+                pass
+            reason = "stopped" if self.stop.is_set() else None
+            if reason is None and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self.options.heartbeat_s
+                try:
+                    if not self.store.heartbeat(run.id, self.name):
+                        reason = "cancelled" if self._holds(run, cancel_requested=True) else "lost"
+                    if time.monotonic() >= next_requeue:
+                        next_requeue = time.monotonic() + self.options.stale_after_s
+                        self._requeue_stale()
+                except UserError as err:  # a lock held past the busy timeout: keep the run going, say so once
+                    if not warned:
+                        self.say(f"run {run.id}: heartbeat failed ({err}); still running it")
+                        warned = True
+            if reason is not None:
+                raise _Interrupted(reason, process.terminate(proc, self.options.grace_s))
+
+    def _holds(self, run: Run, cancel_requested: bool | None = None) -> bool:
+        try:
+            current = self.store.get_run(run.id)
+        except UserError:  # removed
+            return False
+        holds = current.status == "running" and current.worker == self.name
+        return holds and (cancel_requested is None or current.cancel_requested == cancel_requested)
+
+    def _record(self, run: Run, paths: RunPaths) -> str:
+        try:
+            report = read_eval_report(paths.eval_json, required=("shifts",))
+        except UserError as err:
+            raise _Failed(f"eval exited with code 0 but {err}") from None
+        if not report["shifts"]:
+            raise _Failed(f"eval exited with code 0 but {paths.eval_json} scored no shift")
+        if not self._holds(run):  # requeued or removed while eval ran: its new owner records
+            raise _Interrupted("lost")
+        results = {**report["shifts"], "coherence": report.get("coherence") or {}}
+        results = {shift: {metric: float("nan") if value is None else value for metric, value in metrics.items()
+                           if value is None or isinstance(value, (int, float))}  # coherence may hold more
+                   for shift, metrics in results.items()}
+        self.store.record_results(run.id, results, report.get("provenance"))
+        return self._end(run, paths, "done", None, 0)
+
+    def _interrupted(self, run: Run, paths: RunPaths, stop: _Interrupted) -> str:
+        if stop.reason == "cancelled":
+            return self._end(run, paths, "cancelled", "cancelled while running", stop.exit_code)
+        if stop.reason == "stopped":
+            if self.store.release(run.id, self.name):
+                self.say(f"run {run.id}: worker stopping; the run is back in the queue")
+                self._note(paths, f"worker stopping: attempt {run.attempts} stopped, run returned to the queue",
+                           best_effort=True)
+                return "queued"
+            if self._holds(run, cancel_requested=True):
+                return self._end(run, paths, "cancelled", "cancelled while running", stop.exit_code)
+        self.say(f"run {run.id}: no longer held by {self.name} (requeued as stale, or removed); stopped it")
+        self._note(paths, f"attempt {run.attempts}: the run is no longer held by {self.name} (requeued as stale, "
+                          "or removed); stopped its subprocess", best_effort=True)
+        return "lost"
+
+    def _end(self, run: Run, paths: RunPaths, status: str, error: str | None, exit_code: int | None = None) -> str:
+        if not self.store.finish(run.id, self.name, status, exit_code=exit_code, error=error):
+            self._note(paths, f"attempt {run.attempts} ended {status} but the run is no longer held by "
+                              f"{self.name}; left to its new owner", best_effort=True)
+            return "lost"
+        self.say(f"run {run.id} {status}" + (f": {error}" if error else ""))
+        self._note(paths, f"attempt {run.attempts} {status}" + (f": {error}" if error else ""), best_effort=True)
+        return status
+
+    # ---------------------------------------------------------------- files
+
+    def _note(self, paths: RunPaths, message: str, best_effort: bool = False) -> None:
+        """Append a timestamped line to RUN/worker.log (OSError propagates unless best_effort)."""
+        try:
+            with open(paths.worker_log, "a", encoding="utf-8") as log:
+                log.write(f"{rundir.now_iso()} {message.rstrip()}\n")
+        except OSError:
+            if not best_effort:
+                raise
+
+    def _stop_leftover(self, paths: RunPaths) -> None:
+        """Stop a subprocess an earlier attempt left running on this host (its worker was killed before
+        PR_SET_PDEATHSIG could act, or it is not Linux, or the old worker hangs), before reusing its files."""
+        try:
+            child = json.loads(paths.child.read_text(encoding="utf-8"))
+            pid, host = int(child["pid"]), child["host"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if host != self.host or str(paths.root) not in (process.cmdline(pid) or ""):
+            return
+        self._note(paths, f"stopping pid {pid}, the {child.get('stage')} of attempt {child.get('attempt')}, "
+                          "still running")
+        process.stop_group(pid, self.options.grace_s)
