@@ -45,6 +45,16 @@ from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run, Store, resolve_home
 
 Say = Callable[[str], None]
+RETRY_DELAYS_S = (1.0, 2.0, 4.0)   # between tries of a store write that ends a run
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is still an innerdpo process (Linux /proc; elsewhere assumed alive, so only staleness
+    requeues). A pid reused by an unrelated program counts as gone."""
+    if not sys.platform.startswith("linux"):
+        return True
+    command = process.cmdline(pid)
+    return command is not None and "innerdpo" in command
 
 
 def stage_command(run: Run, stage: str, run_dir: Path) -> list[str]:
@@ -167,8 +177,20 @@ class Worker:
         counts = self.store.counts()
         return counts["queued"] == 0 and counts["running"] == 0
 
+    def _dead_workers(self) -> list[str]:
+        """Workers on this host that hold a running run but whose process is gone (killed, or exited after the
+        store failed): their runs need not wait `stale_after_s` to go back to the queue."""
+        dead = []
+        for worker in self.store.running_workers():
+            host, _, rest = worker.partition(":")
+            pid = rest.partition(":")[0]
+            if host == self.host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                dead.append(worker)
+        return dead
+
     def _requeue_stale(self) -> None:
-        for run_id in self.store.requeue_stale(self.options.stale_after_s, self.options.max_attempts):
+        dead = self._dead_workers()
+        for run_id in self.store.requeue_stale(self.options.stale_after_s, self.options.max_attempts, dead):
             run = self.store.get_run(run_id)
             message = (f"run {run_id}: its worker stopped heartbeating for over {self.options.stale_after_s:g}s; "
                        f"now {run.status}" + (f" ({run.error})" if run.status == "failed" else ""))
@@ -320,7 +342,7 @@ class Worker:
         results = {shift: {metric: float("nan") if value is None else value for metric, value in metrics.items()
                            if value is None or isinstance(value, (int, float))}  # coherence may hold more
                    for shift, metrics in results.items()}
-        self.store.record_results(run.id, results, report.get("provenance"))
+        self._retry(lambda: self.store.record_results(run.id, results, report.get("provenance")), run, "record results")
         return self._end(run, paths, "done", None, 0)
 
     def _interrupted(self, run: Run, paths: RunPaths, stop: _Interrupted) -> str:
@@ -339,8 +361,23 @@ class Worker:
                           "or removed); stopped its subprocess", best_effort=True)
         return "lost"
 
+    def _retry(self, write: Callable[[], object], run: Run, what: str) -> object:
+        """A store write that ends a run, tried again after 1, 2 and 4 s when the store refuses it (a full disk, a
+        lock held too long); its last UserError stops the worker with that line, and the run goes back to the
+        queue as soon as another worker on this host starts (`_dead_workers`), or after `stale_after_s`."""
+        for delay in RETRY_DELAYS_S:
+            try:
+                return write()
+            except UserError as err:
+                self.say(f"run {run.id}: cannot {what} ({err}); retrying in {delay:g}s")
+                if self.stop.wait(delay):
+                    break
+        return write()
+
     def _end(self, run: Run, paths: RunPaths, status: str, error: str | None, exit_code: int | None = None) -> str:
-        if not self.store.finish(run.id, self.name, status, exit_code=exit_code, error=error):
+        finished = self._retry(lambda: self.store.finish(run.id, self.name, status, exit_code=exit_code, error=error),
+                               run, f"record that it ended {status}")
+        if not finished:
             self._note(paths, f"attempt {run.attempts} ended {status} but the run is no longer held by "
                               f"{self.name}; left to its new owner", best_effort=True)
             return "lost"

@@ -128,6 +128,9 @@ def test_results_commands_start_without_torch(tmp_path):
     write_run(tmp_path / "a", {"in_domain": pattern(24, 12)})
     write_run(tmp_path / "b", {"in_domain": pattern(24, 14)}, method="ipo")
     home = str(tmp_path / "home")
+    from innerdpo_bench.store import Store
+
+    Store(home).close()
     commands = [["queue", "ls", "--home", home], ["runs", "--home", home],
                 ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--resamples", "100"], ["tui", "--help"]]
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom innerdpo_bench.cli.main import app\n"

@@ -608,3 +608,64 @@ def test_a_locked_store_is_one_line_and_changes_nothing(home, monkeypatch):
         holder.close()
     with Store(home) as store:
         assert [run.id for run in store.list_runs()] == [1]
+
+
+# --------------------------------------------------------------------------- a store that refuses the last write
+
+
+def test_a_refused_final_write_is_retried_and_the_run_still_ends_done(home, fake_stage, monkeypatch):
+    """A full disk (or a lock held too long) while recording the run's end: the worker tries again, and the
+    run is done once the store takes the write, instead of the worker dying and the run staying `running`."""
+    monkeypatch.setattr(queue_worker, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
+    (run_id,) = add(home, fake_spec())
+    refused = []
+    real_finish = Store.finish
+
+    def flaky_finish(self, *args, **kwargs):
+        if len(refused) < 2:
+            refused.append(1)
+            raise UserError(f"store {self.path}: the disk is full; free space and retry (nothing was written)")
+        return real_finish(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "finish", flaky_finish)
+    said = []
+    worker = queue_worker.Worker(home, None, options(), threading.Event(), say=said.append)
+    worker.loop()
+    assert get(home, run_id).status == "done" and len(refused) == 2
+    assert sum("cannot record that it ended done" in line and "disk is full" in line for line in said) == 2
+
+
+def test_a_store_that_keeps_refusing_stops_the_worker_with_that_line(home, fake_stage, monkeypatch):
+    monkeypatch.setattr(queue_worker, "RETRY_DELAYS_S", (0.01,))
+    add(home, fake_spec())
+
+    def full(self, *args, **kwargs):
+        raise UserError(f"store {self.path}: the disk is full; free space and retry (nothing was written)")
+
+    monkeypatch.setattr(Store, "finish", full)
+    with pytest.raises(UserError, match="disk is full"):
+        work(home)
+
+
+def test_a_run_held_by_a_dead_worker_on_this_host_is_requeued_without_waiting(home):
+    """The worker that held it exited (a store it could not write, a kill): its process is gone, so the next
+    worker on the host re-queues the run at once rather than after --stale-after seconds of silence. A run
+    whose worker still runs is left alone."""
+    dead_id, alive_id = add(home, fake_spec(0), fake_spec(1))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "innerdpo worker"])
+    try:
+        with Store(home) as store:
+            store.claim_next(f"{socket.gethostname()}:{dead.pid}:any")
+            store.claim_next(f"{socket.gethostname()}:{alive.pid}:any")
+        worker = queue_worker.Worker(home, None, options(stale_after_s=3600.0, once=False), threading.Event())
+        worker.store = Store(home)
+        try:
+            worker._requeue_stale()
+        finally:
+            worker.store.close()
+        assert (get(home, dead_id).status, get(home, alive_id).status) == ("queued", "running")
+    finally:
+        alive.kill()
+        alive.wait()

@@ -1,19 +1,7 @@
 """The run store: one SQLite file (`HOME/store.sqlite`), the only state shared by the CLI, queue workers and TUI.
 
 This package is the only place with SQL: `Store` here, the schema and its migrations in `schema.py`, the
-`Run` snapshot it returns in `run.py`, what SQLite's failures mean in `failures.py`. Schema (version 1, in `PRAGMA user_version`):
-
-    runs        id INTEGER PRIMARY KEY AUTOINCREMENT   never reused: run dirs are named by id
-                name, kind ('train_eval' | 'eval'), spec (JSON object of the run's flags)
-                status ('queued' | 'running' | 'done' | 'failed' | 'cancelled')
-                priority REAL                          lower runs first; starts as the id (FIFO)
-                created_at, started_at, finished_at, heartbeat_at   unix seconds (time.time())
-                worker, run_dir, attempts, exit_code, error, cancel_requested (0 | 1)
-    results     (run_id → runs.id ON DELETE CASCADE, shift, metric) PRIMARY KEY, value REAL
-                shift is in_domain | difficulty_scaling | moral_transfer | orthogonal | coherence;
-                metric is acc, acc_stderr, acc_sum, logratio, n, nll_ratio, ...; NaN is stored as NULL
-    provenance  (run_id → runs.id ON DELETE CASCADE, shift) PRIMARY KEY, data (JSON object: dataset,
-                config, split, N, scoring rule, base model, adapter checksum, versions, ...)
+`Run` snapshot it returns in `run.py`, what SQLite's failures mean in `failures.py`.
 
 Rules, after optuna's RDB storage: every state change is a compare-and-set inside one transaction;
 claims take SQLite's write lock first with `BEGIN IMMEDIATE` (SQLite has no SELECT … FOR UPDATE, and a
@@ -318,34 +306,41 @@ class Store:
                 [(priority, new) for (old, priority), new in zip(queue, new_order) if new != old],
             )
 
-    def requeue_stale(self, timeout_s: float, max_attempts: int = 3) -> list[int]:
-        """Deal with running runs whose worker has not heartbeaten for `timeout_s`; the ids touched.
+    def requeue_stale(self, timeout_s: float, max_attempts: int = 3, dead_workers: Iterable[str] = ()) -> list[int]:
+        """Deal with running runs whose worker has not heartbeaten for `timeout_s`, or is one of `dead_workers`
+        (known to be gone: no need to wait for the silence); the ids touched.
 
         Such a run goes back to the queue if it has had fewer than `max_attempts` attempts, else it
         fails with "worker stopped heartbeating (attempt N)"; one with a pending cancel is cancelled.
         Its old worker's later heartbeat and finish return False. One IMMEDIATE transaction.
         """
         now = self._clock()
-        stale = "status = 'running' AND heartbeat_at < ?"
+        dead = list(dead_workers)
+        stale = f"status = 'running' AND (heartbeat_at < ? OR worker IN ({', '.join('?' * len(dead))}))"
         with self._transaction() as con:
             cancelled = con.execute(
                 f"""UPDATE runs SET status = 'cancelled', finished_at = ?,
                                     error = 'worker stopped heartbeating while cancelling'
                     WHERE {stale} AND cancel_requested = 1 RETURNING id""",
-                (now, now - timeout_s),
+                (now, now - timeout_s, *dead),
             ).fetchall()
             requeued = con.execute(
                 f"""UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL, heartbeat_at = NULL
                     WHERE {stale} AND attempts < ? RETURNING id""",
-                (now - timeout_s, max_attempts),
+                (now - timeout_s, *dead, max_attempts),
             ).fetchall()
             failed = con.execute(
                 f"""UPDATE runs SET status = 'failed', finished_at = ?,
                                     error = 'worker stopped heartbeating (attempt ' || attempts || ')'
                     WHERE {stale} RETURNING id""",
-                (now, now - timeout_s),
+                (now, now - timeout_s, *dead),
             ).fetchall()
         return sorted(run_id for (run_id,) in cancelled + requeued + failed)
+
+    def running_workers(self) -> set[str]:
+        """The workers that hold a running run."""
+        with self._errors():
+            return {worker for (worker,) in self._con.execute("SELECT DISTINCT worker FROM runs WHERE status = 'running'")}
 
     # --- results ----------------------------------------------------------------------------------
 

@@ -1,4 +1,19 @@
-"""The store's schema: run statuses and kinds, and one migration per schema version (`PRAGMA user_version`)."""
+"""The store's schema: run statuses and kinds, and one migration per schema version (`PRAGMA user_version`).
+
+Version 1:
+
+    runs        id INTEGER PRIMARY KEY AUTOINCREMENT   never reused: run dirs are named by id
+                name, kind ('train_eval' | 'eval'), spec (JSON object of the run's flags)
+                status ('queued' | 'running' | 'done' | 'failed' | 'cancelled')
+                priority REAL                          lower runs first; starts as the id (FIFO)
+                created_at, started_at, finished_at, heartbeat_at   unix seconds (time.time())
+                worker, run_dir, attempts, exit_code, error, cancel_requested (0 | 1)
+    results     (run_id → runs.id ON DELETE CASCADE, shift, metric) PRIMARY KEY, value REAL
+                shift is in_domain | difficulty_scaling | moral_transfer | orthogonal | coherence;
+                metric is acc, acc_stderr, acc_sum, logratio, n, nll_ratio, ...; NaN is stored as NULL
+    provenance  (run_id → runs.id ON DELETE CASCADE, shift) PRIMARY KEY, data (JSON object: dataset,
+                config, split, N, scoring rule, base model, adapter checksum, versions, ...)
+"""
 
 from __future__ import annotations
 
