@@ -97,7 +97,9 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
 
     metrics: dict[str, float] = {}
     if cfg.alpha != 0.0 and policy.pooled is not None:
-        loss_hidden, scores = hidden_term(policy.pooled, reference.pooled.detach(), cfg)
+        # The reference states are NOT detached (spec §2): they come from a no-grad forward, so only a trainable
+        # transform applied after it (ETHER) carries gradient here, and it must get it through both paths.
+        loss_hidden, scores = hidden_term(policy.pooled, reference.pooled, cfg)
         total = total + cfg.alpha * loss_hidden
         metrics["loss_hidden"] = loss_hidden.mean().item()
         metrics["align_score"] = scores.mean().item()
