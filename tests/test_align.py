@@ -106,6 +106,22 @@ def test_cosines_are_zero_when_policy_equals_reference(name):
     assert ALIGN_FUNCTIONS[name](same).item() == pytest.approx(0.0, abs=1e-7)
 
 
+@pytest.mark.parametrize("name", ["logodds", "para_orth"])
+def test_logodds_at_an_exact_zero_norm_is_continuous(name):
+    """d_ref = (2, 0, 0) on an axis makes o_ref exactly 0 in floating point; lg(0) = log ε, the same as lg of
+    the ~1e-8 that rounding leaves in a rotated copy of the same geometry (module docstring: zero norms)."""
+    d_pi_axis = [(2.0, 1.0, 0.0), (1.0, 0.0, 0.0), (3.0, 0.0, 0.0), (1.0, 0.0, 0.0)]  # d_π = (1, 1, 0)
+    axis = geometry(*d_pi_axis, norm_p=2)
+    assert torch.count_nonzero(axis.orth_ref) == 0
+    # (lg 1 − lg 1) − (lg 2 − lg 0): the reference's sign·log(max(|x|, ε)) gave −log 2 here, log ε − log 2 just off 0
+    expected = math.log(EPS) - math.log(2.0)
+    assert ALIGN_FUNCTIONS[name](axis).item() == pytest.approx(expected, rel=1e-6)
+    rotation, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    rotated = PrefGeometry(*(torch.tensor(v, dtype=torch.float64) @ rotation.T for v in d_pi_axis), norm_p=2, eps=EPS)
+    assert rotated.norm(rotated.orth_ref).item() < EPS
+    assert ALIGN_FUNCTIONS[name](rotated).item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_para_orth_is_logodds():
     assert ALIGN_FUNCTIONS["para_orth"] is ALIGN_FUNCTIONS["logodds"]
 

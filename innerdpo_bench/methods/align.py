@@ -4,6 +4,14 @@ One expression each over `PrefGeometry`, registered in `ALIGN_FUNCTIONS`. The na
 (`--align-method`, `innerdpo methods`, the dashboard), with when to use each, are in the torch-free
 `methods/catalog.py`. Adding a method is one function plus one registry line here, its entry in the
 catalog, and one row in the value table of `tests/test_align.py` (each test fails until it is there).
+
+Zero norms (spec §7 note). A norm can be exactly 0 in floating point: `o_ref` whenever `d_ref` lies on a
+coordinate axis (or rounding cancels exactly), `o_π` when the policy's difference is exactly parallel.
+`lg(x) = log(max(x, ε))` maps every x ≤ ε, 0 included, to log ε, so a score does not depend on whether
+rounding landed on 0 or on 1e-9. The seed-date reference used `sign(x)·log(max(|x|, ε))`, which is log ε
+just above 0 but 0 at exactly 0: its `logodds` jumped by |log ε| (11.5 at ε = 1e-5) for the pairs where
+`o_ref` rounded to exactly 0 (an audit found 12 of 1,280 pooled pairs at d = 120, moving one batch's loss
+by 0.126). We keep the continuous `lg`; the terms `log(‖·‖ + ε)` are continuous at 0 as well.
 """
 
 from __future__ import annotations
