@@ -62,6 +62,9 @@ class TrainConfig:
     layer_reduce: str = opt("loss", "loss: mean of per-layer losses | score: mean score, then one loss.", "InnerDPO")
     trust_region: float = opt(0.0, "Clamp align scores to [-T, T] before the loss (0 = off).", "InnerDPO")
     norm_p: int = opt(1, "Norm for magnitudes in align methods: 1 | 2.", "InnerDPO")
+    topk_dims: int = opt(100, "pars_rat_topk: coordinates of the reference preference kept (at most hidden/4).", "InnerDPO")
+    learned_sign_lr: float = opt(1e-2, "learned_sign: learning rate of the sign logits (their own AdamW group, no "
+                                 "weight decay; at the adapter's rate a sign could not flip within a run).", "InnerDPO")
     norm_before_pool: bool = opt(True, "Unit-normalise token states before the masked mean.", "InnerDPO")
     filter_sinks: bool = opt(False, "Drop tokens whose state norm exceeds mean + 1 std before pooling.", "InnerDPO")
     ether_type: str = opt("ether", "ether | etherplus | oft (hs-ether-InnerDPO).", "InnerDPO")
@@ -100,11 +103,12 @@ class TrainConfig:
                 raise unknown_choice(flag_name(name), getattr(self, name), allowed)
         if self.norm_p not in (1, 2):
             raise UserError(f"--norm-p must be 1 or 2, got {self.norm_p}")
-        positive = ("max_steps", "batch_size", "effective_batch", "max_length", "max_prompt_length", "lora_r", "logging_steps")
+        positive = ("max_steps", "batch_size", "effective_batch", "max_length", "max_prompt_length", "lora_r", "logging_steps",
+                    "topk_dims")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"{flag_name(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("beta", "beta_h", "learning_rate"):
+        for name in ("beta", "beta_h", "learning_rate", "learned_sign_lr"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{flag_name(name)} must be positive, got {getattr(self, name)}")
         if self.max_rows is not None and self.max_rows < 1:

@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import __version__, rundir
+from innerdpo_bench.callbacks import RichProgressCallback, RunFilesCallback
 from innerdpo_bench.config import TrainConfig, display_name
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
@@ -33,6 +34,7 @@ from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
+from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
@@ -46,14 +48,18 @@ class PreferenceTrainer(Trainer):
 
     The reference is the same network with the adapter disabled, run under `no_grad` first; the
     transform is applied after both forwards, so its parameters get gradient through both paths.
+    `learned_sign` (the `learned_sign` align method's θ) trains in an optimiser group of its own.
     """
 
     def __init__(self, *args, loss_config: LossConfig, layers: list[int], transform=None,
-                 norm_before_pool: bool = True, filter_sinks: bool = False, **kwargs):
+                 norm_before_pool: bool = True, filter_sinks: bool = False,
+                 learned_sign: LearnedSign | None = None, learned_sign_lr: float = 1e-2, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_config = loss_config
         self.layers = layers
         self.transform = transform
+        self.learned_sign = learned_sign.to(self.args.device) if learned_sign is not None else None
+        self.learned_sign_lr = learned_sign_lr
         self.norm_before_pool = norm_before_pool
         self.filter_sinks = filter_sinks
         self.model_accepts_loss_kwargs = False  # our loss is a mean: let Trainer divide by accumulation steps
@@ -84,6 +90,7 @@ class PreferenceTrainer(Trainer):
             SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy)),
             SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref)),
             self.loss_config,
+            self.learned_sign.signs() if self.learned_sign is not None else None,
         )
         if not torch.isfinite(loss):
             raise RunFailed(f"loss became {loss.item()} at step {self.state.global_step + 1}; "
@@ -94,14 +101,24 @@ class PreferenceTrainer(Trainer):
         self._metric_count += 1
         return (loss, policy) if return_outputs else loss
 
+    def create_optimizer(self, model=None):
+        """Trainer's AdamW over the model (adapter and transform), plus the learned signs' own group."""
+        optimizer = super().create_optimizer(model)
+        if self.learned_sign is not None and not any(
+                group.get("name") == "learned_sign" for group in optimizer.param_groups):
+            optimizer.add_param_group({"params": list(self.learned_sign.parameters()), "lr": self.learned_sign_lr,
+                                       "weight_decay": 0.0, "name": "learned_sign"})
+        return optimizer
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """The usual step, then average the transform's gradients across ranks (DDP skips them)."""
+        """The usual step, then average the gradients that live outside DDP (transform, learned signs) across ranks."""
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.transform is not None and self.accelerator.num_processes > 1:
-            for param in self.transform.parameters():
-                if param.grad is not None:
-                    dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-                    param.grad /= self.accelerator.num_processes
+        if self.accelerator.num_processes > 1:
+            for module in (self.transform, self.learned_sign):
+                for param in module.parameters() if module is not None else ():
+                    if param.grad is not None:
+                        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                        param.grad /= self.accelerator.num_processes
         return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -117,59 +134,6 @@ class PreferenceTrainer(Trainer):
         super().log(logs, start_time)
 
 
-class RunFilesCallback(TrainerCallback):
-    """Write `metrics.jsonl` records and `train.log` lines (rank 0 only)."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.summary: dict = {}
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        if "train_runtime" in logs:
-            self.summary = dict(logs)
-            return
-        record = {"step": state.global_step, **logs}
-        rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
-        keys = ("loss", "loss_output", "loss_hidden", "reward_acc", "pref_acc", "rewards_margin", "learning_rate")
-        log.info("step %d %s", state.global_step, " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record))
-
-
-class RichProgressCallback(TrainerCallback):
-    """A rich progress bar over optimiser steps, showing the latest loss and pair accuracy."""
-
-    def __init__(self, title: str):
-        self.title = title
-        self.progress = None
-        self.task = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 transient=False)
-        self.progress.start()
-        self.task = self.progress.add_task(self.title, total=state.max_steps, info="")
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.progress is not None and logs and "loss" in logs:
-            info = f"loss {logs['loss']:.4f}  acc {logs.get('reward_acc', float('nan')):.2f}"
-            self.progress.update(self.task, info=info)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
 def loss_config_of(cfg: TrainConfig) -> LossConfig:
     """The LossConfig a run trains with (α forced to 0 for dpo/ipo)."""
     has_hidden = resolve_method(cfg.method).has_hidden_term
@@ -177,7 +141,7 @@ def loss_config_of(cfg: TrainConfig) -> LossConfig:
         output_loss=cfg.resolved_output_loss, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
         logp_agg=cfg.logp_agg, alpha=cfg.alpha if has_hidden else 0.0, beta_h=cfg.beta_h,
         align_method=cfg.align_method, layer_reduce=cfg.layer_reduce, trust_region=cfg.trust_region,
-        norm_p=cfg.norm_p, nll_weight=cfg.nll_weight,
+        norm_p=cfg.norm_p, topk_dims=cfg.topk_dims, nll_weight=cfg.nll_weight,
     )
 
 
@@ -227,6 +191,7 @@ class Prepared:
     transform: object | None
     config: dict
     files: RunFilesCallback
+    learned_sign: LearnedSign | None = None
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[dict], dataset_desc: str,
@@ -261,6 +226,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
             DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
                 model, [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_parameters()]
                 + [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_buffers()])
+
+    learned_sign = None
+    if transform is not None and cfg.align_method == "learned_sign":
+        learned_sign = LearnedSign(transform.output_layers, causal_lm.config.hidden_size)
 
     encoded, stats = encode_pairs(tokenizer, rows, cfg.max_prompt_length, cfg.max_length)
     if not encoded:
@@ -325,10 +294,11 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         data_collator=(PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id), callbacks=callbacks,
         loss_config=loss_config_of(cfg), layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
+        learned_sign=learned_sign, learned_sign_lr=cfg.learned_sign_lr,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return Prepared(trainer, transform, resolved, files)
+    return Prepared(trainer, transform, resolved, files, trainer.learned_sign)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -363,6 +333,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             adapter_tmp.rename(run_dir / rundir.ADAPTER)
             if prepared.transform is not None:
                 save_transform(prepared.transform, run_dir)
+            if prepared.learned_sign is not None:
+                save_learned_sign(prepared.learned_sign, run_dir)
             with contextlib.suppress(OSError):  # Trainer's output_dir; we save no checkpoints there
                 (run_dir / "trainer").rmdir()
             seconds = time.time() - started

@@ -131,3 +131,21 @@ def test_gradient_checkpointing_trains_like_keeping_activations(method, small_pa
         for key in ("loss", "grad_norm", "reward_acc"):
             if key in without:
                 assert with_gc[key] == pytest.approx(without[key], abs=2e-3), (key, with_gc, without)
+
+
+def test_learned_sign_trains_in_its_own_group_and_is_saved(small_pairs, tmp_path, tiny_model_path):
+    from innerdpo_bench.methods.learned_sign import INIT_LOGIT, load_learned_sign
+
+    cfg = fast_config("hs-none-InnerDPO", small_pairs, tmp_path / "run", max_steps=3, align_method="learned_sign",
+                      learned_sign_lr=0.05)
+    run = train(cfg, progress=False)
+    saved = load_learned_sign(run)
+    assert saved.layers == json.loads((run / rundir.CONFIG).read_text())["transform_output_layers"]
+    assert saved.logits.shape == (len(saved.layers), 64)
+    moved = (saved.logits - INIT_LOGIT).abs()
+    assert 0 < moved.max() <= 3 * 0.05 + 1e-6  # Adam: at most about one learning rate per step, 3 steps
+    prepared = build_trainer(cfg.validate(), tmp_path / "again", resolve_base_model("tiny-random"),
+                             load_pairs(small_pairs), small_pairs)
+    groups = [g for g in prepared.trainer.create_optimizer().param_groups if g.get("name") == "learned_sign"]
+    assert len(groups) == 1 and groups[0]["lr"] == 0.05 and groups[0]["weight_decay"] == 0.0
+    assert groups[0]["params"] == [prepared.learned_sign.logits]

@@ -66,6 +66,31 @@ def cosine_cross_model(g: PrefGeometry) -> Tensor:
     )
 
 
+def pars_rat(g: PrefGeometry) -> Tensor:
+    """g = s/‖d_ref‖₂ − 1"""
+    return g.signed_proj / g.pref_norm_ref - 1.0
+
+
+def pars_rat_log(g: PrefGeometry) -> Tensor:
+    """g = 10·slog(s/‖d_ref‖₂ − 1)"""
+    return 10.0 * slog(pars_rat(g))
+
+
+def pars_rat_topk(g: PrefGeometry) -> Tensor:
+    """g = ⟨d_π,K, d_ref,K⟩/‖d_ref,K‖₂² − 1, K = the k coordinates of largest |d_ref|"""
+    k = max(1, min(g.topk, g.diff_ref.shape[-1] // 4))  # the reference's cap: at most a quarter of the coordinates
+    index = g.diff_ref.abs().topk(k, dim=-1).indices
+    ref_k, pi_k = g.diff_ref.gather(-1, index), g.diff_pi.gather(-1, index)
+    return (pi_k * ref_k).sum(-1) / (ref_k * ref_k).sum(-1).clamp_min(g.eps**2) - 1.0
+
+
+def learned_sign(g: PrefGeometry) -> Tensor:
+    """g = ⟨d_π ⊙ u, σ⟩, σ = tanh(θ) learned per layer and coordinate"""
+    if g.learned_sign is None:
+        raise ValueError("the learned_sign align method needs its signs (PrefGeometry.learned_sign)")
+    return (g.diff_pi * g.pref_dir * g.learned_sign).sum(-1)
+
+
 def para(g: PrefGeometry) -> Tensor:
     """g = log(‖a_π‖ + ε)."""
     return safe_log(g.norm(g.par_pi) + g.eps, g.eps)
@@ -100,6 +125,11 @@ ALIGN_FUNCTIONS: dict[str, AlignFn] = {
     "logodds": logodds,
     "cosine_policy_margin": cosine_policy_margin,
     "cosine_cross_model": cosine_cross_model,
+    # the seed's later work (branch topk) and its first note
+    "pars_rat": pars_rat,
+    "pars_rat_log": pars_rat_log,
+    "pars_rat_topk": pars_rat_topk,
+    "learned_sign": learned_sign,
     # older (the seed's "old" commands)
     "para": para,
     "para_orth": logodds,  # the older name of logodds: the same function

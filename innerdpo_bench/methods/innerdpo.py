@@ -33,6 +33,7 @@ class LossConfig:
     layer_reduce: str = "loss"      # loss | score
     trust_region: float = 0.0       # 0 = off
     norm_p: int = 1
+    topk_dims: int = 100            # pars_rat_topk's k (capped at hidden/4)
     nll_weight: float = 0.0
     eps: float = 1e-5
 
@@ -62,8 +63,10 @@ def split_pairs(x: Tensor) -> tuple[Tensor, Tensor]:
     return x[:half], x[half:]
 
 
-def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig) -> tuple[Tensor, Tensor]:
-    """Per-pair hidden loss `[B]` and align scores `[layers, B]`.
+def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig,
+                learned_sign: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-pair hidden loss `[B]` and align scores `[layers, B]`; `learned_sign` is σ `[layers, 1, hidden]` of the
+    `learned_sign` align method (`methods/learned_sign.py`).
 
     `layer_reduce="loss"`: mean over layers of the per-layer losses (seed-date reference);
     `"score"`: mean of g over layers first, then one loss. The trust region clamps the score to
@@ -74,7 +77,7 @@ def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig) -> tuple
     geometry = PrefGeometry(
         chosen_pi.transpose(0, 1), rejected_pi.transpose(0, 1),
         chosen_ref.transpose(0, 1), rejected_ref.transpose(0, 1),
-        norm_p=cfg.norm_p, eps=cfg.eps,
+        norm_p=cfg.norm_p, eps=cfg.eps, topk=cfg.topk_dims, learned_sign=learned_sign,
     )
     scores = ALIGN_FUNCTIONS[cfg.align_method](geometry)  # [layers, B]
     clamp = (lambda s: s.clamp(-cfg.trust_region, cfg.trust_region)) if cfg.trust_region > 0 else (lambda s: s)
@@ -85,7 +88,8 @@ def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig) -> tuple
     return loss, scores
 
 
-def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig) -> tuple[Tensor, dict[str, float]]:
+def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig,
+                    learned_sign: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """`L = L_out(β) + α·L_hidden(β_h) + λ_nll·NLL_π(y_c)`, mean over pairs, and the step's metrics."""
     logp_pi_c, logp_pi_r = split_pairs(policy.logp(cfg.logp_agg))
     logp_ref_c, logp_ref_r = split_pairs(reference.logp(cfg.logp_agg).detach())
@@ -99,7 +103,7 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
     if cfg.alpha != 0.0 and policy.pooled is not None:
         # The reference states are NOT detached (spec §2): they come from a no-grad forward, so only a trainable
         # transform applied after it (ETHER) carries gradient here, and it must get it through both paths.
-        loss_hidden, scores = hidden_term(policy.pooled, reference.pooled, cfg)
+        loss_hidden, scores = hidden_term(policy.pooled, reference.pooled, cfg, learned_sign)
         total = total + cfg.alpha * loss_hidden
         metrics["loss_hidden"] = loss_hidden.mean().item()
         metrics["align_score"] = scores.mean().item()
