@@ -215,3 +215,11 @@ def test_batched_leading_dimensions():
                      learned_sign=torch.tanh(torch.randn(3, 1, 8)))
     for name, fn in ALIGN_FUNCTIONS.items():
         assert fn(g).shape == (3, 5), name
+
+
+def test_slog_has_slope_one_at_exactly_zero():
+    from innerdpo_bench.methods.geometry import slog
+
+    x = torch.tensor([0.0, -2.0, 3.0], requires_grad=True)
+    slog(x).sum().backward()
+    assert x.grad.tolist() == pytest.approx([1.0, 1 / 3, 1 / 4])

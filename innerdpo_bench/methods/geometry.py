@@ -78,8 +78,11 @@ class PrefGeometry:
 
 
 def slog(x: Tensor) -> Tensor:
-    """Symmetric log `sign(x)·log(1 + |x|)`: monotonic, 0 at 0, compresses large magnitudes."""
-    return torch.sign(x) * torch.log1p(x.abs())
+    """Symmetric log `sign(x)·log(1 + |x|)`: monotonic, 0 at 0, compresses large magnitudes.
+
+    Written per branch so its gradient at exactly 0 is the true slope 1: autograd through `sign(x)·|x|`
+    gives 0 there, which would freeze a score that starts at exactly 0 (pars_rat at π = ref)."""
+    return torch.where(x < 0, -torch.log1p((-x).clamp_min(0)), torch.log1p(x.clamp_min(0)))
 
 
 def safe_log(x: Tensor, eps: float) -> Tensor:
