@@ -19,7 +19,7 @@ def opt(default, help: str, group: str = "Training", flag: str | None = None):
 
 @dataclass
 class TrainConfig:
-    method: str = opt("dpo", "dpo | ipo | hs-none-InnerDPO | hs-ether-InnerDPO | hs-supr-InnerDPO", "Run")
+    method: str = opt("dpo", "dpo | ipo | simper | hs-none-InnerDPO | hs-ether-InnerDPO | hs-supr-InnerDPO", "Run")
     base_model: str = opt(DEFAULT_BASE_MODEL, "Hub id, local model directory, or a built-in: tiny-random, smollm2-135m.", "Run")
     dataset: str = opt("alpaca_easy", "GENIES name, HUB_ID[:config][#split], a .json/.jsonl/.parquet file, or mini:SPLIT.", "Run")
     max_rows: int | None = opt(None, "Use only the first N training rows.", "Run")
@@ -50,8 +50,8 @@ class TrainConfig:
     logp_agg: str = opt("mean", "mean | sum of completion-token log-probs. mean (default, every method) makes "
                         "InnerDPO with α=0 equal dpo exactly; sum is the DPO paper's form.", "Loss")
     label_smoothing: float = opt(0.0, "cDPO label smoothing ε (dpo output term only).", "Loss")
-    output_loss: str | None = opt(None, "Output-term family for InnerDPO: dpo | ipo (the hidden term uses the same). "
-                                  "Implied by dpo/ipo.", "Loss")
+    output_loss: str | None = opt(None, "Output-term family for InnerDPO: dpo | ipo | simper (the hidden term uses "
+                                  "the same; simper has no β and needs --logp-agg mean). Implied by dpo/ipo/simper.", "Loss")
     nll_weight: float = opt(0.0, "Weight of an SFT term: mean per-token NLL of the chosen completion.", "Loss")
 
     alpha: float = opt(0.25, "α, weight of the hidden-state term (InnerDPO).", "InnerDPO")
@@ -94,6 +94,8 @@ class TrainConfig:
                 raise unknown_choice("--output-loss", self.output_loss, OUTPUT_LOSS_NAMES)
             if not method.has_hidden_term and self.output_loss != method.output_loss:
                 raise UserError(f"--output-loss {self.output_loss} contradicts method {method.name}; use method {self.output_loss}")
+        if self.resolved_output_loss == "simper" and self.logp_agg != "mean":
+            raise UserError("SimPER is defined on per-token mean log-probs (inverse perplexities): use --logp-agg mean")
         if self.align_method not in ALIGN_METHODS:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,

@@ -15,7 +15,7 @@ from innerdpo_bench.errors import unknown_choice
 @dataclass(frozen=True)
 class Method:
     name: str
-    output_loss: str            # dpo | ipo
+    output_loss: str            # dpo | ipo | simper
     transform: str | None       # None: no hidden-state term
     summary: str
 
@@ -29,6 +29,8 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("dpo", "dpo", None, "DPO: −log σ(β·ptheta) on output log-prob margins (Rafailov et al. 2023)."),
         Method("ipo", "ipo", None, "IPO: (ptheta − 1/(2β))², a bounded regression target (Azar et al. 2023)."),
+        Method("simper", "simper", None, "SimPER: exp(logp̄_π(y_r)) − exp(logp̄_π(y_c)), inverse perplexities; no β, "
+               "no reference model (Xiao et al. 2025)."),
         Method("hs-none-InnerDPO", "dpo", "none", "InnerDPO on raw residual-stream states."),
         Method("hs-ether-InnerDPO", "dpo", "ether", "InnerDPO on a learned ETHER view of the states (reflection + low-rank)."),
         Method("hs-supr-InnerDPO", "dpo", "supr", "InnerDPO on suppressed activations (what later layers remove)."),
@@ -43,6 +45,7 @@ ALIASES = {
     "hs-supressed-innerdpo": "hs-supr-InnerDPO",
     "dpo": "dpo",
     "ipo": "ipo",
+    "simper": "simper",
 }
 
 
@@ -55,7 +58,7 @@ def resolve_method(name: str) -> Method:
     return METHODS[canonical]
 
 
-OUTPUT_LOSS_NAMES = ("dpo", "ipo")
+OUTPUT_LOSS_NAMES = ("dpo", "ipo", "simper")
 TRANSFORMS = ("none", "ether", "supr")
 ETHER_TYPES = ("ether", "etherplus", "oft")
 

@@ -16,14 +16,14 @@ from torch import Tensor
 
 from innerdpo_bench.methods.align import ALIGN_FUNCTIONS
 from innerdpo_bench.methods.geometry import PrefGeometry
-from innerdpo_bench.methods.output_losses import OUTPUT_LOSSES, dpo_loss
+from innerdpo_bench.methods.output_losses import SCORE_LOSSES, dpo_loss, simper_loss
 
 
 @dataclass(frozen=True)
 class LossConfig:
     """The loss knobs; defaults are the spec's (§8, §10)."""
 
-    output_loss: str = "dpo"        # dpo | ipo; the hidden term uses the same family
+    output_loss: str = "dpo"        # dpo | ipo | simper; the hidden term uses the same family
     beta: float = 0.1
     label_smoothing: float = 0.0    # cDPO ε, dpo only
     logp_agg: str = "mean"          # mean | sum over completion tokens
@@ -54,7 +54,7 @@ def pair_loss(kind: str, score: Tensor, beta: float, label_smoothing: float = 0.
     """Per-pair loss of the family `kind` on a score (margin or align score)."""
     if kind == "dpo":
         return dpo_loss(score, beta, label_smoothing)
-    return OUTPUT_LOSSES[kind](score, beta)
+    return SCORE_LOSSES[kind](score, beta)
 
 
 def split_pairs(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -96,7 +96,10 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
     chosen_ratio = logp_pi_c - logp_ref_c
     rejected_ratio = logp_pi_r - logp_ref_r
     ptheta = chosen_ratio - rejected_ratio
-    loss_out = pair_loss(cfg.output_loss, ptheta, cfg.beta, cfg.label_smoothing)
+    if cfg.output_loss == "simper":  # the policy's own per-token means, whatever logp_agg the margins use
+        loss_out = simper_loss(*split_pairs(policy.logp("mean")))
+    else:
+        loss_out = pair_loss(cfg.output_loss, ptheta, cfg.beta, cfg.label_smoothing)
     total = loss_out
 
     metrics: dict[str, float] = {}
