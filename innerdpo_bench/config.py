@@ -61,6 +61,8 @@ class TrainConfig:
                       "the block count, fractions in (0,1) scale it.", "InnerDPO")
     layer_reduce: str = opt("loss", "loss: mean of per-layer losses | score: mean score, then one loss.", "InnerDPO")
     trust_region: float = opt(0.0, "Clamp align scores to [-T, T] before the loss (0 = off).", "InnerDPO")
+    trust_region_form: str = opt("both", "both: clamp to [-T, T] | top: min(g, T), the later reference's default | "
+                                 "bottom: max(g, T), the reference's clamp_bottom (no gradient below T).", "InnerDPO")
     norm_p: int = opt(1, "Norm for magnitudes in align methods: 1 | 2.", "InnerDPO")
     topk_dims: int = opt(100, "pars_rat_topk: coordinates of the reference preference kept (at most hidden/4).", "InnerDPO")
     learned_sign_lr: float = opt(1e-2, "learned_sign: learning rate of the sign logits (their own AdamW group, no "
@@ -99,6 +101,7 @@ class TrainConfig:
         if self.align_method not in ALIGN_METHODS:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
+                   "trust_region_form": ("both", "top", "bottom"),
                    "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -113,6 +116,8 @@ class TrainConfig:
         for name in ("beta", "beta_h", "learning_rate", "learned_sign_lr"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{flag_name(name)} must be positive, got {getattr(self, name)}")
+        if self.trust_region < 0:
+            raise UserError(f"--trust-region must be 0 (off) or positive, got {self.trust_region}")
         if self.max_rows is not None and self.max_rows < 1:
             raise UserError(f"--max-rows must be at least 1, got {self.max_rows}")
         if not 0 <= self.label_smoothing < 0.5:
@@ -141,7 +146,8 @@ def display_name(cfg: TrainConfig) -> str:
     parts = [method.name]
     if method.has_hidden_term:
         short = {"align_method": "align", "alpha": "α", "trust_region": "trust", "layer_reduce": "reduce",
-                 "layers": "layers", "beta_h": "β_h", "output_loss": "out", "ether_type": "ether"}
+                 "layers": "layers", "beta_h": "β_h", "output_loss": "out", "ether_type": "ether",
+                 "trust_region_form": "trust_form", "topk_dims": "topk"}
         for name, label in short.items():
             value = getattr(cfg, name)
             if value is not None and value != getattr(defaults, name):

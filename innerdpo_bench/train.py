@@ -141,6 +141,7 @@ def loss_config_of(cfg: TrainConfig) -> LossConfig:
         output_loss=cfg.resolved_output_loss, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
         logp_agg=cfg.logp_agg, alpha=cfg.alpha if has_hidden else 0.0, beta_h=cfg.beta_h,
         align_method=cfg.align_method, layer_reduce=cfg.layer_reduce, trust_region=cfg.trust_region,
+        trust_region_form=cfg.trust_region_form,
         norm_p=cfg.norm_p, topk_dims=cfg.topk_dims, nll_weight=cfg.nll_weight,
     )
 

@@ -32,6 +32,7 @@ class LossConfig:
     align_method: str = "para_signed"
     layer_reduce: str = "loss"      # loss | score
     trust_region: float = 0.0       # 0 = off
+    trust_region_form: str = "both"  # both: [−T, T] | top: ≤ T | bottom: ≥ T (the reference's clamp_bottom)
     norm_p: int = 1
     topk_dims: int = 100            # pars_rat_topk's k (capped at hidden/4)
     nll_weight: float = 0.0
@@ -63,14 +64,34 @@ def split_pairs(x: Tensor) -> tuple[Tensor, Tensor]:
     return x[:half], x[half:]
 
 
+def trust_clamp(scores: Tensor, cfg: LossConfig) -> Tensor:
+    """The trust region on align scores, T = `cfg.trust_region` (0: off), by `cfg.trust_region_form`:
+
+    * `both` (spec §8, default): clamp to [−T, T]: nothing is earned beyond T, nor lost below −T;
+    * `top` (the later reference's default): `min(g, T)`: separating beyond T earns nothing, no floor;
+    * `bottom` (the later reference's `clamp_bottom=True`): `max(g, T)`, a floor at +T: pairs scoring below
+      T get no hidden-term gradient at all; only pairs already past T are pushed further. (With a score that
+      starts at 0, as pars_rat at π = ref, nothing moves until the output term has moved the policy past T;
+      the journal: "I tried top and bottom and only top", clipping did not help there.)
+    """
+    limit = cfg.trust_region
+    if limit <= 0:
+        return scores
+    if cfg.trust_region_form == "top":
+        return scores.clamp(max=limit)
+    if cfg.trust_region_form == "bottom":
+        return scores.clamp(min=limit)
+    return scores.clamp(-limit, limit)
+
+
 def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig,
                 learned_sign: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Per-pair hidden loss `[B]` and align scores `[layers, B]`; `learned_sign` is σ `[layers, 1, hidden]` of the
     `learned_sign` align method (`methods/learned_sign.py`).
 
     `layer_reduce="loss"`: mean over layers of the per-layer losses (seed-date reference);
-    `"score"`: mean of g over layers first, then one loss. The trust region clamps the score to
-    [−T, T] before the loss (per layer, or after the layer mean with `score`).
+    `"score"`: mean of g over layers first, then one loss. The trust region (`trust_clamp`) applies before
+    the loss: per layer, or after the layer mean with `score`.
     """
     chosen_pi, rejected_pi = split_pairs(pooled_pi.transpose(0, 1))
     chosen_ref, rejected_ref = split_pairs(pooled_ref.transpose(0, 1))
@@ -80,11 +101,10 @@ def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig,
         norm_p=cfg.norm_p, eps=cfg.eps, topk=cfg.topk_dims, learned_sign=learned_sign,
     )
     scores = ALIGN_FUNCTIONS[cfg.align_method](geometry)  # [layers, B]
-    clamp = (lambda s: s.clamp(-cfg.trust_region, cfg.trust_region)) if cfg.trust_region > 0 else (lambda s: s)
     if cfg.layer_reduce == "score":
-        loss = pair_loss(cfg.output_loss, clamp(scores.mean(0)), cfg.beta_h)
+        loss = pair_loss(cfg.output_loss, trust_clamp(scores.mean(0), cfg), cfg.beta_h)
     else:
-        loss = pair_loss(cfg.output_loss, clamp(scores), cfg.beta_h).mean(0)
+        loss = pair_loss(cfg.output_loss, trust_clamp(scores, cfg), cfg.beta_h).mean(0)
     return loss, scores
 
 
