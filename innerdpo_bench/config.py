@@ -53,6 +53,9 @@ class TrainConfig:
     output_loss: str | None = opt(None, "Output-term family for InnerDPO: dpo | ipo | simper (the hidden term uses "
                                   "the same; simper has no β and needs --logp-agg mean). Implied by dpo/ipo/simper.", "Loss")
     nll_weight: float = opt(0.0, "Weight of an SFT term: mean per-token NLL of the chosen completion.", "Loss")
+    wpo: bool = opt(False, "WPO weighting: each pair's preference loss times sigmoid((lw_c + lw_r)/3) over its batch "
+                    "mean, lw the mean of log p(y_t) - log sum_v p(v)^2 (Zhou et al. 2024, the reference's stable form).",
+                    "Loss")
 
     alpha: float = opt(0.25, "α, weight of the hidden-state term (InnerDPO).", "InnerDPO")
     beta_h: float = opt(1.0, "β of the hidden-state term.", "InnerDPO")
@@ -152,7 +155,7 @@ def display_name(cfg: TrainConfig) -> str:
             value = getattr(cfg, name)
             if value is not None and value != getattr(defaults, name):
                 parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
-    for name, label in (("beta", "β"), ("nll_weight", "nll"), ("logp_agg", "agg")):
+    for name, label in (("beta", "β"), ("nll_weight", "nll"), ("logp_agg", "agg"), ("wpo", "wpo")):
         value = getattr(cfg, name)
         if value != getattr(defaults, name):
             parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")

@@ -85,9 +85,9 @@ class PreferenceTrainer(Trainer):
         # DDP's forward in the same step would confuse its reducer.
         with torch.no_grad(), peft_model.disable_adapter():
             ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
-        policy = forward_pass(model, inputs, self.layers)
+        policy = forward_pass(model, inputs, self.layers, wpo=self.loss_config.wpo)
         loss, metrics = preference_loss(
-            SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy)),
+            SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy), policy.wpo_sum),
             SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref)),
             self.loss_config,
             self.learned_sign.signs() if self.learned_sign is not None else None,
@@ -142,7 +142,7 @@ def loss_config_of(cfg: TrainConfig) -> LossConfig:
         logp_agg=cfg.logp_agg, alpha=cfg.alpha if has_hidden else 0.0, beta_h=cfg.beta_h,
         align_method=cfg.align_method, layer_reduce=cfg.layer_reduce, trust_region=cfg.trust_region,
         trust_region_form=cfg.trust_region_form,
-        norm_p=cfg.norm_p, topk_dims=cfg.topk_dims, nll_weight=cfg.nll_weight,
+        norm_p=cfg.norm_p, topk_dims=cfg.topk_dims, nll_weight=cfg.nll_weight, wpo=cfg.wpo,
     )
 
 

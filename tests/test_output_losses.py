@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, hidden_term, preference_loss
-from innerdpo_bench.methods.output_losses import dpo_loss, ipo_loss, simper_loss, simper_score_loss
+from innerdpo_bench.methods.output_losses import dpo_loss, ipo_loss, simper_loss, simper_score_loss, wpo_weights
 
 
 def test_dpo_hand_values_two_pairs():
@@ -80,6 +80,28 @@ def test_simper_hidden_term_is_minus_slog_of_the_score():
     policy[0, 0, 0] = 3.0                 # s = 3
     loss, scores = hidden_term(policy, ref, LossConfig(output_loss="simper", beta_h=5.0))
     assert scores.item() == pytest.approx(3.0) and loss.item() == pytest.approx(-math.log(4.0))
+
+
+def test_wpo_weights_hand_fixture():
+    """lw_c + lw_r = 0 and −6: σ(0) = 0.5, σ(−2) = 0.11920; over their mean 0.30960: 1.61500, 0.38500."""
+    weights = wpo_weights(torch.tensor([0.0, -1.0]), torch.tensor([0.0, -5.0]))
+    assert weights.tolist() == pytest.approx([0.5 / 0.3096029, 0.1192029 / 0.3096029], rel=1e-5)
+    assert weights.mean().item() == pytest.approx(1.0) and not weights.requires_grad
+
+
+def test_wpo_weights_the_preference_terms_not_the_sft_term():
+    logp = torch.tensor([-2.0, -5.0, -4.0, -4.0])
+    ref = SideOutputs(torch.tensor([-3.0, -1.0, -3.0, -1.0]), torch.ones(4))
+    adjusted = torch.tensor([0.0, -1.0, 0.0, -5.0])  # pair weights as in the hand fixture: 1.615, 0.385
+    plain, _ = preference_loss(SideOutputs(logp, torch.ones(4)), ref, LossConfig(logp_agg="sum", beta=0.5))
+    weighted, metrics = preference_loss(SideOutputs(logp, torch.ones(4), wpo_sum=adjusted), ref,
+                                        LossConfig(logp_agg="sum", beta=0.5, wpo=True, nll_weight=0.5))
+    per_pair = torch.tensor([math.log1p(math.exp(-1.0)), math.log1p(math.exp(0.5))])  # ptheta 2, −1 at β 0.5
+    w = wpo_weights(adjusted[:2], adjusted[2:])
+    nll_chosen = torch.tensor([2.0, 5.0])
+    assert plain.item() == pytest.approx(per_pair.mean().item(), abs=1e-6)
+    assert weighted.item() == pytest.approx((w * per_pair + 0.5 * nll_chosen).mean().item(), abs=1e-6)
+    assert metrics["wpo_weight_max"] == pytest.approx(w.max().item())
 
 
 # --------------------------------------------------------------------------- TRL parity

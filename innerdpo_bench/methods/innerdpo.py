@@ -16,7 +16,7 @@ from torch import Tensor
 
 from innerdpo_bench.methods.align import ALIGN_FUNCTIONS
 from innerdpo_bench.methods.geometry import PrefGeometry
-from innerdpo_bench.methods.output_losses import SCORE_LOSSES, dpo_loss, simper_loss
+from innerdpo_bench.methods.output_losses import SCORE_LOSSES, dpo_loss, simper_loss, wpo_weights
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class LossConfig:
     norm_p: int = 1
     topk_dims: int = 100            # pars_rat_topk's k (capped at hidden/4)
     nll_weight: float = 0.0
+    wpo: bool = False               # WPO per-pair weights on the preference terms (spec §3)
     eps: float = 1e-5
 
 
@@ -46,6 +47,7 @@ class SideOutputs:
     logp_sum: Tensor      # [2B] summed log-prob over completion tokens
     n_tokens: Tensor      # [2B] completion token counts
     pooled: Tensor | None = None  # [layers, 2B, hidden] pooled (transformed) states, InnerDPO only
+    wpo_sum: Tensor | None = None  # [2B] Σ_t (log π(y_t) − log Σ_v π(v)²), policy only, with --wpo
 
     def logp(self, agg: str) -> Tensor:
         return self.logp_sum / self.n_tokens.clamp_min(1) if agg == "mean" else self.logp_sum
@@ -110,7 +112,12 @@ def hidden_term(pooled_pi: Tensor, pooled_ref: Tensor, cfg: LossConfig,
 
 def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig,
                     learned_sign: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
-    """`L = L_out(β) + α·L_hidden(β_h) + λ_nll·NLL_π(y_c)`, mean over pairs, and the step's metrics."""
+    """`L = w·(L_out(β) + α·L_hidden(β_h)) + λ_nll·NLL_π(y_c)`, mean over pairs, and the step's metrics.
+
+    `w` = 1, or with `cfg.wpo` the WPO weights (`wpo_weights`, normalised over this batch of pairs, so over
+    each micro-batch under gradient accumulation). They weight the preference terms, as the reference weighted
+    its whole DPO + hidden loss; the SFT term on the chosen completion is not a preference and stays unweighted.
+    """
     logp_pi_c, logp_pi_r = split_pairs(policy.logp(cfg.logp_agg))
     logp_ref_c, logp_ref_r = split_pairs(reference.logp(cfg.logp_agg).detach())
     chosen_ratio = logp_pi_c - logp_ref_c
@@ -133,6 +140,13 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
         for i, layer_score in enumerate(scores.mean(1).tolist()):
             metrics[f"align_score_l{i}"] = layer_score
         metrics["cos_pi_ref"] = F.cosine_similarity(policy.pooled, reference.pooled, dim=-1).mean().item()
+
+    if cfg.wpo:
+        if policy.wpo_sum is None:
+            raise ValueError("--wpo needs the policy's wpo_sum (forward_pass(..., wpo=True))")
+        weights = wpo_weights(*split_pairs(policy.wpo_sum / policy.n_tokens.clamp_min(1)))
+        total = weights * total
+        metrics["wpo_weight_min"], metrics["wpo_weight_max"] = weights.min().item(), weights.max().item()
 
     n_c, _ = split_pairs(policy.n_tokens.clamp_min(1))
     nll_pi_c = -split_pairs(policy.logp_sum)[0] / n_c

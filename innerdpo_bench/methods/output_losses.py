@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -61,6 +62,19 @@ def simper_score_loss(score: Tensor, beta: float = 1.0) -> Tensor:
     rewards alignment.
     """
     return -slog(score)
+
+
+def wpo_weights(adjusted_chosen: Tensor, adjusted_rejected: Tensor, temperature: float = 3.0) -> Tensor:
+    """WPO per-pair weights (Zhou et al. 2024, arXiv 2406.11827, eq. 2, stabilised as the reference):
+    `w = σ((lw_c + lw_r)/3)`, divided by its batch mean, detached.
+
+    `lw = mean_t [log π(y_t) − log Σ_v π(v)²]` over a completion's tokens: how likely the policy is to have
+    generated it, adjusted for how peaked each next-token distribution is. Pairs the policy would produce
+    itself weigh more, off-policy pairs less; the mean weight is 1, so the loss scale is kept. The paper's
+    `exp(lw_c + lw_r)` underflows for long completions: σ(·/3) is the reference's stable form.
+    """
+    weights = torch.sigmoid((adjusted_chosen + adjusted_rejected) / temperature)
+    return (weights / weights.mean()).detach()
 
 
 OUTPUT_LOSSES: dict[str, Callable[..., Tensor]] = {
