@@ -28,6 +28,8 @@ class RunFilesCallback(TrainerCallback):
         record = {"step": state.global_step, **logs}
         rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
         keys = ("loss", "loss_output", "loss_hidden", "reward_acc", "pref_acc", "rewards_margin", "learning_rate")
+        if not any(k in record for k in keys):
+            return  # e.g. a validation record: EarlyStopping writes its own log line
         log.info("step %d %s", state.global_step, " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record))
 
 

@@ -44,6 +44,12 @@ class TrainConfig:
     lora_dropout: float = opt(0.0, "LoRA dropout.", "Adapter")
     precision: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16.")
     logging_steps: int = opt(10, "Write metrics.jsonl every N steps.")
+    eval_fraction: float = opt(0.0, "Hold out this fraction of the training rows for validation (0 = off): the loss on "
+                               "them every --eval-steps steps goes to metrics.jsonl, the adapter with the lowest one is "
+                               "saved, and training stops after --patience evaluations without improvement.")
+    eval_steps: int = opt(50, "Optimiser steps between validation evaluations (with --eval-fraction).")
+    patience: int = opt(3, "Early stop after this many validation evaluations without a lower loss (spec §10: 3; "
+                        "0 = never stop early, still save the best).")
     device: str = opt("auto", "auto | cpu | cuda.")
 
     beta: float = opt(0.1, "β of the output loss.", "Loss")
@@ -119,6 +125,10 @@ class TrainConfig:
         for name in ("beta", "beta_h", "learning_rate", "learned_sign_lr"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{flag_name(name)} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.eval_fraction < 1:
+            raise UserError(f"--eval-fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.eval_steps < 1 or self.patience < 0:
+            raise UserError(f"--eval-steps must be at least 1 and --patience at least 0, got {self.eval_steps}, {self.patience}")
         if self.trust_region < 0:
             raise UserError(f"--trust-region must be 0 (off) or positive, got {self.trust_region}")
         if self.max_rows is not None and self.max_rows < 1:

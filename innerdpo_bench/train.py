@@ -38,6 +38,7 @@ from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.validation import EarlyStopping, attach_early_stopping, split_rows
 
 log = logging.getLogger("innerdpo_bench")
 TRANSFORM_MODULE = "innerdpo_transform"
@@ -76,7 +77,8 @@ class PreferenceTrainer(Trainer):
                                          self.filter_sinks)
         return torch.stack([pooled[layer] for layer in self.transform.output_layers])  # [layers, 2B, hidden]
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def objective(self, model, inputs):
+        """(loss, metrics, policy forward) of one batch: the reference pass, the policy pass, `preference_loss`."""
         peft_model = self.accelerator.unwrap_model(model)
         in_hook = None
         if self.transform is not None and self.transform.pools_raw_states:
@@ -92,6 +94,10 @@ class PreferenceTrainer(Trainer):
             self.loss_config,
             self.learned_sign.signs() if self.learned_sign is not None else None,
         )
+        return loss, metrics, policy
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, metrics, policy = self.objective(model, inputs)
         if not torch.isfinite(loss):
             raise RunFailed(f"loss became {loss.item()} at step {self.state.global_step + 1}; "
                             "try a lower --learning-rate or --alpha")
@@ -100,6 +106,22 @@ class PreferenceTrainer(Trainer):
                 self._metric_sums[key] += value
         self._metric_count += 1
         return (loss, policy) if return_outputs else loss
+
+    def evaluate_pairs(self, batches) -> dict[str, float]:
+        """The objective and the pair accuracies over held-out batches, averaged per pair, under `no_grad`."""
+        was_training = self.model.training
+        self.model.eval()
+        sums, pairs = defaultdict(float), 0
+        with torch.no_grad():
+            for batch in batches:
+                loss, metrics, _ = self.objective(self.model, self._prepare_inputs(batch))
+                n = batch["completion_mask"].shape[0] // 2  # both layouts have a chosen and a rejected row per pair
+                for key, value in (("loss", loss.item()), ("reward_acc", metrics["reward_acc"]),
+                                   ("pref_acc", metrics["pref_acc"])):
+                    sums[key] += value * n
+                pairs += n
+        self.model.train(was_training)
+        return {f"eval_{key}": value / pairs for key, value in sums.items()}
 
     def create_optimizer(self, model=None):
         """Trainer's AdamW over the model (adapter and transform), plus the learned signs' own group."""
@@ -193,11 +215,13 @@ class Prepared:
     config: dict
     files: RunFilesCallback
     learned_sign: LearnedSign | None = None
+    early_stopping: EarlyStopping | None = None
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[dict], dataset_desc: str,
-                  progress: bool = False) -> Prepared:
-    """Model + LoRA (+ transform), encoded data, and the PreferenceTrainer for one run."""
+                  progress: bool = False, eval_rows: list[dict] | None = None) -> Prepared:
+    """Model + LoRA (+ transform), encoded data, and the PreferenceTrainer for one run; with `eval_rows`, early
+    stopping on their loss (`validation.py`)."""
     from datasets import Dataset
     from transformers import set_seed
 
@@ -250,6 +274,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         "dataset_ref": dataset_desc,
         "n_rows": len(rows),
         "n_rows_kept": stats.rows,
+        "n_eval_rows": len(eval_rows or []),
         "output_loss": cfg.resolved_output_loss,
         "transform": cfg.transform,
         "layers_resolved": layers,
@@ -290,16 +315,22 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     )
     files = RunFilesCallback(run_dir)
     callbacks = [files] + ([RichProgressCallback(display_name(cfg))] if progress else [])
+    collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
     trainer = PreferenceTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(encoded),
-        data_collator=(PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id), callbacks=callbacks,
+        model=model, args=args, train_dataset=Dataset.from_list(encoded), data_collator=collator, callbacks=callbacks,
         loss_config=loss_config_of(cfg), layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
         learned_sign=learned_sign, learned_sign_lr=cfg.learned_sign_lr,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return Prepared(trainer, transform, resolved, files, trainer.learned_sign)
+    early = None
+    if eval_rows:
+        held_out, _ = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)
+        if not held_out:
+            raise UserError(f"dataset {dataset_desc}: every held-out row's completion is empty after truncation")
+        early = attach_early_stopping(trainer, held_out, collator, cfg.batch_size, cfg.eval_steps, cfg.patience)
+    return Prepared(trainer, transform, resolved, files, trainer.learned_sign, early)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -312,7 +343,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     cfg.validate()
     base_path = resolve_base_model(cfg.base_model)
     dataset_ref = parse_dataset(cfg.dataset)
-    rows = load_pairs(dataset_ref, cfg.max_rows)
+    rows, eval_rows = split_rows(load_pairs(dataset_ref, cfg.max_rows), cfg.eval_fraction, cfg.seed)
 
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
@@ -323,7 +354,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         handler = _attach_file_log(run_dir / rundir.TRAIN_LOG)
     started = time.time()
     try:
-        prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress)
+        prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress, eval_rows)
         trainer = prepared.trainer
         if rank == 0:
             rundir.write_json(run_dir / rundir.CONFIG, prepared.config)
@@ -340,8 +371,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 (run_dir / "trainer").rmdir()
             seconds = time.time() - started
             runtime = prepared.files.summary.get("train_runtime", seconds)
+            early = prepared.early_stopping.summary() if prepared.early_stopping is not None else {}
             rundir.write_status(run_dir, "complete", finished=rundir.now_iso(), seconds=round(seconds, 2),
-                                train_runtime=runtime, seconds_per_step=round(runtime / cfg.max_steps, 4))
+                                train_runtime=runtime, steps=trainer.state.global_step,
+                                seconds_per_step=round(runtime / max(1, trainer.state.global_step), 4), **early)
             log.info("finished in %.1fs", seconds)
         return run_dir
     except KeyboardInterrupt:
