@@ -20,7 +20,9 @@ Three measurements, each where it is exact:
     1.11x dpo that way); pairing cancels the drift, so the InnerDPO/dpo time ratios are the medians of the
     per-batch ratios, after 2 warm-up batches.
 Ratios against the targets: dpo/TRL time (standalone) and memory, each InnerDPO variant / dpo time (paired)
-and memory (first `--memory-steps` steps).
+and memory (first `--memory-steps` steps). The same ratios for simper and for `VARIANT_OPTIONS` (a method with
+options: the align methods pars_rat, pars_rat_log, pars_rat_topk and learned_sign, the clamp_bottom trust region,
+InnerDPO with the SimPER outer loss, dpo with WPO weights), so each new method's cost shows beside dpo's.
 
 Model FLOPs: 6·N·T per step, N the base model's non-embedding parameters and T the tokens the step
 actually runs (non-padding; a packed pair counts its prompt once): the LoRA policy's forward and backward
@@ -43,7 +45,18 @@ from pathlib import Path
 
 from bench.common import write_record
 
-OURS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
+# Variants that are a method plus options: the methods of the seed's later work, SimPER and WPO (issue 18).
+VARIANT_OPTIONS: dict[str, tuple[str, dict]] = {
+    "hs-none-pars_rat": ("hs-none-InnerDPO", {"align_method": "pars_rat"}),
+    "hs-none-pars_rat_log": ("hs-none-InnerDPO", {"align_method": "pars_rat_log"}),
+    "hs-none-pars_rat_topk": ("hs-none-InnerDPO", {"align_method": "pars_rat_topk"}),
+    "hs-none-learned_sign": ("hs-none-InnerDPO", {"align_method": "learned_sign"}),
+    "hs-none-clamp_bottom": ("hs-none-InnerDPO", {"align_method": "pars_rat", "trust_region": 2.0,
+                                                  "trust_region_form": "bottom"}),
+    "hs-none-simper": ("hs-none-InnerDPO", {"output_loss": "simper"}),
+    "dpo-wpo": ("dpo", {"wpo": True}),
+}
+OURS = ["dpo", "ipo", "simper", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", *VARIANT_OPTIONS]
 VARIANTS = ["trl-dpo"] + OURS
 # For information, not in the default run (they add three minutes on CPU): TRL's own defaults, which turn
 # gradient checkpointing on (less memory, more time), and our dpo with --gradient-checkpointing.
@@ -52,7 +65,7 @@ TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that 
 WARMUP = 3
 PAIRED_WARMUP = 2
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM parts (H100 PCIe: 756)
-INNERDPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
+BESIDE_DPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", "simper", *VARIANT_OPTIONS)  # each gets a time and a memory ratio to dpo (target 1.10)
 
 
 def _rss_mb() -> float:
@@ -211,9 +224,10 @@ def _our_trainer(variant: str, model_name: str, base: str, rows: list[dict], ste
     from innerdpo_bench.train import build_trainer
 
     checkpointing = variant.endswith("-gc")
-    cfg = TrainConfig(method=variant.removesuffix("-gc"), base_model=model_name, dataset="mini:train", max_steps=steps,
+    method, options = VARIANT_OPTIONS.get(variant.removesuffix("-gc"), (variant.removesuffix("-gc"), {}))
+    cfg = TrainConfig(method=method, base_model=model_name, dataset="mini:train", max_steps=steps,
                       batch_size=batch_size, effective_batch=batch_size, gradient_checkpointing=checkpointing,
-                      output_dir=str(tmp / variant)).validate()
+                      output_dir=str(tmp / variant), **options).validate()
     return build_trainer(cfg, tmp / variant, base, rows, "mini:train").trainer
 
 
@@ -391,7 +405,7 @@ def main(argv: list[str] | None = None) -> None:
     if "dpo-gc" in results and "trl-dpo-default" in results:  # both with gradient checkpointing
         add("dpo-gc/trl-default time", results["dpo-gc"]["step_s"] / results["trl-dpo-default"]["step_s"], 0.75)
         add("dpo-gc/trl-default memory", results["dpo-gc"]["peak_mb"] / results["trl-dpo-default"]["peak_mb"], 0.60)
-    for name in INNERDPO:
+    for name in BESIDE_DPO:
         if name in paired_summary:
             add(f"{name}/dpo time", paired_summary[name]["per_batch_ratio_to_dpo"], 1.10)
         if name in results and "dpo" in results:

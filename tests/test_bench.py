@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from bench.train_step import batch_tokens, model_flops, non_embedding_parameters
+from bench.train_step import OURS, VARIANT_OPTIONS, batch_tokens, model_flops, non_embedding_parameters
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 
 ROWS = [{"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "A chair, probably, or a table."},
@@ -35,6 +35,15 @@ def test_non_embedding_parameters_skip_the_embedding_and_the_adapter(tiny_model_
     lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
     assert non_embedding_parameters(lora) == total - embedding
     assert model_flops(10, 3) == 180.0
+
+
+def test_every_bench_variant_is_a_valid_run_config():
+    from innerdpo_bench.config import TrainConfig
+
+    assert set(VARIANT_OPTIONS) <= set(OURS)
+    for variant in OURS:
+        method, options = VARIANT_OPTIONS.get(variant, (variant, {}))
+        TrainConfig(method=method, **options).validate()
 
 
 @pytest.mark.slow
