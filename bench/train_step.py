@@ -20,9 +20,7 @@ Three measurements, each where it is exact:
     1.11x dpo that way); pairing cancels the drift, so the InnerDPO/dpo time ratios are the medians of the
     per-batch ratios, after 2 warm-up batches.
 Ratios against the targets: dpo/TRL time (standalone) and memory, each InnerDPO variant / dpo time (paired)
-and memory (first `--memory-steps` steps). The same ratios for simper and for `VARIANT_OPTIONS` (a method with
-options: the align methods pars_rat, pars_rat_log, pars_rat_topk and learned_sign, the clamp_bottom trust region,
-InnerDPO with the SimPER outer loss, dpo with WPO weights), so each new method's cost shows beside dpo's.
+and memory (first `--memory-steps` steps); the same for simper and the methods with options (`bench/variants.py`).
 
 Model FLOPs: 6·N·T per step, N the base model's non-embedding parameters and T the tokens the step
 actually runs (non-padding; a packed pair counts its prompt once): the LoRA policy's forward and backward
@@ -44,28 +42,11 @@ import time
 from pathlib import Path
 
 from bench.common import write_record
+from bench.variants import BESIDE_DPO, EXTRA_VARIANTS, OURS, TIMED, VARIANTS, variant_config
 
-# Variants that are a method plus options: the methods of the seed's later work, SimPER and WPO (issue 18).
-VARIANT_OPTIONS: dict[str, tuple[str, dict]] = {
-    "hs-none-pars_rat": ("hs-none-InnerDPO", {"align_method": "pars_rat"}),
-    "hs-none-pars_rat_log": ("hs-none-InnerDPO", {"align_method": "pars_rat_log"}),
-    "hs-none-pars_rat_topk": ("hs-none-InnerDPO", {"align_method": "pars_rat_topk"}),
-    "hs-none-learned_sign": ("hs-none-InnerDPO", {"align_method": "learned_sign"}),
-    "hs-none-clamp_bottom": ("hs-none-InnerDPO", {"align_method": "pars_rat", "trust_region": 2.0,
-                                                  "trust_region_form": "bottom"}),
-    "hs-none-simper": ("hs-none-InnerDPO", {"output_loss": "simper"}),
-    "dpo-wpo": ("dpo", {"wpo": True}),
-}
-OURS = ["dpo", "ipo", "simper", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", *VARIANT_OPTIONS]
-VARIANTS = ["trl-dpo"] + OURS
-# For information, not in the default run (they add three minutes on CPU): TRL's own defaults, which turn
-# gradient checkpointing on (less memory, more time), and our dpo with --gradient-checkpointing.
-EXTRA_VARIANTS = ["trl-dpo-default", "dpo-gc"]
-TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that also measure step time
 WARMUP = 3
 PAIRED_WARMUP = 2
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM parts (H100 PCIe: 756)
-BESIDE_DPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", "simper", *VARIANT_OPTIONS)  # each gets a time and a memory ratio to dpo (target 1.10)
 
 
 def _rss_mb() -> float:
@@ -220,14 +201,10 @@ def _trl_trainer(variant: str, base: str, rows: list[dict], steps: int, batch_si
 
 
 def _our_trainer(variant: str, model_name: str, base: str, rows: list[dict], steps: int, batch_size: int, tmp: Path):
-    from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.train import build_trainer
 
-    checkpointing = variant.endswith("-gc")
-    method, options = VARIANT_OPTIONS.get(variant.removesuffix("-gc"), (variant.removesuffix("-gc"), {}))
-    cfg = TrainConfig(method=method, base_model=model_name, dataset="mini:train", max_steps=steps,
-                      batch_size=batch_size, effective_batch=batch_size, gradient_checkpointing=checkpointing,
-                      output_dir=str(tmp / variant), **options).validate()
+    cfg = variant_config(variant, base_model=model_name, dataset="mini:train", max_steps=steps, batch_size=batch_size,
+                         effective_batch=batch_size, output_dir=str(tmp / variant))
     return build_trainer(cfg, tmp / variant, base, rows, "mini:train").trainer
 
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 import torch
 
-from bench.train_step import OURS, VARIANT_OPTIONS, batch_tokens, model_flops, non_embedding_parameters
+from bench.train_step import batch_tokens, model_flops, non_embedding_parameters
+from bench.variants import EXTRA_VARIANTS, OURS, VARIANT_OPTIONS, variant_config
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 
 ROWS = [{"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "A chair, probably, or a table."},
@@ -38,12 +39,11 @@ def test_non_embedding_parameters_skip_the_embedding_and_the_adapter(tiny_model_
 
 
 def test_every_bench_variant_is_a_valid_run_config():
-    from innerdpo_bench.config import TrainConfig
-
     assert set(VARIANT_OPTIONS) <= set(OURS)
-    for variant in OURS:
-        method, options = VARIANT_OPTIONS.get(variant, (variant, {}))
-        TrainConfig(method=method, **options).validate()
+    for variant in OURS + [v for v in EXTRA_VARIANTS if not v.startswith("trl")]:
+        cfg = variant_config(variant)
+        assert cfg.gradient_checkpointing == variant.endswith("-gc")
+    assert variant_config("hs-none-clamp_bottom").trust_region_form == "bottom"
 
 
 @pytest.mark.slow
