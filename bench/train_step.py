@@ -20,7 +20,7 @@ Three measurements, each where it is exact:
     1.11x dpo that way); pairing cancels the drift, so the InnerDPO/dpo time ratios are the medians of the
     per-batch ratios, after 2 warm-up batches.
 Ratios against the targets: dpo/TRL time (standalone) and memory, each InnerDPO variant / dpo time (paired)
-and memory (first `--memory-steps` steps).
+and memory (first `--memory-steps` steps); the same for simper and the methods with options (`bench/variants.py`).
 
 Model FLOPs: 6·N·T per step, N the base model's non-embedding parameters and T the tokens the step
 actually runs (non-padding; a packed pair counts its prompt once): the LoRA policy's forward and backward
@@ -42,17 +42,11 @@ import time
 from pathlib import Path
 
 from bench.common import write_record
+from bench.variants import BESIDE_DPO, EXTRA_VARIANTS, OURS, TIMED, VARIANTS, variant_config
 
-OURS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
-VARIANTS = ["trl-dpo"] + OURS
-# For information, not in the default run (they add three minutes on CPU): TRL's own defaults, which turn
-# gradient checkpointing on (less memory, more time), and our dpo with --gradient-checkpointing.
-EXTRA_VARIANTS = ["trl-dpo-default", "dpo-gc"]
-TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that also measure step time
 WARMUP = 3
 PAIRED_WARMUP = 2
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM parts (H100 PCIe: 756)
-INNERDPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
 
 
 def _rss_mb() -> float:
@@ -207,13 +201,10 @@ def _trl_trainer(variant: str, base: str, rows: list[dict], steps: int, batch_si
 
 
 def _our_trainer(variant: str, model_name: str, base: str, rows: list[dict], steps: int, batch_size: int, tmp: Path):
-    from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.train import build_trainer
 
-    checkpointing = variant.endswith("-gc")
-    cfg = TrainConfig(method=variant.removesuffix("-gc"), base_model=model_name, dataset="mini:train", max_steps=steps,
-                      batch_size=batch_size, effective_batch=batch_size, gradient_checkpointing=checkpointing,
-                      output_dir=str(tmp / variant)).validate()
+    cfg = variant_config(variant, base_model=model_name, dataset="mini:train", max_steps=steps, batch_size=batch_size,
+                         effective_batch=batch_size, output_dir=str(tmp / variant))
     return build_trainer(cfg, tmp / variant, base, rows, "mini:train").trainer
 
 
@@ -391,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
     if "dpo-gc" in results and "trl-dpo-default" in results:  # both with gradient checkpointing
         add("dpo-gc/trl-default time", results["dpo-gc"]["step_s"] / results["trl-dpo-default"]["step_s"], 0.75)
         add("dpo-gc/trl-default memory", results["dpo-gc"]["peak_mb"] / results["trl-dpo-default"]["peak_mb"], 0.60)
-    for name in INNERDPO:
+    for name in BESIDE_DPO:
         if name in paired_summary:
             add(f"{name}/dpo time", paired_summary[name]["per_batch_ratio_to_dpo"], 1.10)
         if name in results and "dpo" in results:

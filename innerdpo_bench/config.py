@@ -23,7 +23,7 @@ def opt(default, help: str, group: str = "Training"):
 
 @dataclass
 class TrainConfig:
-    method: str = opt("dpo", "dpo | ipo | hs-none-InnerDPO | hs-ether-InnerDPO | hs-supr-InnerDPO", "Run")
+    method: str = opt("dpo", "dpo | ipo | simper | hs-none-InnerDPO | hs-ether-InnerDPO | hs-supr-InnerDPO", "Run")
     base_model: str = opt(DEFAULT_BASE_MODEL, "Hub id, local model directory, or a built-in: tiny-random, smollm2-135m.", "Run")
     dataset: str = opt("alpaca_easy", "GENIES name, HUB_ID[:config][#split], a .json/.jsonl/.parquet file, or mini:SPLIT.", "Run")
     max_rows: int | None = opt(None, "Use only the first N training rows.", "Run")
@@ -48,15 +48,24 @@ class TrainConfig:
     lora_dropout: float = opt(0.0, "LoRA dropout.", "Adapter")
     precision: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16.")
     logging_steps: int = opt(10, "Write metrics.jsonl every N steps.")
+    eval_fraction: float = opt(0.0, "Hold out this fraction of the training rows for validation (0 = off): the loss on "
+                               "them every --eval-steps steps goes to metrics.jsonl, the adapter with the lowest one is "
+                               "saved, and training stops after --patience evaluations without improvement.")
+    eval_steps: int = opt(50, "Optimiser steps between validation evaluations (with --eval-fraction).")
+    patience: int = opt(3, "Early stop after this many validation evaluations without a lower loss (spec §10: 3; "
+                        "0 = never stop early, still save the best).")
     device: str = opt("auto", "auto | cpu | cuda.")
 
     beta: float = opt(0.1, "β of the output loss.", "Loss")
     logp_agg: str = opt("mean", "mean | sum of completion-token log-probs. mean (default, every method) makes "
                         "InnerDPO with α=0 equal dpo exactly; sum is the DPO paper's form.", "Loss")
     label_smoothing: float = opt(0.0, "cDPO label smoothing ε (dpo output term only).", "Loss")
-    output_loss: str | None = opt(None, "Output-term family for InnerDPO: dpo | ipo (the hidden term uses the same). "
-                                  "Implied by dpo/ipo.", "Loss")
+    output_loss: str | None = opt(None, "Output-term family for InnerDPO: dpo | ipo | simper (the hidden term uses "
+                                  "the same; simper has no β and needs --logp-agg mean). Implied by dpo/ipo/simper.", "Loss")
     nll_weight: float = opt(0.0, "Weight of an SFT term: mean per-token NLL of the chosen completion.", "Loss")
+    wpo: bool = opt(False, "WPO weighting: each pair's preference loss times sigmoid((lw_c + lw_r)/3) over its batch "
+                    "mean, lw the mean of log p(y_t) - log sum_v p(v)^2 (Zhou et al. 2024, the reference's stable form).",
+                    "Loss")
 
     alpha: float = opt(0.25, "α, weight of the hidden-state term (InnerDPO).", "InnerDPO")
     beta_h: float = opt(1.0, "β of the hidden-state term.", "InnerDPO")
@@ -65,7 +74,12 @@ class TrainConfig:
                       "the block count, fractions in (0,1) scale it.", "InnerDPO")
     layer_reduce: str = opt("loss", "loss: mean of per-layer losses | score: mean score, then one loss.", "InnerDPO")
     trust_region: float = opt(0.0, "Clamp align scores to [-T, T] before the loss (0 = off).", "InnerDPO")
+    trust_region_form: str = opt("both", "both: clamp to [-T, T] | top: min(g, T), the later reference's default | "
+                                 "bottom: max(g, T), the reference's clamp_bottom (no gradient below T).", "InnerDPO")
     norm_p: int = opt(1, "Norm for magnitudes in align methods: 1 | 2.", "InnerDPO")
+    topk_dims: int = opt(100, "pars_rat_topk: coordinates of the reference preference kept (at most hidden/4).", "InnerDPO")
+    learned_sign_lr: float = opt(1e-2, "learned_sign: learning rate of the sign logits (their own AdamW group, no "
+                                 "weight decay; at the adapter's rate a sign could not flip within a run).", "InnerDPO")
     norm_before_pool: bool = opt(True, "Unit-normalise token states before the masked mean.", "InnerDPO")
     filter_sinks: bool = opt(False, "Drop tokens whose state norm exceeds mean + 1 std before pooling.", "InnerDPO")
     ether_type: str = opt("ether", "ether | etherplus | oft (hs-ether-InnerDPO).", "InnerDPO")
@@ -95,22 +109,32 @@ class TrainConfig:
                 raise unknown_choice("--output-loss", self.output_loss, OUTPUT_LOSS_NAMES)
             if not method.has_hidden_term and self.output_loss != method.output_loss:
                 raise UserError(f"--output-loss {self.output_loss} contradicts method {method.name}; use method {self.output_loss}")
+        if self.resolved_output_loss == "simper" and self.logp_agg != "mean":
+            raise UserError("SimPER is defined on per-token mean log-probs (inverse perplexities): use --logp-agg mean")
         if self.align_method not in ALIGN_METHODS:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
+                   "trust_region_form": ("both", "top", "bottom"),
                    "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise unknown_choice(flag_name(name), getattr(self, name), allowed)
         if self.norm_p not in (1, 2):
             raise UserError(f"--norm-p must be 1 or 2, got {self.norm_p}")
-        positive = ("max_steps", "batch_size", "effective_batch", "max_length", "max_prompt_length", "lora_r", "logging_steps")
+        positive = ("max_steps", "batch_size", "effective_batch", "max_length", "max_prompt_length", "lora_r", "logging_steps",
+                    "topk_dims")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"{flag_name(name)} must be at least 1, got {getattr(self, name)}")
-        for name in ("beta", "beta_h", "learning_rate"):
+        for name in ("beta", "beta_h", "learning_rate", "learned_sign_lr"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{flag_name(name)} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.eval_fraction < 1:
+            raise UserError(f"--eval-fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.eval_steps < 1 or self.patience < 0:
+            raise UserError(f"--eval-steps must be at least 1 and --patience at least 0, got {self.eval_steps}, {self.patience}")
+        if self.trust_region < 0:
+            raise UserError(f"--trust-region must be 0 (off) or positive, got {self.trust_region}")
         if self.max_rows is not None and self.max_rows < 1:
             raise UserError(f"--max-rows must be at least 1, got {self.max_rows}")
         if not 0 <= self.label_smoothing < 0.5:
@@ -164,12 +188,13 @@ def display_name(cfg: TrainConfig) -> str:
     parts = [method.name]
     if method.has_hidden_term:
         short = {"align_method": "align", "alpha": "α", "trust_region": "trust", "layer_reduce": "reduce",
-                 "layers": "layers", "beta_h": "β_h", "output_loss": "out", "ether_type": "ether"}
+                 "layers": "layers", "beta_h": "β_h", "output_loss": "out", "ether_type": "ether",
+                 "trust_region_form": "trust_form", "topk_dims": "topk"}
         for name, label in short.items():
             value = getattr(cfg, name)
             if value is not None and value != getattr(defaults, name):
                 parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
-    for name, label in (("beta", "β"), ("nll_weight", "nll"), ("logp_agg", "agg")):
+    for name, label in (("beta", "β"), ("nll_weight", "nll"), ("logp_agg", "agg"), ("wpo", "wpo")):
         value = getattr(cfg, name)
         if value != getattr(defaults, name):
             parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")

@@ -36,6 +36,7 @@ class ForwardResult:
     hidden: dict[int, Tensor]        # layer -> [rows, tokens, hidden] or, when pooled in the hook, [rows, hidden]
     last_index: Tensor               # [rows] position of each row's last completion token
     mask: Tensor                     # [rows, tokens] completion tokens, in the token layout of `hidden`
+    wpo_sum: Tensor | None = None    # [rows] Σ_t (log π(y_t) − log Σ_v π(v)²), detached; only with wpo=True
 
 
 def model_parts(causal_lm: nn.Module) -> tuple[nn.Module, nn.ModuleList, nn.Module, nn.Module]:
@@ -57,16 +58,23 @@ def unwrap_causal_lm(model: nn.Module) -> nn.Module:
     return model
 
 
-def _chunk_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, softcap: float | None) -> Tensor:
+def _chunk_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, softcap: float | None,
+                    with_square_mass: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     logits = head(hidden).float()
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    log_norm = torch.logsumexp(logits, dim=-1)
+    logp = logits.gather(-1, targets[:, None]).squeeze(-1) - log_norm
+    if not with_square_mass:
+        return logp
+    # log Σ_v π(v)² = logsumexp(2·logits) − 2·logsumexp(logits): WPO's per-token adjustment, never differentiated
+    return logp, (torch.logsumexp(2 * logits, dim=-1) - 2 * log_norm).detach()
 
 
 def completion_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, chunk_size: int = DEFAULT_HEAD_CHUNK,
-                        softcap: float | None = None) -> Tensor:
-    """log π(target) for `hidden [N, d]` → `[N]`, the head applied `chunk_size` rows at a time.
+                        softcap: float | None = None, with_square_mass: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """log π(target) for `hidden [N, d]` → `[N]`, the head applied `chunk_size` rows at a time; with
+    `with_square_mass`, also `log Σ_v π(v)²` per token `[N]` (detached), from the same logits.
 
     With gradients on, each chunk is checkpointed: backward recomputes its logits instead of keeping
     `N × vocab` floats alive.
@@ -75,10 +83,15 @@ def completion_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, chunk_
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
         if torch.is_grad_enabled() and h.requires_grad:
-            pieces.append(checkpoint(_chunk_logprobs, head, h, t, softcap, use_reentrant=False))
+            pieces.append(checkpoint(_chunk_logprobs, head, h, t, softcap, with_square_mass, use_reentrant=False))
         else:
-            pieces.append(_chunk_logprobs(head, h, t, softcap))
-    return torch.cat(pieces) if pieces else hidden.new_zeros(0, dtype=torch.float32)
+            pieces.append(_chunk_logprobs(head, h, t, softcap, with_square_mass))
+    if not pieces:
+        empty = hidden.new_zeros(0, dtype=torch.float32)
+        return (empty, empty) if with_square_mass else empty
+    if with_square_mass:
+        return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
+    return torch.cat(pieces)
 
 
 def last_completion_index(completion_mask: Tensor) -> Tensor:
@@ -101,14 +114,14 @@ def packed_attention_mask(segment_ids: Tensor) -> Tensor:
 
 def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
                  pool: Callable[[Tensor, Tensor], Tensor] | None = None,
-                 chunk_size: int = DEFAULT_HEAD_CHUNK) -> ForwardResult:
+                 chunk_size: int = DEFAULT_HEAD_CHUNK, wpo: bool = False) -> ForwardResult:
     """Run `model` (possibly wrapped) on a collated batch of either layout.
 
     `layers`: hidden-state indices to collect (0 = embeddings, k = output of block k). For a packed batch
     the states are returned per completion, `[2B, C, hidden]` at the completion tokens (the only tokens
     pooling reads), with `mask` to match; for padded rows they are the rows' states, `[2B, T, hidden]`.
     `pool(states, mask)`: if given, applied to each collected state inside the hook, so only its result
-    is kept (used for the no-grad reference pass).
+    is kept (used for the no-grad reference pass). `wpo`: also return `wpo_sum` (WPO weighting, spec §3).
     """
     causal_lm = unwrap_causal_lm(model)
     decoder, blocks, embed, head = model_parts(causal_lm)
@@ -152,12 +165,17 @@ def forward_pass(model: nn.Module, batch: dict[str, Tensor], layers: list[int],
         targets = input_ids[:, 1:][scored]
     rows = torch.arange(scored.shape[0], device=scored.device)[:, None].expand_as(scored)[scored]
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    token_logp = completion_logprobs(head, hidden, targets, chunk_size, softcap)
-    logp_sum = torch.zeros(scored.shape[0], dtype=token_logp.dtype, device=token_logp.device).index_add(0, rows, token_logp)
+    token_logp = completion_logprobs(head, hidden, targets, chunk_size, softcap, with_square_mass=wpo)
+    per_row = lambda x: torch.zeros(scored.shape[0], dtype=x.dtype, device=x.device).index_add(0, rows, x)  # noqa: E731
+    wpo_sum = None
+    if wpo:
+        token_logp, square_mass = token_logp
+        wpo_sum = per_row(token_logp.detach() - square_mass)
     return ForwardResult(
-        logp_sum=logp_sum,
+        logp_sum=per_row(token_logp),
         n_tokens=scored.sum(dim=1),
         hidden=captured,
         last_index=last_completion_index(mask),
         mask=mask,
+        wpo_sum=wpo_sum,
     )

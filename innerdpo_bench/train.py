@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import __version__, rundir
+from innerdpo_bench.callbacks import RichProgressCallback, RunFilesCallback
 from innerdpo_bench.config import TrainConfig, display_name
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
@@ -33,9 +34,11 @@ from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
+from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.validation import EarlyStopping, attach_early_stopping, split_rows
 
 log = logging.getLogger("innerdpo_bench")
 TRANSFORM_MODULE = "innerdpo_transform"
@@ -46,14 +49,18 @@ class PreferenceTrainer(Trainer):
 
     The reference is the same network with the adapter disabled, run under `no_grad` first; the
     transform is applied after both forwards, so its parameters get gradient through both paths.
+    `learned_sign` (the `learned_sign` align method's θ) trains in an optimiser group of its own.
     """
 
     def __init__(self, *args, loss_config: LossConfig, layers: list[int], transform=None,
-                 norm_before_pool: bool = True, filter_sinks: bool = False, **kwargs):
+                 norm_before_pool: bool = True, filter_sinks: bool = False,
+                 learned_sign: LearnedSign | None = None, learned_sign_lr: float = 1e-2, **kwargs):
         super().__init__(*args, **kwargs)
         self.loss_config = loss_config
         self.layers = layers
         self.transform = transform
+        self.learned_sign = learned_sign.to(self.args.device) if learned_sign is not None else None
+        self.learned_sign_lr = learned_sign_lr
         self.norm_before_pool = norm_before_pool
         self.filter_sinks = filter_sinks
         self.model_accepts_loss_kwargs = False  # our loss is a mean: let Trainer divide by accumulation steps
@@ -70,7 +77,8 @@ class PreferenceTrainer(Trainer):
                                          self.filter_sinks)
         return torch.stack([pooled[layer] for layer in self.transform.output_layers])  # [layers, 2B, hidden]
 
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def objective(self, model, inputs):
+        """(loss, metrics, policy forward) of one batch: the reference pass, the policy pass, `preference_loss`."""
         peft_model = self.accelerator.unwrap_model(model)
         in_hook = None
         if self.transform is not None and self.transform.pools_raw_states:
@@ -79,12 +87,17 @@ class PreferenceTrainer(Trainer):
         # DDP's forward in the same step would confuse its reducer.
         with torch.no_grad(), peft_model.disable_adapter():
             ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
-        policy = forward_pass(model, inputs, self.layers)
+        policy = forward_pass(model, inputs, self.layers, wpo=self.loss_config.wpo)
         loss, metrics = preference_loss(
-            SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy)),
+            SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy), policy.wpo_sum),
             SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref)),
             self.loss_config,
+            self.learned_sign.signs() if self.learned_sign is not None else None,
         )
+        return loss, metrics, policy
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, metrics, policy = self.objective(model, inputs)
         if not torch.isfinite(loss):
             raise RunFailed(f"loss became {loss.item()} at step {self.state.global_step + 1}; "
                             "try a lower --learning-rate or --alpha")
@@ -94,14 +107,40 @@ class PreferenceTrainer(Trainer):
         self._metric_count += 1
         return (loss, policy) if return_outputs else loss
 
+    def evaluate_pairs(self, batches) -> dict[str, float]:
+        """The objective and the pair accuracies over held-out batches, averaged per pair, under `no_grad`."""
+        was_training = self.model.training
+        self.model.eval()
+        sums, pairs = defaultdict(float), 0
+        with torch.no_grad():
+            for batch in batches:
+                loss, metrics, _ = self.objective(self.model, self._prepare_inputs(batch))
+                n = batch["completion_mask"].shape[0] // 2  # both layouts have a chosen and a rejected row per pair
+                for key, value in (("loss", loss.item()), ("reward_acc", metrics["reward_acc"]),
+                                   ("pref_acc", metrics["pref_acc"])):
+                    sums[key] += value * n
+                pairs += n
+        self.model.train(was_training)
+        return {f"eval_{key}": value / pairs for key, value in sums.items()}
+
+    def create_optimizer(self, model=None):
+        """Trainer's AdamW over the model (adapter and transform), plus the learned signs' own group."""
+        optimizer = super().create_optimizer(model)
+        if self.learned_sign is not None and not any(
+                group.get("name") == "learned_sign" for group in optimizer.param_groups):
+            optimizer.add_param_group({"params": list(self.learned_sign.parameters()), "lr": self.learned_sign_lr,
+                                       "weight_decay": 0.0, "name": "learned_sign"})
+        return optimizer
+
     def training_step(self, model, inputs, num_items_in_batch=None):
-        """The usual step, then average the transform's gradients across ranks (DDP skips them)."""
+        """The usual step, then average the gradients that live outside DDP (transform, learned signs) across ranks."""
         loss = super().training_step(model, inputs, num_items_in_batch)
-        if self.transform is not None and self.accelerator.num_processes > 1:
-            for param in self.transform.parameters():
-                if param.grad is not None:
-                    dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-                    param.grad /= self.accelerator.num_processes
+        if self.accelerator.num_processes > 1:
+            for module in (self.transform, self.learned_sign):
+                for param in module.parameters() if module is not None else ():
+                    if param.grad is not None:
+                        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+                        param.grad /= self.accelerator.num_processes
         return loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -117,59 +156,6 @@ class PreferenceTrainer(Trainer):
         super().log(logs, start_time)
 
 
-class RunFilesCallback(TrainerCallback):
-    """Write `metrics.jsonl` records and `train.log` lines (rank 0 only)."""
-
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.summary: dict = {}
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        if "train_runtime" in logs:
-            self.summary = dict(logs)
-            return
-        record = {"step": state.global_step, **logs}
-        rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
-        keys = ("loss", "loss_output", "loss_hidden", "reward_acc", "pref_acc", "rewards_margin", "learning_rate")
-        log.info("step %d %s", state.global_step, " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record))
-
-
-class RichProgressCallback(TrainerCallback):
-    """A rich progress bar over optimiser steps, showing the latest loss and pair accuracy."""
-
-    def __init__(self, title: str):
-        self.title = title
-        self.progress = None
-        self.task = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if not state.is_world_process_zero:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 transient=False)
-        self.progress.start()
-        self.task = self.progress.add_task(self.title, total=state.max_steps, info="")
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.progress is not None and logs and "loss" in logs:
-            info = f"loss {logs['loss']:.4f}  acc {logs.get('reward_acc', float('nan')):.2f}"
-            self.progress.update(self.task, info=info)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
 def loss_config_of(cfg: TrainConfig) -> LossConfig:
     """The LossConfig a run trains with (α forced to 0 for dpo/ipo)."""
     has_hidden = resolve_method(cfg.method).has_hidden_term
@@ -177,7 +163,8 @@ def loss_config_of(cfg: TrainConfig) -> LossConfig:
         output_loss=cfg.resolved_output_loss, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
         logp_agg=cfg.logp_agg, alpha=cfg.alpha if has_hidden else 0.0, beta_h=cfg.beta_h,
         align_method=cfg.align_method, layer_reduce=cfg.layer_reduce, trust_region=cfg.trust_region,
-        norm_p=cfg.norm_p, nll_weight=cfg.nll_weight,
+        trust_region_form=cfg.trust_region_form,
+        norm_p=cfg.norm_p, topk_dims=cfg.topk_dims, nll_weight=cfg.nll_weight, wpo=cfg.wpo,
     )
 
 
@@ -227,11 +214,14 @@ class Prepared:
     transform: object | None
     config: dict
     files: RunFilesCallback
+    learned_sign: LearnedSign | None = None
+    early_stopping: EarlyStopping | None = None
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[dict], dataset_desc: str,
-                  progress: bool = False) -> Prepared:
-    """Model + LoRA (+ transform), encoded data, and the PreferenceTrainer for one run."""
+                  progress: bool = False, eval_rows: list[dict] | None = None) -> Prepared:
+    """Model + LoRA (+ transform), encoded data, and the PreferenceTrainer for one run; with `eval_rows`, early
+    stopping on their loss (`validation.py`)."""
     from datasets import Dataset
     from transformers import set_seed
 
@@ -262,6 +252,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
                 model, [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_parameters()]
                 + [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_buffers()])
 
+    learned_sign = None
+    if transform is not None and cfg.align_method == "learned_sign":
+        learned_sign = LearnedSign(transform.output_layers, causal_lm.config.hidden_size)
+
     encoded, stats = encode_pairs(tokenizer, rows, cfg.max_prompt_length, cfg.max_length)
     if not encoded:
         raise UserError(f"dataset {dataset_desc}: every row's completion is empty after truncation")
@@ -280,6 +274,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         "dataset_ref": dataset_desc,
         "n_rows": len(rows),
         "n_rows_kept": stats.rows,
+        "n_eval_rows": len(eval_rows or []),
         "output_loss": cfg.resolved_output_loss,
         "transform": cfg.transform,
         "layers_resolved": layers,
@@ -320,15 +315,22 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     )
     files = RunFilesCallback(run_dir)
     callbacks = [files] + ([RichProgressCallback(display_name(cfg))] if progress else [])
+    collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
     trainer = PreferenceTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(encoded),
-        data_collator=(PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id), callbacks=callbacks,
+        model=model, args=args, train_dataset=Dataset.from_list(encoded), data_collator=collator, callbacks=callbacks,
         loss_config=loss_config_of(cfg), layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
+        learned_sign=learned_sign, learned_sign_lr=cfg.learned_sign_lr,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    return Prepared(trainer, transform, resolved, files)
+    early = None
+    if eval_rows:
+        held_out, _ = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)
+        if not held_out:
+            raise UserError(f"dataset {dataset_desc}: every held-out row's completion is empty after truncation")
+        early = attach_early_stopping(trainer, held_out, collator, cfg.batch_size, cfg.eval_steps, cfg.patience)
+    return Prepared(trainer, transform, resolved, files, trainer.learned_sign, early)
 
 
 def train(cfg: TrainConfig, progress: bool = True) -> Path:
@@ -341,7 +343,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     cfg.validate()
     base_path = resolve_base_model(cfg.base_model)
     dataset_ref = parse_dataset(cfg.dataset)
-    rows = load_pairs(dataset_ref, cfg.max_rows)
+    rows, eval_rows = split_rows(load_pairs(dataset_ref, cfg.max_rows), cfg.eval_fraction, cfg.seed)
 
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
@@ -352,7 +354,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
         handler = _attach_file_log(run_dir / rundir.TRAIN_LOG)
     started = time.time()
     try:
-        prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress)
+        prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress, eval_rows)
         trainer = prepared.trainer
         if rank == 0:
             rundir.write_json(run_dir / rundir.CONFIG, prepared.config)
@@ -363,12 +365,16 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
             adapter_tmp.rename(run_dir / rundir.ADAPTER)
             if prepared.transform is not None:
                 save_transform(prepared.transform, run_dir)
+            if prepared.learned_sign is not None:
+                save_learned_sign(prepared.learned_sign, run_dir)
             with contextlib.suppress(OSError):  # Trainer's output_dir; we save no checkpoints there
                 (run_dir / "trainer").rmdir()
             seconds = time.time() - started
             runtime = prepared.files.summary.get("train_runtime", seconds)
+            early = prepared.early_stopping.summary() if prepared.early_stopping is not None else {}
             rundir.write_status(run_dir, "complete", finished=rundir.now_iso(), seconds=round(seconds, 2),
-                                train_runtime=runtime, seconds_per_step=round(runtime / cfg.max_steps, 4))
+                                train_runtime=runtime, steps=trainer.state.global_step,
+                                seconds_per_step=round(runtime / max(1, trainer.state.global_step), 4), **early)
             log.info("finished in %.1fs", seconds)
         return run_dir
     except KeyboardInterrupt:

@@ -35,7 +35,9 @@ def load_shift(shift: str, suite: str | None = None, data_dir: str | None = None
 
 def doc_to_text(doc: dict) -> str:
     """The prompt without trailing whitespace: with the target delimiter " " the scored text is
-    `prompt.rstrip() + " " + completion`, as open_pref_eval renders plain text."""
+    `prompt.rstrip() + " " + completion`. (open_pref_eval joins the same string but scores it inside one
+    assistant turn of a chat template, its own if the model has none: not the same tokens; README.md,
+    "Not open_pref_eval's scorer".)"""
     return doc["prompt"].rstrip()
 
 
@@ -57,7 +59,8 @@ def pair_metrics(logp_chosen: float, logp_rejected: float, n_chosen: int, n_reje
     """Per-row metrics from summed continuation log-probs and their token counts: each harness metric of
     `scoring.METRICS` under its eval.json key, and the mean-token log-ratio.
 
-    acc      = [logp_c / n_c  >  logp_r / n_r]   (strict; open_pref_eval's default score_ipo)
+    acc      = [logp_c / n_c  >  logp_r / n_r]   (strict; the statistic of open_pref_eval's default score_ipo,
+                                                  on differently rendered and masked tokens: README.md)
     acc_sum  = [logp_c  >  logp_r]                (strict; ties are wrong, unlike lm-eval's argmax acc)
     logratio = logp_c / n_c − logp_r / n_r        (mean-token log-ratio, nats per token)
     """

@@ -13,14 +13,19 @@ EPS = 1e-5
 T = torch.tensor
 
 
-def geometry(chosen_pi, rejected_pi, chosen_ref=(3.0, 1.0), rejected_ref=(1.0, 1.0), norm_p=1):
+SIGN0 = math.tanh(1.0)  # learned_sign's σ at initialisation
+
+
+def geometry(chosen_pi, rejected_pi, chosen_ref=(3.0, 1.0), rejected_ref=(1.0, 1.0), norm_p=1, sign=None):
     """2-D example: the reference preference direction d_ref = (2, 0), u = (1, 0)."""
-    return PrefGeometry(T(chosen_pi), T(rejected_pi), T(chosen_ref), T(rejected_ref), norm_p=norm_p, eps=EPS)
+    return PrefGeometry(T(chosen_pi), T(rejected_pi), T(chosen_ref), T(rejected_ref), norm_p=norm_p, eps=EPS,
+                        learned_sign=None if sign is None else T(sign))
 
 
-PARALLEL = geometry((4.0, 1.0), (1.0, 1.0))      # d_π = 1.5·d_ref = (3, 0)
-ANTI = geometry((1.0, 1.0), (4.0, 1.0))          # d_π = −1.5·d_ref
-ORTHOGONAL = geometry((1.0, 4.0), (1.0, 1.0))    # d_π = (0, 3) ⟂ d_ref
+PARALLEL = geometry((4.0, 1.0), (1.0, 1.0), sign=(SIGN0, SIGN0))      # d_π = 1.5·d_ref = (3, 0)
+ANTI = geometry((1.0, 1.0), (4.0, 1.0), sign=(SIGN0, SIGN0))          # d_π = −1.5·d_ref
+ORTHOGONAL = geometry((1.0, 4.0), (1.0, 1.0), sign=(SIGN0, SIGN0))    # d_π = (0, 3) ⟂ d_ref
+AT_REFERENCE = geometry((3.0, 1.0), (1.0, 1.0))  # π = ref
 
 
 def cos(a, b):
@@ -36,6 +41,10 @@ EXPECTED_PARALLEL = {
     "logodds": (math.log(3.0) - math.log(EPS)) - (math.log(2.0) - math.log(EPS)),
     "cosine_policy_margin": cos((4, 1), (1, 1)) - cos((3, 1), (1, 1)),
     "cosine_cross_model": cos((4, 1), (3, 1)) - cos((1, 1), (1, 1)),
+    "pars_rat": 3.0 / 2.0 - 1.0,
+    "pars_rat_log": 10 * math.log(1.5),   # slog(0.5) = log(1.5)
+    "pars_rat_topk": 3.0 * 2.0 / 4.0 - 1.0,  # hidden 2: k = 1, the first coordinate
+    "learned_sign": 3.0 * SIGN0,
     "para": math.log(3.0 + EPS),
     "para_orth": math.log(1.5),
     "para_orth2": (3.0 - 2.0) - (0.0 - 0.0),
@@ -106,6 +115,22 @@ def test_cosines_are_zero_when_policy_equals_reference(name):
     assert ALIGN_FUNCTIONS[name](same).item() == pytest.approx(0.0, abs=1e-7)
 
 
+@pytest.mark.parametrize("name", ["logodds", "para_orth"])
+def test_logodds_at_an_exact_zero_norm_is_continuous(name):
+    """d_ref = (2, 0, 0) on an axis makes o_ref exactly 0 in floating point; lg(0) = log ε, the same as lg of
+    the ~1e-8 that rounding leaves in a rotated copy of the same geometry (module docstring: zero norms)."""
+    d_pi_axis = [(2.0, 1.0, 0.0), (1.0, 0.0, 0.0), (3.0, 0.0, 0.0), (1.0, 0.0, 0.0)]  # d_π = (1, 1, 0)
+    axis = geometry(*d_pi_axis, norm_p=2)
+    assert torch.count_nonzero(axis.orth_ref) == 0
+    # (lg 1 − lg 1) − (lg 2 − lg 0): the reference's sign·log(max(|x|, ε)) gave −log 2 here, log ε − log 2 just off 0
+    expected = math.log(EPS) - math.log(2.0)
+    assert ALIGN_FUNCTIONS[name](axis).item() == pytest.approx(expected, rel=1e-6)
+    rotation, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    rotated = PrefGeometry(*(torch.tensor(v, dtype=torch.float64) @ rotation.T for v in d_pi_axis), norm_p=2, eps=EPS)
+    assert rotated.norm(rotated.orth_ref).item() < EPS
+    assert ALIGN_FUNCTIONS[name](rotated).item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_para_orth_is_logodds():
     assert ALIGN_FUNCTIONS["para_orth"] is ALIGN_FUNCTIONS["logodds"]
 
@@ -119,7 +144,82 @@ def test_norm_p_switches_magnitudes():
     assert l2 == pytest.approx(-math.log(math.sqrt(2) + EPS))
 
 
+@pytest.mark.parametrize("name", ["pars_rat", "pars_rat_log", "pars_rat_topk"])
+def test_ratio_methods_are_zero_at_the_reference_and_scale_free(name):
+    f = ALIGN_FUNCTIONS[name]
+    assert f(AT_REFERENCE).item() == pytest.approx(0.0, abs=1e-6)
+    g = PrefGeometry(*(torch.randn(4, 8, generator=torch.Generator().manual_seed(i)) for i in range(4)))
+    scaled = PrefGeometry(g.chosen_pi * 7, g.rejected_pi * 7, g.chosen_ref * 7, g.rejected_ref * 7)
+    assert torch.allclose(f(g), f(scaled), atol=1e-4)
+
+
+def test_pars_rat_is_the_ratio_to_the_reference_separation_minus_one():
+    f = ALIGN_FUNCTIONS["pars_rat"]
+    for k in (-2.0, -0.5, 0.0, 0.5, 3.0):  # d_π = k·d_ref: g = k − 1, and g + 1 has the sign of s
+        g = geometry((1.0 + 2 * k, 1.0), (1.0, 1.0))
+        assert f(g).item() == pytest.approx(k - 1.0, abs=1e-6)
+        assert math.copysign(1, f(g).item() + 1) == math.copysign(1, g.signed_proj.item()) or k == 0
+    drift = geometry((4.0, 3.0), (1.0, 1.0))  # PARALLEL plus an orthogonal (0, 2): only the parallel part counts
+    assert f(drift).item() == pytest.approx(f(PARALLEL).item())
+
+
+def test_pars_rat_log_is_the_reference_log_ratio_above_one_and_finite_below():
+    f = ALIGN_FUNCTIONS["pars_rat_log"]
+    ratios = torch.linspace(-3, 4, 29)
+    values = []
+    for rho in ratios.tolist():
+        g = geometry((1.0 + 2 * rho, 1.0), (1.0, 1.0))  # s/‖d_ref‖ = ρ
+        values.append(f(g).item())
+        if rho >= 1:
+            assert values[-1] == pytest.approx(10 * math.log(rho), abs=1e-5)
+        assert math.isfinite(values[-1]) and math.copysign(1, values[-1]) == math.copysign(1, rho - 1) or rho == 1
+    assert values == sorted(values)  # monotonic in ρ
+
+
+def test_pars_rat_topk_reads_only_the_reference_top_coordinates():
+    f = ALIGN_FUNCTIONS["pars_rat_topk"]
+    d_ref = T([5.0, -4.0, 0.1, 0.2, 0.0, 0.0, 0.0, 0.3])  # hidden 8: k = min(100, 8 // 4) = 2 → coordinates 0, 1
+    d_pi = T([2.0, -1.0, 3.0, -3.0, 1.0, 1.0, 1.0, 1.0])
+    zero = torch.zeros(8)
+    g = PrefGeometry(d_pi, zero, d_ref, zero)
+    assert f(g).item() == pytest.approx((2 * 5 + 1 * 4) / (25 + 16) - 1, abs=1e-6)
+    elsewhere = d_pi.clone()
+    elsewhere[2:] = T([-9.0, 9.0, -9.0, 9.0, -9.0, 9.0])
+    assert f(PrefGeometry(elsewhere, zero, d_ref, zero)).item() == pytest.approx(f(g).item())
+    only_k = T([5.0, -4.0, 0, 0, 0, 0, 0, 0])  # the reference supported on K: pars_rat exactly
+    assert f(PrefGeometry(d_pi, zero, only_k, zero)).item() == pytest.approx(
+        ALIGN_FUNCTIONS["pars_rat"](PrefGeometry(d_pi, zero, only_k, zero)).item(), abs=1e-6)
+    assert f(PrefGeometry(d_pi, zero, d_ref, zero, topk=1)).item() == pytest.approx(2 / 5 - 1, abs=1e-6)
+
+
+def test_learned_sign_spans_para_signed_and_direct_projection():
+    f = ALIGN_FUNCTIONS["learned_sign"]
+    base = PrefGeometry(*(torch.randn(5, 6, generator=torch.Generator().manual_seed(i)) for i in range(4)))
+    with_sign = lambda sign: PrefGeometry(base.chosen_pi, base.rejected_pi, base.chosen_ref, base.rejected_ref,  # noqa: E731
+                                          learned_sign=sign)
+    assert torch.allclose(f(with_sign(torch.ones(6))), ALIGN_FUNCTIONS["para_signed"](base), atol=1e-6)
+    per_coordinate = base.diff_pi * base.pref_dir
+    assert torch.allclose(f(with_sign(per_coordinate.sign())), ALIGN_FUNCTIONS["direct_projection"](base), atol=1e-6)
+    flipped = torch.ones(6)
+    flipped[2] = -1.0  # flipping one sign reverses that coordinate's share, nothing else
+    assert torch.allclose(f(with_sign(flipped)), base.signed_proj - 2 * per_coordinate[:, 2], atol=1e-6)
+    theta = torch.ones(6, requires_grad=True)
+    f(with_sign(torch.tanh(theta))).sum().backward()
+    assert torch.allclose(theta.grad, per_coordinate.sum(0) * (1 - math.tanh(1.0) ** 2), atol=1e-6)
+    with pytest.raises(ValueError, match="needs its signs"):
+        f(base)
+
+
 def test_batched_leading_dimensions():
-    g = PrefGeometry(torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8))
+    g = PrefGeometry(torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8), torch.randn(3, 5, 8),
+                     learned_sign=torch.tanh(torch.randn(3, 1, 8)))
     for name, fn in ALIGN_FUNCTIONS.items():
         assert fn(g).shape == (3, 5), name
+
+
+def test_slog_has_slope_one_at_exactly_zero():
+    from innerdpo_bench.methods.geometry import slog
+
+    x = torch.tensor([0.0, -2.0, 3.0], requires_grad=True)
+    slog(x).sum().backward()
+    assert x.grad.tolist() == pytest.approx([1.0, 1 / 3, 1 / 4])

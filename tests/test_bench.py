@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from bench.train_step import batch_tokens, model_flops, non_embedding_parameters
+from bench.variants import EXTRA_VARIANTS, OURS, VARIANT_OPTIONS, variant_config
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 
 ROWS = [{"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "A chair, probably, or a table."},
@@ -35,6 +36,14 @@ def test_non_embedding_parameters_skip_the_embedding_and_the_adapter(tiny_model_
     lora = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear"))
     assert non_embedding_parameters(lora) == total - embedding
     assert model_flops(10, 3) == 180.0
+
+
+def test_every_bench_variant_is_a_valid_run_config():
+    assert set(VARIANT_OPTIONS) <= set(OURS)
+    for variant in OURS + [v for v in EXTRA_VARIANTS if not v.startswith("trl")]:
+        cfg = variant_config(variant)
+        assert cfg.gradient_checkpointing == variant.endswith("-gc")
+    assert variant_config("hs-none-clamp_bottom").trust_region_form == "bottom"
 
 
 @pytest.mark.slow

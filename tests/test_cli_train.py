@@ -33,7 +33,8 @@ def test_methods_json_lists_everything():
     result = invoke("methods", "--json")
     assert result.exit_code == 0
     data = json.loads(result.output)
-    assert [m["name"] for m in data["methods"]] == ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
+    assert [m["name"] for m in data["methods"]] == ["dpo", "ipo", "simper", "hs-none-InnerDPO", "hs-ether-InnerDPO",
+                                                   "hs-supr-InnerDPO"]
     assert {a["name"] for a in data["align_methods"]} == set(ALIGN_METHODS)
     assert all(a["description"] for a in data["align_methods"])
     assert data["transforms"] == ["none", "ether", "supr"]
@@ -53,6 +54,9 @@ def write_jsonl(path, rows):
     (["dpo", "--dataset", "missing.jsonl"], "dataset file missing.jsonl does not exist"),
     (["dpo", "--logp-agg", "median"], "unknown --logp-agg 'median'"),
     (["dpo", "--output-loss", "ipo"], "contradicts method dpo"),
+    (["dpo", "--output-loss", "simper"], "contradicts method dpo"),
+    (["simper", "--logp-agg", "sum"], "SimPER is defined on per-token mean log-probs"),
+    (["hs-none-InnerDPO", "--output-loss", "simpo"], "unknown --output-loss 'simpo'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     result = invoke("train", *args, "--base-model" if "--base-model" not in args else "--seed",

@@ -72,6 +72,20 @@ def test_chunked_head_with_grad_matches_naive(lora_model, batch, chunk):
             assert torch.allclose(grads[n], p.grad, atol=1e-4), n
 
 
+@pytest.mark.parametrize("layout", ["batch", "packed"])
+def test_wpo_sum_matches_the_naive_per_token_adjustment(lora_model, layout, request):
+    """Σ_t (log π(y_t) − log Σ_v π(v)²) over completion tokens, from full logits, in both layouts; detached."""
+    rows = request.getfixturevalue("batch")  # the naive computation reads the padded rows
+    logits = lora_model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"]).logits.float()[:, :-1]
+    logp_all = logits.log_softmax(-1)
+    adjusted = logp_all.gather(-1, rows["input_ids"][:, 1:, None]).squeeze(-1) - torch.logsumexp(2 * logp_all, -1)
+    expected = (adjusted * rows["completion_mask"][:, 1:]).sum(1)
+    fast = forward_pass(lora_model, request.getfixturevalue(layout), layers=[], chunk_size=5, wpo=True)
+    assert torch.allclose(fast.wpo_sum, expected, atol=1e-3)
+    assert not fast.wpo_sum.requires_grad and fast.logp_sum.requires_grad
+    assert forward_pass(lora_model, rows, layers=[]).wpo_sum is None
+
+
 def test_completion_logprobs_equals_log_softmax_gather():
     torch.manual_seed(0)
     head = torch.nn.Linear(8, 50, bias=False)

@@ -61,6 +61,33 @@ def test_trust_region_caps_the_reward_for_far_moves():
     assert free_far.item() < near_loss.item()
 
 
+def test_trust_region_forms():
+    """both: [−T, T]; top: min(g, T); bottom (clamp_bottom): max(g, T), no gradient below T."""
+    from innerdpo_bench.methods.innerdpo import trust_clamp
+
+    scores = torch.tensor([-5.0, -1.0, 0.5, 1.0, 3.0], requires_grad=True)
+    expected = {"both": [-2.0, -1.0, 0.5, 1.0, 2.0], "top": [-5.0, -1.0, 0.5, 1.0, 2.0], "bottom": [2.0, 2.0, 2.0, 2.0, 3.0]}
+    for form, values in expected.items():
+        clamped = trust_clamp(scores, LossConfig(trust_region=2.0, trust_region_form=form))
+        assert clamped.tolist() == values, form
+        (grad,) = torch.autograd.grad(clamped.sum(), scores)
+        assert grad.tolist() == [float(v == c) for v, c in zip(scores.tolist(), values)], form  # 0 where clamped
+    off = trust_clamp(scores, LossConfig(trust_region=0.0, trust_region_form="bottom"))
+    assert torch.equal(off, scores)
+
+
+def test_clamp_bottom_gives_no_hidden_gradient_below_the_floor():
+    ref = torch.zeros(1, 2, 2)
+    ref[0, 0] = torch.tensor([1.0, 0.0])
+    policy = ref.clone()
+    policy[0, 0, 0] = 1.5  # para_signed s = 1.5 < T
+    policy.requires_grad_(True)
+    loss, _ = hidden_term(policy, ref, LossConfig(trust_region=2.0, trust_region_form="bottom"))
+    (grad,) = torch.autograd.grad(loss.sum(), policy)
+    assert torch.count_nonzero(grad) == 0
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-2.0)))  # −log σ(β_h·T)
+
+
 def test_layer_reduce_score_averages_scores_before_the_loss():
     pooled_pi, pooled_ref = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
     by_loss, scores = hidden_term(pooled_pi, pooled_ref, LossConfig(layer_reduce="loss"))

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
-from innerdpo_bench.methods.output_losses import dpo_loss, ipo_loss
+from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, hidden_term, preference_loss
+from innerdpo_bench.methods.output_losses import dpo_loss, ipo_loss, simper_loss, simper_score_loss, wpo_weights
 
 
 def test_dpo_hand_values_two_pairs():
@@ -46,6 +46,62 @@ def test_label_smoothing_is_conservative_dpo():
 def test_zero_margin_gives_log2_for_dpo():
     assert dpo_loss(torch.zeros(3), 0.1).tolist() == pytest.approx([math.log(2)] * 3)
     assert ipo_loss(torch.zeros(1), 0.1).item() == pytest.approx(25.0)
+
+
+def test_simper_at_identical_policy_and_reference_is_its_hand_value():
+    """Chosen: 3 tokens summing to 3·log 0.5; rejected: 2 tokens summing to 2·log 0.25 (per-token means log 0.5,
+    log 0.25): loss = 0.25 − 0.5, whatever β, the reference or --logp-agg (SimPER reads the policy's means)."""
+    logp = torch.tensor([3 * math.log(0.5), 2 * math.log(0.25)])
+    n = torch.tensor([3, 2])
+    for beta, agg, ref_logp in ((0.1, "mean", logp), (2.0, "sum", logp), (0.1, "mean", torch.tensor([-1.0, -9.0]))):
+        loss, metrics = preference_loss(SideOutputs(logp, n), SideOutputs(ref_logp, n),
+                                        LossConfig(output_loss="simper", beta=beta, logp_agg=agg))
+        assert loss.item() == pytest.approx(0.25 - 0.5, abs=1e-7)
+    assert metrics["loss_output"] == pytest.approx(-0.25, abs=1e-7)
+
+
+def test_simper_raises_chosen_and_lowers_rejected_inverse_perplexity():
+    chosen, rejected = torch.tensor([-1.0], requires_grad=True), torch.tensor([-2.0], requires_grad=True)
+    simper_loss(chosen, rejected).backward()
+    assert chosen.grad.item() == pytest.approx(-math.exp(-1.0))   # descent raises chosen's mean log-prob
+    assert rejected.grad.item() == pytest.approx(math.exp(-2.0))  # and lowers rejected's
+    assert -1 < simper_loss(torch.tensor([-0.1]), torch.tensor([-5.0])).item() < 0  # within (−1, 1)
+
+
+def test_simper_hidden_term_is_minus_slog_of_the_score():
+    g = torch.tensor([-3.0, 0.0, 2.0], requires_grad=True)
+    loss = simper_score_loss(g)
+    assert loss.tolist() == pytest.approx([math.log(4.0), 0.0, -math.log(3.0)])
+    loss.sum().backward()
+    assert g.grad.tolist() == pytest.approx([-1 / 4, -1.0, -1 / 3])  # always rewards a higher score
+    ref = torch.zeros(1, 2, 2)
+    ref[0, 0] = torch.tensor([1.0, 0.0])  # d_ref = (1, 0)
+    policy = ref.clone()
+    policy[0, 0, 0] = 3.0                 # s = 3
+    loss, scores = hidden_term(policy, ref, LossConfig(output_loss="simper", beta_h=5.0))
+    assert scores.item() == pytest.approx(3.0) and loss.item() == pytest.approx(-math.log(4.0))
+
+
+def test_wpo_weights_hand_fixture():
+    """lw_c + lw_r = 0 and −6: σ(0) = 0.5, σ(−2) = 0.11920; over their mean 0.30960: 1.61500, 0.38500."""
+    weights = wpo_weights(torch.tensor([0.0, -1.0]), torch.tensor([0.0, -5.0]))
+    assert weights.tolist() == pytest.approx([0.5 / 0.3096029, 0.1192029 / 0.3096029], rel=1e-5)
+    assert weights.mean().item() == pytest.approx(1.0) and not weights.requires_grad
+
+
+def test_wpo_weights_the_preference_terms_not_the_sft_term():
+    logp = torch.tensor([-2.0, -5.0, -4.0, -4.0])
+    ref = SideOutputs(torch.tensor([-3.0, -1.0, -3.0, -1.0]), torch.ones(4))
+    adjusted = torch.tensor([0.0, -1.0, 0.0, -5.0])  # pair weights as in the hand fixture: 1.615, 0.385
+    plain, _ = preference_loss(SideOutputs(logp, torch.ones(4)), ref, LossConfig(logp_agg="sum", beta=0.5))
+    weighted, metrics = preference_loss(SideOutputs(logp, torch.ones(4), wpo_sum=adjusted), ref,
+                                        LossConfig(logp_agg="sum", beta=0.5, wpo=True, nll_weight=0.5))
+    per_pair = torch.tensor([math.log1p(math.exp(-1.0)), math.log1p(math.exp(0.5))])  # ptheta 2, −1 at β 0.5
+    w = wpo_weights(adjusted[:2], adjusted[2:])
+    nll_chosen = torch.tensor([2.0, 5.0])
+    assert plain.item() == pytest.approx(per_pair.mean().item(), abs=1e-6)
+    assert weighted.item() == pytest.approx((w * per_pair + 0.5 * nll_chosen).mean().item(), abs=1e-6)
+    assert metrics["wpo_weight_max"] == pytest.approx(w.max().item())
 
 
 # --------------------------------------------------------------------------- TRL parity

@@ -4,6 +4,14 @@ One expression each over `PrefGeometry`, registered in `ALIGN_FUNCTIONS`. The na
 (`--align-method`, `innerdpo methods`, the dashboard), with when to use each, are in the torch-free
 `methods/catalog.py`. Adding a method is one function plus one registry line here, its entry in the
 catalog, and one row in the value table of `tests/test_align.py` (each test fails until it is there).
+
+Zero norms (spec §7 note). A norm can be exactly 0 in floating point: `o_ref` whenever `d_ref` lies on a
+coordinate axis (or rounding cancels exactly), `o_π` when the policy's difference is exactly parallel.
+`lg(x) = log(max(x, ε))` maps every x ≤ ε, 0 included, to log ε, so a score does not depend on whether
+rounding landed on 0 or on 1e-9. The seed-date reference used `sign(x)·log(max(|x|, ε))`, which is log ε
+just above 0 but 0 at exactly 0: its `logodds` jumped by |log ε| (11.5 at ε = 1e-5) for the pairs where
+`o_ref` rounded to exactly 0 (an audit found 12 of 1,280 pooled pairs at d = 120, moving one batch's loss
+by 0.126). We keep the continuous `lg`; the terms `log(‖·‖ + ε)` are continuous at 0 as well.
 """
 
 from __future__ import annotations
@@ -58,6 +66,31 @@ def cosine_cross_model(g: PrefGeometry) -> Tensor:
     )
 
 
+def pars_rat(g: PrefGeometry) -> Tensor:
+    """g = s/‖d_ref‖₂ − 1"""
+    return g.signed_proj / g.pref_norm_ref - 1.0
+
+
+def pars_rat_log(g: PrefGeometry) -> Tensor:
+    """g = 10·slog(s/‖d_ref‖₂ − 1)"""
+    return 10.0 * slog(pars_rat(g))
+
+
+def pars_rat_topk(g: PrefGeometry) -> Tensor:
+    """g = ⟨d_π,K, d_ref,K⟩/‖d_ref,K‖₂² − 1, K = the k coordinates of largest |d_ref|"""
+    k = max(1, min(g.topk, g.diff_ref.shape[-1] // 4))  # the reference's cap: at most a quarter of the coordinates
+    index = g.diff_ref.abs().topk(k, dim=-1).indices
+    ref_k, pi_k = g.diff_ref.gather(-1, index), g.diff_pi.gather(-1, index)
+    return (pi_k * ref_k).sum(-1) / (ref_k * ref_k).sum(-1).clamp_min(g.eps**2) - 1.0
+
+
+def learned_sign(g: PrefGeometry) -> Tensor:
+    """g = ⟨d_π ⊙ u, σ⟩, σ = tanh(θ) learned per layer and coordinate"""
+    if g.learned_sign is None:
+        raise ValueError("the learned_sign align method needs its signs (PrefGeometry.learned_sign)")
+    return (g.diff_pi * g.pref_dir * g.learned_sign).sum(-1)
+
+
 def para(g: PrefGeometry) -> Tensor:
     """g = log(‖a_π‖ + ε)."""
     return safe_log(g.norm(g.par_pi) + g.eps, g.eps)
@@ -92,6 +125,11 @@ ALIGN_FUNCTIONS: dict[str, AlignFn] = {
     "logodds": logodds,
     "cosine_policy_margin": cosine_policy_margin,
     "cosine_cross_model": cosine_cross_model,
+    # the seed's later work (branch topk) and its first note
+    "pars_rat": pars_rat,
+    "pars_rat_log": pars_rat_log,
+    "pars_rat_topk": pars_rat_topk,
+    "learned_sign": learned_sign,
     # older (the seed's "old" commands)
     "para": para,
     "para_orth": logodds,  # the older name of logodds: the same function

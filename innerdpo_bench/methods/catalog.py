@@ -15,7 +15,7 @@ from innerdpo_bench.errors import unknown_choice
 @dataclass(frozen=True)
 class Method:
     name: str
-    output_loss: str            # dpo | ipo
+    output_loss: str            # dpo | ipo | simper
     transform: str | None       # None: no hidden-state term
     summary: str
 
@@ -29,6 +29,8 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("dpo", "dpo", None, "DPO: −log σ(β·ptheta) on output log-prob margins (Rafailov et al. 2023)."),
         Method("ipo", "ipo", None, "IPO: (ptheta − 1/(2β))², a bounded regression target (Azar et al. 2023)."),
+        Method("simper", "simper", None, "SimPER: exp(logp̄_π(y_r)) − exp(logp̄_π(y_c)), inverse perplexities; no β, "
+               "no reference model (Xiao et al. 2025)."),
         Method("hs-none-InnerDPO", "dpo", "none", "InnerDPO on raw residual-stream states."),
         Method("hs-ether-InnerDPO", "dpo", "ether", "InnerDPO on a learned ETHER view of the states (reflection + low-rank)."),
         Method("hs-supr-InnerDPO", "dpo", "supr", "InnerDPO on suppressed activations (what later layers remove)."),
@@ -43,6 +45,7 @@ ALIASES = {
     "hs-supressed-innerdpo": "hs-supr-InnerDPO",
     "dpo": "dpo",
     "ipo": "ipo",
+    "simper": "simper",
 }
 
 
@@ -55,7 +58,7 @@ def resolve_method(name: str) -> Method:
     return METHODS[canonical]
 
 
-OUTPUT_LOSS_NAMES = ("dpo", "ipo")
+OUTPUT_LOSS_NAMES = ("dpo", "ipo", "simper")
 TRANSFORMS = ("none", "ether", "supr")
 ETHER_TYPES = ("ether", "etherplus", "oft")
 
@@ -92,6 +95,20 @@ ALIGN_METHODS: dict[str, AlignMethod] = {
                 "Note: raising it makes chosen and rejected states MORE similar (the reference's docstring reads it as separability; the formula is kept)."),
     AlignMethod("cosine_cross_model", "g = cos(c_π, c_ref) − cos(r_π, r_ref), 0 when π = ref",
                 "Keeps chosen states near the reference while moving rejected states away."),
+    AlignMethod("pars_rat", "g = s/‖d_ref‖₂ − 1",
+                "The seed's later default (branch topk): how many times the reference's own separation π reaches "
+                "along u, minus 1; 0 when π = ref, below −1 when anti-aligned. With --trust-region T (form top) it earns "
+                "nothing beyond T + 1 times the reference's separation."),
+    AlignMethod("pars_rat_log", "g = 10·slog(s/‖d_ref‖₂ − 1)",
+                "Equals the reference's 10·log(s/‖d_ref‖₂) wherever π separates at least as much as the reference; "
+                "below that the reference's log(s + ε) is NaN for s < −ε, slog stays finite and monotonic."),
+    AlignMethod("pars_rat_topk", "g = ⟨d_π,K, d_ref,K⟩/‖d_ref,K‖₂² − 1, K = the k coordinates of largest |d_ref|",
+                "pars_rat on the reference preference's top-k coordinates only (branch topk, topk.py), "
+                "k = min(--topk-dims, hidden/4); the other coordinates are left free."),
+    AlignMethod("learned_sign", "g = ⟨d_π ⊙ u, σ⟩, σ = tanh(θ) learned per layer and coordinate",
+                "The seed's first note: a learned sign lets a coordinate's direction flip without the state crossing 0. "
+                "σ = 1 is para_signed, σ = sign(d_π ⊙ u) direct_projection; θ starts at 1, trains at --learned-sign-lr, "
+                "saved as learned_sign.safetensors."),
     AlignMethod("para", "g = log(‖a_π‖ + ε)",
                 "Unsigned parallel magnitude (moving against the preference also scores).", current=False),
     AlignMethod("para_orth", "g = (lg‖a_π‖ − lg‖o_π‖) − (lg‖a_ref‖ − lg‖o_ref‖)", "Older name of logodds: the same function.", current=False, alias_of="logodds"),

@@ -17,7 +17,10 @@ class PrefGeometry:
     is one batched expression. Notation follows the spec:
     `d_π = c_π − r_π`, `d_ref = c_ref − r_ref`, `u = d_ref/‖d_ref‖₂`, `s = ⟨d_π, u⟩`,
     `a_π = s·u`, `o_π = d_π − a_π`, `a_ref = ⟨d_ref, u⟩u`, `o_ref = d_ref − a_ref` (≈ 0).
-    Magnitudes ("norm") use the L`norm_p` norm (1 by default, as the seed-date reference).
+    Magnitudes ("norm") use the L`norm_p` norm (1 by default, as the seed-date reference); the ratio methods
+    divide by the L2 norm `‖d_ref‖₂` whatever `norm_p` is, so that they are exactly 0 when π = ref.
+    `topk`: how many coordinates the top-k methods keep; `learned_sign`: σ = tanh(θ) of the `learned_sign`
+    method, `[..., hidden]` broadcast over the pair dimension (`methods/learned_sign.py`).
     """
 
     chosen_pi: Tensor
@@ -26,6 +29,8 @@ class PrefGeometry:
     rejected_ref: Tensor
     norm_p: int = 1
     eps: float = 1e-5
+    topk: int = 100
+    learned_sign: Tensor | None = None
 
     def norm(self, x: Tensor) -> Tensor:
         """‖x‖_p over the hidden dimension."""
@@ -44,6 +49,11 @@ class PrefGeometry:
         """u: the reference's unit (L2) preference direction. The norm is clamped at ε (rather than ε
         added) so u is exactly unit whenever the reference separates chosen from rejected at all."""
         return self.diff_ref / torch.linalg.vector_norm(self.diff_ref, dim=-1, keepdim=True).clamp_min(self.eps)
+
+    @cached_property
+    def pref_norm_ref(self) -> Tensor:
+        """‖d_ref‖₂, clamped at ε like the denominator of u: the reference's own separation."""
+        return torch.linalg.vector_norm(self.diff_ref, dim=-1).clamp_min(self.eps)
 
     @cached_property
     def signed_proj(self) -> Tensor:
@@ -68,8 +78,11 @@ class PrefGeometry:
 
 
 def slog(x: Tensor) -> Tensor:
-    """Symmetric log `sign(x)·log(1 + |x|)`: monotonic, 0 at 0, compresses large magnitudes."""
-    return torch.sign(x) * torch.log1p(x.abs())
+    """Symmetric log `sign(x)·log(1 + |x|)`: monotonic, 0 at 0, compresses large magnitudes.
+
+    Written per branch so its gradient at exactly 0 is the true slope 1: autograd through `sign(x)·|x|`
+    gives 0 there, which would freeze a score that starts at exactly 0 (pars_rat at π = ref)."""
+    return torch.where(x < 0, -torch.log1p((-x).clamp_min(0)), torch.log1p(x.clamp_min(0)))
 
 
 def safe_log(x: Tensor, eps: float) -> Tensor:

@@ -1,0 +1,32 @@
+"""The variants `bench/train_step.py` measures: TRL's DPOTrainer, our methods, and our methods with options."""
+
+from __future__ import annotations
+
+# A method plus options: the align methods of the seed's later work, its trust-region floor, SimPER and WPO.
+VARIANT_OPTIONS: dict[str, tuple[str, dict]] = {
+    "hs-none-pars_rat": ("hs-none-InnerDPO", {"align_method": "pars_rat"}),
+    "hs-none-pars_rat_log": ("hs-none-InnerDPO", {"align_method": "pars_rat_log"}),
+    "hs-none-pars_rat_topk": ("hs-none-InnerDPO", {"align_method": "pars_rat_topk"}),
+    "hs-none-learned_sign": ("hs-none-InnerDPO", {"align_method": "learned_sign"}),
+    "hs-none-clamp_bottom": ("hs-none-InnerDPO", {"align_method": "pars_rat", "trust_region": 2.0,
+                                                  "trust_region_form": "bottom"}),
+    "hs-none-simper": ("hs-none-InnerDPO", {"output_loss": "simper"}),
+    "dpo-wpo": ("dpo", {"wpo": True}),
+}
+OURS = ["dpo", "ipo", "simper", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", *VARIANT_OPTIONS]
+VARIANTS = ["trl-dpo"] + OURS
+# For information, not in the default run (they add three minutes on CPU): TRL's own defaults, which turn
+# gradient checkpointing on (less memory, more time), and our dpo with --gradient-checkpointing.
+EXTRA_VARIANTS = ["trl-dpo-default", "dpo-gc"]
+TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that also measure step time
+# Each gets a time (paired) and a memory ratio to dpo, with the InnerDPO target 1.10.
+BESIDE_DPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", "simper", *VARIANT_OPTIONS)
+
+
+def variant_config(variant: str, **fields):
+    """The validated TrainConfig of one of our variants: its method and options, `-gc` for gradient checkpointing."""
+    from innerdpo_bench.config import TrainConfig
+
+    name = variant.removesuffix("-gc")
+    method, options = VARIANT_OPTIONS.get(name, (name, {}))
+    return TrainConfig(method=method, gradient_checkpointing=variant.endswith("-gc"), **options, **fields).validate()
