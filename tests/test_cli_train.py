@@ -36,6 +36,8 @@ def test_methods_json_lists_everything():
     assert [m["name"] for m in data["methods"]] == ["dpo", "ipo", "simper", "hs-none-InnerDPO", "hs-ether-InnerDPO",
                                                    "hs-supr-InnerDPO"]
     assert {a["name"] for a in data["align_methods"]} == set(ALIGN_METHODS)
+    assert data["output_losses"] == ["dpo", "ipo", "simper"]
+    assert {"pars_rat", "pars_rat_log", "pars_rat_topk", "learned_sign"} <= {a["name"] for a in data["align_methods"]}
     assert all(a["description"] for a in data["align_methods"])
     assert data["transforms"] == ["none", "ether", "supr"]
 

@@ -70,7 +70,7 @@ def _train_config(ctx: typer.Context, config: str | None, values: dict) -> Train
 def train_command(ctx: typer.Context, **kwargs) -> None:
     """Train one LoRA adapter and write a run directory.
 
-    METHOD is dpo, ipo, hs-none-InnerDPO, hs-ether-InnerDPO or hs-supr-InnerDPO (case-insensitive; the seed's
+    METHOD is dpo, ipo, simper, hs-none-InnerDPO, hs-ether-InnerDPO or hs-supr-InnerDPO (case-insensitive; the seed's
     spellings hs-None-InnerDPO, hs-ETHER-InnerDPO, hs-SupressedHS-InnerDPO work too). --config FILE reads the
     options from a JSON file instead (`innerdpo worker` trains a queued run so); flags override it.
 
@@ -103,7 +103,7 @@ app.command("train", context_settings=HELP)(train_command)
 @handle_errors
 def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the methods, InnerDPO align methods (formula and when to use each) and transforms."""
-    from innerdpo_bench.methods.catalog import ALIGN_METHODS, METHODS, TRANSFORMS
+    from innerdpo_bench.methods.catalog import ALIGN_METHODS, METHODS, OUTPUT_LOSS_NAMES, TRANSFORMS
 
     data = {
         "methods": [{"name": m.name, "output_loss": m.output_loss, "transform": m.transform, "summary": m.summary}
@@ -111,6 +111,7 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-
         "align_methods": [{"name": a.name, "current": a.current, "description": a.description}
                           for a in ALIGN_METHODS.values()],
         "transforms": list(TRANSFORMS),
+        "output_losses": list(OUTPUT_LOSS_NAMES),
     }
     if as_json:
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
