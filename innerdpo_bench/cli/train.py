@@ -10,7 +10,8 @@ import typing
 
 import typer
 
-from innerdpo_bench.cli.app import HELP, app, console, handle_errors, quiet_libraries
+from innerdpo_bench.cli.app import (HELP, app, console, genies_dir_option, handle_errors, quiet_libraries,
+                                    use_genies_dir)
 from innerdpo_bench.config import TrainConfig, flag_name
 
 
@@ -33,6 +34,8 @@ def config_parameters() -> list[inspect.Parameter]:
         params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[field.name]))
     params.append(inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                     default=typer.Option(False, "--quiet", "-q", help="No progress bar.")))
+    params.append(inspect.Parameter("genies_dir", inspect.Parameter.KEYWORD_ONLY, annotation=typing.Optional[str],
+                                    default=genies_dir_option("Run")))
     return params
 
 
@@ -48,6 +51,7 @@ def train_command(**kwargs) -> None:
     paper's form. Several GPUs: accelerate launch -m innerdpo_bench train ...
     """
     quiet = kwargs.pop("quiet")
+    use_genies_dir(kwargs.pop("genies_dir"))
     quiet_libraries()
     cfg = TrainConfig(**kwargs).validate()
     from innerdpo_bench.train import train
