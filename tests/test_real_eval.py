@@ -3,9 +3,6 @@
 take the suite."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -14,6 +11,7 @@ from innerdpo_bench import suites
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.data import genies, shipped
 from innerdpo_bench.suites import SHIFTS
+from test_eval import run_lm_eval_cli
 from test_real_data import write_distribution
 
 runner = CliRunner()
@@ -30,19 +28,8 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def cli_results(tiny_model_path, tmp_path_factory):
     """The lm_eval CLI as a subprocess, base model only, the first LIMIT rows of each shift."""
-    out = tmp_path_factory.mktemp("lm_eval_genies")
-    lm_eval = Path(sys.executable).with_name("lm_eval")
-    command = [str(lm_eval)] if lm_eval.exists() else [sys.executable, "-m", "lm_eval"]
-    command += ["--model", "hf", "--model_args", f"pretrained={tiny_model_path},dtype=float32", "--device", "cpu",
-                "--include_path", str(suites.tasks_dir()), "--tasks", "innerdpo_shifts",
-                "--metadata", json.dumps({"suite": SUITE}), "--limit", str(LIMIT), "--batch_size", "8",
-                "--output_path", str(out), "--log_samples"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (results_file,) = out.rglob("results_*.json")
-    samples = {shift: [json.loads(line) for line in next(out.rglob(f"samples_innerdpo_{shift}_*.jsonl")).open()]
-               for shift in SHIFTS}
-    return json.loads(results_file.read_text()), samples
+    return run_lm_eval_cli(tmp_path_factory.mktemp("lm_eval_genies"), f"pretrained={tiny_model_path},dtype=float32",
+                           {"suite": SUITE}, LIMIT, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -82,8 +82,5 @@ def read_original(name: str) -> bytes:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of a data file (GENIES files are a few MB: read whole)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
