@@ -114,10 +114,14 @@ def demo_command(
                                    "or tiny-random (seconds)."),
     quick: bool = typer.Option(False, "--quick", help="Smallest sizes: a smoke test of the whole pipeline."),
     home: str = typer.Option(None, "--home", help="Workspace (default $INNERDPO_HOME or ./innerdpo)."),
+    suite: str = typer.Option("genies:alpaca_easy", "--suite", help="What to train and score on: genies:alpaca_easy "
+                              "(real GENIES, ETHICS and medical rows shipped with the package), another genies: suite, "
+                              "or mini (the offline synthetic suite)."),
 ) -> None:
     """Run the whole pipeline offline: the base model and dpo, ipo, hs-none/ether/supr-InnerDPO trained on the
-    mini suite, each scored on the four shifts by the lm-eval harness through the run queue; prints the table."""
+    suite's in_domain train split (GENIES alpaca_easy by default), each scored on the four shifts by the lm-eval
+    harness through the run queue; prints the table."""
     quiet_libraries()
     from innerdpo_bench.demo import run_demo
 
-    run_demo(base_model=base_model, quick=quick, home=home, console=console)
+    run_demo(base_model=base_model, quick=quick, home=home, console=console, suite=suite)
