@@ -110,7 +110,7 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-
 @app.command("demo")
 @handle_errors
 def demo_command(
-    base_model: str = typer.Option("smollm2-135m", "--base-model", help="smollm2-135m (a real 135M model, CPU: ~10 min) "
+    base_model: str = typer.Option("smollm2-135m", "--base-model", help="smollm2-135m (a real 135M model, 2 CPU cores: ~12 min) "
                                    "or tiny-random (seconds)."),
     quick: bool = typer.Option(False, "--quick", help="Smallest sizes: a smoke test of the whole pipeline."),
     home: str = typer.Option(None, "--home", help="Workspace (default $INNERDPO_HOME or ./innerdpo)."),
