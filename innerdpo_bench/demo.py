@@ -1,9 +1,11 @@
-"""`innerdpo demo`: the whole pipeline offline — the base model and five methods trained on the mini suite,
-each scored on the four shifts by the harness, through the run queue — ending with the seed-style table.
+"""`innerdpo demo`: the whole pipeline offline — the base model and five methods trained on real GENIES rows
+(`genies:alpaca_easy`, shipped with the package; `--suite mini` for the synthetic suite), each scored on the four
+shifts by the harness, through the run queue — ending with the seed-style table.
 
-Sizes are chosen so the default (SmolLM2-135M-Instruct on CPU) finishes in under 15 minutes on 2 cores:
-a short, higher-learning-rate training (the spec's 500 steps at 1e-5 would take hours on a CPU) and
-the first rows of each shift. They are printed before anything runs, and every run is an ordinary
+Sizes are chosen so the default (SmolLM2-135M-Instruct on CPU) takes 10 to 15 minutes on 2 idle cores with
+nothing cached (measured: about 2 minutes per adapter run, README): a short, higher-learning-rate training (the spec's 500 steps at 1e-5 would take hours on a CPU) on
+GENIES alpaca_easy's train pairs, prompt + completion cut at `max_length` tokens, and the first rows of each
+shift. They are printed before anything runs, and every run is an ordinary
 queue run: `innerdpo runs` and `innerdpo tui` show them afterwards, and re-running the demo reuses
 finished runs with identical specs instead of training them again.
 """
@@ -19,9 +21,13 @@ from innerdpo_bench.results import table
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.runspec import base_spec, train_specs
 from innerdpo_bench.store import Run, Store, resolve_home
+from innerdpo_bench import suites
 from innerdpo_bench.worker import Worker, WorkerOptions
 
 DEMO_METHODS = ("dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
+
+
+DEMO_SUITE = "genies:alpaca_easy"
 
 
 @dataclass(frozen=True)
@@ -32,25 +38,38 @@ class DemoPlan:
     batch_size: int
     rows_per_shift: int
     train_rows: int
+    max_length: int
+    suite: str = DEMO_SUITE
     seed: int = 0
 
     @classmethod
-    def for_model(cls, base_model: str, quick: bool) -> DemoPlan:
+    def for_model(cls, base_model: str, quick: bool, suite: str = DEMO_SUITE) -> DemoPlan:
         if quick:
-            return cls(base_model, max_steps=3, learning_rate=1e-3, batch_size=2, rows_per_shift=8, train_rows=64)
+            return cls(base_model, max_steps=3, learning_rate=1e-3, batch_size=2, rows_per_shift=8, train_rows=64,
+                       max_length=256, suite=suite)
         if base_model.strip().lower() == "tiny-random":
-            return cls(base_model, max_steps=40, learning_rate=2e-3, batch_size=4, rows_per_shift=60, train_rows=400)
-        return cls(base_model, max_steps=24, learning_rate=3e-4, batch_size=4, rows_per_shift=40, train_rows=400)
+            return cls(base_model, max_steps=40, learning_rate=2e-3, batch_size=4, rows_per_shift=60, train_rows=400,
+                       max_length=256, suite=suite)
+        # SmolLM2 on 2 CPU cores: one scoring pass costs about 4 CPU-seconds per row of the four shifts (GENIES
+        # alpaca_hard answers and the Chinese medical ones run to hundreds of tokens), and the demo makes six.
+        return cls(base_model, max_steps=24, learning_rate=3e-4, batch_size=4, rows_per_shift=24, train_rows=400,
+                   max_length=256, suite=suite)
+
+    @property
+    def dataset(self) -> str:
+        """What the adapters train on: the suite's in_domain distribution, train split."""
+        return suites.train_dataset(self.suite)
 
 
 def demo_specs(plan: DemoPlan) -> list[dict]:
     """The six run specs: the base model ("none") and one training run per method."""
-    specs = [base_spec(plan.base_model, suite="mini", limit=plan.rows_per_shift)]
+    specs = [base_spec(plan.base_model, suite=plan.suite, limit=plan.rows_per_shift)]
     for method in DEMO_METHODS:
-        config = dict(method=method, base_model=plan.base_model, dataset="mini:train", max_rows=plan.train_rows,
+        config = dict(method=method, base_model=plan.base_model, dataset=plan.dataset, max_rows=plan.train_rows,
                       max_steps=plan.max_steps, learning_rate=plan.learning_rate, batch_size=plan.batch_size,
-                      effective_batch=plan.batch_size, logging_steps=1, seed=plan.seed)
-        specs.extend(train_specs(config, suite="mini", limit=plan.rows_per_shift))
+                      effective_batch=plan.batch_size, max_length=plan.max_length,
+                      max_prompt_length=plan.max_length * 3 // 4, logging_steps=1, seed=plan.seed)
+        specs.extend(train_specs(config, suite=plan.suite, limit=plan.rows_per_shift))
     return specs
 
 
@@ -86,7 +105,8 @@ def _current_step(run: Run) -> tuple[int, int]:
     return (json.loads(lines[-1]).get("step", 0) if lines else 0), total
 
 
-def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | None = None, console=None) -> str:
+def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | None = None, console=None,
+             suite: str = DEMO_SUITE) -> str:
     """Queue the demo's runs, work through them with a progress display, and return the markdown table."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -94,7 +114,8 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
     from innerdpo_bench.models import resolve_base_model
 
     console = console or Console()
-    plan = DemoPlan.for_model(base_model, quick)
+    suites.suite_refs(suite)   # an unknown suite: one line before any model is prepared
+    plan = DemoPlan.for_model(base_model, quick, suite)
     home_path = resolve_home(home)
     console.print(f"[bold]innerdpo demo[/bold] in {home_path}: {json.dumps(asdict(plan))}")
     with console.status(f"preparing base model {plan.base_model} (first time: fetch and convert)"):
@@ -139,8 +160,9 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
         console.print(f"[red]run {run.id} ({run.name}) {run.status}:[/red] {run.error}")
     view = table.make_table([runs[i] for i in ids])
     markdown = table.to_markdown(view)
-    console.print(f"\nmini suite, base model {plan.base_model}, {plan.rows_per_shift} rows per shift, "
-                  f"{plan.max_steps} training steps ({time.time() - started:.0f}s):\n")
+    console.print(f"\n{plan.suite} suite (trained on {plan.dataset}), base model {plan.base_model}, "
+                  f"{plan.rows_per_shift} rows per shift, {plan.max_steps} training steps "
+                  f"({time.time() - started:.0f}s):\n")
     console.print(markdown, markup=False, highlight=False, soft_wrap=True)
     console.print("\nOpen the dashboard with [bold]innerdpo tui[/bold]"
                   + (f" --home {home}" if home else "") + "; compare runs with [bold]innerdpo runs[/bold].")

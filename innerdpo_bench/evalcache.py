@@ -27,7 +27,8 @@ CACHED_ROWS = "rows.jsonl"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt")
 HASHED_FILE_BYTES = 64 << 20              # base-model files above this are fingerprinted, not hashed
 # Besides tasks/: the code that turns data into scores. Any edit to these starts a fresh cache.
-SCORING_CODE = ("evaluate.py", "fastlm.py", "suites.py", "scoring.py", "data/pairs.py", "data/mini.py")
+SCORING_CODE = ("evaluate.py", "fastlm.py", "suites.py", "scoring.py", "data/pairs.py", "data/mini.py",
+                "data/real.py", "data/genies.py", "data/ethics.py", "data/shipped.py", "data/textio.py")
 KEYED_PACKAGES = ("lm_eval", "transformers", "peft", "torch")
 
 
@@ -83,7 +84,7 @@ def eval_cache_key(ckpt: Checkpoint, label: str, data_dir: str | None, rows_cap:
                    sample_seed: int | None, apply_chat_template: bool | None, dtype: str) -> tuple[str, dict]:
     """(key, identity): 24 hex digits of sha256 over everything an evaluation's numbers depend on (module
     docstring), and that identity itself (written beside the cached files as key.json)."""
-    data = {"suite": label}
+    data = suites.data_identity(label)   # a suite read from files: their sha256 too
     if data_dir is not None:
         root = Path(data_dir).expanduser().resolve()
         data = {"data_dir": str(root),

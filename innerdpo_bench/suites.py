@@ -9,11 +9,17 @@ A suite is named after the training split it belongs to and maps every shift to 
 | `code_easy`          | code_easy          | code_hard           | ethics justice | medical-dpo-V2#data|
 | `arc_easy`           | arc_easy           | arc_hard            | ethics justice | medical-dpo-V2#data|
 | `alpaca_low_quality` | alpaca_low_quality | alpaca_high_quality | ethics justice | medical-dpo-V2#data|
+| `genies:<easy>`      | genies:<easy>#test | genies:<hard>#test  | ethics:justice#test_hard | medical:reward#test |
 | `mini`               | mini:in_domain     | mini:difficulty_... | mini:moral_... | mini:orthogonal    |
 
 Short names are configs of `wassname/genies_preferences` (split `test`); "ethics justice" is
 `wassname/ethics_expression_preferences` config `justice` split `test`; `wassname/medical-dpo-V2` has
-only the split `data`. `mini` is the project's offline synthetic suite. A directory of
+only the split `data`. The `genies:` suites are the same benchmark read offline from the original files the
+package ships (`data.real`): `genies:alpaca_easy`, `genies:math_easy` (no moral column), `genies:code_easy`,
+`genies:arc_easy`, `genies:alpaca_low_quality`, each with its hard (or high-quality) partner as in the table
+above; their moral_transfer has chosen = the reasonable excuse, and `genies:<easy>@hub` flips it to the hub
+dataset's orientation (chosen = the unreasonable excuse) to compare with the seed's numbers.
+`mini` is the project's offline synthetic suite. A directory of
 `<shift>.jsonl` files can stand in for a suite (`data_dir`). Rows are the first `rows` of each
 dataset (500 by default, as the reference), validated by `pairs.normalize_row`; `sample="random"` takes
 `rows` rows chosen by a seed instead (`sample_indices`), kept in dataset order.
@@ -27,7 +33,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from innerdpo_bench.data.pairs import GENIES_HUB_ID, DatasetRef, load_pairs
+from innerdpo_bench.data import real
+from innerdpo_bench.data.pairs import GENIES_HUB_ID, DatasetRef, load_pairs, parse_dataset
 from innerdpo_bench.errors import UserError, unknown_choice
 
 # The four distribution shifts every adapter is scored on, in table order.
@@ -65,13 +72,27 @@ def _genies_suite(easy: str, hard: str, moral: DatasetRef | None = ETHICS_JUSTIC
             "orthogonal": MEDICAL}
 
 
+# The spec's suites: (training split, its hard or high-quality partner, has a moral_transfer column).
+GENIES_PAIRS = (("alpaca_easy", "alpaca_hard", True), ("math_easy", "math_hard", False),
+                ("code_easy", "code_hard", True), ("arc_easy", "arc_hard", True),
+                ("alpaca_low_quality", "alpaca_high_quality", True))
+REAL_PREFIX = "genies:"       # suites read from the shipped originals (or a GENIES folder)
+HUB_ORIENTATION = "@hub"      # suffix: moral_transfer oriented as the hub dataset (chosen = unreasonable)
+
+
+def _real_suite(easy: str, hard: str, moral: str | None) -> dict[str, DatasetRef | None]:
+    return {"in_domain": parse_dataset(f"genies:{easy}#test"), "difficulty_scaling": parse_dataset(f"genies:{hard}#test"),
+            "moral_transfer": parse_dataset(f"ethics:{moral}#test_hard") if moral else None,
+            "orthogonal": parse_dataset("medical:reward#test")}
+
+
 # suite name → shift → dataset (None: the suite has no dataset for that shift)
 SUITES: dict[str, dict[str, DatasetRef | None]] = {
-    "alpaca_easy": _genies_suite("alpaca_easy", "alpaca_hard"),
-    "math_easy": _genies_suite("math_easy", "math_hard", moral=None),
-    "code_easy": _genies_suite("code_easy", "code_hard"),
-    "arc_easy": _genies_suite("arc_easy", "arc_hard"),
-    "alpaca_low_quality": _genies_suite("alpaca_low_quality", "alpaca_high_quality"),
+    **{easy: _genies_suite(easy, hard, ETHICS_JUSTICE if moral else None) for easy, hard, moral in GENIES_PAIRS},
+    **{f"{REAL_PREFIX}{easy}": _real_suite(easy, hard, "justice" if moral else None)
+       for easy, hard, moral in GENIES_PAIRS},
+    **{f"{REAL_PREFIX}{easy}{HUB_ORIENTATION}": _real_suite(easy, hard, "justice@hub")
+       for easy, hard, moral in GENIES_PAIRS if moral},
     MINI_SUITE: {shift: DatasetRef("mini", shift) for shift in SHIFTS},
 }
 
@@ -151,9 +172,10 @@ def sample_indices(total: int, rows: int, seed: int) -> list[int]:
 
 
 def load_shift(shift: str, suite: str | None = None, data_dir: str | Path | None = None,
-               rows=None, sample=None, sample_seed=None) -> list[dict[str, str]]:
+               rows=None, sample=None, sample_seed=None, genies_dir: str | None = None) -> list[dict[str, str]]:
     """`rows` `{prompt, chosen, rejected}` rows of one shift of a suite (or data directory): the first ones, or
-    with `sample="random"` the ones `sample_indices` picks with `sample_seed`, in dataset order."""
+    with `sample="random"` the ones `sample_indices` picks with `sample_seed`, in dataset order. `genies_dir`:
+    the GENIES folder of the `genies:` suites (default $INNERDPO_GENIES_DIR, else the package's copy)."""
     if shift not in SHIFTS:
         raise unknown_choice("shift", shift, SHIFTS)
     ref = suite_refs(suite, data_dir)[shift]
@@ -163,18 +185,40 @@ def load_shift(shift: str, suite: str | None = None, data_dir: str | Path | None
     cap = check_rows(rows)
     how, seed = check_sample(sample, sample_seed)
     if how == "first":
-        return load_pairs(ref, limit=cap)
-    every = load_pairs(ref)
+        return load_pairs(ref, limit=cap, genies_dir=genies_dir)
+    every = load_pairs(ref, genies_dir=genies_dir)
     return [every[i] for i in sample_indices(len(every), cap, seed)]
 
 
 def provenance(ref: DatasetRef, rows: int, sample: str = "first", sample_seed: int | None = None) -> dict:
-    """Where one shift's rows came from, how they were picked and how they were scored, for eval.json."""
+    """Where one shift's rows came from, how they were picked and how they were scored, for eval.json. A shipped
+    source adds its file (`shipped:<name>` or a GENIES folder's path), the sha256 of the original file, the
+    file's rows, the pairs they give, which completion is chosen (`orientation`) and the repository@commit."""
     if ref.kind == "mini":
         dataset, config, split = "innerdpo_bench.data.mini", None, ref.path
     elif ref.kind == "file":
         dataset, config, split = ref.path, None, None
     else:
         dataset, config, split = ref.path, ref.config, ref.split
-    return {"dataset": dataset, "config": config, "split": split, "rows": rows, "sample": sample,
-            "sample_seed": sample_seed, "scoring_rule": SCORING_RULE}
+    recorded = {"dataset": dataset, "config": config, "split": split, "rows": rows, "sample": sample,
+                "sample_seed": sample_seed, "scoring_rule": SCORING_RULE}
+    if ref.kind in real.KINDS:
+        recorded.update(real.read(ref).provenance())
+    return recorded
+
+
+def data_identity(suite: str) -> dict:
+    """What the whole-evaluation cache must know of a suite's data: its name and, for a suite read from files
+    (the `genies:` suites), each shift's file and sha256, so scores of other data (another $INNERDPO_GENIES_DIR)
+    are never served. Other suites and names that are not suites: just the name."""
+    refs = SUITES.get(suite) or {}
+    files = {shift: real.file_identity(ref) for shift, ref in refs.items() if ref is not None and ref.kind in real.KINDS}
+    return {"suite": suite, **({"files": files} if files else {})}
+
+
+def train_dataset(suite: str) -> str:
+    """The `--dataset` a suite's adapters are trained on: the train split of its in_domain distribution."""
+    ref = suite_refs(suite)["in_domain"]
+    if ref.kind == "mini":
+        return "mini:train"
+    return DatasetRef(ref.kind, ref.path, ref.config, "train").describe()

@@ -23,14 +23,17 @@ from innerdpo_bench.errors import UserError
 
 
 def load_shift(shift: str, suite: str | None = None, data_dir: str | None = None, rows=None, sample=None,
-               sample_seed=None, **_metadata) -> dict:
+               sample_seed=None, genies_dir: str | None = None, **_metadata) -> dict:
     """`custom_dataset` for one shift: lm-eval calls it with the task metadata (`--metadata` JSON and,
     on the CLI, `--model_args`) plus `dataset_kwargs` (`shift`), and takes the `test` split.
-    `sample: random` with `sample_seed` takes `rows` seeded random rows instead of the first ones."""
+    `sample: random` with `sample_seed` takes `rows` seeded random rows instead of the first ones;
+    `genies_dir` is the GENIES `distributions/` folder of a `genies:` suite (default $INNERDPO_GENIES_DIR,
+    else the package's copy)."""
     from datasets import Dataset
 
     return {"test": Dataset.from_list(suites.load_shift(shift, suite=suite, data_dir=data_dir, rows=rows,
-                                                        sample=sample, sample_seed=sample_seed))}
+                                                        sample=sample, sample_seed=sample_seed,
+                                                        genies_dir=genies_dir))}
 
 
 def doc_to_text(doc: dict) -> str:

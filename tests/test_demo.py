@@ -15,7 +15,7 @@ runner = CliRunner()
 
 def test_quick_demo_on_tiny_random(tmp_path, tiny_model_path):
     home = tmp_path / "home"
-    result = runner.invoke(app, ["demo", "--base-model", "tiny-random", "--quick", "--home", str(home)])
+    result = runner.invoke(app, ["demo", "--base-model", "tiny-random", "--quick", "--suite", "mini", "--home", str(home)])
     assert result.exit_code == 0, result.output
     names = ["none", *DEMO_METHODS]
     for name in names:
@@ -35,13 +35,34 @@ def test_quick_demo_on_tiny_random(tmp_path, tiny_model_path):
     assert "- moral_transfer: mini:moral_transfer, N=8" in markdown
 
     # a second demo reuses the finished runs instead of training again
-    again = runner.invoke(app, ["demo", "--base-model", "tiny-random", "--quick", "--home", str(home)])
+    again = runner.invoke(app, ["demo", "--base-model", "tiny-random", "--quick", "--suite", "mini", "--home", str(home)])
     assert again.exit_code == 0
     with Store(home) as store:
         assert len(store.list_runs()) == 6
 
 
+def test_quick_demo_on_real_genies_rows(tmp_path, tiny_model_path):
+    home = tmp_path / "home"
+    result = runner.invoke(app, ["demo", "--base-model", "tiny-random", "--quick", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "genies:alpaca_easy suite (trained on genies:alpaca_easy#train)" in result.output
+    with Store(home) as store:
+        runs = store.list_runs()
+    assert [r.name for r in runs] == ["none", *DEMO_METHODS] and all(r.status == "done" for r in runs)
+    assert {r.spec["train"]["dataset"] for r in runs[1:]} == {"genies:alpaca_easy#train"}
+    markdown = runner.invoke(app, ["runs", "--home", str(home), "--format", "markdown"]).output
+    for line in ("- in_domain: genies:alpaca_easy#test, N=8", "- difficulty_scaling: genies:alpaca_hard#test, N=8",
+                 "- moral_transfer: ethics:justice#test_hard, N=8", "- orthogonal: medical:reward#test, N=8"):
+        assert line in markdown
+
+
 def test_default_plan_covers_six_rows():
-    specs = demo_specs(DemoPlan.for_model("smollm2-135m", quick=False))
+    plan = DemoPlan.for_model("smollm2-135m", quick=False)
+    specs = demo_specs(plan)
     assert [s["name"] for s in specs] == ["none", *DEMO_METHODS]
-    assert all(s["eval"]["suite"] == "mini" for s in specs)
+    assert all((s["eval"]["suite"], s["eval"]["limit"]) == ("genies:alpaca_easy", 24) for s in specs)
+    assert {(s["train"]["dataset"], s["train"]["max_steps"], s["train"]["max_length"]) for s in specs[1:]} == {
+        ("genies:alpaca_easy#train", 24, 256)}
+    assert all(s["eval"]["suite"] == "mini" for s in demo_specs(DemoPlan.for_model("smollm2-135m", False, "mini")))
+    assert {s["train"]["dataset"] for s in demo_specs(DemoPlan.for_model("tiny-random", True, "mini"))[1:]} == {
+        "mini:train"}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from innerdpo_bench import rundir
+from innerdpo_bench import rundir, suites
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import write_mini_jsonl
 from innerdpo_bench.suites import SHIFTS
@@ -37,22 +37,28 @@ def tasks_path():
     return result.output.strip()
 
 
-@pytest.fixture(scope="module")
-def cli_run(trained_run, tiny_model_path, tasks_path, tmp_path_factory):
-    """The real lm_eval CLI as a subprocess: base + the run's adapter, mini suite, first 8 rows."""
-    out = tmp_path_factory.mktemp("lm_eval_cli")
+def run_lm_eval_cli(out: Path, model_args: str, metadata: dict, limit: int, timeout: int = 300):
+    """The real lm_eval CLI as a subprocess on the innerdpo_shifts group: (results.json, {shift: samples})."""
     lm_eval = Path(sys.executable).with_name("lm_eval")
     command = [str(lm_eval)] if lm_eval.exists() else [sys.executable, "-m", "lm_eval"]
-    command += ["--model", "hf", "--model_args", f"pretrained={tiny_model_path},peft={trained_run}/adapter,dtype=float32",
-                "--device", "cpu", "--include_path", tasks_path, "--tasks", "innerdpo_shifts",
-                "--metadata", json.dumps({"suite": "mini"}), "--limit", str(LIMIT), "--batch_size", "8",
-                "--output_path", str(out), "--log_samples"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command += ["--model", "hf", "--model_args", model_args, "--device", "cpu", "--include_path",
+                str(suites.tasks_dir()), "--tasks", "innerdpo_shifts", "--metadata", json.dumps(metadata),
+                "--limit", str(limit), "--batch_size", "8", "--output_path", str(out), "--log_samples"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (results_file,) = out.rglob("results_*.json")
     samples = {shift: [json.loads(line) for line in next(out.rglob(f"samples_innerdpo_{shift}_*.jsonl")).open()]
                for shift in SHIFTS}
     return json.loads(results_file.read_text()), samples
+
+
+@pytest.fixture(scope="module")
+def cli_run(trained_run, tiny_model_path, tasks_path, tmp_path_factory):
+    """The real lm_eval CLI as a subprocess: base + the run's adapter, mini suite, first 8 rows."""
+    assert Path(tasks_path) == suites.tasks_dir()
+    return run_lm_eval_cli(tmp_path_factory.mktemp("lm_eval_cli"),
+                           f"pretrained={tiny_model_path},peft={trained_run}/adapter,dtype=float32", {"suite": "mini"},
+                           LIMIT)
 
 
 @pytest.fixture(scope="module")

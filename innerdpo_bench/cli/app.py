@@ -104,6 +104,23 @@ def data_dir_option():
     return typer.Option(None, "--data-dir", help="Score DIR/<shift>.jsonl instead of a suite.", show_default=False)
 
 
+GENIES_DIR_HELP = ("GENIES distributions/ folder (e.g. the authors' data tarball unpacked) for genies: datasets and "
+                   "suites; the same as $INNERDPO_GENIES_DIR. Default: the package's copy.")
+
+
+def genies_dir_option(panel: str | None = None):
+    return typer.Option(None, "--genies-dir", help=GENIES_DIR_HELP, show_default=False, rich_help_panel=panel)
+
+
+def use_genies_dir(value: str | None) -> None:
+    """Apply --genies-dir to this process and every subprocess it starts (a worker's runs) by setting
+    $INNERDPO_GENIES_DIR, which the data loaders read, inside lm-eval too; UserError if the folder is missing."""
+    if value:
+        from innerdpo_bench.data.genies import GENIES_DIR_ENV, genies_root
+
+        os.environ[GENIES_DIR_ENV] = str(genies_root(value))
+
+
 def batch_size_option():
     return typer.Option("16", "--batch-size", help="Requests per forward pass: N, auto or auto:N.")
 

@@ -7,8 +7,9 @@ import json
 import typer
 
 from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
-                                    console, data_dir_option, device_option, handle_errors, limit_option,
-                                    quiet_libraries, say_cache_hit, say_progress, suite_option)
+                                    console, data_dir_option, device_option, genies_dir_option, handle_errors,
+                                    limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option,
+                                    use_genies_dir)
 
 
 @app.command("tasks-path")
@@ -34,6 +35,7 @@ def eval_command(
     batch_size: str = batch_size_option(),
     device: str = device_option(),
     data_dir: str | None = data_dir_option(),
+    genies_dir: str | None = genies_dir_option(),
     chat_template: str = chat_template_option(),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout instead of the table."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute everything. Otherwise an unchanged evaluation "
@@ -52,6 +54,7 @@ def eval_command(
     Training transforms never change the outputs, so evaluation does not load them.
     """
     quiet_libraries()
+    use_genies_dir(genies_dir)
     from innerdpo_bench.evaluate import evaluate
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,

@@ -11,8 +11,9 @@ import typer
 from innerdpo_bench import gate as gating
 from innerdpo_bench import rundir, scoring
 from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
-                                    console, data_dir_option, device_option, err_console, handle_errors, home_option,
-                                    limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option)
+                                    console, data_dir_option, device_option, err_console, genies_dir_option,
+                                    handle_errors, home_option, limit_option, quiet_libraries, say_cache_hit,
+                                    say_progress, suite_option, use_genies_dir)
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results import locate
 
@@ -27,6 +28,7 @@ def gate_command(
                                      "as is).", show_default=False),
     suite: str | None = suite_option(),
     data_dir: str | None = data_dir_option(),
+    genies_dir: str | None = genies_dir_option(),
     limit: int | None = limit_option(sampled=True),
     sample: str | None = typer.Option(None, "--sample", help="first (default) | random: which --limit rows.",
                                       show_default=False),
@@ -66,6 +68,7 @@ def gate_command(
     A re-run on an unchanged checkpoint reuses the cached evaluation (no model is loaded).
     """
     quiet_libraries()
+    use_genies_dir(genies_dir)
     # Everything that can be wrong with the flags is found before a model is loaded.
     metric = gating.check_metric(metric)
     gating.check_alpha(alpha)

@@ -10,8 +10,8 @@ import time
 
 import typer
 
-from innerdpo_bench.cli.app import (HELP, app, console, err_console, handle_errors, home_option, limit_option,
-                                    open_store, suite_option)
+from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_option, handle_errors, home_option,
+                                    limit_option, open_store, suite_option, use_genies_dir)
 from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results import table as results_table
@@ -35,8 +35,8 @@ def _age(seconds: float | None) -> str:
 
 
 def _add_parameters() -> list[inspect.Parameter]:
-    """train's TrainConfig flags (minus --output-dir and --quiet) plus the queue's own."""
-    params = [p for p in config_parameters() if p.name not in ("output_dir", "quiet")]
+    """train's TrainConfig flags (minus --output-dir, --quiet and --genies-dir, a worker flag) plus the queue's own."""
+    params = [p for p in config_parameters() if p.name not in ("output_dir", "quiet", "genies_dir")]  # worker's flag
     extra = {
         "seeds": (str | None, typer.Option(None, "--seeds", help="Comma-separated seeds, one run each "
                                            "(overrides --seed).", rich_help_panel="Queue", show_default=False)),
@@ -220,6 +220,7 @@ def worker_command(
                                          rich_help_panel="submitit (SLURM)", show_default=False),
     wait: bool = typer.Option(False, "--wait", help="Wait for the jobs to end and report what they did.",
                               rich_help_panel="submitit (SLURM)"),
+    genies_dir: str | None = genies_dir_option(),
 ) -> None:
     """Work through the queue: claim a run, train then evaluate it in subprocesses (logs in its run directory).
 
@@ -230,6 +231,7 @@ def worker_command(
     from innerdpo_bench.launch import parse_devices, serve
     from innerdpo_bench.worker import WorkerOptions
 
+    use_genies_dir(genies_dir)   # the runs' train and eval subprocesses inherit it
     options = WorkerOptions(poll_s=poll, stale_after_s=stale_after, grace_s=grace, max_attempts=max_attempts,
                             once=once, max_runs=max_runs).validate()
     if submitit:

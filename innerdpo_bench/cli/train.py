@@ -10,7 +10,8 @@ import typing
 
 import typer
 
-from innerdpo_bench.cli.app import HELP, app, console, handle_errors, quiet_libraries
+from innerdpo_bench.cli.app import (HELP, app, console, genies_dir_option, handle_errors, quiet_libraries,
+                                    use_genies_dir)
 from innerdpo_bench.config import TrainConfig, flag_name
 from innerdpo_bench.errors import UserError
 
@@ -34,6 +35,8 @@ def config_parameters() -> list[inspect.Parameter]:
         params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[field.name]))
     params.append(inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                     default=typer.Option(False, "--quiet", "-q", help="No progress bar.")))
+    params.append(inspect.Parameter("genies_dir", inspect.Parameter.KEYWORD_ONLY, annotation=typing.Optional[str],
+                                    default=genies_dir_option("Run")))
     return params
 
 
@@ -79,6 +82,7 @@ def train_command(ctx: typer.Context, **kwargs) -> None:
     paper's form. Several GPUs: accelerate launch -m innerdpo_bench train ...
     """
     quiet, config = kwargs.pop("quiet"), kwargs.pop("config")
+    use_genies_dir(kwargs.pop("genies_dir"))
     quiet_libraries()
     cfg = _train_config(ctx, config, kwargs).validate()
     from innerdpo_bench.train import train
@@ -138,14 +142,18 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-
 @app.command("demo")
 @handle_errors
 def demo_command(
-    base_model: str = typer.Option("smollm2-135m", "--base-model", help="smollm2-135m (a real 135M model, CPU: ~10 min) "
+    base_model: str = typer.Option("smollm2-135m", "--base-model", help="smollm2-135m (a real 135M model, 2 CPU cores: ~12 min) "
                                    "or tiny-random (seconds)."),
     quick: bool = typer.Option(False, "--quick", help="Smallest sizes: a smoke test of the whole pipeline."),
     home: str = typer.Option(None, "--home", help="Workspace (default $INNERDPO_HOME or ./innerdpo)."),
+    suite: str = typer.Option("genies:alpaca_easy", "--suite", help="What to train and score on: genies:alpaca_easy "
+                              "(real GENIES, ETHICS and medical rows shipped with the package), another genies: suite, "
+                              "or mini (the offline synthetic suite)."),
 ) -> None:
     """Run the whole pipeline offline: the base model and dpo, ipo, hs-none/ether/supr-InnerDPO trained on the
-    mini suite, each scored on the four shifts by the lm-eval harness through the run queue; prints the table."""
+    suite's in_domain train split (GENIES alpaca_easy by default), each scored on the four shifts by the lm-eval
+    harness through the run queue; prints the table."""
     quiet_libraries()
     from innerdpo_bench.demo import run_demo
 
-    run_demo(base_model=base_model, quick=quick, home=home, console=console)
+    run_demo(base_model=base_model, quick=quick, home=home, console=console, suite=suite)

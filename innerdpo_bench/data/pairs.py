@@ -2,6 +2,8 @@
 
 Sources (`--dataset`):
   * `mini:SPLIT`: the project's own synthetic data (`innerdpo_bench.data.mini`), offline;
+  * `genies:NAME[#train|#test]`, `ethics:justice[@hub][#train|#test|#test_hard]`, `medical:reward[#test]`: the
+    benchmark's original files, offline (`innerdpo_bench.data.real`);
   * a local `.json` / `.jsonl` / `.parquet` file with `prompt`, `chosen`, `rejected` fields;
   * a GENIES short name (`alpaca_easy` = hub `wassname/genies_preferences`, config `alpaca_easy`);
   * `HUB_ID[:config][#split]` for any hub dataset (split `train` unless given).
@@ -11,10 +13,11 @@ the one place that knows about schema differences.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from innerdpo_bench.data import real
+from innerdpo_bench.data.textio import decode_utf8, parse_json, parse_jsonl
 from innerdpo_bench.errors import UserError
 
 GENIES_HUB_ID = "wassname/genies_preferences"
@@ -32,8 +35,8 @@ COLUMN_ALIASES = {
 class DatasetRef:
     """A resolved dataset: where it lives and how to describe it in provenance."""
 
-    kind: str                  # mini | file | hub
-    path: str                  # mini split, file path, or hub id
+    kind: str                  # mini | file | hub | genies | ethics | medical
+    path: str                  # mini split, file path, hub id, or the real source's name (= kind)
     config: str | None = None
     split: str = "train"
 
@@ -53,6 +56,9 @@ def parse_dataset(spec: str, default_split: str = "train") -> DatasetRef:
         raise UserError("--dataset is empty")
     if text.startswith("mini:"):
         return DatasetRef("mini", text.split(":", 1)[1])
+    kind = text.partition(":")[0]
+    if kind in real.KINDS:
+        return DatasetRef(kind, kind, *real.parse_spec(text, default_split))
     if text.lower().endswith(LOCAL_SUFFIXES) or Path(text).expanduser().exists():
         path = Path(text).expanduser()
         if not path.is_file():
@@ -93,27 +99,10 @@ def _read_local(path: Path) -> list[dict]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
-        raise UserError(f"{path}:{line}: not valid UTF-8 (byte {err.start}: {err.reason}); save the file as UTF-8") from None
+    text = decode_utf8(path.read_bytes(), str(path))
     if path.suffix == ".json" and text.lstrip().startswith("["):
-        return _parse_json(text, path, None)
-    return [_parse_json(line, path, lineno) for lineno, line in enumerate(text.splitlines(), start=1) if line.strip()]
-
-
-def _parse_json(text: str, path: Path, lineno: int | None):
-    """One JSON document of a data file; UserError naming the file (and line) for bad or absurdly nested JSON."""
-    where = f"{path}:{lineno}" if lineno is not None else str(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        at = f" at line {err.lineno}" if lineno is None else ""
-        raise UserError(f"{where}: not valid JSON ({err.msg}{at})") from None
-    except RecursionError:
-        raise UserError(f"{where}: JSON nested too deeply to be a preference row") from None
+        return parse_json(text, str(path))
+    return parse_jsonl(text, str(path))
 
 
 def _read_hub(ref: DatasetRef) -> list[dict]:
@@ -127,14 +116,18 @@ def _read_hub(ref: DatasetRef) -> list[dict]:
     return list(data)
 
 
-def load_pairs(ref: DatasetRef | str, limit: int | None = None) -> list[dict[str, str]]:
-    """All rows of a dataset as validated `{prompt, chosen, rejected}` dicts (first `limit` rows if given)."""
+def load_pairs(ref: DatasetRef | str, limit: int | None = None, genies_dir: str | None = None) -> list[dict[str, str]]:
+    """All rows of a dataset as validated `{prompt, chosen, rejected}` dicts (first `limit` rows if given).
+    `genies_dir` is a GENIES `distributions/` folder for `genies:` datasets (default: $INNERDPO_GENIES_DIR, else
+    the package's copy)."""
     if isinstance(ref, str):
         ref = parse_dataset(ref)
     if ref.kind == "mini":
         from innerdpo_bench.data.mini import load_mini
 
         raw = load_mini(ref.path)
+    elif ref.kind in real.KINDS:
+        raw = list(real.read(ref, genies_dir).rows)
     elif ref.kind == "file":
         raw = _read_local(Path(ref.path))
     else:
