@@ -28,7 +28,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgp
 HASHED_FILE_BYTES = 64 << 20              # base-model files above this are fingerprinted, not hashed
 # Besides tasks/: the code that turns data into scores. Any edit to these starts a fresh cache.
 SCORING_CODE = ("evaluate.py", "fastlm.py", "suites.py", "scoring.py", "data/pairs.py", "data/mini.py",
-                "data/real.py", "data/genies.py", "data/ethics.py", "data/shipped.py", "data/textio.py")
+                "data/real.py", "data/genies.py", "data/ethics.py", "data/shipped.py", "data/textio.py",
+                "audit.py")
 KEYED_PACKAGES = ("lm_eval", "transformers", "peft", "torch")
 
 

@@ -10,8 +10,9 @@ from typing import Any, TypedDict
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.typecheck import describe, json_type, mismatch
 
-# metric → value for one shift or the aggregate: acc, acc_stderr, acc_sum, ... (`evaluate.METRICS`) and n
-ShiftMetrics = dict[str, float | None]
+# metric → value for one shift or the aggregate: acc, acc_stderr, acc_sum, ... (`evaluate.METRICS`) and n; a
+# shift also has the label-orientation audit (`audit.py`): below_chance (bool) and chance_p (exact binomial p)
+ShiftMetrics = dict[str, float | bool | None]
 
 
 class BaseScores(TypedDict, total=False):

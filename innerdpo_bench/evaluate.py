@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import __version__, rundir, suites
+from innerdpo_bench import __version__, audit, rundir, suites
 from innerdpo_bench.checkpoint import Checkpoint, resolve_checkpoint
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
@@ -157,7 +157,8 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
     results, base_results = _run_both(ckpt, model, lm, caches, group, task_manager, tasks, apply_chat_template,
                                       dtype, say)
     rows = {s: _merge_base(_rows(results, tasks, s), _rows(base_results, tasks, s)) for s in plan.shifts}
-    shift_metrics = {s: _metrics(results["results"][task_name(s)]) for s in plan.shifts}
+    shift_metrics = _audited({s: _metrics(results["results"][task_name(s)]) for s in plan.shifts})
+    base_metrics = _audited({s: _metrics(base_results["results"][task_name(s)]) for s in plan.shifts})
     report = EvalReport(
         **ckpt.describe(), suite=plan.label, data_dir=metadata.get("data_dir"), limit=plan.rows_cap,
         sample=plan.sample, sample_seed=plan.sample_seed, apply_chat_template=bool(apply_chat_template),
@@ -168,8 +169,7 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
         shifts=shift_metrics,
         skipped_shifts={s: f"suite {plan.label} has no {s} dataset" for s in SHIFTS if plan.refs[s] is None},
         aggregate=_metrics(results["groups"][GROUP]),
-        base={"shifts": {s: _metrics(base_results["results"][task_name(s)]) for s in plan.shifts},
-              "aggregate": _metrics(base_results["groups"][GROUP])},
+        base={"shifts": base_metrics, "aggregate": _metrics(base_results["groups"][GROUP])},
         coherence=coherence(rows.get("in_domain", [])),
         provenance={s: suites.provenance(plan.refs[s], shift_metrics[s]["n"], plan.sample, plan.sample_seed)
                     for s in plan.shifts},
@@ -177,6 +177,15 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
     )
     rows_text = "\n".join(json.dumps(r, sort_keys=True) for s in plan.shifts for r in rows[s]) + "\n"
     return report, rows_text
+
+
+def _audited(shift_metrics: dict[str, dict]) -> dict[str, dict]:
+    """Each shift's metrics with the label-orientation audit (`audit.audit_shifts`): `below_chance` (accuracy
+    under 0.5 with an exact binomial p < 0.01: chosen is likely the less plausible text for this model) and
+    `chance_p`, the two-sided p-value against 0.5."""
+    audits = audit.audit_shifts({s: m for s, m in shift_metrics.items() if m.get("acc") is not None and m.get("n")})
+    return {s: {**m, **({"below_chance": audits[s].below_chance, "chance_p": audits[s].p_value} if s in audits else {})}
+            for s, m in shift_metrics.items()}
 
 
 def _write_outputs(eval_path: Path, report: EvalReport, rows_text: str) -> EvalResult:

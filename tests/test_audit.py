@@ -66,3 +66,30 @@ def test_audit_of_eval_json_shifts_and_the_warning_line():
 def test_impossible_counts_are_refused(call):
     with pytest.raises(ValueError):
         call()
+
+
+def test_a_flagged_shift_ends_the_runs_caption_and_is_marked_in_the_dashboard(tmp_path):
+    from typer.testing import CliRunner
+
+    from innerdpo_bench.cli.main import app
+    from innerdpo_bench.results import table
+    from innerdpo_bench.store import Store
+    from innerdpo_bench.tui.view import ViewTable, cell_text
+
+    with Store(tmp_path) as store:
+        run_id = store.add_run({"name": "none", "eval": {"checkpoint": "tiny-random"}}, kind="eval")
+        store.claim_next("w")
+        store.record_results(run_id, {"in_domain": {"acc": 0.7, "n": 40, "below_chance": False, "chance_p": 0.02},
+                                      "moral_transfer": {"acc": 0.27, "n": 40, "below_chance": True,
+                                                         "chance_p": 6e-4}})
+        store.finish(run_id, "w", "done", 0)
+        run = store.get_run(run_id)
+    result = CliRunner().invoke(app, ["runs", "--home", str(tmp_path), "--format", "markdown"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("⚠")]
+    assert notes == [f"⚠ run {run_id} (none), moral_transfer: acc 0.270 is below chance (exact binomial p = 0.0006); "
+                     f"{audit.WARNING}."]
+    row = table.make_table([run]).rows[0]
+    view = ViewTable([row])
+    assert cell_text(row, "moral_transfer", view).plain.endswith("⚠")
+    assert not cell_text(row, "in_domain", view).plain.endswith("⚠")

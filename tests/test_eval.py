@@ -21,7 +21,8 @@ LIMIT = 8
 EVAL_KEYS = {"checkpoint", "kind", "base_model", "adapter", "method", "display_name", "seed", "suite", "limit",
              "versions", "timestamp", "shifts", "aggregate", "coherence", "provenance", "harness",
              "transforms_applied"}
-SHIFT_KEYS = {"acc", "acc_stderr", "acc_sum", "acc_sum_stderr", "logratio", "logratio_stderr", "n"}
+SHIFT_KEYS = {"acc", "acc_stderr", "acc_sum", "acc_sum_stderr", "logratio", "logratio_stderr", "n",
+              "below_chance", "chance_p"}   # the label-orientation audit (audit.py)
 ROW_KEYS = {"shift", "row_id", "logp_chosen", "logp_rejected", "n_chosen", "n_rejected", "base_logp_chosen",
             "base_logp_rejected", "correct"}
 
@@ -181,6 +182,9 @@ def test_eval_json_and_rows_file(py_run, trained_run):
     assert set(report["versions"]) == {"innerdpo_bench", "lm_eval", "torch", "transformers", "peft"}
     for shift in SHIFTS:
         assert set(report["shifts"][shift]) == SHIFT_KEYS
+        metrics = report["shifts"][shift]
+        assert isinstance(metrics["below_chance"], bool) and 0.0 < metrics["chance_p"] <= 1.0
+        assert set(report["base"]["shifts"][shift]) >= {"below_chance", "chance_p"}
         prov = report["provenance"][shift]
         assert (prov["dataset"], prov["split"], prov["rows"]) == ("innerdpo_bench.data.mini", shift, LIMIT)
         assert "strict" in prov["scoring_rule"]

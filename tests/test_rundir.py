@@ -118,7 +118,7 @@ def test_read_eval_report_returns_a_valid_report(tmp_path):
     ({"rows_file": 3}, "'rows_file' must be a string, not a number"),
     ({"seed": "3"}, "'seed' must be an integer or null, not a string"),
     ({"seed": True}, "'seed' must be an integer or null, not a boolean"),
-    ({"shifts": {"in_domain": {"acc": "high"}}}, "'shifts.in_domain.acc' must be a number or null, not a string"),
+    ({"shifts": {"in_domain": {"acc": "high"}}}, "'shifts.in_domain.acc' must be a number or a boolean or null, not a string"),
     ({"shifts": []}, "'shifts' must be an object, not a list"),
     ({"coherence": {"nll_ratio": "1"}}, "'coherence.nll_ratio' must be a number or null, not a string"),
     ({"cache": {"hit": 1}}, "'cache.hit' must be a boolean, not a number"),

@@ -119,6 +119,8 @@ def cell_text(row: table.Row, column: str, view: ViewTable) -> Text:
     elif view.baseline is not None and column in SHIFTS and isinstance(value, float):
         # Higher accuracy is better on every shift; a delta that rounds to zero stays neutral.
         style = "green" if round(value, 3) > 0 else "red" if round(value, 3) < 0 else ""
+    if column in SHIFTS and any(run.results.get(column, {}).get("below_chance") for run in row.runs):
+        plain, style = plain + " ⚠", "bold red"  # the label-orientation audit: far below chance (audit.py)
     return Text(plain, style=style, justify="right" if column in NUMERIC else "left", no_wrap=True)
 
 

@@ -6,6 +6,7 @@ import json
 
 import typer
 
+from innerdpo_bench import audit
 from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
                                     console, data_dir_option, device_option, genies_dir_option, handle_errors,
                                     limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option,
@@ -86,8 +87,10 @@ def _print_table(report: dict) -> None:
         table.add_column(column, justify=justify)
     base = report["base"]
     for shift, metrics in report["shifts"].items():
-        table.add_row(shift, str(metrics["n"]), _cell(metrics, "acc"), _cell(metrics, "acc_sum"),
-                      _cell(metrics, "logratio"), _cell(base["shifts"][shift], "acc", stderr=False))
+        base_acc = _cell(base["shifts"][shift], "acc", stderr=False)
+        table.add_row(f"[red]{shift} ⚠[/red]" if metrics.get("below_chance") else shift, str(metrics["n"]),
+                      _cell(metrics, "acc"), _cell(metrics, "acc_sum"), _cell(metrics, "logratio"),
+                      f"[red]{base_acc} ⚠[/red]" if base["shifts"][shift].get("below_chance") else base_acc)
     for shift in report["skipped_shifts"]:
         table.add_row(shift, "-", "-", "-", "-", "-", style="dim")
     table.add_section()
@@ -102,3 +105,11 @@ def _print_table(report: dict) -> None:
                       f"(in_domain chosen NLL vs base; {verdict})")
     for shift, reason in report["skipped_shifts"].items():
         console.print(f"[dim]{shift} skipped: {reason}[/dim]")
+    for who, shifts in (("checkpoint", report["shifts"]), ("base model", base["shifts"])):
+        for shift, metrics in shifts.items():
+            if metrics.get("below_chance"):
+                console.print(f"[red]⚠ {who}, {shift}: accuracy {metrics['acc']:.3f} of {metrics['n']:g} rows is below "
+                              f"chance (exact binomial p = {metrics['chance_p']:.2g}); {audit.WARNING}[/red]",
+                              soft_wrap=True)
+        if report["kind"] == "model":
+            break  # a base model is its own base: one set of lines

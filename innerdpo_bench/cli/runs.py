@@ -51,6 +51,8 @@ def runs_command(
     elif fmt == "markdown":
         shown = [run for row in view.rows for run in row.runs if run.results]
         caption = cells.provenance_caption(shown, provenance) if shown else ""
+        notes = cells.below_chance_notes(shown)
+        caption = "\n\n".join(part for part in (caption, "\n".join(notes)) if part)
         typer.echo(results_table.to_markdown(view) + (f"\n{caption}\n" if caption else ""), nl=False)
     elif fmt == "csv":
         typer.echo(results_table.to_csv(view), nl=False)

@@ -100,3 +100,18 @@ def _run_source(run: Run, provenance_by_run: Mapping[int, Mapping[str, dict]]) -
     base = (report.get("base_model") or run.spec.get("train", {}).get("base_model")
             or run.spec.get("eval", {}).get("checkpoint"))
     return CaptionSource(str(run.id), dict(recorded), report, base)
+
+
+def below_chance_notes(runs: Sequence[Run]) -> list[str]:
+    """One line per (run, shift) whose evaluation the label-orientation audit flagged (`audit.py`: accuracy
+    under 0.5 with an exact binomial p < 0.01), for the table's caption; read from the store's results."""
+    from innerdpo_bench.audit import WARNING
+
+    notes = []
+    for run in runs:
+        for shift in SHIFTS:
+            metrics = run.results.get(shift, {})
+            if metrics.get("below_chance"):
+                notes.append(f"⚠ run {run.id} ({run.name}), {shift}: acc {metrics.get('acc', float('nan')):.3f} is "
+                             f"below chance (exact binomial p = {metrics.get('chance_p', float('nan')):.2g}); {WARNING}.")
+    return notes
