@@ -2,8 +2,8 @@
 (`genies:alpaca_easy`, shipped with the package; `--suite mini` for the synthetic suite), each scored on the four
 shifts by the harness, through the run queue — ending with the seed-style table.
 
-Sizes are chosen so the default (SmolLM2-135M-Instruct on CPU) takes 10 to 15 minutes on 2 idle cores with
-nothing cached (measured: about 2 minutes per adapter run, README): a short, higher-learning-rate training (the spec's 500 steps at 1e-5 would take hours on a CPU) on
+Sizes are chosen so the default (SmolLM2-135M-Instruct on CPU) takes about 10 minutes on 2 idle cores with
+nothing cached (measured in the README): a short, higher-learning-rate training (the spec's 500 steps at 1e-5 would take hours on a CPU) on
 GENIES alpaca_easy's train pairs, prompt + completion cut at `max_length` tokens, and the first rows of each
 shift. They are printed before anything runs, and every run is an ordinary
 queue run: `innerdpo runs` and `innerdpo tui` show them afterwards, and re-running the demo reuses
@@ -52,7 +52,7 @@ class DemoPlan:
                        max_length=256, suite=suite)
         # SmolLM2 on 2 CPU cores: one scoring pass costs about 4 CPU-seconds per row of the four shifts (GENIES
         # alpaca_hard answers and the Chinese medical ones run to hundreds of tokens), and the demo makes six.
-        return cls(base_model, max_steps=24, learning_rate=3e-4, batch_size=4, rows_per_shift=24, train_rows=400,
+        return cls(base_model, max_steps=20, learning_rate=3e-4, batch_size=4, rows_per_shift=20, train_rows=400,
                    max_length=256, suite=suite)
 
     @property
