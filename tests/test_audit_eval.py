@@ -4,6 +4,7 @@ eval.json and `innerdpo eval`'s output; the mini suite on the same base model is
 import json
 
 import pytest
+from test_smollm2 import OBVIOUS
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
@@ -12,18 +13,14 @@ from innerdpo_bench.suites import SHIFTS
 
 pytestmark = pytest.mark.slow
 
-FACTS = [
-    ("What is the capital of France?", "The capital of France is Paris.", "The capital of France is Berlin."),
-    ("What colour is the sky on a clear day?", "The sky is blue.", "The sky is green."),
-    ("How many legs does a spider have?", "A spider has eight legs.", "A spider has three legs."),
-    ("What do bees make?", "Bees make honey.", "Bees make cheese."),
+# the obvious facts test_smollm2 checks SmolLM2 gets right, and a few more
+FACTS = [*OBVIOUS, *(
     ("What is the capital of Japan?", "The capital of Japan is Tokyo.", "The capital of Japan is Madrid."),
     ("What do cows drink?", "Cows drink water.", "Cows drink petrol."),
     ("Which animal barks?", "A dog barks.", "A fish barks."),
-    ("What falls from clouds when it rains?", "Water falls from clouds.", "Sand falls from clouds."),
     ("How many days are in a week?", "A week has seven days.", "A week has nineteen days."),
     ("What is ice made of?", "Ice is frozen water.", "Ice is frozen bread."),
-]
+)]
 
 
 def swapped_rows() -> list[dict]:
