@@ -191,11 +191,29 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _file_mode() -> int:
+    """The mode `open()` would give a new file under the process's umask (0644 under the usual 022): mkstemp's
+    temporary files are 0600, which the rename would otherwise keep. Read from /proc where it can be, else by
+    setting and restoring the umask (not thread-safe, so done once, at import)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
+    """Write via a temporary file and rename, so readers never see half a file; the file gets the mode a plain
+    `open()` would (`FILE_MODE`), not mkstemp's 0600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)

@@ -142,3 +142,15 @@ def test_read_eval_report_names_the_file_when_it_cannot_be_read(tmp_path, conten
     with pytest.raises(UserError, match=message) as raised:
         read_eval_report(path, required=("shifts",))
     assert str(path) in str(raised.value)
+
+
+def test_atomic_writes_keep_the_users_umask_not_mkstemps_0600(tmp_path):
+    """A file written atomically gets the mode a plain open() gives it (0644 under umask 022)."""
+    import os
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    rundir.atomic_write_text(tmp_path / "atomic.txt", "x")
+    mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
+    assert mode(tmp_path / "atomic.txt") == mode(plain) == rundir.FILE_MODE
+    assert rundir.FILE_MODE & 0o044  # group and others can read, as with every other file the user writes
