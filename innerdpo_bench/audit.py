@@ -74,6 +74,14 @@ def audit_shifts(shifts: Mapping[str, Mapping], alpha: float = BELOW_CHANCE_P) -
                         alpha)
 
 
+def recorded(shifts: Mapping[str, Mapping]) -> dict[str, ShiftAudit]:
+    """The verdicts an evaluation recorded (eval.json's `below_chance` and `chance_p` beside `acc` and `n`), as
+    `ShiftAudit`s, without testing again; shifts without a verdict are left out."""
+    return {shift: ShiftAudit(correct_count(m["acc"], int(m["n"])), int(m["n"]), m["acc"], m["chance_p"],
+                              m["below_chance"])
+            for shift, m in shifts.items() if "below_chance" in m}
+
+
 def warnings(audits: Mapping[str, ShiftAudit]) -> list[str]:
     """One line per below-chance shift, for a table caption or a terminal."""
     return [f"{shift}: accuracy {a.acc:.3f} (n={a.n}) is below chance (exact binomial p = {a.p_value:.2g}); {WARNING}"

@@ -106,10 +106,7 @@ def _print_table(report: dict) -> None:
     for shift, reason in report["skipped_shifts"].items():
         console.print(f"[dim]{shift} skipped: {reason}[/dim]")
     for who, shifts in (("checkpoint", report["shifts"]), ("base model", base["shifts"])):
-        for shift, metrics in shifts.items():
-            if metrics.get("below_chance"):
-                console.print(f"[red]⚠ {who}, {shift}: accuracy {metrics['acc']:.3f} of {metrics['n']:g} rows is below "
-                              f"chance (exact binomial p = {metrics['chance_p']:.2g}); {audit.WARNING}[/red]",
-                              soft_wrap=True)
+        for line in audit.warnings(audit.recorded(shifts)):
+            console.print(f"[red]⚠ {who}, {line}[/red]", soft_wrap=True)
         if report["kind"] == "model":
             break  # a base model is its own base: one set of lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench.cli.app import app, handle_errors, home_option
+from innerdpo_bench.cli.app import app, handle_errors, home_option, open_store
 
 
 @app.command("tui")
@@ -19,11 +19,10 @@ def tui_command(
     quitting it never stops a run. Keys: ? for help, ctrl+p for every action by name, q to quit.
     """
     from innerdpo_bench.errors import UserError
-    from innerdpo_bench.store import Store
 
     if not poll > 0:
         raise UserError(f"--poll must be positive, got {poll}")
-    Store(home, create=False).close()  # no store, or a locked, corrupt or newer one: one error line first
+    open_store(home).close()  # no store, or a locked, corrupt or newer one: one error line first
     from innerdpo_bench.tui.app import InnerDPOApp
 
     dashboard = InnerDPOApp(home, poll_s=poll)

@@ -8,6 +8,7 @@ import functools
 from collections.abc import Mapping, Sequence
 
 from innerdpo_bench import scoring, stats
+from innerdpo_bench.audit import WARNING
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results import locate
 from innerdpo_bench.results.compare import Delta, delta_vs_baseline
@@ -105,8 +106,6 @@ def _run_source(run: Run, provenance_by_run: Mapping[int, Mapping[str, dict]]) -
 def below_chance_notes(runs: Sequence[Run]) -> list[str]:
     """One line per (run, shift) whose evaluation the label-orientation audit flagged (`audit.py`: accuracy
     under 0.5 with an exact binomial p < 0.01), for the table's caption; read from the store's results."""
-    from innerdpo_bench.audit import WARNING
-
     notes = []
     for run in runs:
         for shift in SHIFTS:

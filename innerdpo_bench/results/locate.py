@@ -90,12 +90,13 @@ class RunRows:
 
 
 def _existing_store(home: str | None) -> Store:
-    """Open the store under `home` without creating one where there is none (a mistyped --home)."""
+    """Open the store under `home` read-only (results only read it), never creating one where there is none (a
+    mistyped --home): the check here names what else a RUN can be."""
     path = resolve_home(home) / STORE_FILE
     if not path.is_file():
         raise UserError(f"no store at {path}: give --home (or set $INNERDPO_HOME), or name the run by its directory "
                         "or eval.json")
-    return Store(home)
+    return Store(home, readonly=True)
 
 
 def _eval_json_candidates(run_dir: Path, run: Run | None = None) -> list[Path]:
