@@ -53,6 +53,7 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.evalcache import cached_evaluation, eval_cache_key, store_evaluation
 from innerdpo_bench.evalreport import EvalReport
 from innerdpo_bench.models import load_causal_lm, load_tokenizer
+from innerdpo_bench.progress import ProgressLines
 
 GROUP = "innerdpo_shifts"
 METRICS = ("acc", "acc_sum", "logratio")
@@ -260,12 +261,15 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
                                apply_chat_template=apply_chat_template)
 
     n_requests = 2 * sum(len(task.eval_docs) for task in tasks.values())
+    lines = ProgressLines(say)   # every ~10% of a pass's requests (the harness scores all shifts in one batch)
     if ckpt.adapter is None:
         say(f"scoring {n_requests} requests with the {ckpt.kind}")
+        lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
         lm.score_cache = caches["base"]
         results = run_harness()
         return results, results
     say(f"scoring {n_requests} requests with the base model (adapter off)")
+    lm.on_scored = lambda done, total: lines.update("scoring with the base model", done, total)
     lm.score_cache = caches["base"]
     with model.disable_adapter():
         base_results = run_harness()
@@ -275,6 +279,7 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
         # would lose part of the adapter. The base rows are already scored, and the model is not reused.
         model.merge_adapter()
     say(f"scoring {n_requests} requests with the {ckpt.kind} (adapter on)")
+    lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
     lm.score_cache = caches["model"]
     return run_harness(), base_results
 

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import __version__, rundir
-from innerdpo_bench.callbacks import RichProgressCallback, RunFilesCallback
+from innerdpo_bench.callbacks import RunFilesCallback, progress_callback
 from innerdpo_bench.config import TrainConfig, display_name
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
@@ -314,7 +314,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         dataloader_num_workers=0,
     )
     files = RunFilesCallback(run_dir)
-    callbacks = [files] + ([RichProgressCallback(display_name(cfg))] if progress else [])
+    callbacks = [files] + ([progress_callback(display_name(cfg))] if progress else [])
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
     trainer = PreferenceTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(encoded), data_collator=collator, callbacks=callbacks,

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import process, rundir
+from innerdpo_bench import process, progress, rundir
 from innerdpo_bench.config import flag_name
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evalreport import read_eval_report
@@ -281,7 +281,7 @@ class Worker:
         try:
             rundir.write_json(paths.child, {"host": self.host, "pid": proc.pid, "stage": stage,
                                             "attempt": run.attempts, "worker": self.name})
-            code = self._wait(run, proc)
+            code = self._wait(run, proc, self._progress_reporter(run, stage, paths))
         finally:
             if proc.poll() is None:  # an exception while waiting: never leave the subprocess behind
                 process.terminate(proc, self.options.grace_s)
@@ -295,8 +295,23 @@ class Worker:
             reason = status_error or process.error_line(log.read())
         raise _Failed(process.describe_exit(stage, code) + (f": {reason}" if reason else f" (see {log_path})"), code)
 
-    def _wait(self, run: Run, proc: subprocess.Popen) -> int:
-        """Wait for the subprocess, heartbeating; stop it on a cancel, a lost claim or the worker's stop."""
+    def _progress_reporter(self, run: Run, stage: str, paths: RunPaths) -> Callable[[], object]:
+        """A progress line now (`progress.ProgressLines`: the run, its stage, elapsed time), and a callable that
+        `_wait` calls at each heartbeat: a line at about every 10% of a training run's steps (metrics.jsonl)."""
+        lines = progress.ProgressLines(self.say)
+        label = f"run {run.id} ({run.name}): {'training' if stage == 'train' else 'evaluating'}"
+        total = run.spec.get("train", {}).get("max_steps") if stage == "train" else None
+        total = total if isinstance(total, int) and total > 0 else None
+
+        def report() -> object:
+            return lines.update(label, (progress.last_step(paths.checkpoint.metrics) or 0) if total else None, total)
+
+        report()
+        return report
+
+    def _wait(self, run: Run, proc: subprocess.Popen, report: Callable[[], object] = lambda: None) -> int:
+        """Wait for the subprocess, heartbeating (and calling `report`); stop it on a cancel, a lost claim or the
+        worker's stop."""
         next_beat = time.monotonic() + self.options.heartbeat_s
         next_requeue = time.monotonic() + self.options.stale_after_s
         warned = False
@@ -308,6 +323,7 @@ class Worker:
             reason = "stopped" if self.stop.is_set() else None
             if reason is None and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.options.heartbeat_s
+                report()
                 try:
                     if not self.store.heartbeat(run.id, self.name):
                         reason = "cancelled" if self._holds(run, cancel_requested=True) else "lost"
