@@ -66,7 +66,7 @@ def stage_command(run: Run, stage: str, run_dir: Path) -> list[str]:
         return [*python, "train", "--config", str(paths.train_spec), "--output-dir", str(paths.checkpoint.root),
                 "--quiet"]
     evaluation = run.spec.get("eval", {})
-    eval_flags = [arg for key in ("suite", "limit") if evaluation.get(key) is not None
+    eval_flags = [arg for key in ("suite", "limit", "samples") if evaluation.get(key) is not None
                   for arg in (flag_name(key), str(evaluation[key]))]
     if run.kind == "train_eval":
         return [*python, "eval", str(paths.checkpoint.root), *eval_flags]
@@ -354,12 +354,27 @@ class Worker:
             raise _Failed(f"eval exited with code 0 but {paths.eval_json} scored no shift")
         if not self._holds(run):  # requeued or removed while eval ran: its new owner records
             raise _Interrupted("lost")
-        results = {**report["shifts"], "coherence": report.get("coherence") or {}}
+        results = {**report["shifts"], "coherence": report.get("coherence") or {}, **self._sample_columns(run, paths)}
         results = {shift: {metric: float("nan") if value is None else value for metric, value in metrics.items()
                            if value is None or isinstance(value, (int, float))}  # coherence may hold more
                    for shift, metrics in results.items()}
         self._retry(lambda: self.store.record_results(run.id, results, report.get("provenance")), run, "record results")
         return self._end(run, paths, "done", None, 0)
+
+    def _sample_columns(self, run: Run, paths: RunPaths) -> dict[str, dict]:
+        """{"samples": rep, distinct2, len, gen_nll_ratio, ...} from the samples file eval wrote when the entry asked
+        for samples (`textstats.run_columns`); nothing when it did not, or the file is unreadable (noted)."""
+        from innerdpo_bench import textstats
+        from innerdpo_bench.samplefile import read_samples, samples_path_for
+
+        if not run.spec.get("eval", {}).get("samples"):
+            return {}
+        try:
+            _, records = read_samples(samples_path_for(paths.eval_json))
+        except UserError as err:
+            self._note(paths, f"no sample statistics: {err}", best_effort=True)
+            return {}
+        return {textstats.SAMPLES_GROUP: textstats.run_columns(records)}
 
     def _interrupted(self, run: Run, paths: RunPaths, stop: _Interrupted) -> str:
         if stop.reason == "cancelled":

@@ -8,9 +8,9 @@ import typer
 
 from innerdpo_bench import audit
 from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
-                                    console, data_dir_option, device_option, genies_dir_option, handle_errors,
-                                    limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option,
-                                    use_genies_dir)
+                                    console, data_dir_option, device_option, err_console, genies_dir_option,
+                                    handle_errors, limit_option, quiet_libraries, say_cache_hit, say_progress,
+                                    suite_option, use_genies_dir)
 
 
 @app.command("tasks-path")
@@ -46,6 +46,9 @@ def eval_command(
     output: str | None = typer.Option(None, "--output", help="Where to write eval.json (default RUN/eval.json, else "
                                       "./eval-<name>.json); per-row scores go beside it as <stem>_rows.jsonl.",
                                       show_default=False),
+    samples: int = typer.Option(0, "--samples", help="After scoring, also write greedy completions of the checkpoint "
+                                "and of its base for the first N prompts of each shift, beside eval.json "
+                                "(samples.jsonl; `innerdpo samples` for more options). 0: none."),
 ) -> None:
     """Score CHECKPOINT on the four preference shifts with lm-eval; write eval.json and per-row scores.
 
@@ -62,11 +65,26 @@ def eval_command(
                       apply_chat_template=apply_chat_template(chat_template), output=output, progress=say_progress,
                       use_cache=not no_cache, sample=sample, sample_seed=sample_seed)
     say_cache_hit(result.report)
+    if samples:
+        _write_samples(checkpoint, result.eval_path, samples, suite, data_dir, chat_template, device, no_cache)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, sort_keys=True, default=str))
         return
     _print_table(result.report)
     console.print(f"eval: {result.eval_path}\nrows: {result.rows_path}", soft_wrap=True)
+
+
+def _write_samples(checkpoint: str, eval_path, prompts: int, suite, data_dir, chat_template: str, device: str,
+                   no_cache: bool) -> None:
+    """`innerdpo samples` with its defaults, written beside eval.json (`samples.samples_path_for`)."""
+    from innerdpo_bench.samplefile import samples_path_for
+    from innerdpo_bench.samples import SampleSettings, generate_samples
+
+    settings = SampleSettings(prompts=prompts, suite=suite, data_dir=data_dir,
+                              apply_chat_template=apply_chat_template(chat_template))
+    written = generate_samples(checkpoint, settings, output=samples_path_for(eval_path), device=device,
+                               use_cache=not no_cache, progress=say_progress)
+    err_console.print(f"[dim]samples: {written.path}[/dim]", soft_wrap=True)
 
 
 def _cell(metrics: dict, key: str, digits: int = 3, stderr: bool = True) -> str:

@@ -24,6 +24,12 @@ queue_app = typer.Typer(
 )
 app.add_typer(queue_app, name="queue")
 
+def queue_samples_option(panel: str | None = None):
+    return typer.Option(0, "--samples", help="After scoring, write greedy completions of the adapter and the base for "
+                        "the first N prompts of each shift (RUN/samples.jsonl, `innerdpo samples`); 0: none.",
+                        rich_help_panel=panel)
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -42,6 +48,7 @@ def _add_parameters() -> list[inspect.Parameter]:
                                            "(overrides --seed).", rich_help_panel="Queue", show_default=False)),
         "suite": (str | None, suite_option("Queue")),
         "limit": (int | None, limit_option("Queue")),
+        "samples": (int, queue_samples_option("Queue")),
         "home": (str | None, home_option("Queue")),
     }
     for name, (annotation, option) in extra.items():
@@ -58,8 +65,8 @@ def add_command(**kwargs) -> None:
     from innerdpo_bench.runspec import parse_seeds, train_specs
 
     seeds = parse_seeds(kwargs.pop("seeds"))
-    suite, limit, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("home")
-    specs = train_specs(kwargs, seeds, suite, limit)
+    suite, limit, samples, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("samples"), kwargs.pop("home")
+    specs = train_specs(kwargs, seeds, suite, limit, samples)
     with open_store(home, create=True) as store:
         run_ids = store.add_runs(specs)
         home_path = store.home
@@ -79,12 +86,13 @@ def add_base_command(
                                      "smollm2-135m).", show_default=False),
     suite: str | None = suite_option(),
     limit: int | None = limit_option(),
+    samples: int = queue_samples_option(),
     home: str | None = home_option(),
 ) -> None:
     """Queue an eval-only run of a base model (method "none"): the reference row of the results table."""
     from innerdpo_bench.runspec import base_spec
 
-    spec = base_spec(base_model, suite, limit)
+    spec = base_spec(base_model, suite, limit, samples)
     with open_store(home, create=True) as store:
         run_id = store.add_run(spec, kind="eval")
     console.print(f"queued run {run_id}: base model {spec['eval']['checkpoint']} (eval only)", soft_wrap=True)
