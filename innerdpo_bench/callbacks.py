@@ -82,6 +82,12 @@ class RichProgressCallback(TrainerCallback):
             self.progress = None
 
 
+def flat(config: dict) -> dict[str, str | int | float | bool]:
+    """A config with nested values as JSON strings (what wandb's config and mlflow's params take)."""
+    return {key: value if isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
+            for key, value in config.items() if value is not None}
+
+
 class TrackerConfigCallback(TrainerCallback):
     """After the trackers' own `on_train_begin` (they set up there), give each the run's resolved config
     (`trackers.py`): a TensorBoard text record, wandb's config, mlflow's params."""
@@ -93,8 +99,6 @@ class TrackerConfigCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from innerdpo_bench.trackers import flat
-
         for callback in self.handler.callbacks:
             kind = type(callback).__name__
             if kind == "TensorBoardCallback" and callback.tb_writer is not None:

@@ -14,6 +14,9 @@ from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LO
 from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
 
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
+# Options that change where a run logs and how often it checkpoints, never what it trains: they may differ
+# between the attempts of one run (`resume.check_same_run`), and runs that differ only in them are the same run.
+BOOKKEEPING = frozenset({"output_dir", "report_to", "save_steps", "save_total_limit"})
 
 
 def opt(default, help: str, group: str = "Training"):

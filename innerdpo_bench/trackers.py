@@ -17,7 +17,6 @@ This module imports no torch at import time (`TrainConfig.validate` checks the n
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 from pathlib import Path
 
@@ -80,12 +79,6 @@ def attach(trainer, names: list[str], run_dir: Path, config: dict, resumed_from:
         from innerdpo_bench.callbacks import TrackerConfigCallback
 
         trainer.add_callback(TrackerConfigCallback(config, trainer.callback_handler))
-
-
-def flat(config: dict) -> dict[str, str | int | float | bool]:
-    """A config with nested values as JSON strings (what wandb's config and mlflow's params take)."""
-    return {key: value if isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)
-            for key, value in config.items() if value is not None}
 
 
 def push_eval(names: list[str], report: dict, run_dir: Path | None, step: int | None) -> list[str]:
