@@ -10,6 +10,8 @@ A training run directory is what `innerdpo train --output-dir RUN` writes (`Trai
       transforms.safetensors   its weights, when it has any
       metrics.jsonl            one record per logging step
       train.log                the training log
+      checkpoints/checkpoint-N/  resumable training checkpoints while it runs (`resume.py`); gone once complete
+      tensorboard/             TensorBoard event files (`--report-to tensorboard`, `innerdpo eval --report-to`)
       eval.json                written by `innerdpo eval` (the `evalreport.EvalReport` schema)
       eval_rows-<sha16>.jsonl  its per-row records, named by content (`rows_path_for`; `write_eval_pair`)
 

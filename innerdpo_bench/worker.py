@@ -1,7 +1,8 @@
 """The queue worker: claim runs from the store and run each as `train` then `eval` subprocesses that log into its run directory.
 
 The run directory's layout is `rundir.RunPaths`. A later attempt reuses a checkpoint whose status.json says
-`complete` (only eval runs again), and moves any other aside: nothing that finished is redone or lost.
+`complete` (only eval runs again), resumes one that holds a training checkpoint (`train --resume`: only the
+remaining steps run, `resume.py`), and moves any other aside: nothing that finished is redone or lost.
 
 One claimed run, step by step: (re)create the run directory (a queued run whose directory was deleted
 gets a fresh one, noted in worker.log); stop a leftover subprocess of an earlier attempt; write the stored
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import process, progress, rundir
+from innerdpo_bench import process, progress, resume, rundir
 from innerdpo_bench.config import flag_name
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evalreport import read_eval_report
@@ -57,14 +58,14 @@ def _alive(pid: int) -> bool:
     return command is not None and "innerdpo" in command
 
 
-def stage_command(run: Run, stage: str, run_dir: Path) -> list[str]:
+def stage_command(run: Run, stage: str, run_dir: Path, resume_train: bool = False) -> list[str]:
     """The argv of a run's `train` or `eval` subprocess (`sys.executable -m innerdpo_bench ...`). Training reads
     the stored config from RUN/train_spec.json (`Worker` writes it), so a bad key fails in train."""
     paths = RunPaths(run_dir, run.kind)
     python = [sys.executable, "-m", "innerdpo_bench"]
     if stage == "train":
         return [*python, "train", "--config", str(paths.train_spec), "--output-dir", str(paths.checkpoint.root),
-                "--quiet"]
+                "--quiet", *(["--resume"] if resume_train else [])]
     evaluation = run.spec.get("eval", {})
     eval_flags = [arg for key in ("suite", "limit", "samples") if evaluation.get(key) is not None
                   for arg in (flag_name(key), str(evaluation[key]))]
@@ -249,22 +250,27 @@ class Worker:
         if rundir.read_status(checkpoint).get("state") == "complete":
             self._note(paths, f"{checkpoint} is complete from an earlier attempt; not training again")
             return
-        if checkpoint.exists():
+        resumable = resume.has_checkpoint(checkpoint)
+        if resumable:
+            steps = [step for step, _ in resume.list_checkpoints(checkpoint)]
+            self._note(paths, f"resuming the unfinished {checkpoint.name}/ of an earlier attempt from its training "
+                              f"checkpoint (newest at step {steps[-1]})")
+        elif checkpoint.exists():
             aside = next(paths.aside(n) for n in range(1, 10_000) if not paths.aside(n).exists())
             checkpoint.rename(aside)
             self._note(paths, f"moved the unfinished {checkpoint.name}/ of an earlier attempt to {aside.name}/")
         rundir.write_json(paths.train_spec, run.spec.get("train", {}))
-        code = self._stage(run, "train", paths)
+        code = self._stage(run, "train", paths, resumable)
         status = rundir.read_status(checkpoint)
         if status.get("state") != "complete":
             raise _Failed(f"train exited with code {code} but {paths.checkpoint.status} says "
                           f"{status.get('state', 'nothing')}", code)
 
-    def _stage(self, run: Run, stage: str, paths: RunPaths) -> int:
+    def _stage(self, run: Run, stage: str, paths: RunPaths, resume_train: bool = False) -> int:
         """Run one subprocess to its end, heartbeating; its exit code if 0, else _Failed / _Interrupted."""
         if self.stop.is_set():  # shutting down between stages: do not start what would be stopped at once
             raise _Interrupted("stopped")
-        command = stage_command(run, stage, paths.root)
+        command = stage_command(run, stage, paths.root, resume_train)
         log_path = paths.train_log if stage == "train" else paths.eval_log
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.device is not None:
