@@ -55,6 +55,11 @@ class TrainConfig:
     patience: int = opt(3, "Early stop after this many validation evaluations without a lower loss (spec §10: 3; "
                         "0 = never stop early, still save the best).")
     device: str = opt("auto", "auto | cpu | cuda.")
+    ref_cache: str = opt("auto", "Reference-pass cache: the frozen reference's log-probs (and, for hs-none/hs-supr, "
+                         "pooled states) computed once before training and reused by every later run with the same "
+                         "base, data and settings, so training runs no reference forward (hs-ether keeps the live "
+                         "pass). auto: reuse one, build one when the run sees at least one epoch | on: always build | "
+                         "off. `innerdpo cache ls|clear` shows and frees them.")
 
     beta: float = opt(0.1, "β of the output loss.", "Loss")
     logp_agg: str = opt("mean", "mean | sum of completion-token log-probs. mean (default, every method) makes "
@@ -115,7 +120,8 @@ class TrainConfig:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
                    "trust_region_form": ("both", "top", "bottom"),
-                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
+                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
+                   "ref_cache": ("auto", "on", "off")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise unknown_choice(flag_name(name), getattr(self, name), allowed)

@@ -22,11 +22,12 @@ def seed_group_key(run: Run | RunRows) -> str:
     store_run = run if isinstance(run, Run) else run.run
     if store_run is not None:
         spec = {key: value for key, value in store_run.spec.items() if key != "name"}
-        spec["train"] = {key: value for key, value in spec.get("train", {}).items() if key != "seed"}
+        # ref_cache changes how the reference is computed, not the numbers (refcache.py)
+        spec["train"] = {key: value for key, value in spec.get("train", {}).items() if key not in ("seed", "ref_cache")}
         return json.dumps([store_run.kind, spec], sort_keys=True, default=str)
     from innerdpo_bench.config import TrainConfig
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "output_dir", "device"}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "output_dir", "device", "ref_cache"}
     config = {key: value for key, value in run.config.items() if key in fields}
     identity = {key: run.report.get(key) for key in ("method", "base_model", "suite", "limit", "data_dir")}
     if not config:
