@@ -16,7 +16,7 @@ from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
 # Options that change where a run logs and how often it checkpoints, never what it trains: they may differ
 # between the attempts of one run (`resume.check_same_run`), and runs that differ only in them are the same run.
-BOOKKEEPING = frozenset({"output_dir", "report_to", "save_steps", "save_total_limit"})
+BOOKKEEPING = frozenset({"output_dir", "report_to", "save_steps", "save_total_limit", "ref_cache"})
 
 
 def opt(default, help: str, group: str = "Training"):
@@ -67,6 +67,11 @@ class TrainConfig:
     report_to: str = opt("none", "Experiment trackers, comma-separated: none | tensorboard (event files in "
                          "RUN/tensorboard) | wandb | mlflow | comet_ml | ... (transformers' names; each an optional "
                          "install, e.g. pip install 'innerdpo-bench[tensorboard]').", "Checkpoints")
+    ref_cache: str = opt("auto", "Reference-pass cache: the frozen reference's log-probs (and, for hs-none/hs-supr, "
+                         "pooled states) computed once before training and reused by every later run with the same "
+                         "base, data and settings, so training runs no reference forward (hs-ether keeps the live "
+                         "pass). auto: reuse one, build one when the run sees at least one epoch | on: always build | "
+                         "off. `innerdpo cache ls|clear` shows and frees them.")
 
     beta: float = opt(0.1, "β of the output loss.", "Loss")
     logp_agg: str = opt("mean", "mean | sum of completion-token log-probs. mean (default, every method) makes "
@@ -127,7 +132,8 @@ class TrainConfig:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
                    "trust_region_form": ("both", "top", "bottom"),
-                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
+                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
+                   "ref_cache": ("auto", "on", "off")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise unknown_choice(flag_name(name), getattr(self, name), allowed)

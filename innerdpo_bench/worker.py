@@ -272,7 +272,8 @@ class Worker:
             raise _Interrupted("stopped")
         command = stage_command(run, stage, paths.root, resume_train)
         log_path = paths.train_log if stage == "train" else paths.eval_log
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # INNERDPO_HOME: training keeps its reference cache in the workspace (refcache.cache_root), shared by its runs
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "INNERDPO_HOME": str(self.home)}
         if self.device is not None:
             env["CUDA_VISIBLE_DEVICES"] = "" if self.device == "cpu" else self.device
         self._note(paths, f"{stage}: {' '.join(command)}")
