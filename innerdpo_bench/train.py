@@ -26,7 +26,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import __version__, rundir
 from innerdpo_bench.callbacks import RichProgressCallback, RunFilesCallback
-from innerdpo_bench.config import TrainConfig, display_name
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
@@ -34,6 +34,7 @@ from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
+from innerdpo_bench.results.naming import display_name
 from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
@@ -269,7 +270,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     resolved = {
         **cfg.to_dict(),
         "method": cfg.canonical_method,
-        "display_name": display_name(cfg),
+        "display_name": display_name(cfg.to_dict()),
         "base_model_path": base_path,
         "dataset_ref": dataset_desc,
         "n_rows": len(rows),
@@ -314,7 +315,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         dataloader_num_workers=0,
     )
     files = RunFilesCallback(run_dir)
-    callbacks = [files] + ([RichProgressCallback(display_name(cfg))] if progress else [])
+    callbacks = [files] + ([RichProgressCallback(display_name(cfg.to_dict()))] if progress else [])
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
     trainer = PreferenceTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(encoded), data_collator=collator, callbacks=callbacks,
