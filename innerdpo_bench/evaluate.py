@@ -46,7 +46,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import __version__, audit, rundir, suites
+from innerdpo_bench import audit, rundir, suites
+from innerdpo_bench.runlog import installed_versions
 from innerdpo_bench.checkpoint import Checkpoint, resolve_checkpoint
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
@@ -163,7 +164,7 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
     report = EvalReport(
         **ckpt.describe(), suite=plan.label, data_dir=metadata.get("data_dir"), limit=plan.rows_cap,
         sample=plan.sample, sample_seed=plan.sample_seed, apply_chat_template=bool(apply_chat_template),
-        transforms_applied=False, device=device, dtype=dtype, batch_size=plan.batch, versions=_versions(),
+        transforms_applied=False, device=device, dtype=dtype, batch_size=plan.batch, versions=installed_versions("lm_eval", "torch", "transformers", "peft"),
         timestamp=rundir.now_iso(),
         score_cache={name: {"hits": c.hits, "misses": c.misses, "file": str(c.path)}
                      for name, c in caches.items() if c is not None},
@@ -344,16 +345,6 @@ def _harness_section(results: dict) -> dict:
     keep = ("results", "groups", "group_subtasks", "versions", "n-shot", "n-samples", "higher_is_better", "config",
             "lm_eval_version", "transformers_version", "date")
     return json.loads(json.dumps({k: results[k] for k in keep if k in results}, default=str))
-
-
-def _versions() -> dict[str, str]:
-    import lm_eval
-    import peft
-    import torch
-    import transformers
-
-    return {"innerdpo_bench": __version__, "lm_eval": lm_eval.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__}
 
 
 def _load_model(ckpt: Checkpoint, device: str, dtype, apply_chat_template: bool):

@@ -96,13 +96,14 @@ def prompts_of(settings: SampleSettings) -> list[dict]:
 
 def base_cache_key(base_model_path: str, prompts: list[dict], settings: SampleSettings) -> tuple[str, dict]:
     """(key, identity) of the base model's completions (module docstring)."""
-    from innerdpo_bench.evalcache import _installed_versions, base_identity
+    from innerdpo_bench.evalcache import KEYED_PACKAGES, base_identity
+    from innerdpo_bench.runlog import installed_versions
 
     texts = hashlib.sha256(json.dumps([p["prompt"] for p in prompts]).encode()).hexdigest()
     code = rundir.sha256_file(Path(__file__))
     keyed = {k: v for k, v in asdict(settings).items() if k not in ("suite", "data_dir")}  # the prompts say it
     identity = {"base_model": base_identity(base_model_path), "prompts": texts, "settings": keyed,
-                "versions": _installed_versions(), "code": code}
+                "versions": installed_versions(*KEYED_PACKAGES), "code": code}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24], identity
 
 

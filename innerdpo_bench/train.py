@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import platform
 import shutil
 import time
 from collections import defaultdict
@@ -24,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from innerdpo_bench import __version__, resume, rundir, trackers
+from innerdpo_bench import resume, rundir, trackers
 from innerdpo_bench.callbacks import RunFilesCallback, progress_callback
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
@@ -39,6 +38,7 @@ from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.runlog import attach_file_log, detach_file_log, installed_versions
 from innerdpo_bench.refcache import BUILD_BATCH_FACTOR, ReferenceCache, cached_spec, reference_cache
 from innerdpo_bench.validation import EarlyStopping, attach_early_stopping, split_rows
 
@@ -199,23 +199,6 @@ def _use_cuda(cfg: TrainConfig) -> bool:
     return cfg.device != "cpu" and torch.cuda.is_available()
 
 
-def _versions() -> dict[str, str]:
-    import peft
-    import transformers
-
-    return {"innerdpo_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "python": platform.python_version()}
-
-
-def _attach_file_log(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name in ("innerdpo_bench", "transformers", "peft"):
-        logging.getLogger(name).addHandler(handler)
-    log.setLevel(logging.INFO)
-    return handler
-
-
 def build_lora_model(base_path: str, cfg: TrainConfig, dtype: torch.dtype):
     from peft import LoraConfig, get_peft_model
 
@@ -308,7 +291,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         "save_steps_resolved": save_steps,
         "world_size": world,
         "precision_resolved": "bf16" if bf16 else "fp32",
-        "versions": _versions(),
+        "versions": installed_versions("torch", "transformers", "peft", python=True),
         "output_dir": str(run_dir),
     }
     args = TrainingArguments(
@@ -411,7 +394,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
         else:
             rundir.prepare_run_dir(run_dir)
         rundir.write_status(run_dir, "running", **({} if resuming else {"started": rundir.now_iso()}))
-        handler = _attach_file_log(run_dir / rundir.TRAIN_LOG)
+        handler = attach_file_log(run_dir / rundir.TRAIN_LOG)
     started = time.time()
     try:
         checkpoint = None
@@ -453,7 +436,4 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
             log.error("run failed: %s", err)
         raise
     finally:
-        if handler is not None:
-            for name in ("innerdpo_bench", "transformers", "peft"):
-                logging.getLogger(name).removeHandler(handler)
-            handler.close()
+        detach_file_log(handler)
