@@ -201,7 +201,8 @@ def worker_command(
     poll: float = typer.Option(2.0, "--poll", help="Seconds between looks at an empty queue."),
     stale_after: float = typer.Option(60.0, "--stale-after", help="Seconds without a heartbeat after which a "
                                       "running run is re-queued (use one value for every worker of a home)."),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="A run that goes stale this many times fails."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="A run whose claims go stale (or crash) this many times fails; "
+                                      "a graceful stop (SIGTERM, Ctrl-C) does not count."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL when stopping a run."),
     submitit: bool = typer.Option(False, "--submitit", help="Start the worker(s) as submitit jobs (SLURM where "
                                   "available, else local processes) instead of here; each drains the queue.",
