@@ -162,7 +162,10 @@ def rm_command(run_id: int = typer.Argument(..., help="Run id of a run that is n
                home: str | None = home_option()) -> None:
     """Remove a run and its results from the store; its run directory stays on disk."""
     with open_store(home) as store:
-        run_dir = store.get_run(run_id).run_dir
+        try:
+            run_dir = store.get_run(run_id).run_dir
+        except UserError:  # no such run (remove says so), or a row whose spec is unreadable: removing it is the fix
+            run_dir = None
         store.remove(run_id)
     console.print(f"run {run_id} removed" + (f"; its directory {run_dir} is kept" if run_dir else ""), soft_wrap=True)
 
