@@ -366,6 +366,22 @@ def test_a_deleted_run_directory_under_a_queued_run_is_recreated(home, fake_stag
     assert "was missing (deleted?); recreated it" in (run_dir / "worker.log").read_text()
 
 
+def test_a_binary_status_json_from_an_earlier_attempt_is_set_aside_not_a_traceback(home, fake_stage):
+    """An earlier attempt left checkpoint/status.json as garbage bytes: never taken for complete, the checkpoint
+    is moved aside and trained again, and the run ends done (it was a UnicodeDecodeError that failed the run)."""
+    (run_id,) = add(home, fake_spec(train={"exit": 1, "once": True}))
+    work(home)
+    run_dir = run_dir_of(home, run_id)
+    (run_dir / "checkpoint" / "status.json").write_bytes(b"\xff\xfe\x00garbage")
+    with Store(home) as store:
+        store.retry(run_id)
+    work(home)
+    run = get(home, run_id)
+    assert (run.status, run.error) == ("done", None)
+    assert (run_dir / "checkpoint.attempt-1" / "status.json").read_bytes().startswith(b"\xff")
+    assert "Traceback" not in (run_dir / "worker.log").read_text()
+
+
 def test_a_fresh_store_never_takes_an_old_run_directory_with_the_same_id(home, fake_stage):
     (run_id,) = add(home, fake_spec())
     work(home)
