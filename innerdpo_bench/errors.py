@@ -31,3 +31,29 @@ def unknown_choice(kind: str, given: str, choices: Iterable[str],
     """A UserError for an unknown name, with a "did you mean" hint and the valid names."""
     choices = list(choices)
     return UserError(f"unknown {kind} {given!r}.{did_you_mean(given, choices, aliases)} Choose from: {', '.join(choices)}.")
+
+
+def name_too_long(err: OSError, what: str = "") -> UserError:
+    """A UserError for OSError 36 (ENAMETOOLONG): which component of the path is too long, by how much, and
+    `what` names the input (a flag: "--output-dir") when the caller knows it."""
+    import os
+    from pathlib import Path
+
+    path = Path(os.fsdecode(err.filename)) if err.filename else None
+    if path is None:
+        return UserError(f"{what + ': ' if what else ''}a file name is too long for the filesystem; choose a shorter one")
+    existing = next((parent for parent in path.parents if _exists(parent)), Path("/"))
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = max(path.parts, key=len)
+    return UserError(f"{what + ': ' if what else ''}a path component of {len(longest)} characters ({longest[:24]}…) is "
+                     f"longer than the filesystem allows ({limit}) in {path}; choose a shorter path")
+
+
+def _exists(path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False

@@ -38,8 +38,10 @@ picks with `sample_seed` (the task metadata `sample` / `sample_seed`, so plain l
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -50,7 +52,7 @@ from innerdpo_bench import audit, rundir, suites
 from innerdpo_bench.runlog import installed_versions
 from innerdpo_bench.checkpoint import Checkpoint, resolve_checkpoint
 from innerdpo_bench.suites import SHIFTS
-from innerdpo_bench.errors import UserError
+from innerdpo_bench.errors import UserError, name_too_long
 from innerdpo_bench.evalcache import cached_evaluation, eval_cache_key, store_evaluation
 from innerdpo_bench.evalreport import EvalReport
 from innerdpo_bench.models import load_causal_lm, load_tokenizer
@@ -115,6 +117,7 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
     ckpt = resolve_checkpoint(checkpoint)
     plan = _plan(suite, data_dir, limit, sample, sample_seed, batch_size)
     eval_path = Path(output).expanduser() if output else ckpt.default_eval_path()
+    _check_output(eval_path)
     key, identity = eval_cache_key(ckpt, plan.label, data_dir, plan.rows_cap, plan.sample, plan.sample_seed,
                                    apply_chat_template, dtype)
     cached = cached_evaluation(key, ckpt) if use_cache else None
@@ -188,6 +191,19 @@ def _audited(shift_metrics: dict[str, dict]) -> dict[str, dict]:
     audits = audit.audit_shifts({s: m for s, m in shift_metrics.items() if m.get("acc") is not None and m.get("n")})
     return {s: {**m, **({"below_chance": audits[s].below_chance, "chance_p": audits[s].p_value} if s in audits else {})}
             for s, m in shift_metrics.items()}
+
+
+def _check_output(eval_path: Path) -> None:
+    """Make eval.json's directory before any work, so a path that cannot be written fails in one line first."""
+    try:
+        eval_path.parent.mkdir(parents=True, exist_ok=True)
+        os.stat(eval_path)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            raise name_too_long(err, "--output") from None
+        raise UserError(f"cannot write {eval_path} ({err.strerror or err}); choose another --output") from None
 
 
 def _write_outputs(eval_path: Path, report: EvalReport, rows_text: str) -> EvalResult:
@@ -355,9 +371,13 @@ def _load_model(ckpt: Checkpoint, device: str, dtype, apply_chat_template: bool)
     model = load_causal_lm(ckpt.base_model_path, dtype=dtype, device=device)
     if ckpt.adapter is not None:
         from peft import PeftModel
+        from safetensors import SafetensorError
 
         try:
             model = PeftModel.from_pretrained(model, ckpt.adapter)
+        except SafetensorError as err:  # a truncated or overwritten adapter_model.safetensors
+            raise UserError(f"cannot load adapter {ckpt.adapter}: {Path(ckpt.adapter) / rundir.ADAPTER_WEIGHTS[0]} is "
+                            f"not a valid safetensors file ({err}); train the run again") from None
         except (OSError, ValueError, RuntimeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UserError(f"cannot load adapter {ckpt.adapter} on {ckpt.base_model}: {first}") from err

@@ -27,7 +27,7 @@ from innerdpo_bench import resume, rundir, trackers
 from innerdpo_bench.callbacks import RunFilesCallback, progress_callback
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
-from innerdpo_bench.data.pairs import load_pairs, parse_dataset
+from innerdpo_bench.data.pairs import duplicate_rows, load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
 from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.methods.catalog import resolve_method
@@ -269,6 +269,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
              stats.rows, stats.prompt_truncated, stats.completion_truncated, stats.dropped_empty)
     if stats.dropped_empty:
         log.warning("dropped %d rows whose completion is empty after truncation", stats.dropped_empty)
+    if duplicates := duplicate_rows(rows):  # kept: a repeated pair trains as often as it appears
+        log.warning("%d duplicate rows in %s", duplicates, dataset_desc)
 
     accumulation = max(1, cfg.effective_batch // (cfg.batch_size * world))
     report_to = trackers.parse_report_to(cfg.report_to)

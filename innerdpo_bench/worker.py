@@ -14,7 +14,7 @@ in its own process group (`start_new_session`), heartbeating every `heartbeat_s`
 What stops a subprocess: a pending cancel (heartbeat False, `cancel_requested`) → SIGTERM to its
 group, SIGKILL after `grace_s`, run `cancelled`; a lost claim (requeued as stale, removed) → the same,
 and the run is left to its new owner; the worker's `stop` event (SIGTERM or Ctrl-C to `innerdpo
-worker`) → the same, and the run goes back to the queue with `release` (its attempt counted), so a
+worker`) → the same, and the run goes back to the queue with `release` (no attempt counted: a graceful stop), so a
 shutdown never waits for a long training run and never loses one. On Linux a subprocess also gets
 SIGTERM when its worker dies, even by SIGKILL (PR_SET_PDEATHSIG), so a killed worker leaves no
 orphan holding the GPU; the run stays `running` until some worker's `requeue_stale(stale_after_s)`
@@ -79,7 +79,7 @@ class WorkerOptions:
     poll_s: float = 2.0             # idle wait between claims
     stale_after_s: float = 60.0     # silence after which a running run is requeued (same for all workers)
     grace_s: float = 10.0           # SIGTERM → SIGKILL
-    max_attempts: int = 3           # claims before a run that keeps going stale is failed
+    max_attempts: int = 3           # stale or crashed claims before a run is failed (graceful stops do not count)
     once: bool = False              # exit when nothing is queued or running instead of polling
     max_runs: int | None = None     # claims per worker process (all devices together)
 
@@ -204,7 +204,7 @@ class Worker:
     def process(self, run: Run) -> str:
         """Run a claimed run to its end; the status it ended in ("queued" if handed back, "lost")."""
         paths = RunPaths.of(run) if run.run_dir else RunPaths(self._new_run_dir(run), run.kind)
-        self.say(f"run {run.id} ({run.name}) attempt {run.attempts} on {self.name}: {paths.root}")
+        self.say(f"run {run.id} ({run.name}) attempt {run.claims} on {self.name}: {paths.root}")
         try:
             self._prepare(run, paths)
             if run.kind == "train_eval":
@@ -242,7 +242,8 @@ class Worker:
         if missing:
             self.say(f"run {run.id}: its directory {paths.root} was missing (deleted?); recreated it")
             self._note(paths, "the run directory was missing (deleted?); recreated it, earlier logs are gone")
-        self._note(paths, f"attempt {run.attempts} claimed by {self.name}")
+        self._note(paths, f"attempt {run.claims} claimed by {self.name} ({run.attempts} of --max-attempts "
+                          f"{self.options.max_attempts} counted: graceful stops are not)")
         self._stop_leftover(paths)
 
     def _train(self, run: Run, paths: RunPaths) -> None:
@@ -278,7 +279,7 @@ class Worker:
             env["CUDA_VISIBLE_DEVICES"] = "" if self.device == "cpu" else self.device
         self._note(paths, f"{stage}: {' '.join(command)}")
         with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"\n===== {rundir.now_iso()} attempt {run.attempts} {stage} on {self.name} =====\n")
+            log.write(f"\n===== {rundir.now_iso()} attempt {run.claims} {stage} on {self.name} =====\n")
             log.flush()
             start = log.tell()
             try:
@@ -287,7 +288,7 @@ class Worker:
                 raise _Failed(f"cannot start {stage} ({command[0]}): {err.strerror or err}") from None
         try:
             rundir.write_json(paths.child, {"host": self.host, "pid": proc.pid, "stage": stage,
-                                            "attempt": run.attempts, "worker": self.name})
+                                            "attempt": run.claims, "worker": self.name})
             code = self._wait(run, proc, self._progress_reporter(run, stage, paths))
         finally:
             if proc.poll() is None:  # an exception while waiting: never leave the subprocess behind
@@ -389,13 +390,14 @@ class Worker:
         if stop.reason == "stopped":
             if self.store.release(run.id, self.name):
                 self.say(f"run {run.id}: worker stopping; the run is back in the queue")
-                self._note(paths, f"worker stopping: attempt {run.attempts} stopped, run returned to the queue",
+                self._note(paths, f"worker stopping: attempt {run.claims} stopped, run returned to the queue "
+                                  "(not counted toward --max-attempts)",
                            best_effort=True)
                 return "queued"
             if self._holds(run, cancel_requested=True):
                 return self._end(run, paths, "cancelled", "cancelled while running", stop.exit_code)
         self.say(f"run {run.id}: no longer held by {self.name} (requeued as stale, or removed); stopped it")
-        self._note(paths, f"attempt {run.attempts}: the run is no longer held by {self.name} (requeued as stale, "
+        self._note(paths, f"attempt {run.claims}: the run is no longer held by {self.name} (requeued as stale, "
                           "or removed); stopped its subprocess", best_effort=True)
         return "lost"
 
@@ -416,11 +418,11 @@ class Worker:
         finished = self._retry(lambda: self.store.finish(run.id, self.name, status, exit_code=exit_code, error=error),
                                run, f"record that it ended {status}")
         if not finished:
-            self._note(paths, f"attempt {run.attempts} ended {status} but the run is no longer held by "
+            self._note(paths, f"attempt {run.claims} ended {status} but the run is no longer held by "
                               f"{self.name}; left to its new owner", best_effort=True)
             return "lost"
         self.say(f"run {run.id} {status}" + (f": {error}" if error else ""))
-        self._note(paths, f"attempt {run.attempts} {status}" + (f": {error}" if error else ""), best_effort=True)
+        self._note(paths, f"attempt {run.claims} {status}" + (f": {error}" if error else ""), best_effort=True)
         return status
 
     # ---------------------------------------------------------------- files

@@ -32,13 +32,16 @@ def invoke(*args):
 
 
 def one_error_line(result, *fragments: str, code: int = 2) -> str:
+    """The command's one error line (its last line; progress lines, ending in …, may precede it), which must hold
+    every fragment; no traceback."""
     assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert lines[-1].startswith("error:") and all(line.endswith("…") for line in lines[:-1]), result.output
+    assert "Traceback" not in result.output
     for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
+        assert fragment in lines[-1], (fragment, lines[-1])
+    return lines[-1]
 
 
 def rows_text(n: int, value: float = -10.0) -> str:

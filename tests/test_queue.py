@@ -306,12 +306,12 @@ def test_worker_stop_hands_the_run_back_and_the_next_attempt_keeps_the_old_check
     assert time.monotonic() - started < 5  # a shutdown does not wait for training
     assert not alive(pid)
     run = get(home, run_id)
-    assert (run.status, run.attempts, run.worker) == ("queued", 1, None)
+    assert (run.status, run.attempts, run.claims, run.worker) == ("queued", 0, 1, None)  # a stop is no attempt
     run_dir = Path(run.run_dir)
     assert "run returned to the queue" in (run_dir / "worker.log").read_text()
     work(home)
     run = get(home, run_id)
-    assert (run.status, run.attempts) == ("done", 2)
+    assert (run.status, run.attempts, run.claims) == ("done", 1, 2)
     assert rundir.read_status(run_dir / "checkpoint.attempt-1")["state"] == "interrupted"
     assert rundir.read_status(run_dir / "checkpoint")["state"] == "complete"
     assert (run_dir / "train.log").read_text().count("attempt") == 2
@@ -367,6 +367,22 @@ def test_a_deleted_run_directory_under_a_queued_run_is_recreated(home, fake_stag
     run = get(home, run_id)
     assert run.status == "done" and Path(run.run_dir) == run_dir
     assert "was missing (deleted?); recreated it" in (run_dir / "worker.log").read_text()
+
+
+def test_a_binary_status_json_from_an_earlier_attempt_is_set_aside_not_a_traceback(home, fake_stage):
+    """An earlier attempt left checkpoint/status.json as garbage bytes: never taken for complete, the checkpoint
+    is moved aside and trained again, and the run ends done (it was a UnicodeDecodeError that failed the run)."""
+    (run_id,) = add(home, fake_spec(train={"exit": 1, "once": True}))
+    work(home)
+    run_dir = run_dir_of(home, run_id)
+    (run_dir / "checkpoint" / "status.json").write_bytes(b"\xff\xfe\x00garbage")
+    with Store(home) as store:
+        store.retry(run_id)
+    work(home)
+    run = get(home, run_id)
+    assert (run.status, run.error) == ("done", None)
+    assert (run_dir / "checkpoint.attempt-1" / "status.json").read_bytes().startswith(b"\xff")
+    assert "Traceback" not in (run_dir / "worker.log").read_text()
 
 
 def test_a_fresh_store_never_takes_an_old_run_directory_with_the_same_id(home, fake_stage):
@@ -455,7 +471,35 @@ def test_sigterm_to_the_worker_requeues_the_run_and_exits_130(home, fake_stage):
     assert "Traceback" not in output
     assert not alive(pid)
     run = get(home, run_id)
-    assert (run.status, run.attempts) == ("queued", 1)
+    assert (run.status, run.attempts, run.claims) == ("queued", 0, 1)
+
+
+def test_sigterm_sigterm_sigkill_counts_one_attempt_and_worker_log_never_repeats_a_number(home, fake_stage):
+    """Two graceful stops and a kill: only the kill counts toward --max-attempts (2 here, so counting the stops
+    would have failed the run), and worker.log numbers each claim once (1 to 4) from the store's `claims`."""
+    (run_id,) = add(home, fake_spec(train={"sleep": 60}))
+    for signum in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+        proc = worker_process(fake_stage, home, "--stale-after", "30", "--grace", "5")
+        claims = get(home, run_id).claims
+        wait_for(lambda: get(home, run_id).claims == claims + 1 and get(home, run_id).status == "running",
+                 what="the next claim")
+        pid = pid_of(home, run_id)
+        (run_dir_of(home, run_id) / "train.pid").unlink()
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+        wait_for(lambda: not alive(pid), timeout=10, what="the train subprocess to stop")
+    run = get(home, run_id)
+    assert (run.status, run.attempts, run.claims) == ("running", 1, 3)  # held by the killed worker
+    with Store(home) as store:  # let the next claim finish quickly: the same spec without the long sleep
+        store._con.execute("UPDATE runs SET spec = ? WHERE id = ?", (json.dumps(fake_spec()), run_id))
+    final = worker_process(fake_stage, home, "--stale-after", "30", "--max-attempts", "2", "--once")
+    output, _ = final.communicate(timeout=60)
+    assert final.returncode == 0, output
+    run = get(home, run_id)
+    assert (run.status, run.attempts, run.claims) == ("done", 2, 4), run.error
+    log = (Path(run.run_dir) / "worker.log").read_text()
+    assert [log.count(f"attempt {n} claimed") for n in (1, 2, 3, 4)] == [1, 1, 1, 1], log
+    assert log.count("not counted toward --max-attempts") == 2
 
 
 def test_a_killed_worker_takes_its_subprocess_along_and_a_restarted_one_finishes_the_run(home, fake_stage):

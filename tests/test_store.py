@@ -106,13 +106,13 @@ def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing
     with pytest.raises(sqlite3.OperationalError):
         Store(tmp_path)
     con = raw(tmp_path / STORE_FILE)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(bad) - 1
     assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
 
     monkeypatch.setattr(store_module, "MIGRATIONS", list(good))
     with Store(tmp_path) as store:
         assert store.get_run(run_id).spec == {"method": "ipo"}
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == len(good)
     assert "note" in {row[1] for row in con.execute("PRAGMA table_info(runs)")}
     con.close()
 
@@ -423,14 +423,17 @@ def test_list_runs_of_ten_thousand_runs_with_results(tmp_path):
     assert runs[-1].results["orthogonal"]["nll_ratio"] == run_ids[-1] + 0.5
 
 
-def test_release_requeues_only_a_run_its_worker_holds_and_keeps_the_attempt(store, clock):
+def test_release_requeues_only_a_run_its_worker_holds_and_gives_the_attempt_back(store, clock):
+    """A graceful stop is no failed attempt: `attempts` goes back, `claims` (worker.log's numbering) does not."""
     run_id, later = store.add_runs([{"method": "dpo"}, {"method": "ipo"}])
     store.claim_next("w1")
     assert store.release(run_id, "intruder") is False
     assert store.release(run_id, "w1") is True
     run = store.get_run(run_id)
-    assert (run.status, run.worker, run.started_at, run.heartbeat_at, run.attempts) == ("queued", None, None, None, 1)
-    assert store.claim_next("w2").id == run_id  # its old priority: still ahead of `later`
+    assert (run.status, run.worker, run.started_at, run.heartbeat_at, run.attempts, run.claims) == (
+        "queued", None, None, None, 0, 1)
+    taken = store.claim_next("w2")
+    assert (taken.id, taken.attempts, taken.claims) == (run_id, 1, 2)  # its old priority: still ahead of `later`
     assert store.heartbeat(run_id, "w1") is False
     assert store.release(run_id, "w1") is False
     store.cancel(run_id)

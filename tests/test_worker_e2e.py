@@ -115,3 +115,49 @@ def test_worker_submitit_local_jobs_train_and_evaluate(tmp_path, tiny_model_path
         runs = store.list_runs()
     assert [(run.kind, run.status) for run in runs] == [("train_eval", "done"), ("eval", "done")]
     assert all(set(SHIFTS) <= set(run.results) for run in runs)
+
+
+@pytest.mark.slow
+def test_sigterm_sigterm_sigkill_on_a_tiny_random_run_counts_only_the_kill(tmp_path, tiny_model_path):
+    """Issue 23: two graceful stops (SIGTERM) and a SIGKILL of the worker while it trains one tiny-random run. Only
+    the kill counts toward --max-attempts (so a last worker with --max-attempts 2 still runs it; counting the
+    stops, the old rule, failed it at "attempt 3"), and worker.log numbers the four claims 1, 2, 3, 4."""
+    import sqlite3
+
+    home = tmp_path / "home"
+    subprocess.run([*CLI, "queue", "add", "dpo", "--base-model", "tiny-random", "--dataset", "mini:train",
+                    "--max-rows", "8", "--max-steps", "100000", "--batch-size", "2", "--effective-batch", "2",
+                    "--suite", "mini", "--limit", "2", "--home", str(home)], check=True, capture_output=True, timeout=120)
+    for signum in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+        worker = subprocess.Popen([*CLI, "worker", "--home", str(home), "--devices", "cpu", "--poll", "0.2",
+                                   "--stale-after", "60", "--grace", "10"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 180
+        training = False
+        while not training and time.monotonic() < deadline:  # this worker's claim, once training has begun
+            with Store(home) as store:
+                (run,) = store.list_runs()
+            training = (run.status == "running" and run.worker.startswith(f"{socket.gethostname()}:{worker.pid}:")
+                        and rundir.read_status(Path(run.run_dir) / "checkpoint").get("state") == "running")
+            time.sleep(0.2)
+        assert training, "the worker never started training"
+        worker.send_signal(signum)
+        worker.wait(timeout=60)
+    with Store(home) as store:
+        (run,) = store.list_runs()
+    assert (run.status, run.attempts, run.claims) == ("running", 1, 3)   # the killed worker's claim, counted
+    con = sqlite3.connect(home / "store.sqlite")  # let the last claim finish: two steps instead of 100,000
+    spec = json.loads(con.execute("SELECT spec FROM runs").fetchone()[0])
+    spec["train"]["max_steps"] = 2
+    con.execute("UPDATE runs SET spec = ?", (json.dumps(spec),))
+    con.commit()
+    con.close()
+    last = subprocess.run([*CLI, "worker", "--home", str(home), "--devices", "cpu", "--once", "--poll", "0.2",
+                           "--max-attempts", "2"], capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stdout + last.stderr
+    with Store(home) as store:
+        (run,) = store.list_runs()
+    assert (run.status, run.attempts, run.claims) == ("done", 2, 4), run.error
+    log = (Path(run.run_dir) / "worker.log").read_text()
+    assert [log.count(f"attempt {n} claimed") for n in (1, 2, 3, 4)] == [1, 1, 1, 1], log
+    assert log.count("not counted toward --max-attempts") == 2, log

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 
 import typer
 from rich.console import Console
 
-from innerdpo_bench.errors import RunFailed, UserError, unknown_choice
+from innerdpo_bench.errors import RunFailed, UserError, name_too_long, unknown_choice
 from innerdpo_bench.suites import DEFAULT_ROWS, DEFAULT_SUITE, MINI_SUITE, SUITES
 
 app = typer.Typer(
@@ -55,6 +56,11 @@ def handle_errors(func):
         except (UserError, RunFailed) as err:
             err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
+        except OSError as err:  # a path the user gave that the filesystem cannot hold (--home, --output-dir, RUN)
+            if err.errno != errno.ENAMETOOLONG:
+                raise
+            err_console.print(f"[red]error:[/red] {name_too_long(err)}", soft_wrap=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None

@@ -44,7 +44,7 @@ def eval_command(
                                   "is returned from the cache without loading a model, and the base model's rows are "
                                   "computed once per base and suite."),
     output: str | None = typer.Option(None, "--output", help="Where to write eval.json (default RUN/eval.json, else "
-                                      "./eval-<name>.json); per-row scores go beside it as <stem>_rows.jsonl.",
+                                      "./eval-<name>.json); per-row scores go beside it as <stem>_rows-<sha16>.jsonl.",
                                       show_default=False),
     samples: int = typer.Option(0, "--samples", help="After scoring, also write greedy completions of the checkpoint "
                                 "and of its base for the first N prompts of each shift, beside eval.json "

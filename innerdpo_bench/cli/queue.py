@@ -211,7 +211,10 @@ def rm_command(run_id: int = typer.Argument(..., help="Run id of a run that is n
                home: str | None = home_option()) -> None:
     """Remove a run and its results from the store; its run directory stays on disk."""
     with open_store(home) as store:
-        run_dir = store.get_run(run_id).run_dir
+        try:
+            run_dir = store.get_run(run_id).run_dir
+        except UserError:  # no such run (remove says so), or a row whose spec is unreadable: removing it is the fix
+            run_dir = None
         store.remove(run_id)
     console.print(f"run {run_id} removed" + (f"; its directory {run_dir} is kept" if run_dir else ""), soft_wrap=True)
 
@@ -250,7 +253,8 @@ def worker_command(
     poll: float = typer.Option(2.0, "--poll", help="Seconds between looks at an empty queue."),
     stale_after: float = typer.Option(60.0, "--stale-after", help="Seconds without a heartbeat after which a "
                                       "running run is re-queued (use one value for every worker of a home)."),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="A run that goes stale this many times fails."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="A run whose claims go stale (or crash) this many times fails; "
+                                      "a graceful stop (SIGTERM, Ctrl-C) does not count."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL when stopping a run."),
     submitit: bool = typer.Option(False, "--submitit", help="Start the worker(s) as submitit jobs (SLURM where "
                                   "available, else local processes) instead of here; each drains the queue.",

@@ -145,5 +145,10 @@ def load_pairs(ref: DatasetRef | str, limit: int | None = None, genies_dir: str 
             else _not_a_row(ref, i) for i, r in enumerate(raw)]
 
 
+def duplicate_rows(rows: list[dict[str, str]]) -> int:
+    """How many rows repeat an earlier row's (prompt, chosen, rejected) exactly."""
+    return len(rows) - len({(row["prompt"], row["chosen"], row["rejected"]) for row in rows})
+
+
 def _not_a_row(ref: DatasetRef, index: int):
     raise UserError(f"{ref.describe()} row {index}: expected an object with prompt, chosen, rejected")

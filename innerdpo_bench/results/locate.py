@@ -115,6 +115,13 @@ def _eval_path_of_dir(path: Path) -> Path:
 
 
 def _eval_path_of_run(run: Run) -> Path:
+    """A store run's eval.json; only a done run's counts. A run cancelled after its evaluation wrote its files
+    (the cancel landed while eval was finishing), or failed after it, keeps them on disk, but they are never
+    read as results: `rescore`, `compare`, `runs --metric` and the TUI all come through here. (The other
+    choice, refusing such a cancel, would need the worker to tell the store when evaluation is done.)"""
+    if run.status in ("cancelled", "failed"):
+        raise UserError(f"run {run.id} is {run.status}: it has no results, whatever files its directory holds "
+                        f"(innerdpo queue retry {run.id} runs it again)")
     if run.run_dir is None:
         raise UserError(f"run {run.id} has no results yet (status {run.status})")
     (path,) = _eval_json_candidates(Path(run.run_dir), run)

@@ -25,7 +25,7 @@ from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.store.failures import sqlite_errors
 from innerdpo_bench.store.integrity import CorruptStore, quick_check
 from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
-                                      run_from_row)
+                                      run_from_row, spec_problem)
 from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES
 
 __all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION",
@@ -188,13 +188,20 @@ class Store:
         """
         now = self._clock()
         with self._transaction() as con:
-            rows = con.execute(
-                f"""UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ?,
-                                    attempts = attempts + 1
-                    WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY priority, id LIMIT 1)
-                    RETURNING {RUN_COLUMNS}""",
-                (worker, now, now),
-            ).fetchall()  # fetch all: a RETURNING statement must finish before COMMIT
+            while True:
+                rows = con.execute(
+                    f"""UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ?,
+                                        attempts = attempts + 1, claims = claims + 1
+                        WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY priority, id LIMIT 1)
+                        RETURNING {RUN_COLUMNS}""",
+                    (worker, now, now),
+                ).fetchall()  # fetch all: a RETURNING statement must finish before COMMIT
+                problem = spec_problem(rows[0][0], rows[0][3]) if rows else None
+                if problem is None:
+                    break
+                # a spec no worker can read (edited by hand, a bad disk): failed with why, never handed out
+                con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                            (now, problem, rows[0][0]))
         return run_from_row(rows[0], {}) if rows else None
 
     def heartbeat(self, run_id: int, worker: str) -> bool:
@@ -235,11 +242,13 @@ class Store:
 
     def release(self, run_id: int, worker: str) -> bool:
         """Give a run that `worker` holds back to the queue at its old priority (the worker is shutting
-        down and stopped the run): the attempt stays counted. False, changing nothing, if `worker` no
-        longer holds it or a cancel is pending (then the worker should `finish` it as cancelled)."""
+        down and stopped the run): a graceful stop is no failed attempt, so the claim's attempt is given back
+        (`claims` keeps it). False, changing nothing, if `worker` no longer holds it or a cancel is pending
+        (then the worker should `finish` it as cancelled)."""
         with self._transaction() as con:
             cursor = con.execute(
-                """UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL, heartbeat_at = NULL
+                """UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL, heartbeat_at = NULL,
+                                   attempts = max(attempts - 1, 0)
                    WHERE id = ? AND status = 'running' AND worker = ? AND cancel_requested = 0""",
                 (run_id, worker),
             )

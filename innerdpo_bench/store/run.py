@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from innerdpo_bench.errors import UserError
 from innerdpo_bench.store.schema import FINISHED
 
 STORE_FILE = "store.sqlite"
@@ -40,6 +41,7 @@ class Run:
     error: str | None
     cancel_requested: bool
     results: dict[str, dict[str, float]] = field(default_factory=dict)
+    claims: int = 0              # every claim, never reset; `attempts` counts those that went stale or crashed
 
     @property
     def finished(self) -> bool:
@@ -49,13 +51,30 @@ class Run:
 
 RUN_COLUMNS = ", ".join(
     ["id", "name", "kind", "spec", "status", "priority", "created_at", "started_at", "finished_at", "worker",
-     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested"]
+     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested", "claims"]
 )
 
 
+def spec_problem(run_id: int, text: Any) -> str | None:
+    """Why a stored spec cannot be used (not JSON, not an object), as one line naming the run and the way out;
+    None when it is fine."""
+    try:
+        spec = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as err:
+        why = f"is not valid JSON ({getattr(err, 'msg', None) or type(err).__name__})"
+    else:
+        if isinstance(spec, dict):
+            return None
+        why = f"is a JSON {type(spec).__name__}, not an object"
+    return f"run {run_id}'s spec in the store {why}; remove the run (innerdpo queue rm {run_id}) and queue it again"
+
+
 def run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
-    """Build a Run from a `SELECT {RUN_COLUMNS}` row."""
-    return Run(*row[:3], json.loads(row[3]), *row[4:15], bool(row[15]), results)
+    """Build a Run from a `SELECT {RUN_COLUMNS}` row; UserError (`spec_problem`) when its spec is unusable."""
+    problem = spec_problem(row[0], row[3])
+    if problem is not None:
+        raise UserError(problem)
+    return Run(*row[:3], json.loads(row[3]), *row[4:15], bool(row[15]), results, row[16])
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:

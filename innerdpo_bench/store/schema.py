@@ -13,6 +13,10 @@ Version 1:
                 metric is acc, acc_stderr, acc_sum, logratio, n, nll_ratio, ...; NaN is stored as NULL
     provenance  (run_id → runs.id ON DELETE CASCADE, shift) PRIMARY KEY, data (JSON object: dataset,
                 config, split, N, scoring rule, base model, adapter checksum, versions, ...)
+Version 2:
+    runs.claims INTEGER NOT NULL DEFAULT 0   every claim of the run, never reset (worker.log numbers attempts by
+                it); `attempts` counts only the claims that went stale or crashed (a graceful stop gives its
+                claim back) and `queue retry` resets it
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
             data TEXT NOT NULL,
             PRIMARY KEY (run_id, shift)
         ) WITHOUT ROWID""",
+    ),
+    (  # v2
+        "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
+        "UPDATE runs SET claims = attempts",
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
