@@ -370,19 +370,17 @@ class Worker:
         return self._end(run, paths, "done", None, 0)
 
     def _sample_columns(self, run: Run, paths: RunPaths) -> dict[str, dict]:
-        """{"samples": rep, distinct2, len, gen_nll_ratio, ...} from the samples file eval wrote when the entry asked
-        for samples (`textstats.run_columns`); nothing when it did not, or the file is unreadable (noted)."""
-        from innerdpo_bench import textstats
-        from innerdpo_bench.samplefile import read_samples, samples_path_for
+        """`samplefile.sample_columns` when the entry asked for samples; nothing when it did not, or the file is
+        unreadable (noted)."""
+        from innerdpo_bench.samplefile import sample_columns
 
         if not run.spec.get("eval", {}).get("samples"):
             return {}
         try:
-            _, records = read_samples(samples_path_for(paths.eval_json))
+            return sample_columns(paths.eval_json)
         except UserError as err:
             self._note(paths, f"no sample statistics: {err}", best_effort=True)
             return {}
-        return {textstats.SAMPLES_GROUP: textstats.run_columns(records)}
 
     def _interrupted(self, run: Run, paths: RunPaths, stop: _Interrupted) -> str:
         if stop.reason == "cancelled":

@@ -26,7 +26,7 @@ from innerdpo_bench.store.failures import sqlite_errors
 from innerdpo_bench.store.integrity import CorruptStore, quick_check
 from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
                                       run_from_row, spec_problem)
-from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES
+from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES, version_problem
 
 __all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION",
            "STATUSES", "STORE_FILE", "Run", "Store", "resolve_home"]
@@ -132,14 +132,9 @@ class Store:
         """Apply the migrations this file lacks, one transaction each; refuse a newer schema."""
         with self._errors():
             version = self._con.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise UserError(
-                f"store {self.path} has schema version {version}, newer than this innerdpo-bench knows "
-                f"({SCHEMA_VERSION}); upgrade innerdpo-bench or use another --home"
-            )
-        if self.readonly and version < SCHEMA_VERSION:
-            raise UserError(f"store {self.path} has schema version {version}, older than this innerdpo-bench's "
-                            f"({SCHEMA_VERSION}); a command that writes (innerdpo worker --once) migrates it")
+        problem = version_problem(self.path, version, self.readonly)
+        if problem:
+            raise UserError(problem)
         for target in range(version + 1, SCHEMA_VERSION + 1):
             with self._transaction() as con:
                 if con.execute("PRAGMA user_version").fetchone()[0] >= target:

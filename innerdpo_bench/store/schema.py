@@ -71,3 +71,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def version_problem(path: object, version: int, readonly: bool) -> str | None:
+    """Why a store at schema `version` cannot be opened (newer than this code; older and opened read-only, so
+    it cannot be migrated), or None."""
+    if version > SCHEMA_VERSION:
+        return (f"store {path} has schema version {version}, newer than this innerdpo-bench knows "
+                f"({SCHEMA_VERSION}); upgrade innerdpo-bench or use another --home")
+    if readonly and version < SCHEMA_VERSION:
+        return (f"store {path} has schema version {version}, older than this innerdpo-bench's "
+                f"({SCHEMA_VERSION}); a command that writes (innerdpo worker --once) migrates it")
+    return None
