@@ -146,3 +146,18 @@ def test_gate_prints_its_whole_table(tmp_path):
     result = invoke("gate", candidate, "--baseline", baseline, "--min", "all=0.1")
     assert result.exit_code == 0, result.output
     assert_in_full(result.output, "0.550", "0.600", "difficulty_scaling", "within noise")
+
+
+# --------------------------------------------------------------------------- plot's default place
+
+
+def test_plot_writes_into_the_workspace_never_the_current_directory(long_names, tmp_path, monkeypatch):
+    home, (a, _) = long_names
+    monkeypatch.chdir(tmp_path)
+    result = invoke("plot", "--home", home)
+    assert result.exit_code == 0, result.output
+    target = home / "plots" / "shifts-acc.png"
+    assert target.is_file() and f"plot: {target}" in result.output
+    assert not list(tmp_path.glob("*.png"))
+    bare = invoke("plot", home / "runs" / f"{a}-{LONG}" / "checkpoint", "--home", tmp_path / "none")
+    assert bare.exit_code == 2 and "give --out FILE" in bare.output and not list(tmp_path.glob("*.png"))
