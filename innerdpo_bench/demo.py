@@ -28,6 +28,7 @@ DEMO_METHODS = ("dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-
 
 
 DEMO_SUITE = "genies:alpaca_easy"
+DEMO_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,13 @@ class DemoPlan:
     max_length: int
     suite: str = DEMO_SUITE
     seed: int = 0
+    samples: int = DEMO_SAMPLES   # prompts per shift with greedy completions (RUN/samples.jsonl; the TUI shows them)
 
     @classmethod
     def for_model(cls, base_model: str, quick: bool, suite: str = DEMO_SUITE) -> DemoPlan:
         if quick:
             return cls(base_model, max_steps=3, learning_rate=1e-3, batch_size=2, rows_per_shift=8, train_rows=64,
-                       max_length=256, suite=suite)
+                       max_length=256, suite=suite, samples=2)
         if base_model.strip().lower() == "tiny-random":
             return cls(base_model, max_steps=40, learning_rate=2e-3, batch_size=4, rows_per_shift=60, train_rows=400,
                        max_length=256, suite=suite)
@@ -63,13 +65,15 @@ class DemoPlan:
 
 def demo_specs(plan: DemoPlan) -> list[dict]:
     """The six run specs: the base model ("none") and one training run per method."""
-    specs = [base_spec(plan.base_model, suite=plan.suite, limit=plan.rows_per_shift)]
+    specs = [base_spec(plan.base_model, suite=plan.suite, limit=plan.rows_per_shift, samples=plan.samples)]
     for method in DEMO_METHODS:
         config = dict(method=method, base_model=plan.base_model, dataset=plan.dataset, max_rows=plan.train_rows,
                       max_steps=plan.max_steps, learning_rate=plan.learning_rate, batch_size=plan.batch_size,
                       effective_batch=plan.batch_size, max_length=plan.max_length,
                       max_prompt_length=plan.max_length * 3 // 4, logging_steps=1, seed=plan.seed)
-        specs.extend(train_specs(config, suite=plan.suite, limit=plan.rows_per_shift))
+        # named by method alone: every run shares the demo's sizes and learning rate
+        specs.extend({**spec, "name": method} for spec in train_specs(config, suite=plan.suite, limit=plan.rows_per_shift,
+                                                                            samples=plan.samples))
     return specs
 
 
