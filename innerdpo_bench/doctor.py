@@ -42,8 +42,6 @@ from innerdpo_bench.store import CorruptStore, Run, Store
 from innerdpo_bench.store.integrity import recovery_hint
 
 LEFTOVER_AGE_S = 600.0   # a cache's temporary file younger than this may belong to a write in progress
-# mkstemp's names: `NAME.` + 8 of [a-z0-9_] (rundir.atomic_write_text); a later NAME.<pid>.<random>.tmp too
-TEMP_NAME = re.compile(r"(?P<name>.+\.jsonl?)\.(?:[a-z0-9_]{8}|\d+\.[a-z0-9_]+\.tmp)")
 BUILT_MODEL = re.compile(r"(tiny-random-v\d+-s\d+|smollm2-135m-instruct)")
 SAFETENSORS_HEADER_MAX = 100 << 20
 
@@ -60,15 +58,9 @@ class Finding:
 
 
 def leftover_files(directory: Path) -> list[Path]:
-    """Temporary files of atomic writes a killed writer left in `directory` (not recursive). The same contract as
-    `rundir.leftover_files` (issue 23), which is used when present."""
-    shared = getattr(rundir, "leftover_files", None)
-    if shared is not None:
-        return list(shared(directory))
-    try:
-        return sorted(path for path in Path(directory).iterdir() if path.is_file() and TEMP_NAME.fullmatch(path.name))
-    except OSError:
-        return []
+    """What a killed write left in `directory` (not recursive): `rundir.leftover_files` (temporary files of atomic
+    writes whose writer is gone, and rows files no eval.json names)."""
+    return rundir.leftover_files(directory)
 
 
 def _old(path: Path, now: float) -> bool:
@@ -85,8 +77,8 @@ def _remove(path: Path) -> Callable[[], None]:
 def _leftovers(directory: Path, now: float | None = None) -> list[Finding]:
     """`leftover_files` of `directory` (only those older than LEFTOVER_AGE_S when `now` is given) as findings."""
     found = [path for path in leftover_files(directory) if now is None or _old(path, now)]
-    return [Finding(f"leftover {path}: a temporary file of a write that never finished", None, _remove(path),
-                    "delete it") for path in found]
+    return [Finding(f"leftover {path}: left by a write that never finished (no reader uses it)", None,
+                    _remove(path), "delete it") for path in found]
 
 
 # --------------------------------------------------------------------------- the store and its runs

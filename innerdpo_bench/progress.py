@@ -3,7 +3,7 @@
 rich's live displays draw only on a terminal: piped to a file or a CI log they printed nothing for half an hour.
 Off a terminal these commands print lines like
 
-    [1m05s] run 2/6 dpo: training 8/20 (40%) loss 0.6931 acc 0.50
+    [1m05s] run 2/6 dpo: training 8/20 (40%)
 
 one when the stage changes (a new run, training → evaluating) and one each time the count crosses another
 tenth of its total, so a 500-step run gives about ten lines, never a line per step. `eval` and `worker` always
@@ -74,7 +74,7 @@ class ProgressLines:
     def line(self, stage: str, done: int | None = None, total: int | None = None, detail: str = "") -> str:
         text = f"[{format_elapsed(self.clock() - self.started)}] {stage}"
         if total and done is not None:
-            text += f": {done}/{total} ({min(done, total) / total:.0%})"
+            text += f" {done}/{total} ({min(done, total) / total:.0%})"
         return text + (f" {detail}" if detail else "")
 
 

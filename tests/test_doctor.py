@@ -81,7 +81,7 @@ def _old_temp(path: Path) -> Path:
 # fault name → (make it: (checkpoint, cache) → the path it is about, words of the problem, whether --repair fixes it)
 FAULTS = {
     "temp file of a killed write": (lambda ck, cache: _old_temp(ck / "eval.json.a1b2c3d4"),
-                                    "a temporary file of a write that never finished", True),
+                                    "left by a write that never finished", True),
     "half-saved adapter": (lambda ck, cache: (ck / "adapter.tmp").mkdir() or ck / "adapter.tmp",
                            "an adapter whose save never finished", True),
     "rows file missing": (lambda ck, cache: (ck / "eval_rows.jsonl").unlink() or ck / "eval_rows.jsonl",

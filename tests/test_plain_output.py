@@ -4,6 +4,7 @@ tables print every value in full, never cut to 80 columns with `…`."""
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from test_queue import add, fake_spec, fake_stage, home  # noqa: F401  (fixtures)
@@ -37,12 +38,12 @@ def test_progress_lines_print_each_stage_and_every_tenth():
     for step in range(0, 101):
         now[0] = step * 1.5
         lines.update("training dpo", step, 100)
-    assert [line.split("] ")[1] for line in said] == [f"training dpo: {k * 10}/100 ({k * 10}%)" for k in range(11)]
+    assert [line.split("] ")[1] for line in said] == [f"training dpo {k * 10}/100 ({k * 10}%)" for k in range(11)]
     assert said[-1].startswith("[2m30s] ")
     lines.update("evaluating")
     lines.update("evaluating")   # same stage, no count: nothing new
     lines.update("training ipo", 7, 30, "loss 0.6931")   # a new stage prints at once, wherever it starts
-    assert [line.split("] ")[1] for line in said[11:]] == ["evaluating", "training ipo: 7/30 (23%) loss 0.6931"]
+    assert [line.split("] ")[1] for line in said[11:]] == ["evaluating", "training ipo 7/30 (23%) loss 0.6931"]
     assert not lines.update("training ipo", 8, 30)   # 8/30 crosses no new tenth (9/30 does)
     assert lines.update("training ipo", 9, 30)
     assert [progress.format_elapsed(s) for s in (0, 59, 61, 3600 + 5 * 60)] == ["0s", "59s", "1m01s", "1h05m"]
@@ -61,7 +62,7 @@ def test_train_prints_a_line_every_tenth_of_its_steps(tmp_path, tiny_model_path)
     assert result.exit_code == 0, result.output
     lines = progress_lines(result.output)
     assert [line.split("] ", 1)[1].split(" loss")[0] for line in lines] == [
-        f"training dpo: {k}/10 ({k * 10}%)" for k in range(11)]
+        f"training dpo {k}/10 ({k * 10}%)" for k in range(11)]
     assert "loss " in lines[-1] and " acc " in lines[-1]
 
 
@@ -72,9 +73,9 @@ def test_eval_prints_request_progress_and_its_whole_table(trained_run, tmp_path)
     assert result.exit_code == 0, result.output
     lines = progress_lines(result.output)
     for stage in ("scoring with the base model", "scoring with the run"):
-        passes = [line for line in lines if f"] {stage}: " in line]
+        passes = [line for line in lines if f"] {stage} " in line]
         assert passes and passes[-1].endswith("(100%)"), lines   # 64 requests: 2 per row, 8 rows, 4 shifts
-        assert all(re.search(r": \d+/64 \(\d+%\)$", line) for line in passes), passes
+        assert all(re.search(r" \d+/64 \(\d+%\)$", line) for line in passes), passes
     report = json.loads((run / "eval.json").read_text())
     assert "…" not in result.stdout   # the table (stderr's status lines end in "…")
     for shift in SHIFTS:
@@ -146,3 +147,26 @@ def test_gate_prints_its_whole_table(tmp_path):
     result = invoke("gate", candidate, "--baseline", baseline, "--min", "all=0.1")
     assert result.exit_code == 0, result.output
     assert_in_full(result.output, "0.550", "0.600", "difficulty_scaling", "within noise")
+
+
+# --------------------------------------------------------------------------- plot's default place
+
+
+def test_plot_writes_into_the_workspace_never_the_current_directory(long_names, tmp_path, monkeypatch):
+    home, (a, _) = long_names
+    monkeypatch.chdir(tmp_path)
+    result = invoke("plot", "--home", home)
+    assert result.exit_code == 0, result.output
+    target = home / "plots" / "shifts-acc.png"
+    assert target.is_file() and f"plot: {target}" in result.output
+    assert not list(tmp_path.glob("*.png"))
+    bare = invoke("plot", home / "runs" / f"{a}-{LONG}" / "checkpoint", "--home", tmp_path / "none")
+    assert bare.exit_code == 2 and "give --out FILE" in bare.output and not list(tmp_path.glob("*.png"))
+
+
+def test_models_path_prints_only_a_builtin_base_directory(tiny_model_path, tmp_path):
+    result = runner.invoke(app, ["models", "path", "tiny-random"])
+    assert result.exit_code == 0 and result.stdout == f"{tiny_model_path}\n", result.output
+    assert (Path(result.stdout.strip()) / "config.json").is_file()
+    result = runner.invoke(app, ["models", "path", str(tmp_path)])
+    assert result.exit_code == 2 and "not a built-in base model (tiny-random, smollm2-135m)" in result.output

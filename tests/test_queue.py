@@ -97,7 +97,7 @@ def fake_stage(tmp_path, monkeypatch):
     """Swap the train/eval subprocesses for FAKE_STAGE in this process; the script's path."""
     script = tmp_path / "fake_stage.py"
     script.write_text(FAKE_STAGE)
-    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir: [
+    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False: [
         sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
     return script
 
@@ -525,7 +525,7 @@ def test_two_device_loops_each_set_cuda_visible_devices(home, tmp_path, monkeypa
     script = tmp_path / "env_stage.py"
     script.write_text(FAKE_STAGE.replace('print(f"{stage} started", flush=True)',
                                          'print("CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)'))
-    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir: [
+    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False: [
         sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
     run_ids = add(home, *[fake_spec(seed=seed, train={"sleep": 0.5}) for seed in range(4)])
     assert launch.serve(home, ["0", "1"], options(), threading.Event()) == 4

@@ -124,7 +124,7 @@ def pilot_test(body):
     return run
 
 
-async def wait_for(pilot, predicate, timeout: float = 3.0, what: str = "condition") -> float:
+async def wait_for(pilot, predicate, timeout: float = 60.0, what: str = "condition") -> float:
     """Pause until `predicate()` holds (no key press); the seconds it took. Fails after `timeout`."""
     start = time.monotonic()
     while not predicate():

@@ -5,6 +5,7 @@ from __future__ import annotations
 # isort: off  (the order of these imports is the order of `innerdpo --help`)
 import innerdpo_bench.cli.train  # noqa: F401  train, methods, demo
 import innerdpo_bench.cli.eval  # noqa: F401  eval, tasks-path
+import innerdpo_bench.cli.models  # noqa: F401  models path
 import innerdpo_bench.cli.samples  # noqa: F401  samples
 import innerdpo_bench.cli.queue  # noqa: F401  queue ..., worker
 import innerdpo_bench.cli.runs  # noqa: F401  runs

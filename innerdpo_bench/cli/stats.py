@@ -280,7 +280,9 @@ def transfer_command(
 def plot_command(
     runs: list[str] | None = typer.Argument(None, help="RUNs to plot, each " + RUN_HELP[0].lower() + RUN_HELP[1:] +
                                             " Default: every done run in the store.", show_default=False),
-    out: str = typer.Option("shifts.png", "--out", help="Output file: .png, .svg or .pdf."),
+    out: str | None = typer.Option(None, "--out", help="Output file: .png, .svg or .pdf. Default: "
+                                   "HOME/plots/shifts-METRIC.png in the workspace, never the current directory.",
+                                   show_default=False),
     group_seeds: bool = typer.Option(False, "--group-seeds", help="One bar per set of runs that differ only by "
                                      "seed: mean over seeds, whiskers ± seed std."),
     metric: str = _metric_option(),
@@ -298,7 +300,7 @@ def plot_command(
     """
     from pathlib import Path
 
-    target = Path(out).expanduser()
+    target = Path(out).expanduser() if out else Path("shifts.png")   # the default's place comes below
     if target.suffix.lower() not in PLOT_SUFFIXES:
         raise UserError(f"--out {out}: the suffix must be one of {', '.join(PLOT_SUFFIXES)}")
     if width_in <= 0 or height_in <= 0 or dpi <= 0:
@@ -308,9 +310,21 @@ def plot_command(
     metric = scoring.resolve_metric(metric)
     loaded = locate.load_runs(runs, home) if runs else _store_runs(home)
     bars = plotdata.bar_series(loaded, metric, group_seeds, resamples, seed)
+    target = target if out else _default_plot_path(home, metric)
     _draw(bars, target, metric, width_in, height_in, dpi)
     console.print(f"plot: {target} ({len({bar.label for bar in bars})} series, "
                   f"{round(width_in * dpi)}×{round(height_in * dpi)} px at {dpi} dpi)", soft_wrap=True, markup=False)
+
+
+def _default_plot_path(home: str | None, metric: str):
+    """HOME/plots/shifts-METRIC.png; a UserError (give --out) when HOME holds no workspace (plots of run
+    directories alone), so nothing lands in the current directory."""
+    from innerdpo_bench.store import STORE_FILE, resolve_home
+
+    workspace = resolve_home(home)
+    if not (workspace / STORE_FILE).is_file():
+        raise UserError(f"no store at {workspace / STORE_FILE} to hold the plot: give --out FILE (or --home)")
+    return workspace / "plots" / f"shifts-{metric}.png"
 
 
 def _store_runs(home: str | None) -> list[locate.RunRows]:

@@ -30,7 +30,7 @@ def recovery_hint(path: Path) -> str:
     recovered = path.with_name(path.stem + ".recovered" + path.suffix)
     broken = path.with_name(path.name + ".broken")
     return (f"recover what is readable with: sqlite3 {path} .recover | sqlite3 {recovered} && "
-            f"mv {path} {broken} && mv {recovered} {path} (innerdpo doctor checks the rest)")
+            f"mv {path} {broken} && mv {recovered} {path}; or use another --home (innerdpo doctor checks the rest)")
 
 
 def quick_check(con: sqlite3.Connection, path: Path) -> None:
