@@ -79,8 +79,16 @@ class ProgressLines:
 
 
 def last_step(metrics: Path) -> int | None:
-    """The step of the last complete record of a training run's metrics.jsonl, reading only its tail (the file
-    grows for hours); None before the first record."""
+    """The step of the last complete record of a training run's metrics.jsonl (an integer step); None before the
+    first record."""
+    record = last_metrics_record(metrics, lambda record: isinstance(record.get("step"), int))
+    return None if record is None else record["step"]
+
+
+def last_metrics_record(metrics: Path, wanted: Callable[[dict], bool] = lambda record: "step" in record
+                        ) -> dict | None:
+    """The last complete JSON object of a metrics.jsonl that `wanted` accepts (default: it has a step), reading
+    only its tail (the file grows for hours); None when there is none."""
     try:
         with open(metrics, "rb") as handle:
             handle.seek(0, os.SEEK_END)
@@ -93,6 +101,6 @@ def last_step(metrics: Path) -> int | None:
             record = json.loads(line)
         except ValueError:
             continue  # a half-written last line, or the cut first one
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            return record["step"]
+        if isinstance(record, dict) and wanted(record):
+            return record
     return None

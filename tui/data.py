@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from innerdpo_bench import rundir
+from innerdpo_bench.progress import last_metrics_record
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.rundir import EVAL_LOG, TRAIN_LOG, RunPaths, TrainPaths
 from innerdpo_bench.runspec import base_spec
@@ -61,26 +62,6 @@ def checkpoint_paths(run: Run) -> TrainPaths | None:
     if not run.run_dir or run.kind != "train_eval":
         return None
     return RunPaths.of(run).checkpoint
-
-
-def last_metrics_record(path: Path) -> dict[str, Any] | None:
-    """The last complete JSON line of a metrics.jsonl, reading only its tail (the file grows for hours)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 8192))
-            tail = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in reversed(tail.splitlines()):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue  # a half-written last line, or the cut first one
-        if isinstance(record, dict) and "step" in record:
-            return record
-    return None
 
 
 def progress_of(run: Run, now: float) -> Progress:
