@@ -153,7 +153,7 @@ def trained_config(monkeypatch):
     import innerdpo_bench.train
 
     seen = []
-    monkeypatch.setattr(innerdpo_bench.train, "train", lambda cfg, progress: seen.append(cfg) or cfg.output_dir)
+    monkeypatch.setattr(innerdpo_bench.train, "train", lambda cfg, progress, resume_run=False: seen.append(cfg) or cfg.output_dir)
     return seen
 
 
@@ -200,7 +200,7 @@ def test_a_bad_config_file_is_one_line_naming_the_file_and_exit_2(tmp_path, trai
 
 def test_train_needs_a_method_or_a_config_file(tmp_path, trained_config):
     result = invoke("train", "--output-dir", str(tmp_path / "run"))
-    assert result.exit_code == 2 and "give METHOD (e.g. innerdpo train dpo) or --config FILE" in result.output
+    assert result.exit_code == 2 and "give METHOD (e.g. innerdpo train dpo), --config FILE, or --resume --output-dir RUN" in result.output
     config = tmp_path / "spec.json"
     config.write_text("{}")  # every default: method dpo
     assert invoke("train", "--config", str(config)).exit_code == 0 and trained_config[0].method == "dpo"
