@@ -232,6 +232,7 @@ class CheckpointCallback(TrainerCallback):
     after the Trainer's files; force a log record at each checkpoint step; rotate."""
 
     def __init__(self, run_dir: Path, resumable: Resumable, keep: int):
+        self.save_started = time.monotonic()
         self.run_dir = Path(run_dir)
         self.resumable = resumable
         self.keep = keep
@@ -242,6 +243,7 @@ class CheckpointCallback(TrainerCallback):
                 control.should_save = False   # train() writes the adapter now; a checkpoint would be deleted at once
             else:
                 control.should_log = True
+                self.save_started = time.monotonic()
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -252,11 +254,14 @@ class CheckpointCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         folder = checkpoints_dir(self.run_dir) / f"checkpoint-{state.global_step}"
-        started = time.monotonic()
+        ours = time.monotonic()
         self.resumable.save(folder, state)
         mark_complete(folder)
         rotate(self.run_dir, self.keep, folder)
-        log.info("checkpoint %s saved in %.2fs", folder.name, time.monotonic() - started)
+        done = time.monotonic()
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        log.info("checkpoint %s saved in %.2fs (%.2fs of it our state, checksums and rotation), %.1f MB",
+                 folder.name, done - self.save_started, done - ours, size / 1e6)
 
 
 # --------------------------------------------------------------------------- a run directory to resume
