@@ -1,4 +1,5 @@
-"""Trainer callbacks of a training run: `metrics.jsonl` and `train.log` records, and the rich progress bar."""
+"""Trainer callbacks of a training run: `metrics.jsonl` and `train.log` records, and the progress display (rich's
+bar on a terminal, plain lines elsewhere)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from innerdpo_bench import rundir
+from innerdpo_bench.progress import ProgressLines, is_terminal
 
 log = logging.getLogger("innerdpo_bench")
 
@@ -82,6 +84,33 @@ class RichProgressCallback(TrainerCallback):
             self.progress = None
 
 
+class PlainProgressCallback(TrainerCallback):
+    """Progress as plain lines (`progress.ProgressLines`) on stdout, about every 10% of the steps, with the
+    latest loss and pair accuracy: what `innerdpo train` prints when its output is not a terminal."""
+
+    def __init__(self, title: str, say=None):
+        self.title = title
+        self.say = say or (lambda line: print(line, flush=True))
+        self.lines: ProgressLines | None = None
+        self.info = ""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.lines = ProgressLines(self.say)
+            self.lines.update(f"training {self.title}", 0, state.max_steps)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.info = f"loss {logs['loss']:.4f} acc {logs.get('reward_acc', float('nan')):.2f}"
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.lines is not None:
+            self.lines.update(f"training {self.title}", state.global_step, state.max_steps, self.info)
+
+
+def progress_callback(title: str) -> TrainerCallback:
+    """rich's bar when stdout is a terminal, else plain lines."""
+    return RichProgressCallback(title) if is_terminal() else PlainProgressCallback(title)
 def flat(config: dict) -> dict[str, str | int | float | bool]:
     """A config with nested values as JSON strings (what wandb's config and mlflow's params take)."""
     return {key: value if isinstance(value, (str, int, float, bool)) else json.dumps(value, default=str)

@@ -16,7 +16,7 @@ from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
 # Options that change where a run logs and how often it checkpoints, never what it trains: they may differ
 # between the attempts of one run (`resume.check_same_run`), and runs that differ only in them are the same run.
-BOOKKEEPING = frozenset({"output_dir", "report_to", "save_steps", "save_total_limit"})
+BOOKKEEPING = frozenset({"output_dir", "report_to", "save_steps", "save_total_limit", "ref_cache"})
 
 
 def opt(default, help: str, group: str = "Training"):
@@ -67,6 +67,11 @@ class TrainConfig:
     report_to: str = opt("none", "Experiment trackers, comma-separated: none | tensorboard (event files in "
                          "RUN/tensorboard) | wandb | mlflow | comet_ml | ... (transformers' names; each an optional "
                          "install, e.g. pip install 'innerdpo-bench[tensorboard]').", "Checkpoints")
+    ref_cache: str = opt("auto", "Reference-pass cache: the frozen reference's log-probs (and, for hs-none/hs-supr, "
+                         "pooled states) computed once before training and reused by every later run with the same "
+                         "base, data and settings, so training runs no reference forward (hs-ether keeps the live "
+                         "pass). auto: reuse one, build one when the run sees at least one epoch | on: always build | "
+                         "off. `innerdpo cache ls|clear` shows and frees them.")
 
     beta: float = opt(0.1, "β of the output loss.", "Loss")
     logp_agg: str = opt("mean", "mean | sum of completion-token log-probs. mean (default, every method) makes "
@@ -127,7 +132,8 @@ class TrainConfig:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
                    "trust_region_form": ("both", "top", "bottom"),
-                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
+                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
+                   "ref_cache": ("auto", "on", "off")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise unknown_choice(flag_name(name), getattr(self, name), allowed)
@@ -160,6 +166,9 @@ class TrainConfig:
             raise UserError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.max_prompt_length >= self.max_length:
             raise UserError("--max-prompt-length must be smaller than --max-length")
+        for name in ("ether_blocks", "ether_reduction"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{flag_name(name)} must be at least 1, got {getattr(self, name)}")
         check_layer_spec(self.layers)
         return self
 
@@ -167,6 +176,21 @@ class TrainConfig:
     def resolved_save_steps(self) -> int:
         """--save-steps, or its default (`auto_save_steps`); 0 = no checkpoints."""
         return auto_save_steps(self.max_steps, self.logging_steps) if self.save_steps is None else self.save_steps
+    def check_model(self, hidden_size: int, n_blocks: int) -> "TrainConfig":
+        """What `validate` cannot know without the base model's shape (read from its config.json, no
+        weights): the layers exist, ETHER blocks divide the hidden size, supr has two layers. UserError
+        naming the flag, as training would raise it later."""
+        if self.transform is None:
+            return self
+        from innerdpo_bench.methods.layers import resolve_layers
+
+        layers, _ = resolve_layers(self.layers, n_blocks)
+        if self.transform == "ether" and hidden_size % self.ether_blocks:
+            raise UserError(f"--ether-blocks {self.ether_blocks} must divide the hidden size {hidden_size} of "
+                            f"{self.base_model}")
+        if self.transform == "supr" and len(layers) < 2:
+            raise UserError(f"the supr transform needs at least 2 layers in --layers, got {sorted(layers)}")
+        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -212,23 +236,3 @@ def auto_save_steps(max_steps: int, logging_steps: int) -> int:
 
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
-
-
-def display_name(cfg: TrainConfig) -> str:
-    """Method name plus what differs from its defaults, e.g. `hs-none-InnerDPO align=logodds α=1`."""
-    method = resolve_method(cfg.method)
-    defaults = TrainConfig(method=method.name)
-    parts = [method.name]
-    if method.has_hidden_term:
-        short = {"align_method": "align", "alpha": "α", "trust_region": "trust", "layer_reduce": "reduce",
-                 "layers": "layers", "beta_h": "β_h", "output_loss": "out", "ether_type": "ether",
-                 "trust_region_form": "trust_form", "topk_dims": "topk"}
-        for name, label in short.items():
-            value = getattr(cfg, name)
-            if value is not None and value != getattr(defaults, name):
-                parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
-    for name, label in (("beta", "β"), ("nll_weight", "nll"), ("logp_agg", "agg"), ("wpo", "wpo")):
-        value = getattr(cfg, name)
-        if value != getattr(defaults, name):
-            parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
-    return " ".join(parts)

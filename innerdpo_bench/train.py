@@ -25,8 +25,8 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import __version__, resume, rundir, trackers
-from innerdpo_bench.callbacks import RichProgressCallback, RunFilesCallback
-from innerdpo_bench.config import TrainConfig, display_name
+from innerdpo_bench.callbacks import RunFilesCallback, progress_callback
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
@@ -34,10 +34,12 @@ from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
+from innerdpo_bench.results.naming import display_name
 from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.refcache import BUILD_BATCH_FACTOR, ReferenceCache, cached_spec, reference_cache
 from innerdpo_bench.validation import EarlyStopping, attach_early_stopping, split_rows
 
 log = logging.getLogger("innerdpo_bench")
@@ -55,8 +57,10 @@ class PreferenceTrainer(Trainer):
     def __init__(self, *args, loss_config: LossConfig, layers: list[int], transform=None,
                  norm_before_pool: bool = True, filter_sinks: bool = False,
                  learned_sign: LearnedSign | None = None, learned_sign_lr: float = 1e-2,
-                 resumable: resume.Resumable | None = None, **kwargs):
+                 resumable: resume.Resumable | None = None, ref_cache: ReferenceCache | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.ref_cache = ref_cache  # batches with a `ref_index` read the reference from it (refcache.py)
         self.loss_config = loss_config
         self.layers = layers
         self.transform = transform
@@ -85,14 +89,18 @@ class PreferenceTrainer(Trainer):
         in_hook = None
         if self.transform is not None and self.transform.pools_raw_states:
             in_hook = lambda h, mask: completion_pool(h, mask, self.norm_before_pool, self.filter_sinks)  # noqa: E731
-        # The reference runs on the unwrapped model: it needs no gradient sync, and a second call through
-        # DDP's forward in the same step would confuse its reducer.
-        with torch.no_grad(), peft_model.disable_adapter():
-            ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
+        if self.ref_cache is not None and "ref_index" in inputs:
+            reference = SideOutputs(*self.ref_cache.lookup(inputs["ref_index"], inputs["input_ids"].device))
+        else:
+            # The reference runs on the unwrapped model: it needs no gradient sync, and a second call through
+            # DDP's forward in the same step would confuse its reducer.
+            with torch.no_grad(), peft_model.disable_adapter():
+                ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
+            reference = SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref))
         policy = forward_pass(model, inputs, self.layers, wpo=self.loss_config.wpo)
         loss, metrics = preference_loss(
             SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy), policy.wpo_sum),
-            SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref)),
+            reference,
             self.loss_config,
             self.learned_sign.signs() if self.learned_sign is not None else None,
         )
@@ -285,7 +293,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     resolved = {
         **cfg.to_dict(),
         "method": cfg.canonical_method,
-        "display_name": display_name(cfg),
+        "display_name": display_name(cfg.to_dict()),
         "base_model_path": base_path,
         "dataset_ref": dataset_desc,
         "n_rows": len(rows),
@@ -322,7 +330,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         save_steps=save_steps or 500,
         save_total_limit=None,  # resume.rotate keeps --save-total-limit, once the newer checkpoint is whole
         report_to=report_to,
-        run_name=display_name(cfg),
+        run_name=display_name(cfg.to_dict()),
         remove_unused_columns=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -336,19 +344,31 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     resumable = resume.Resumable(transform, learned_sign)
     files = RunFilesCallback(run_dir, clock=resumable.clock)
     callbacks = [files, resume.CheckpointCallback(run_dir, resumable, cfg.save_total_limit)]
-    callbacks += [RichProgressCallback(display_name(cfg))] if progress else []
+    callbacks += [progress_callback(display_name(cfg.to_dict()))] if progress else []
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
+    held_out = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)[0] if eval_rows else []
+    spec, why_not = cached_spec(cfg, transform, layers, causal_lm.dtype)
+    ref_cache = None
+    if spec is None:
+        log.info(why_not)
+    else:  # built on the training device (Trainer would move the model there next)
+        ref_cache = reference_cache(model.to(args.device), base_path, spec, transform, encoded + held_out, collator,
+                                    cfg.batch_size * BUILD_BATCH_FACTOR, args.device, cfg.ref_cache,
+                                    cfg.max_steps * cfg.effective_batch)
+    if ref_cache is not None:
+        resolved["ref_cache_key"] = ref_cache.key
+        collator = ref_cache.collator(collator)
     trainer = PreferenceTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(encoded), data_collator=collator, callbacks=callbacks,
         loss_config=loss_config_of(cfg), layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
         learned_sign=learned_sign, learned_sign_lr=cfg.learned_sign_lr, resumable=resumable,
+        ref_cache=ref_cache,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     early = None
     if eval_rows:
-        held_out, _ = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)
         if not held_out:
             raise UserError(f"dataset {dataset_desc}: every held-out row's completion is empty after truncation")
         early = attach_early_stopping(trainer, held_out, collator, cfg.batch_size, cfg.eval_steps, cfg.patience)
