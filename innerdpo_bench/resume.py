@@ -129,8 +129,9 @@ class Resumable:
                 save_file({str(i): t.contiguous() for i, t in enumerate(early._best)}, str(folder / EARLY_BEST))
         rundir.write_json(folder / STATE, record)
 
-    def load(self, folder: Path) -> int:
-        """Restore our state from a checkpoint folder in place (the Trainer restores the rest); its step."""
+    def load(self, folder: Path, max_steps: int) -> int:
+        """Restore our state from a checkpoint folder in place (the Trainer restores the rest) and log from which
+        step the run goes on; that step."""
         from innerdpo_bench.methods.learned_sign import STATE_FILE as SIGN_FILE
         from innerdpo_bench.methods.transforms import STATE_FILE as TRANSFORM_FILE
 
@@ -150,6 +151,7 @@ class Resumable:
         self.elapsed_offset = float(record["elapsed_s"])
         self.resumed_from = int(record["step"])
         self.started = time.monotonic()
+        log.info("resuming from %s: step %d of %d", folder.name, self.resumed_from, max_steps)
         return self.resumed_from
 
 
@@ -232,6 +234,7 @@ class CheckpointCallback(TrainerCallback):
     after the Trainer's files; force a log record at each checkpoint step; rotate."""
 
     def __init__(self, run_dir: Path, resumable: Resumable, keep: int):
+        self.save_started = time.monotonic()
         self.run_dir = Path(run_dir)
         self.resumable = resumable
         self.keep = keep
@@ -242,6 +245,7 @@ class CheckpointCallback(TrainerCallback):
                 control.should_save = False   # train() writes the adapter now; a checkpoint would be deleted at once
             else:
                 control.should_log = True
+                self.save_started = time.monotonic()
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -252,11 +256,14 @@ class CheckpointCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         folder = checkpoints_dir(self.run_dir) / f"checkpoint-{state.global_step}"
-        started = time.monotonic()
+        ours = time.monotonic()
         self.resumable.save(folder, state)
         mark_complete(folder)
         rotate(self.run_dir, self.keep, folder)
-        log.info("checkpoint %s saved in %.2fs", folder.name, time.monotonic() - started)
+        done = time.monotonic()
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        log.info("checkpoint %s saved in %.2fs (%.2fs of it our state, checksums and rotation), %.1f MB",
+                 folder.name, done - self.save_started, done - ours, size / 1e6)
 
 
 # --------------------------------------------------------------------------- a run directory to resume
@@ -301,6 +308,24 @@ def stored_options(run_dir: Path, fields: set[str]) -> dict:
     except ValueError:
         raise UserError(f"--resume: {path} is not valid JSON") from None
     return {name: value for name, value in stored.items() if name in fields}
+
+
+def open_attempt(run_dir: Path, cfg, resume_run: bool, rank: int) -> bool | None:
+    """Open the run directory for this attempt, marking it running (rank 0): True to resume an existing one (checked
+    to be the same run: `check_same_run`), False for a fresh one (`prepare_run_dir`: an existing non-empty one
+    is refused unless `resume_run`), None when `resume_run` finds it complete (nothing to do)."""
+    resuming = resume_run and run_dir.is_dir() and any(run_dir.iterdir())
+    if resuming and rundir.read_status(run_dir).get("state") == "complete":
+        log.warning("%s is complete already; nothing to resume", run_dir)
+        return None
+    if rank == 0:
+        if resuming:  # config.json holds the canonical method and the resolved output loss
+            check_same_run(run_dir, {**cfg.to_dict(), "method": cfg.canonical_method,
+                                     "output_loss": cfg.resolved_output_loss})
+        else:
+            rundir.prepare_run_dir(run_dir)
+        rundir.write_status(run_dir, "running", **({} if resuming else {"started": rundir.now_iso()}))
+    return resuming
 
 
 def start_attempt(run_dir: Path) -> Path | None:

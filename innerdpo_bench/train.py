@@ -359,8 +359,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         early = attach_early_stopping(trainer, held_out, collator, cfg.batch_size, cfg.eval_steps, cfg.patience)
     resumable.early = early
     if checkpoint is not None:
-        files.resumed_from = resumable.load(checkpoint)
-        log.info("resuming from %s: step %d of %d", checkpoint.name, resumable.resumed_from, cfg.max_steps)
+        files.resumed_from = resumable.load(checkpoint, cfg.max_steps)
     trackers.attach(trainer, report_to, run_dir, resolved, resumable.resumed_from)
     return Prepared(trainer, transform, resolved, files, trainer.learned_sign, early, resumable)
 
@@ -385,23 +384,14 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
     handler = None
-    resuming = resume_run and run_dir.is_dir() and any(run_dir.iterdir())
-    if resuming and rundir.read_status(run_dir).get("state") == "complete":
-        log.warning("%s is complete already; nothing to resume", run_dir)
-        return run_dir
+    resuming = resume.open_attempt(run_dir, cfg, resume_run, rank)
+    if resuming is None:
+        return run_dir  # complete already
     if rank == 0:
-        if resuming:
-            resume.check_same_run(run_dir, {**cfg.to_dict(), "method": cfg.canonical_method,  # as config.json has them
-                                            "output_loss": cfg.resolved_output_loss})
-        else:
-            rundir.prepare_run_dir(run_dir)
-        rundir.write_status(run_dir, "running", **({} if resuming else {"started": rundir.now_iso()}))
         handler = attach_file_log(run_dir / rundir.TRAIN_LOG)
     started = time.time()
     try:
-        checkpoint = None
-        if resuming:
-            checkpoint = resume.start_attempt(run_dir) if rank == 0 else resume.pick_checkpoint(run_dir)
+        checkpoint = (resume.start_attempt(run_dir) if rank == 0 else resume.pick_checkpoint(run_dir)) if resuming else None
         prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress, eval_rows,
                                  checkpoint)
         trainer = prepared.trainer

@@ -182,3 +182,56 @@ def test_resume_refuses_other_options_and_a_complete_run_is_left_alone(tmp_path,
     (500, 10, 50), (40, 10, 10), (20, 10, 10), (8, 2, 2), (8, 10, 1), (3, 1, 1), (1000, 1, 100)])
 def test_default_save_steps_is_a_tenth_on_a_logging_step(max_steps, logging_steps, expected):
     assert auto_save_steps(max_steps, logging_steps) == expected
+
+
+@pytest.mark.slow
+def test_the_worker_resumes_a_reclaimed_run_from_its_checkpoint(tmp_path, tiny_model_path):
+    """A worker whose training is stopped after its checkpoint at step 4 is SIGKILLed with it; the next worker
+    re-claims the run, resumes from step 4 (its logs say so), runs only steps 5-8 and ends with the adapter of an
+    uninterrupted run."""
+    from innerdpo_bench.store import Store
+
+    home = tmp_path / "home"
+    options = {**OPTIONS, "save_steps": 4}
+    subprocess.run([*CLI, "queue", "add", "dpo", *flags(options), "--suite", "mini", "--limit", "4", "--home",
+                    str(home)], check=True, capture_output=True, timeout=120)
+    worker = [*CLI, "worker", "--home", str(home), "--devices", "cpu", "--once", "--poll", "0.2", "--stale-after", "3"]
+    first = subprocess.Popen(worker, env={**os.environ, "INNERDPO_STOP_AT_STEP": "6"}, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.STDOUT)
+    with Store(home) as store:
+        (run,) = store.list_runs()
+    paths = rundir.RunPaths(home / "runs" / f"{run.id}-{rundir.slug(run)}", run.kind)
+    try:
+        child = None
+        while child is None or not stopped(child):  # the training subprocess, stopped by the drill at step 6
+            assert first.poll() is None, "the first worker exited"
+            try:
+                child = json.loads(paths.child.read_text())["pid"]
+            except (OSError, ValueError, KeyError):
+                child = None
+            first_wait = subprocess.TimeoutExpired
+            try:
+                first.wait(timeout=0.1)
+            except first_wait:
+                pass
+        assert resume.has_checkpoint(paths.checkpoint.root)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+        if child is not None:
+            os.killpg(child, signal.SIGKILL)  # stopped processes ignore the worker's death signal until killed
+    second = subprocess.run(worker, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    with Store(home) as store:
+        run = store.get_run(run.id)
+    assert run.status == "done", (run.error, paths.worker_log.read_text())
+    worker_log = paths.worker_log.read_text()
+    assert "resuming the unfinished checkpoint/ of an earlier attempt from its training checkpoint (newest at step 4)" \
+        in worker_log
+    train_log = paths.checkpoint.train_log.read_text()  # both attempts' training logs
+    assert "resuming from checkpoint-4: step 4 of 8" in train_log
+    resumed_steps = train_log.split("resuming from checkpoint-4")[1]
+    assert "step 4 loss" not in resumed_steps and "step 5 loss" in resumed_steps  # only the remaining steps
+    reference = train(TrainConfig(**{**run.spec["train"], "output_dir": str(tmp_path / "uninterrupted")}),
+                      progress=False)
+    assert_same_run(paths.checkpoint.root, reference)
