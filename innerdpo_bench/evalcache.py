@@ -15,7 +15,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from innerdpo_bench import __version__, rundir, suites
+from innerdpo_bench import rundir, suites
+from innerdpo_bench.runlog import installed_versions
 from innerdpo_bench.checkpoint import Checkpoint
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evalreport import EvalReport, read_eval_report
@@ -68,18 +69,6 @@ def base_identity(base_model_path: str) -> dict:
     return {"base": str(root), "files": files}
 
 
-def _installed_versions() -> dict[str, str | None]:
-    """Package versions from their metadata: no import, so a cache hit does not pay for importing torch."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found: dict[str, str | None] = {"innerdpo_bench": __version__}
-    for package in KEYED_PACKAGES:
-        try:
-            found[package] = version(package.replace("_", "-"))
-        except PackageNotFoundError:
-            found[package] = None
-    return found
-
 
 def eval_cache_key(ckpt: Checkpoint, label: str, data_dir: str | None, rows_cap: int, sample: str,
                    sample_seed: int | None, apply_chat_template: bool | None, dtype: str) -> tuple[str, dict]:
@@ -96,7 +85,7 @@ def eval_cache_key(ckpt: Checkpoint, label: str, data_dir: str | None, rows_cap:
         adapter = {"weights": rundir.adapter_sha256(adapter_dir) or str(adapter_dir.resolve()),
                    "config": rundir.sha256_file(adapter_dir / "adapter_config.json")}
     identity = {"base_model": base_identity(ckpt.base_model_path), "adapter": adapter, "task_version": task_version(),
-                "versions": _installed_versions(), "data": data, "rows": rows_cap, "sample": sample,
+                "versions": installed_versions(*KEYED_PACKAGES), "data": data, "rows": rows_cap, "sample": sample,
                 "sample_seed": sample_seed, "apply_chat_template": apply_chat_template, "dtype": dtype}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     return key, identity
@@ -133,7 +122,7 @@ def _write_cached(key: str, identity: dict, report: EvalReport, rows_text: str) 
     rundir.write_json(entry / rundir.EVAL, report)
 
 
-def cached_evaluation(key: str, ckpt: Checkpoint, rows_file: str) -> tuple[EvalReport, str] | None:
+def cached_evaluation(key: str, ckpt: Checkpoint) -> tuple[EvalReport, str] | None:
     """(eval.json, rows text) of a cached evaluation as this checkpoint's, or None on a miss. The numbers and
     how they were computed (versions, device, timestamp) stay as cached; what names the checkpoint is this
     one's. The caller sets `seconds`."""
@@ -142,7 +131,7 @@ def cached_evaluation(key: str, ckpt: Checkpoint, rows_file: str) -> tuple[EvalR
         return None
     report, rows_text = cached
     computed = {"computed_at": report.get("timestamp"), "computed_seconds": report.get("seconds")}
-    report.update(**ckpt.describe(), rows_file=rows_file,
+    report.update(**ckpt.describe(),
                   # no request was scored by this call
                   score_cache={name: {**use, "hits": 0, "misses": 0}
                                for name, use in (report.get("score_cache") or {}).items()},

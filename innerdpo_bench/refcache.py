@@ -46,7 +46,8 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import Tensor
 
-from innerdpo_bench import __version__, rundir
+from innerdpo_bench import rundir
+from innerdpo_bench.runlog import installed_versions
 from innerdpo_bench.forward import forward_pass
 
 log = logging.getLogger("innerdpo_bench")
@@ -129,17 +130,11 @@ def cached_spec(cfg, transform, layers: list[int], dtype: torch.dtype) -> tuple[
     ), None
 
 
-def _versions() -> dict:
-    import transformers
-
-    return {"innerdpo_bench": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
-
-
 def cache_key(base: dict, spec: RefSpec, digests: list[bytes]) -> tuple[str, dict]:
     """(key, identity): 24 hex digits of sha256 over the identity (module docstring)."""
     pairs = hashlib.sha256(b"".join(sorted(set(digests)))).hexdigest()
     identity = {"format": FORMAT, "base": base, "spec": {k: getattr(spec, k) for k in spec.__dataclass_fields__},
-                "pairs": pairs, "n_pairs": len(set(digests)), "versions": _versions()}
+                "pairs": pairs, "n_pairs": len(set(digests)), "versions": installed_versions("torch", "transformers")}
     text = json.dumps(identity, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:24], json.loads(text)
 

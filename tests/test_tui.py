@@ -326,6 +326,32 @@ async def test_baseline_shows_signed_coloured_deltas(home):
 
 
 @pilot_test
+async def test_b_on_a_run_with_a_typed_bad_rows_file_says_unreadable_and_keeps_running(home):
+    """Run 1's rows file holds a string log-prob: `b` still sets the baseline (store results), says
+    "unreadable: ..." naming the file, and the dashboard keeps running."""
+    from innerdpo_bench import rundir
+
+    eval_path = home / "runs" / "1" / "checkpoint" / "eval.json"
+    row = {"shift": "in_domain", "row_id": "r0", "logp_chosen": "-1.5", "logp_rejected": -2.0, "n_chosen": 3,
+           "n_rejected": 3, "base_logp_chosen": -2.0, "base_logp_rejected": -2.0, "correct": True}
+    rows_path = rundir.write_eval_pair(eval_path, {"checkpoint": str(eval_path.parent), "suite": "mini",
+                                                   "shifts": {"in_domain": {"acc": 0.812, "n": 1}}},
+                                       json.dumps(row) + "\n")
+    app = make_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("b")                         # cursor on run 1
+        await pilot.pause()
+        assert app.runs_view.state.baseline == 1 and app.is_running
+        messages = [notification.message for notification in app._notifications]
+        (unreadable,) = [message for message in messages if message.startswith("unreadable: ")]
+        assert f"{rows_path} line 1: 'logp_chosen' must be a number, not a string" in unreadable
+        assert "rebuild it: innerdpo eval" in unreadable
+        await pilot.press("j", "b")                    # still responsive: run 2 becomes the baseline
+        assert app.runs_view.state.baseline == 2
+
+
+@pilot_test
 async def test_pinned_runs_stay_on_top_whatever_the_sort(home):
     app = make_app(home)
     async with app.run_test(size=SIZE) as pilot:
@@ -524,6 +550,60 @@ async def test_detail_screen_config_diff_curves_results_log_and_keys(home):
     assert evaluation.kind == "eval" and evaluation.status == "queued"
     assert evaluation.spec["eval"]["checkpoint"] == str(home / "runs" / "1" / "checkpoint")
     assert evaluation.spec["source_run"] == 1 and evaluation.spec["train"]["method"] == "dpo"
+
+
+def write_samples(checkpoint: Path) -> None:
+    """A samples.jsonl as `innerdpo eval --samples 2` writes it: two prompts on in_domain, one on orthogonal."""
+    def completion(text: str, finished: bool = True) -> dict:
+        return {"greedy": {"text": text, "n_tokens": len(text.split()), "finished": finished, "nll": 1.5}}
+
+    lines = [{"settings": {"prompts": 2, "max_new_tokens": 8}, "base_cache": {"hit": False, "key": "k"}}]
+    for shift, index, prompt, base, adapter, ended in (
+            ("in_domain", 0, "What is 2+2?", "2+2 is 4.", "four four four four four four four four", False),
+            ("in_domain", 1, "Capital of France?", "Paris is the capital.", "Paris.", True),
+            ("orthogonal", 0, "Is rest good for a cold?", "Yes, rest and fluids help.", "", True)):
+        lines.append({"shift": shift, "index": index, "row_id": f"r{index}", "prompt": prompt,
+                      "base": completion(base), "model": completion(adapter, finished=ended)})
+    (checkpoint / "samples.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+@pilot_test
+async def test_detail_screen_shows_base_and_adapter_samples_and_cycles_prompts_and_shifts(home):
+    write_samples(home / "runs" / "1" / "checkpoint")
+    app = make_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        app.open_detail(1)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen), what="the detail screen")
+        screen = app.screen
+
+        def shown(widget_id: str) -> str:
+            return str(screen.query_one(widget_id).render())
+
+        await wait_for(pilot, lambda: bool(screen.samples), what="the samples")
+        assert screen.query_one("#samples-pane").display
+        assert "in_domain · prompt 1/2" in shown("#samples-title")
+        assert "What is 2+2?" in shown("#samples-prompt")
+        assert shown("#samples-base").startswith("base (adapter off)") and "2+2 is 4." in shown("#samples-base")
+        assert shown("#samples-model").startswith("adapter") and "four four" in shown("#samples-model")
+        assert "cut at 8 tokens" in shown("#samples-model")              # reached max_new_tokens
+        # the shift's statistics: 8 x "four" has 5 four-grams, 1 distinct (rep 0.80; "Paris." has none); bigrams
+        # 7 x "four four" + "paris ." → 2 distinct of 8
+        assert "adapter rep 0.80 distinct2 0.25" in shown("#samples-title")
+        await pilot.press("n")
+        assert "prompt 2/2" in shown("#samples-title") and "Capital of France?" in shown("#samples-prompt")
+        assert "Paris is the capital." in shown("#samples-base") and "Paris." in shown("#samples-model")
+        await pilot.press("n")                                             # wraps around
+        assert "prompt 1/2" in shown("#samples-title")
+        await pilot.press("s")
+        assert "orthogonal · prompt 1/1" in shown("#samples-title")
+        assert "(empty)" in shown("#samples-model") and "fluids" in shown("#samples-base")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is app.main_screen, what="the runs view")
+        app.open_detail(2)                                                 # no samples: no pane
+        await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.run.id == 2
+                       and app.screen.query_one_optional("#samples-pane") is not None, what="run 2's detail")
+        assert not app.screen.query_one("#samples-pane").display and not app.screen.samples
 
 
 # --------------------------------------------------------------------------- help, palette, layout

@@ -173,7 +173,7 @@ def eval_spec(run: Run) -> dict[str, Any]:
         target = str(checkpoint.root)
     else:
         target = str(evaluation.get("checkpoint") or "")
-    spec = base_spec(target, evaluation.get("suite"), evaluation.get("limit"))
+    spec = base_spec(target, evaluation.get("suite"), evaluation.get("limit"), evaluation.get("samples"))
     spec["name"] = f"{run.name} (eval of run {run.id})"
     if run.spec.get("train"):
         spec["train"] = run.spec["train"]

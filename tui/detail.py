@@ -1,4 +1,5 @@
-"""The run detail screen: resolved config (differences from the baseline first), curves, results, live log."""
+"""The run detail screen: resolved config (differences from the baseline first), curves, results, sample
+completions of the base and the adapter side by side (when the run has samples.jsonl), live log."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Sparkline, Static
 from textual.worker import get_current_worker
 
-from innerdpo_bench import rundir, scoring
+from innerdpo_bench import rundir, scoring, textstats
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.samplefile import read_samples, samples_path_for
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui.data import (
@@ -51,6 +54,29 @@ def _score(metrics: dict[str, float], name: str, stderr: bool = True) -> str:
     return text + (f" ± {stderr:.3f}" if stderr is not None and stderr == stderr else "")
 
 
+def _stats_text(stats: textstats.TextStats) -> str:
+    def number(value: float | None, digits: int = 2) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    return f"rep {number(stats.rep)} distinct2 {number(stats.distinct2)} len {number(stats.len, 0)}"
+
+
+def _completion_text(label: str, outputs: dict) -> Text:
+    """One column: its label, the greedy completion (wrapped by the widget), and the sampled one if any."""
+    text = Text(label + "\n", style="bold")
+    for decoding in ("greedy", "sampled"):
+        output = outputs.get(decoding)
+        if output is None:
+            continue
+        if decoding == "sampled":
+            text.append("\nsampled\n", style="bold dim")
+        body = (output.get("text") or "").strip()
+        text.append(body or "(empty)", style="" if body else "dim italic")
+        if not output.get("finished", True):
+            text.append(f" … [cut at {output.get('n_tokens')} tokens]", style="dim")
+    return text
+
+
 class RunDetailScreen(Screen):
     """One run: what it is, how training went, how it scored, and its log as it grows."""
 
@@ -59,6 +85,9 @@ class RunDetailScreen(Screen):
         Binding("v", "evaluate", "Eval now", tooltip="Queue an eval-only run of this run's checkpoint"),
         Binding("o", "show_path", "Run dir", tooltip="Show (and copy) the run directory's path"),
         Binding("l", "next_log", "Next log", tooltip="Follow train.log, eval.log or worker.log"),
+        Binding("n", "next_prompt(1)", "Next prompt", show=False, tooltip="Show the next sample prompt of this shift"),
+        Binding("N", "next_prompt(-1)", "Prev prompt", show=False, tooltip="Show the previous sample prompt"),
+        Binding("s", "next_shift", "Next shift", show=False, tooltip="Show the samples of the next shift"),
         Binding("j", "scroll_log(1)", "Down", show=False),
         Binding("k", "scroll_log(-1)", "Up", show=False),
     ]
@@ -74,6 +103,9 @@ class RunDetailScreen(Screen):
         self._config_from_file = False
         self._shown_results: dict | None = None
         self.log_loaded = threading.Event()  # tests and snapshots wait for the first read
+        self.samples: list[dict] = []        # samples.jsonl's records; shown one prompt at a time
+        self.sample_shift: str | None = None
+        self.sample_index = 0
 
     def compose(self) -> ComposeResult:
         yield Static("", id="detail-title")
@@ -88,6 +120,13 @@ class RunDetailScreen(Screen):
                 yield Sparkline([], id="loss-curve")
                 yield Static("", id="margin-label")
                 yield Sparkline([], id="margin-curve")
+        with Vertical(id="samples-pane"):  # shown only when the run has samples.jsonl
+            yield Static("", id="samples-title", classes="section")
+            with VerticalScroll(id="samples-scroll"):
+                yield Static("", id="samples-prompt")
+                with Horizontal(id="samples-columns"):
+                    yield Static("", id="samples-base")
+                    yield Static("", id="samples-model")
         yield Static("", id="log-title", classes="section")
         yield Log(id="log", max_lines=5000, auto_scroll=True)
         yield Footer(compact=True)
@@ -100,6 +139,7 @@ class RunDetailScreen(Screen):
             results.add_column(Text(name, justify="right"), key=name)
         self._show_run(self.run, None)
         self._show_config()
+        self._load_samples()
         self._follow()
 
     # ------------------------------------------------------------------ store updates
@@ -134,6 +174,8 @@ class RunDetailScreen(Screen):
         self.query_one("#detail-title", Static).update(title)
         if run.results == self._shown_results:
             return  # unchanged: keep the table (and its scroll) as it is
+        if self._shown_results is not None:
+            self._load_samples()   # a finished evaluation may have written them
         self._shown_results = run.results
         results = self.query_one("#results-table", DataTable)
         results.clear()
@@ -175,6 +217,62 @@ class RunDetailScreen(Screen):
             style = "bold yellow" if key in differ else ""
             table.add_row(Text(("≠ " if key in differ else "  ") + key, style=style),
                           Text(_value_text(config.get(key)), style=style), key=key)
+
+    # ------------------------------------------------------------------ samples
+
+    def _load_samples(self) -> None:
+        records: list[dict] = []
+        if self.run.run_dir:
+            path = samples_path_for(rundir.RunPaths(Path(self.run.run_dir), self.run.kind).eval_json)
+            try:
+                records = read_samples(path)[1] if path.is_file() else []
+            except UserError:
+                records = []
+        if records != self.samples:
+            self.samples = records
+            shifts = self.sample_shifts
+            if self.sample_shift not in shifts:
+                self.sample_shift, self.sample_index = (shifts[0] if shifts else None), 0
+        self.query_one("#samples-pane").set_class(bool(self.samples), "shown")
+        self._show_sample()
+
+    @property
+    def sample_shifts(self) -> list[str]:
+        return list(dict.fromkeys(record["shift"] for record in self.samples))
+
+    def shown_samples(self) -> list[dict]:
+        """The records of the shift on screen."""
+        return [record for record in self.samples if record["shift"] == self.sample_shift]
+
+    def _show_sample(self) -> None:
+        records = self.shown_samples()
+        if not records:
+            return
+        record = records[self.sample_index % len(records)]
+        stats = textstats.sample_stats(records)[self.sample_shift]
+        title = Text(no_wrap=True, overflow="ellipsis")
+        title.append(f"samples · {self.sample_shift} · prompt {self.sample_index % len(records) + 1}/{len(records)}")
+        title.append(f"  adapter {_stats_text(stats['model'])} · base {_stats_text(stats['base'])}", style="dim")
+        title.append("  n: next prompt · s: next shift", style="dim")
+        self.query_one("#samples-title", Static).update(title)
+        self.query_one("#samples-prompt", Static).update(Text.assemble(("prompt  ", "bold"), record["prompt"].strip()))
+        own_base = self.run.kind == "eval"    # a base model's run: both columns are the base
+        for who, widget_id, label in (("base", "#samples-base", "base (adapter off)"),
+                                      ("model", "#samples-model", "this run" if own_base else "adapter")):
+            self.query_one(widget_id, Static).update(_completion_text(label, record.get(who, {})))
+
+    def action_next_prompt(self, step: int) -> None:
+        records = self.shown_samples()
+        if records:
+            self.sample_index = (self.sample_index + step) % len(records)
+            self._show_sample()
+
+    def action_next_shift(self) -> None:
+        shifts = self.sample_shifts
+        if shifts:
+            self.sample_shift = shifts[(shifts.index(self.sample_shift) + 1) % len(shifts)]
+            self.sample_index = 0
+            self._show_sample()
 
     # ------------------------------------------------------------------ curves and log
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench.cli.app import app, console, handle_errors, home_option, open_store
+from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option, open_store
 from innerdpo_bench.results import table as results_table
 
 
@@ -25,6 +25,10 @@ def runs_command(
                                         "this run's.", show_default=False),
     filter_expr: str = typer.Option("", "--filter", help=results_table.FILTER_HELP),
     metric: str = typer.Option("acc", "--metric", help=results_table.TABLE_METRIC_HELP),
+    columns: str | None = typer.Option(None, "--columns", help="Comma-separated columns to show, in order: the "
+                                       "default ones, n (with --group-seeds), and the sample statistics rep, "
+                                       "distinct2, len, gen_nll_ratio (docs/statistics.md). Example: "
+                                       "name,rep,distinct2,nll_ratio.", show_default=False),
 ) -> None:
     """The results table: acc per shift, their mean, nll_ratio, status, seed and id, one row per run.
 
@@ -39,13 +43,15 @@ def runs_command(
         raise unknown_choice("--format", fmt, results_table.FORMATS)
     from innerdpo_bench.results import cells
 
-    shift_values, significance = cells.shift_cells(metric), cells.significance_marks(metric)
+    problems: cells.Problems = {}   # runs whose result files are unusable: one line each on stderr, after the table
+    shift_values, significance = cells.shift_cells(metric, problems), cells.significance_marks(metric, problems)
     with open_store(home, readonly=True) as store:
         runs = store.list_runs()
         provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
     view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
                                     group_seeds=group_seeds, baseline=baseline, shift_values=shift_values,
-                                    significance=significance)
+                                    significance=significance,
+                                    columns=results_table.parse_columns(columns, group_seeds))
     if fmt == "json":
         typer.echo(results_table.to_json(view, provenance), nl=False)
     elif fmt == "markdown":
@@ -58,6 +64,10 @@ def runs_command(
         typer.echo(results_table.to_csv(view), nl=False)
     else:
         _print_rich(view)
+    from rich.markup import escape
+
+    for run_id, problem in sorted(problems.items()):
+        err_console.print(f"[yellow]run {run_id} unreadable:[/yellow] {escape(problem)}", soft_wrap=True)
 
 
 def _print_rich(view: results_table.Table) -> None:
@@ -66,15 +76,15 @@ def _print_rich(view: results_table.Table) -> None:
 
     title = "runs" + (f" (shift columns: Δ vs run {view.baseline})" if view.baseline is not None else "")
     rich_table = Table(title=title, title_justify="left")
-    numeric = set(results_table.NUMERIC_COLUMNS) | {"seed", "id", "n"}
+    numeric = set(results_table.ALL_NUMERIC) | {"seed", "id", "n"}
     for column in view.columns:
         rich_table.add_column(results_table.header(column, view), justify="right" if column in numeric else "left")
     styles = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
     for row in view.rows:
         cells = [escape(results_table.cell(row, column, view)) for column in view.columns]
         style = styles.get(str(row.values.get("status")))
-        status_index = view.columns.index("status")
-        if style:
+        if style and "status" in view.columns:
+            status_index = view.columns.index("status")
             cells[status_index] = f"[{style}]{cells[status_index]}[/{style}]"
         rich_table.add_row(*cells)
     console.print(rich_table)

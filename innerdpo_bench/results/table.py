@@ -9,7 +9,9 @@ only by seed (`seeds.seed_group_key`):
 A shift cell is that shift's `acc` from the store's results (mean per-token log-prob of chosen >
 rejected, `scoring.METRICS`), or what a `shift_values` callable gives (another metric, computed by the
 caller from per-row records: `cells.shift_cells`); `mean` is the unweighted mean of the shifts the run
-was scored on (eval's `aggregate`); `nll_ratio` is the coherence ratio against the base model. A grouped
+was scored on (eval's `aggregate`); `nll_ratio` is the coherence ratio against the base model. Optional
+columns (`OPTIONAL_COLUMNS`, shown with `columns=`): `rep`, `distinct2`, `len` and `gen_nll_ratio`, statistics
+of the run's greedy sample generations (`textstats.run_columns`, recorded by the worker). A grouped
 cell is the mean over the group's runs that have a value, with the sample standard deviation (n ≥ 2).
 With a baseline run the four shift cells are differences from that run's values, and a `significance`
 callable (`cells.significance_marks`) may say which are real. Missing values are None and always sort last.
@@ -33,6 +35,8 @@ from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.results.seeds import group_by_seed
 from innerdpo_bench.store import STATUSES, Run
 from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.textstats import RUN_COLUMNS as SAMPLE_COLUMNS
+from innerdpo_bench.textstats import SAMPLES_GROUP
 
 # The shift cells of one run, and whether each of a row's baseline deltas is significant (None: unknown).
 ShiftValues = Callable[[Run], Mapping[str, float | None]]
@@ -44,6 +48,8 @@ TABLE_METRIC_HELP = "What the shift cells hold: " + scoring.metric_help(
     extra="transfer (gain(shift) / gain(in_domain), gain = acc − base acc)")
 NUMERIC_COLUMNS = (*SHIFTS, "mean", "nll_ratio")
 COLUMNS = ("name", *NUMERIC_COLUMNS, "status", "seed", "id")
+OPTIONAL_COLUMNS = SAMPLE_COLUMNS                   # numeric, shown only when asked for (`columns=`)
+ALL_NUMERIC = (*NUMERIC_COLUMNS, *OPTIONAL_COLUMNS)
 FORMATS = ("table", "markdown", "csv", "json")
 MISSING = "-"
 NOT_SIGNIFICANT = " (ns)"  # a baseline delta whose 95% paired bootstrap interval includes 0
@@ -94,6 +100,7 @@ def run_values(run: Run, shift_values: ShiftValues = harness_acc) -> dict[str, A
         **shifts,
         "mean": sum(scored) / len(scored) if scored else None,
         "nll_ratio": finite_or_none(run.results.get("coherence", {}).get("nll_ratio")),
+        **{column: finite_or_none(run.results.get(SAMPLES_GROUP, {}).get(column)) for column in OPTIONAL_COLUMNS},
         "status": run.status,
         "seed": seed_of(run),
         "id": run.id,
@@ -102,7 +109,7 @@ def run_values(run: Run, shift_values: ShiftValues = harness_acc) -> dict[str, A
 
 def _field_value(run: Run, key: str) -> Any:
     """What a filter FIELD reads on a run (see FILTER_HELP)."""
-    if key in COLUMNS:
+    if key in COLUMNS or key in OPTIONAL_COLUMNS:
         return run_values(run)[key]
     train, evaluation = run.spec.get("train", {}), run.spec.get("eval", {})
     if key == "method":
@@ -144,9 +151,12 @@ class Table:
     rows: list[Row]
     grouped: bool = False
     baseline: int | None = None
+    selected: tuple[str, ...] | None = None    # `make_table(columns=...)`: these columns, in this order
 
     @property
     def columns(self) -> tuple[str, ...]:
+        if self.selected is not None:
+            return self.selected
         return COLUMNS + ("n",) if self.grouped else COLUMNS
 
 
@@ -154,7 +164,7 @@ def _group_row(runs: list[Run], shift_values: ShiftValues = harness_acc) -> Row:
     per_run = [run_values(run, shift_values) for run in runs]
     values: dict[str, Any] = {"name": runs[0].name}
     std: dict[str, float | None] = {}
-    for column in NUMERIC_COLUMNS:
+    for column in ALL_NUMERIC:
         present = [values_[column] for values_ in per_run if values_[column] is not None]
         values[column] = statistics.fmean(present) if present else None
         std[column] = statistics.stdev(present) if len(present) >= 2 else None
@@ -207,7 +217,7 @@ def apply_baseline(rows: list[Row], baseline: Run, shift_values: ShiftValues = h
 
 def sort_rows(rows: list[Row], column: str, reverse: bool = False) -> list[Row]:
     """Rows ordered by `column` (ascending, or descending with `reverse`); missing values always last."""
-    columns = COLUMNS + ("n",)
+    columns = COLUMNS + ("n",) + OPTIONAL_COLUMNS
     if column not in columns:
         raise unknown_choice("--sort column", column, columns)
 
@@ -228,7 +238,7 @@ _TERM = re.compile(r"(?P<field>[A-Za-z_][A-Za-z0-9_.-]*)(?P<op><=|>=|!=|==|<|>|=
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
 }
-_FIXED_FIELDS = ("name", "method", "status", "kind", "seed", "id", "suite", "base_model", *NUMERIC_COLUMNS)
+_FIXED_FIELDS = ("name", "method", "status", "kind", "seed", "id", "suite", "base_model", *ALL_NUMERIC)
 
 
 def _bad_filter(term: str, why: str) -> UserError:
@@ -295,10 +305,11 @@ def parse_filter(expr: str, runs: Iterable[Run] = ()) -> Callable[[Run], bool]:
 
 def make_table(runs: list[Run], *, filter_expr: str = "", sort: str | None = None, reverse: bool = False,
                group_seeds: bool = False, baseline: int | None = None, shift_values: ShiftValues = harness_acc,
-               significance: Significance | None = None) -> Table:
+               significance: Significance | None = None, columns: Sequence[str] | None = None) -> Table:
     """Filter, then group, then subtract the baseline, then sort (default: by id). The baseline may be
     any run of `runs`, filtered out or not; UserError if it is not there or has no results. `shift_values`
-    and `significance`: see the module docstring (computed by the caller; this module reads no file)."""
+    and `significance`: see the module docstring (computed by the caller; this module reads no file).
+    `columns`: show these (`parse_columns`) instead of the default ones."""
     keep = parse_filter(filter_expr, runs)
     reference = None
     if baseline is not None:
@@ -309,7 +320,20 @@ def make_table(runs: list[Run], *, filter_expr: str = "", sort: str | None = Non
     if reference is not None:
         rows = apply_baseline(rows, reference, shift_values, significance)
     rows = sort_rows(rows, sort or "id", reverse)
-    return Table(rows, grouped=group_seeds, baseline=baseline)
+    return Table(rows, grouped=group_seeds, baseline=baseline, selected=tuple(columns) if columns else None)
+
+
+def parse_columns(text: str | None, grouped: bool = False) -> tuple[str, ...] | None:
+    """"name,rep,distinct2" → those columns (default, optional, and `n` for seed groups); None for none given;
+    UserError naming --columns and the known columns otherwise."""
+    if text is None or not text.strip():
+        return None
+    known = COLUMNS + OPTIONAL_COLUMNS + (("n",) if grouped else ())
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    for column in chosen:
+        if column not in known:
+            raise unknown_choice("--columns column", column, known)
+    return chosen
 
 
 # --------------------------------------------------------------------------- text
@@ -324,7 +348,7 @@ def cell(row: Row, column: str, table: Table) -> str:
     value = row.values.get(column)
     if value is None or value == ():
         return MISSING
-    if column in NUMERIC_COLUMNS:
+    if column in ALL_NUMERIC:
         text = f"{value:+.3f}" if table.baseline is not None and column in SHIFTS else f"{value:.3f}"
         spread = row.std.get(column)
         text = f"{text} ± {spread:.3f}" if spread is not None else text
@@ -340,7 +364,7 @@ def to_markdown(table: Table) -> str:
     """A GitHub-flavoured markdown table (numbers right-aligned), to paste into a paper or an issue."""
     columns = table.columns
     lines = ["| " + " | ".join(header(column, table) for column in columns) + " |",
-             "|" + "|".join("---:" if column in NUMERIC_COLUMNS + ("seed", "id", "n") else ":---"
+             "|" + "|".join("---:" if column in ALL_NUMERIC + ("seed", "id", "n") else ":---"
                             for column in columns) + "|"]
     for row in table.rows:
         lines.append("| " + " | ".join(cell(row, column, table).replace("|", "\\|") for column in columns) + " |")
@@ -350,14 +374,15 @@ def to_markdown(table: Table) -> str:
 def to_csv(table: Table) -> str:
     """CSV with full-precision numbers (empty when missing); groups add `<column>_std` columns."""
     columns = list(table.columns)
-    std_columns = [f"{column}_std" for column in NUMERIC_COLUMNS] if table.grouped else []
+    numeric = [column for column in columns if column in ALL_NUMERIC]
+    std_columns = [f"{column}_std" for column in numeric] if table.grouped else []
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([header(column, table) for column in columns] + std_columns)
     for row in table.rows:
         values = [row.values.get(column) for column in columns]
         values = [" ".join(str(item) for item in value) if isinstance(value, tuple) else value for value in values]
-        stds = [row.std.get(column) for column in NUMERIC_COLUMNS] if table.grouped else []
+        stds = [row.std.get(column) for column in numeric] if table.grouped else []
         writer.writerow(["" if value is None else value for value in values + stds])
     return out.getvalue()
 

@@ -1,0 +1,121 @@
+"""Sample generations (`samples.py`) on the tiny random model: deterministic greedy text, the base's completions
+cached once per base + suite + settings, the CLI and `eval --samples`, and the columns a queued run gets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from innerdpo_bench import rundir
+from innerdpo_bench.cli.main import app
+from innerdpo_bench.runspec import base_spec
+from innerdpo_bench.samplefile import read_samples, samples_path_for
+from innerdpo_bench.samples import SampleSettings, generate_samples
+from innerdpo_bench.store import Run
+from innerdpo_bench.worker import stage_command
+
+CLI = [sys.executable, "-m", "innerdpo_bench"]
+SHIFTS = ["in_domain", "difficulty_scaling", "moral_transfer", "orthogonal"]
+
+
+def test_greedy_generation_is_deterministic_and_the_base_is_generated_once(trained_run, tmp_path):
+    # max_new_tokens=9 appears in no other test, so the session cache starts without this base entry
+    settings = SampleSettings(prompts=2, max_new_tokens=9, suite="mini")
+    first = generate_samples(str(trained_run), settings, output=tmp_path / "a.jsonl")
+    again = generate_samples(str(trained_run), settings, output=tmp_path / "b.jsonl")
+    fresh = generate_samples(str(trained_run), settings, output=tmp_path / "c.jsonl", use_cache=False)
+
+    assert first.header["base_cache"]["hit"] is False
+    assert again.header["base_cache"] == {"hit": True, "key": first.header["base_cache"]["key"]}
+    assert [r["shift"] for r in first.records] == [shift for shift in SHIFTS for _ in range(2)]
+    for one, two, three in zip(first.records, again.records, fresh.records):
+        assert one["model"]["greedy"]["text"] == two["model"]["greedy"]["text"] == three["model"]["greedy"]["text"]
+        assert one["base"] == two["base"]                                   # from the cache, as generated
+        assert one["base"]["greedy"]["text"] == three["base"]["greedy"]["text"]  # recomputed: the same text
+        greedy = one["model"]["greedy"]
+        assert greedy["n_tokens"] <= 9 and greedy["finished"] == (greedy["n_tokens"] < 9)
+        assert greedy["nll"] is None or greedy["nll"] > 0
+
+    other = generate_samples(str(trained_run), SampleSettings(prompts=2, max_new_tokens=10, suite="mini"),
+                             output=tmp_path / "d.jsonl")
+    assert other.header["base_cache"]["hit"] is False                      # other settings: another entry
+    # the same prompts every time: the first rows of each shift, with eval_rows.jsonl's row ids
+    assert [r["row_id"] for r in other.records] == [r["row_id"] for r in first.records]
+    header, records = read_samples(tmp_path / "a.jsonl")
+    assert header["settings"]["max_new_tokens"] == 9 and header["settings"]["apply_chat_template"] is False
+    assert header["kind"] == "run" and records == first.records
+
+
+def test_sampled_completions_follow_the_seed(tmp_path, tiny_model_path):
+    def sampled(seed: int, name: str) -> list[str]:
+        result = generate_samples("tiny-random", SampleSettings(prompts=1, max_new_tokens=6, suite="mini", sampled=True,
+                                                                seed=seed), output=tmp_path / name, use_cache=False)
+        assert all(r["model"] == r["base"] for r in result.records)         # a base model is its own base
+        return [r["model"]["sampled"]["text"] for r in result.records]
+
+    assert sampled(3, "a.jsonl") == sampled(3, "b.jsonl")
+    assert sampled(3, "a.jsonl") != sampled(4, "c.jsonl")
+
+
+def test_samples_command_and_its_bad_input(tmp_path, tiny_model_path):
+    runner = CliRunner()
+    out = tmp_path / "s.jsonl"
+    result = runner.invoke(app, ["samples", "tiny-random", "--suite", "mini", "--prompts", "1", "--max-new-tokens",
+                                 "4", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "greedy completions: adapter (base)" in result.output and str(out) in result.output.replace("\n", "")
+    header, records = read_samples(out)
+    assert [r["shift"] for r in records] == SHIFTS and header["settings"]["prompts"] == 1
+    for args, flag in ((["--prompts", "0"], "--prompts"), (["--max-new-tokens", "0"], "--max-new-tokens"),
+                       (["--suite", "nope"], "suite")):
+        bad = runner.invoke(app, ["samples", "tiny-random", *args])
+        assert bad.exit_code == 2 and flag in bad.output and "Traceback" not in bad.output, bad.output
+    out.write_text("not json\n")
+    with pytest.raises(Exception, match=r"s\.jsonl:1"):
+        read_samples(out)
+
+
+def test_eval_samples_writes_beside_eval_json(tmp_path, tiny_model_path):
+    output = tmp_path / "eval.json"
+    done = subprocess.run([*CLI, "eval", "tiny-random", "--suite", "mini", "--limit", "2", "--samples", "1",
+                           "--output", str(output)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    header, records = read_samples(samples_path_for(output))
+    assert samples_path_for(output) == tmp_path / "samples.jsonl"
+    assert samples_path_for(tmp_path / "eval-x.json") == tmp_path / "eval-x_samples.jsonl"
+    assert len(records) == 4 and header["settings"]["prompts"] == 1
+
+
+def test_a_queue_entry_asks_eval_for_samples(tmp_path):
+    asked = Run(1, "none", "eval", base_spec("tiny-random", "mini", 4, samples=2), "queued", 1.0, 0.0, None, None,
+                None, None, None, 0, None, None, False)
+    command = stage_command(asked, "eval", tmp_path)
+    assert command[command.index("--samples") + 1] == "2"
+    plain = base_spec("tiny-random", "mini", 4)
+    assert "samples" not in plain["eval"]      # entries queued without samples keep their old identity
+
+
+@pytest.mark.slow
+def test_queued_base_run_gets_sample_columns_in_runs(tmp_path, tiny_model_path):
+    home = str(tmp_path / "home")
+    subprocess.run([*CLI, "queue", "add-base", "tiny-random", "--suite", "mini", "--limit", "2", "--samples", "1",
+                    "--home", home], check=True, capture_output=True, timeout=120)
+    worker = subprocess.run([*CLI, "worker", "--home", home, "--devices", "cpu", "--once", "--poll", "0.2"],
+                            capture_output=True, text=True, timeout=600)
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    listed = subprocess.run([*CLI, "runs", "--home", home, "--columns", "name,rep,distinct2,nll_ratio", "--format",
+                             "csv"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0] == "name,rep,distinct2,nll_ratio"
+    name, rep, distinct2, nll_ratio = lines[1].split(",")
+    assert name == "none" and 0.0 <= float(rep) <= 1.0 and 0.0 < float(distinct2) <= 1.0 and float(nll_ratio) == 1.0
+    records = json.loads(subprocess.run([*CLI, "runs", "--home", home, "--json"], capture_output=True, text=True,
+                                        timeout=120).stdout)
+    run_dir = Path(records[0]["run_dir"])
+    assert (run_dir / "samples.jsonl").is_file() and (run_dir / rundir.EVAL).is_file()
