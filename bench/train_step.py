@@ -324,6 +324,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the device's peak TFLOP/s for MFU (default: known GPUs' dense bf16 peak; none on CPU)")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma list of {', '.join(VARIANTS + EXTRA_VARIANTS)}")
+    parser.add_argument("--paired-only", action="store_true",
+                        help="skip the standalone runs (no TRL, memory or standalone times): the paired ratios only")
     parser.add_argument("--out", default="bench/results/train_step.json")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--paired-worker", help=argparse.SUPPRESS)
@@ -351,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
     cache_home = tempfile.TemporaryDirectory(prefix="bench-refcache-")
     os.environ["INNERDPO_HOME"] = cache_home.name
     results = {}
-    for variant in variants:
+    for variant in [] if args.paired_only else variants:
         result = _child(["--worker", variant, "--steps", str(args.steps), "--memory-steps", str(args.memory_steps)] + shared)
         if result is None:
             continue

@@ -115,6 +115,9 @@ def test_every_input_of_the_key_misses_when_changed(home, tmp_path, tiny_model_p
     method = "hs-none-InnerDPO"
     first = key_of(config(tmp_path, method), tmp_path, tiny_model_path)
     assert key_of(config(tmp_path, method, seed=3), tmp_path, tiny_model_path) == first  # same pairs, other order
+    # a sweep over the loss's knobs shares one cache: they act after the reference pass
+    assert key_of(config(tmp_path, method, align_method="logodds", alpha=1.0, beta=0.5), tmp_path,
+                  tiny_model_path) == first
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model_path, copy)
     assert key_of(config(tmp_path, method, base_model=str(copy)), tmp_path, str(copy)) == first  # same bytes
