@@ -119,3 +119,41 @@ def test_queued_base_run_gets_sample_columns_in_runs(tmp_path, tiny_model_path):
                                         timeout=120).stdout)
     run_dir = Path(records[0]["run_dir"])
     assert (run_dir / "samples.jsonl").is_file() and (run_dir / rundir.EVAL).is_file()
+
+
+def _store_run(run_id: int, name: str, samples: dict | None) -> Run:
+    results = {"in_domain": {"acc": 0.5}, "coherence": {"nll_ratio": 1.0 + run_id / 10}}
+    if samples is not None:
+        results["samples"] = samples
+    spec = {"name": name, "train": {"method": name, "seed": 0}, "eval": {"suite": "mini"}}
+    return Run(run_id, name, "train_eval", spec, "done", float(run_id), 0.0, None, None, None, None, None, 1, None,
+               None, False, results)
+
+
+def test_sample_columns_are_selectable_sortable_and_filterable(tmp_path):
+    from typer.testing import CliRunner
+
+    from innerdpo_bench.results import table
+    from innerdpo_bench.store import Store
+
+    runs = [_store_run(1, "dpo", {"rep": 0.9, "distinct2": 0.1, "len": 60.0, "gen_nll_ratio": 0.4}),
+            _store_run(2, "ipo", {"rep": 0.1, "distinct2": 0.8, "len": 30.0, "gen_nll_ratio": 1.1}),
+            _store_run(3, "simper", None)]                                 # evaluated without samples
+    view = table.make_table(runs, sort="rep", columns=table.parse_columns("name,rep,distinct2,nll_ratio"))
+    assert view.columns == ("name", "rep", "distinct2", "nll_ratio")
+    assert [[table.cell(row, c, view) for c in view.columns] for row in view.rows] == [
+        ["ipo", "0.100", "0.800", "1.200"], ["dpo", "0.900", "0.100", "1.100"], ["simper", "-", "-", "1.300"]]
+    assert [row.runs[0].id for row in table.make_table(runs, filter_expr="rep<0.5").rows] == [2]
+    assert table.make_table(runs).columns == table.COLUMNS                 # the default table is unchanged
+    with pytest.raises(Exception, match="unknown --columns column 'rpe'.*rep"):
+        table.parse_columns("name,rpe")
+
+    with Store(tmp_path) as store:
+        for run in runs:
+            run_id = store.add_run(run.spec)
+            store.record_results(run_id, run.results)
+    result = CliRunner().invoke(app, ["runs", "--home", str(tmp_path), "--columns", "name,rep,distinct2,nll_ratio"])
+    assert result.exit_code == 0, result.output
+    assert "distinct2" in result.output and "0.900" in result.output and "0.800" in result.output
+    bad = CliRunner().invoke(app, ["runs", "--home", str(tmp_path), "--columns", "name,bogus"])
+    assert bad.exit_code == 2 and "--columns" in bad.output
