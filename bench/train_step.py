@@ -19,6 +19,9 @@ Three measurements, each where it is exact:
     Separate processes minutes apart drift by ±10% on a shared machine (ipo, whose step is dpo's, measured
     1.11x dpo that way); pairing cancels the drift, so the InnerDPO/dpo time ratios are the medians of the
     per-batch ratios, after 2 warm-up batches.
+The `-cached` variants (`bench/variants.py`) read the reference from the reference-pass cache, built in each child
+before training (in a workspace of this invocation's own, so the build is measured); the others run it live.
+Issue 20's cache targets, including sweep times derived from these measurements, are in `bench/cache_targets.py`.
 Ratios against the targets: dpo/TRL time (standalone) and memory, each InnerDPO variant / dpo time (paired)
 and memory (first `--memory-steps` steps); the same for simper and the methods with options (`bench/variants.py`).
 
@@ -41,6 +44,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.cache_targets import cache_ratios
 from bench.common import write_record
 from bench.variants import BESIDE_DPO, EXTRA_VARIANTS, OURS, TIMED, VARIANTS, variant_config
 
@@ -249,7 +253,9 @@ def run_variant(variant: str, model_name: str, steps: int, memory_steps: int, ba
     timed = recorder.times[WARMUP:]
     step_s = statistics.median(timed) if variant in TIMED and timed else None
     tokens_per_step = statistics.mean(tokens[:len(recorder.times)]) if tokens else None
+    cache = getattr(trainer, "ref_cache", None)
     return {"variant": variant, "steps": len(recorder.times), "step_s": step_s, "steps_timed": len(timed),
+            "ref_cache_build_s": cache.built_seconds if cache is not None else None,
             "tokens_per_step": tokens_per_step, "non_embedding_params": params,
             "model_tflops_per_s": (model_flops(params, tokens_per_step) / step_s / 1e12
                                    if step_s and tokens_per_step else None),
@@ -272,7 +278,11 @@ def run_paired(variants: list[str], model_name: str, steps: int, batch_size: int
         trainer.create_optimizer_and_scheduler(num_training_steps=steps)
         trainer.current_gradient_accumulation_steps = 1  # set by Trainer.train(), which this loop stands in for
         trainer.model.train()
-    batches = list(trainers[variants[0]].get_train_dataloader())[:steps]  # the same collated batches for all
+    # The same collated batches for all; from a cached variant's loader if there is one, so they carry the
+    # `ref_index` its cache needs (every cache here holds the same pairs in the same order; live variants ignore it).
+    source = next((v for v in variants if trainers[v].ref_cache is not None), variants[0])
+    batches = list(trainers[source].get_train_dataloader())[:steps]
+    builds = {v: t.ref_cache.built_seconds for v, t in trainers.items() if t.ref_cache is not None}
     times: dict[str, list[float]] = {v: [] for v in variants}
     tokens = [batch_tokens(batch) for batch in batches]
     params = non_embedding_parameters(trainers[variants[0]].model)
@@ -289,7 +299,8 @@ def run_paired(variants: list[str], model_name: str, steps: int, batch_size: int
             trainer.model.zero_grad(set_to_none=True)
             _sync()
             times[variant].append(time.perf_counter() - start)
-    return {"times_s": times, "warmup": PAIRED_WARMUP, "tokens": tokens, "non_embedding_params": params}
+    return {"times_s": times, "warmup": PAIRED_WARMUP, "tokens": tokens, "non_embedding_params": params,
+            "ref_cache_build_s": builds, "batches": len(batches)}
 
 
 def _child(args: list[str]) -> dict | None:
@@ -335,6 +346,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown variant(s) {', '.join(unknown)}")
     shared = ["--model", args.model, "--batch-size", str(args.batch_size)]
     peak = peak_tflops(args.peak_tflops)
+    # The children keep their reference caches in a workspace of this invocation's own, so every cached variant
+    # measures its build (refcache.cache_root reads INNERDPO_HOME).
+    cache_home = tempfile.TemporaryDirectory(prefix="bench-refcache-")
+    os.environ["INNERDPO_HOME"] = cache_home.name
     results = {}
     for variant in variants:
         result = _child(["--worker", variant, "--steps", str(args.steps), "--memory-steps", str(args.memory_steps)] + shared)
@@ -348,7 +363,8 @@ def main(argv: list[str] | None = None) -> None:
                 result["mfu"] = result["model_tflops_per_s"] / peak
                 step += f" MFU {result['mfu']:.1%}"
         print(f"{variant:20s} {step}  peak {result['peak_mb_memory_steps']:8.1f} MB over {args.memory_steps} steps"
-              + (f", {result['peak_mb']:8.1f} MB over {result['steps']}" if result["steps"] != args.memory_steps else ""),
+              + (f", {result['peak_mb']:8.1f} MB over {result['steps']}" if result["steps"] != args.memory_steps else "")
+              + (f"; cache built in {result['ref_cache_build_s']:.2f}s" if result.get("ref_cache_build_s") else ""),
               flush=True)
 
     paired_variants = [v for v in OURS if v in variants]
@@ -387,9 +403,11 @@ def main(argv: list[str] | None = None) -> None:
             add(f"{name}/dpo time", paired_summary[name]["per_batch_ratio_to_dpo"], 1.10)
         if name in results and "dpo" in results:
             add(f"{name}/dpo memory", results[name]["peak_mb_memory_steps"] / results["dpo"]["peak_mb_memory_steps"], 1.10)
-    print(f"\n{'ratio':32s} {'value':>7s} {'target':>7s}")
+    ratios.update(cache_ratios(results, paired_summary, paired))
+    print(f"\n{'ratio':48s} {'value':>7s} {'target':>7s}")
     for name, r in ratios.items():
-        print(f"{name:32s} {r['value']:7.3f} {'<= ' + str(r['target']):>7s} {'ok' if r['met'] else 'MISSED'}")
+        print(f"{name:48s} {r['value']:7.3f} {'<= ' + str(r['target']):>7s} {'ok' if r['met'] else 'MISSED'}")
+    cache_home.cleanup()
     write_record(args.out, "bench.train_step", {
         "model": args.model, "steps": args.steps, "peak_tflops": peak, "memory_steps": args.memory_steps,
         "paired_steps": args.paired_steps, "batch_size": args.batch_size, "results": results,

@@ -1,4 +1,5 @@
-"""The variants `bench/train_step.py` measures: TRL's DPOTrainer, our methods, and our methods with options."""
+"""The variants `bench/train_step.py` measures: TRL's DPOTrainer, our methods (live reference and from the
+reference-pass cache), and our methods with options."""
 
 from __future__ import annotations
 
@@ -13,12 +14,17 @@ VARIANT_OPTIONS: dict[str, tuple[str, dict]] = {
     "hs-none-simper": ("hs-none-InnerDPO", {"output_loss": "simper"}),
     "dpo-wpo": ("dpo", {"wpo": True}),
 }
-OURS = ["dpo", "ipo", "simper", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", *VARIANT_OPTIONS]
-VARIANTS = ["trl-dpo"] + OURS
-# For information, not in the default run (they add three minutes on CPU): TRL's own defaults, which turn
-# gradient checkpointing on (less memory, more time), and our dpo with --gradient-checkpointing.
-EXTRA_VARIANTS = ["trl-dpo-default", "dpo-gc"]
-TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that also measure step time
+# `-cached`: the same run reading the reference from the reference-pass cache (`--ref-cache on`, refcache.py); every
+# other variant of ours runs the reference live (`--ref-cache off`), as the uncached baseline.
+CACHED = ["dpo-cached", "hs-none-InnerDPO-cached", "hs-supr-InnerDPO-cached"]
+DEFAULT_OURS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", *CACHED]
+OURS = [*DEFAULT_OURS, "simper", *VARIANT_OPTIONS]
+VARIANTS = ["trl-dpo"] + DEFAULT_OURS
+# For information, not in the default run (it must fit in 10 minutes on the 2-core CPU with the eval bench):
+# simper and the methods with options; TRL's own defaults, which turn gradient checkpointing on (less memory,
+# more time), and our dpo with --gradient-checkpointing.
+EXTRA_VARIANTS = ["simper", *VARIANT_OPTIONS, "trl-dpo-default", "dpo-gc"]
+TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc", "dpo-cached")  # standalone runs that also measure step time
 # Each gets a time (paired) and a memory ratio to dpo, with the InnerDPO target 1.10.
 BESIDE_DPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", "simper", *VARIANT_OPTIONS)
 
@@ -27,6 +33,7 @@ def variant_config(variant: str, **fields):
     """The validated TrainConfig of one of our variants: its method and options, `-gc` for gradient checkpointing."""
     from innerdpo_bench.config import TrainConfig
 
-    name = variant.removesuffix("-gc")
+    name = variant.removesuffix("-gc").removesuffix("-cached")
     method, options = VARIANT_OPTIONS.get(name, (name, {}))
-    return TrainConfig(method=method, gradient_checkpointing=variant.endswith("-gc"), **options, **fields).validate()
+    return TrainConfig(method=method, gradient_checkpointing=variant.endswith("-gc"),
+                       ref_cache="on" if variant.endswith("-cached") else "off", **options, **fields).validate()

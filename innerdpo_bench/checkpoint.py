@@ -74,9 +74,9 @@ def _is_run_dir(path: Path) -> bool:
     if not rundir.is_run_dir(path):
         return False
     try:
-        config = json.loads(rundir.TrainPaths(path).config.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
+        config = json.loads(rundir.TrainPaths(path).config.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):  # not UTF-8 or not JSON: `_run_checkpoint` says which
+        return (path / rundir.ADAPTER).is_dir()
     return isinstance(config, dict) and "method" in config and "base_model" in config
 
 
@@ -104,7 +104,10 @@ def resolve_checkpoint(spec: str) -> Checkpoint:
 
 def _run_checkpoint(text: str, path: Path) -> Checkpoint:
     config = rundir.read_config(path)
-    state = rundir.read_status(path).get("state", "unknown")
+    status = rundir.read_status(path)
+    state = status.get("state", "unknown")
+    if "unreadable" in status:
+        raise UserError(status["unreadable"])
     if state != "complete":
         raise UserError(f"run {path} is not complete (status {state}); only finished runs can be evaluated")
     adapter = rundir.TrainPaths(path).adapter

@@ -14,6 +14,9 @@ from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LO
 from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
 
 DEFAULT_BASE_MODEL = "wassname/llama-3.2-3b-sft"
+# Options that change where a run logs and how often it checkpoints, never what it trains: they may differ
+# between the attempts of one run (`resume.check_same_run`), and runs that differ only in them are the same run.
+BOOKKEEPING = frozenset({"output_dir", "report_to", "save_steps", "save_total_limit", "ref_cache"})
 
 
 def opt(default, help: str, group: str = "Training"):
@@ -55,6 +58,20 @@ class TrainConfig:
     patience: int = opt(3, "Early stop after this many validation evaluations without a lower loss (spec §10: 3; "
                         "0 = never stop early, still save the best).")
     device: str = opt("auto", "auto | cpu | cuda.")
+    save_steps: int | None = opt(None, "Write a resumable checkpoint (adapter, optimiser, scheduler, RNG, transform, "
+                                 "sample order) to RUN/checkpoints every N steps; `innerdpo train --resume` continues "
+                                 "from the newest. Default: 10% of --max-steps rounded up to a multiple of "
+                                 "--logging-steps; 0 = off. A completed run deletes its checkpoints.", "Checkpoints")
+    save_total_limit: int = opt(1, "Checkpoints kept, newest first (2 or more: a corrupt newest falls back to the "
+                                "one before).", "Checkpoints")
+    report_to: str = opt("none", "Experiment trackers, comma-separated: none | tensorboard (event files in "
+                         "RUN/tensorboard) | wandb | mlflow | comet_ml | ... (transformers' names; each an optional "
+                         "install, e.g. pip install 'innerdpo-bench[tensorboard]').", "Checkpoints")
+    ref_cache: str = opt("auto", "Reference-pass cache: the frozen reference's log-probs (and, for hs-none/hs-supr, "
+                         "pooled states) computed once before training and reused by every later run with the same "
+                         "base, data and settings, so training runs no reference forward (hs-ether keeps the live "
+                         "pass). auto: reuse one, build one when the run sees at least one epoch | on: always build | "
+                         "off. `innerdpo cache ls|clear` shows and frees them.")
 
     beta: float = opt(0.1, "β of the output loss.", "Loss")
     logp_agg: str = opt("mean", "mean | sum of completion-token log-probs. mean (default, every method) makes "
@@ -115,7 +132,8 @@ class TrainConfig:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
                    "trust_region_form": ("both", "top", "bottom"),
-                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
+                   "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
+                   "ref_cache": ("auto", "on", "off")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise unknown_choice(flag_name(name), getattr(self, name), allowed)
@@ -135,6 +153,13 @@ class TrainConfig:
             raise UserError(f"--eval-steps must be at least 1 and --patience at least 0, got {self.eval_steps}, {self.patience}")
         if self.trust_region < 0:
             raise UserError(f"--trust-region must be 0 (off) or positive, got {self.trust_region}")
+        if self.save_steps is not None and self.save_steps < 0:
+            raise UserError(f"--save-steps must be 0 (off) or positive, got {self.save_steps}")
+        if self.save_total_limit < 1:
+            raise UserError(f"--save-total-limit must be at least 1, got {self.save_total_limit}")
+        from innerdpo_bench.trackers import parse_report_to
+
+        parse_report_to(self.report_to)
         if self.max_rows is not None and self.max_rows < 1:
             raise UserError(f"--max-rows must be at least 1, got {self.max_rows}")
         if not 0 <= self.label_smoothing < 0.5:
@@ -143,6 +168,11 @@ class TrainConfig:
             raise UserError("--max-prompt-length must be smaller than --max-length")
         check_layer_spec(self.layers)
         return self
+
+    @property
+    def resolved_save_steps(self) -> int:
+        """--save-steps, or its default (`auto_save_steps`); 0 = no checkpoints."""
+        return auto_save_steps(self.max_steps, self.logging_steps) if self.save_steps is None else self.save_steps
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -175,6 +205,15 @@ class TrainConfig:
             if hints[key] in (float, float | None) and isinstance(value, int):
                 data[key] = float(value)  # as typer would parse it, so config.json is the same either way
         return cls(**{**data, **overrides})
+
+
+def auto_save_steps(max_steps: int, logging_steps: int) -> int:
+    """The default --save-steps: 10 % of max_steps rounded up to a multiple of logging_steps (a checkpoint step is
+    a logging step), or the 10 % itself when that multiple is not below max_steps (then
+    `resume.CheckpointCallback` adds a log record at each checkpoint step)."""
+    tenth = max(1, -(-max_steps // 10))
+    aligned = -(-tenth // logging_steps) * logging_steps
+    return aligned if aligned < max_steps else tenth
 
 
 def flag_name(field_name: str) -> str:

@@ -21,7 +21,7 @@ from innerdpo_bench.results import table
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.runspec import base_spec, train_specs
 from innerdpo_bench.store import Run, Store, resolve_home
-from innerdpo_bench import suites
+from innerdpo_bench import progress, suites
 from innerdpo_bench.worker import Worker, WorkerOptions
 
 DEMO_METHODS = ("dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
@@ -99,19 +99,36 @@ def _current_step(run: Run) -> tuple[int, int]:
     total = (run.spec.get("train") or {}).get("max_steps", 0)
     if not run.run_dir:
         return 0, total
-    metrics = RunPaths.of(run).checkpoint.metrics
-    try:
-        lines = metrics.read_text().splitlines()
-    except OSError:
-        return 0, total
-    return (json.loads(lines[-1]).get("step", 0) if lines else 0), total
+    return progress.last_step(RunPaths.of(run).checkpoint.metrics) or 0, total
+
+
+def _stage(run: Run) -> tuple[str, int, int]:
+    """(training | evaluating, step, max steps) of a running run."""
+    step, total = _current_step(run)
+    return ("training" if run.kind == "train_eval" and step < total else "evaluating"), step, total
+
+
+class _PlainDisplay:
+    """The demo's progress off a terminal: `progress.ProgressLines` (a line per run and stage, and every ~10% of
+    a run's training steps), since rich's live display would print nothing until the end."""
+
+    def __init__(self, console, n_runs: int) -> None:
+        self.lines = progress.ProgressLines(lambda line: console.print(line, markup=False, highlight=False,
+                                                                       soft_wrap=True))
+        self.n_runs = n_runs
+
+    def show(self, finished: int, running: Run | None) -> None:
+        if running is None:
+            return
+        stage, step, total = _stage(running)
+        label = f"run {min(finished + 1, self.n_runs)}/{self.n_runs} {running.name}: {stage}"
+        self.lines.update(label, step if stage == "training" else None, total if stage == "training" else None)
 
 
 def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | None = None, console=None,
              suite: str = DEMO_SUITE) -> str:
     """Queue the demo's runs, work through them with a progress display, and return the markdown table."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from innerdpo_bench.models import resolve_base_model
 
@@ -120,7 +137,10 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
     plan = DemoPlan.for_model(base_model, quick, suite)
     home_path = resolve_home(home)
     console.print(f"[bold]innerdpo demo[/bold] in {home_path}: {json.dumps(asdict(plan))}")
-    with console.status(f"preparing base model {plan.base_model} (first time: fetch and convert)"):
+    preparing = f"preparing base model {plan.base_model} (first time: fetch and convert)"
+    if not console.is_terminal:   # the status spinner below draws only on a terminal
+        console.print(preparing, markup=False, highlight=False)
+    with console.status(preparing):
         resolve_base_model(plan.base_model)
 
     with Store(home_path) as store:
@@ -132,27 +152,12 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
     thread = threading.Thread(target=worker.loop, name="demo-worker", daemon=True)
     started = time.time()
     thread.start()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console)
     try:
-        with progress, Store(home_path) as store:
-            overall = progress.add_task("runs", total=len(ids))
-            current = progress.add_task("", total=1, visible=False)
-            while thread.is_alive():
-                runs = {r.id: r for r in store.list_runs() if r.id in ids}
-                finished = sum(r.status in ("done", "failed", "cancelled") for r in runs.values())
-                progress.update(overall, completed=finished)
-                running = next((r for r in runs.values() if r.status == "running"), None)
-                if running is not None:
-                    step, total = _current_step(running)
-                    stage = "training" if running.kind == "train_eval" and step < total else "evaluating"
-                    progress.update(current, visible=True, description=f"{running.name}: {stage}",
-                                    completed=min(step, total) if stage == "training" else 0,
-                                    total=total if stage == "training" else None)
-                thread.join(0.5)
-            runs = {r.id: r for r in store.list_runs() if r.id in ids}
-            progress.update(overall, completed=len(ids))
-            progress.update(current, visible=False)
+        if console.is_terminal:
+            runs = _watch_live(console, home_path, ids, thread)
+        else:
+            display = _PlainDisplay(console, len(ids))
+            runs = _watch(home_path, ids, thread, display.show)
     except KeyboardInterrupt:
         stop.set()
         thread.join()
@@ -169,3 +174,39 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
     console.print("\nOpen the dashboard with [bold]innerdpo tui[/bold]"
                   + (f" --home {home}" if home else "") + "; compare runs with [bold]innerdpo runs[/bold].")
     return markdown
+
+
+def _watch(home, ids: list[int], thread: threading.Thread, show) -> dict[int, Run]:
+    """Poll the store until the worker thread ends, calling `show(finished, running run or None)` each time; the
+    demo's runs by id at the end."""
+    with Store(home) as store:
+        while thread.is_alive():
+            runs = {r.id: r for r in store.list_runs() if r.id in ids}
+            finished = sum(r.status in ("done", "failed", "cancelled") for r in runs.values())
+            show(finished, next((r for r in runs.values() if r.status == "running"), None))
+            thread.join(0.5)
+        return {r.id: r for r in store.list_runs() if r.id in ids}
+
+
+def _watch_live(console, home, ids: list[int], thread: threading.Thread) -> dict[int, Run]:
+    """`_watch` with rich's live bars: all runs, and the current run's training steps."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+    with bars:
+        overall = bars.add_task("runs", total=len(ids))
+        current = bars.add_task("", total=1, visible=False)
+
+        def show(finished: int, running: Run | None) -> None:
+            bars.update(overall, completed=finished)
+            if running is not None:
+                stage, step, total = _stage(running)
+                training = stage == "training"
+                bars.update(current, visible=True, description=f"{running.name}: {stage}",
+                            completed=min(step, total) if training else 0, total=total if training else None)
+
+        runs = _watch(home, ids, thread, show)
+        bars.update(overall, completed=len(ids))
+        bars.update(current, visible=False)
+    return runs

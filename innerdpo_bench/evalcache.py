@@ -133,7 +133,7 @@ def _write_cached(key: str, identity: dict, report: EvalReport, rows_text: str) 
     rundir.write_json(entry / rundir.EVAL, report)
 
 
-def cached_evaluation(key: str, ckpt: Checkpoint, rows_file: str) -> tuple[EvalReport, str] | None:
+def cached_evaluation(key: str, ckpt: Checkpoint) -> tuple[EvalReport, str] | None:
     """(eval.json, rows text) of a cached evaluation as this checkpoint's, or None on a miss. The numbers and
     how they were computed (versions, device, timestamp) stay as cached; what names the checkpoint is this
     one's. The caller sets `seconds`."""
@@ -142,7 +142,7 @@ def cached_evaluation(key: str, ckpt: Checkpoint, rows_file: str) -> tuple[EvalR
         return None
     report, rows_text = cached
     computed = {"computed_at": report.get("timestamp"), "computed_seconds": report.get("seconds")}
-    report.update(**ckpt.describe(), rows_file=rows_file,
+    report.update(**ckpt.describe(),
                   # no request was scored by this call
                   score_cache={name: {**use, "hits": 0, "misses": 0}
                                for name, use in (report.get("score_cache") or {}).items()},

@@ -78,7 +78,8 @@ class EvalReport(TypedDict, total=False):
     base: BaseScores
     coherence: Coherence
     provenance: dict[str, dict[str, Any]]   # shift → `suites.provenance`
-    rows_file: str                  # the per-row records, beside eval.json
+    rows_file: str                  # the per-row records, beside eval.json (`rundir.write_eval_pair`)
+    rows_sha256: str                # their sha256: a reader checks it before using them
     adapter_sha256: str | None
     harness: dict[str, Any]         # lm-eval's own record, minus samples
     cache: CacheInfo
@@ -95,14 +96,35 @@ def read_eval_report(path: str | Path, required: Iterable[str] = ()) -> EvalRepo
     except OSError as err:
         raise UserError(f"cannot read {path} ({err.strerror or err})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON ({getattr(err, 'msg', err)}); re-run innerdpo eval") from None
+        raise UserError(f"{path} is not valid JSON ({getattr(err, 'msg', err)}); rebuild it: "
+                        f"{rebuild_command(path)}") from None
+    except RecursionError:
+        raise UserError(f"{path} is nested too deeply to be an eval.json; rebuild it: {rebuild_command(path)}") from None
     if not isinstance(report, dict):
-        raise UserError(f"{path} holds {json_type(report)}, not an eval.json object; re-run innerdpo eval")
+        raise UserError(f"{path} holds {json_type(report)}, not an eval.json object; rebuild it: "
+                        f"{rebuild_command(path)}")
     for key in required:
         if key not in report:
-            raise UserError(f"{path} has no {key!r}; re-run innerdpo eval")
+            raise UserError(f"{path} has no {key!r}; rebuild it: {rebuild_command(path, report)}")
     wrong = mismatch(report, EvalReport)
     if wrong is not None:
         where, hint, value = wrong
-        raise UserError(f"{path}: {where!r} must be {describe(hint)}, not {json_type(value)}; re-run innerdpo eval")
+        raise UserError(f"{path}: {where!r} must be {describe(hint)}, not {json_type(value)}; rebuild it: "
+                        f"{rebuild_command(path, report)}")
     return report
+
+
+def rebuild_command(path: str | Path, report: Any = None) -> str:
+    """The command that writes eval.json at `path` and its rows again: `innerdpo eval CHECKPOINT --suite S
+    --limit N --output PATH`, from what `report` recorded (CHECKPOINT when it does not say)."""
+    report = report if isinstance(report, dict) else {}
+    words = ["innerdpo eval", str(report.get("checkpoint") or "CHECKPOINT")]
+    if isinstance(report.get("data_dir"), str):
+        words += ["--data-dir", report["data_dir"]]
+    elif isinstance(report.get("suite"), str):
+        words += ["--suite", report["suite"]]
+    if isinstance(report.get("limit"), int):
+        words += ["--limit", str(report["limit"])]
+    if report.get("sample") == "random":
+        words += ["--sample", "random", "--sample-seed", str(report.get("sample_seed"))]
+    return " ".join([*words, "--output", str(path)])

@@ -27,8 +27,9 @@ training; it never changes the model's output distribution (spec §5), so evalua
 eval.json says `transforms_applied: false`.
 
 Outputs: eval.json (`evalreport.EvalReport`; in the run directory, else `--output`, default
-`./eval-<name>.json`), and beside it the rows file (`rundir.rows_path_for`: `eval_rows.jsonl` in a run
-directory): one record per row per shift with the checkpoint's and the base model's summed log-probs,
+`./eval-<name>.json`), and beside it the rows file (`eval_rows-<sha16>.jsonl` in a run directory, named by its
+content; `rundir.write_eval_pair` writes it first and eval.json, naming it and its `rows_sha256`, last, so the
+two are one unit): one record per row per shift with the checkpoint's and the base model's summed log-probs,
 token counts, row id and correctness.
 
 Rows. `limit` rows per shift: the first ones, or with `sample="random"` the ones `suites.sample_indices`
@@ -52,6 +53,7 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.evalcache import cached_evaluation, eval_cache_key, store_evaluation
 from innerdpo_bench.evalreport import EvalReport
 from innerdpo_bench.models import load_causal_lm, load_tokenizer
+from innerdpo_bench.progress import ProgressLines
 
 GROUP = "innerdpo_shifts"
 METRICS = ("acc", "acc_sum", "logratio")
@@ -112,11 +114,10 @@ def evaluate(checkpoint: str, suite: str | None = None, limit: int | None = None
     ckpt = resolve_checkpoint(checkpoint)
     plan = _plan(suite, data_dir, limit, sample, sample_seed, batch_size)
     eval_path = Path(output).expanduser() if output else ckpt.default_eval_path()
-    rows_file = rundir.rows_path_for(eval_path).name
     key, identity = eval_cache_key(ckpt, plan.label, data_dir, plan.rows_cap, plan.sample, plan.sample_seed,
                                    apply_chat_template, dtype)
-    cached = cached_evaluation(key, ckpt, rows_file) if use_cache else None
-    report, rows_text = cached or _score(ckpt, plan, device, dtype, apply_chat_template, use_cache, rows_file, say)
+    cached = cached_evaluation(key, ckpt) if use_cache else None
+    report, rows_text = cached or _score(ckpt, plan, device, dtype, apply_chat_template, use_cache, say)
     report["seconds"] = round(time.time() - started, 2)  # model loading and both harness runs, or the cache hit
     if cached is None:
         problem = store_evaluation(key, identity, report, rows_text)
@@ -136,9 +137,9 @@ def _plan(suite: str | None, data_dir: str | None, limit: int | None, sample: st
 
 
 def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_chat_template: bool | None,
-           use_cache: bool, rows_file: str, say: Callable[[str], None]) -> tuple[EvalReport, str]:
-    """Load the model, run the harness with the adapter off and on; eval.json (without `seconds`, `cache`)
-    and the rows file's text."""
+           use_cache: bool, say: Callable[[str], None]) -> tuple[EvalReport, str]:
+    """Load the model, run the harness with the adapter off and on; eval.json (without `seconds`, `cache` and
+    the rows file's name and checksum, which `rundir.write_eval_pair` adds) and the rows file's text."""
     import torch
     from innerdpo_bench.fastlm import FastHFLM, ScoreCache, model_identity
 
@@ -173,7 +174,7 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
         coherence=coherence(rows.get("in_domain", [])),
         provenance={s: suites.provenance(plan.refs[s], shift_metrics[s]["n"], plan.sample, plan.sample_seed)
                     for s in plan.shifts},
-        rows_file=rows_file, adapter_sha256=rundir.adapter_sha256(ckpt.adapter), harness=_harness_section(results),
+        adapter_sha256=rundir.adapter_sha256(ckpt.adapter), harness=_harness_section(results),
     )
     rows_text = "\n".join(json.dumps(r, sort_keys=True) for s in plan.shifts for r in rows[s]) + "\n"
     return report, rows_text
@@ -189,10 +190,11 @@ def _audited(shift_metrics: dict[str, dict]) -> dict[str, dict]:
 
 
 def _write_outputs(eval_path: Path, report: EvalReport, rows_text: str) -> EvalResult:
-    eval_path.parent.mkdir(parents=True, exist_ok=True)
-    rows_path = rundir.rows_path_for(eval_path)
-    rundir.atomic_write_text(rows_path, rows_text)
-    rundir.write_json(eval_path, report)
+    try:
+        eval_path.parent.mkdir(parents=True, exist_ok=True)
+        rows_path = rundir.write_eval_pair(eval_path, report, rows_text)
+    except OSError as err:
+        raise UserError(f"cannot write {eval_path} ({err.strerror or err}); choose another --output") from None
     return EvalResult(report, eval_path, rows_path)
 
 
@@ -259,12 +261,15 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
                                apply_chat_template=apply_chat_template)
 
     n_requests = 2 * sum(len(task.eval_docs) for task in tasks.values())
+    lines = ProgressLines(say)   # every ~10% of a pass's requests (the harness scores all shifts in one batch)
     if ckpt.adapter is None:
         say(f"scoring {n_requests} requests with the {ckpt.kind}")
+        lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
         lm.score_cache = caches["base"]
         results = run_harness()
         return results, results
     say(f"scoring {n_requests} requests with the base model (adapter off)")
+    lm.on_scored = lambda done, total: lines.update("scoring with the base model", done, total)
     lm.score_cache = caches["base"]
     with model.disable_adapter():
         base_results = run_harness()
@@ -274,6 +279,7 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
         # would lose part of the adapter. The base rows are already scored, and the model is not reused.
         model.merge_adapter()
     say(f"scoring {n_requests} requests with the {ckpt.kind} (adapter on)")
+    lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
     lm.score_cache = caches["model"]
     return run_harness(), base_results
 

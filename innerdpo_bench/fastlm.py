@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -101,6 +102,7 @@ class FastHFLM(HFLM):
     def __init__(self, *args, score_cache: ScoreCache | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.score_cache = score_cache
+        self.on_scored: Callable[[int, int], None] | None = None   # (requests answered, of all) after each batch
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs: int | None = None):
         if self.backend != "causal":
@@ -142,6 +144,8 @@ class FastHFLM(HFLM):
                     for index, answer in zip(indices, group_answers):
                         answers[index] = answer
                         computed.append((requests[index][0], answer))
+                if self.on_scored is not None:
+                    self.on_scored(len(requests) - len(todo) + len(computed), len(requests))
         if self.score_cache is not None:
             self.score_cache.put_many(computed)
         return answers

@@ -10,8 +10,10 @@ A training run directory is what `innerdpo train --output-dir RUN` writes (`Trai
       transforms.safetensors   its weights, when it has any
       metrics.jsonl            one record per logging step
       train.log                the training log
+      checkpoints/checkpoint-N/  resumable training checkpoints while it runs (`resume.py`); gone once complete
+      tensorboard/             TensorBoard event files (`--report-to tensorboard`, `innerdpo eval --report-to`)
       eval.json                written by `innerdpo eval` (the `evalreport.EvalReport` schema)
-      eval_rows.jsonl          its per-row records (`rows_path_for`)
+      eval_rows-<sha16>.jsonl  its per-row records, named by content (`rows_path_for`; `write_eval_pair`)
 
 A directory whose status is not `complete` is never presented as a finished run.
 
@@ -40,7 +42,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from innerdpo_bench.errors import UserError
 
@@ -71,14 +73,23 @@ LOG_NAMES = (TRAIN_LOG, EVAL_LOG, WORKER_LOG)
 # --------------------------------------------------------------------------- paths
 
 
-def rows_path_for(eval_path: Path) -> Path:
-    """`eval.json` → `eval_rows.jsonl`; `eval-x.json` → `eval-x_rows.jsonl`."""
-    return eval_path.with_name(eval_path.stem + ROWS_SUFFIX)
+ROWS_NAME = re.compile(r"(?P<stem>.+)_rows(?:-(?P<sha>[0-9a-f]{16}))?\.jsonl")
+# mkstemp's temporary names: NAME.<pid>.<8 random>.tmp (`atomic_write_text`), or NAME.<8 random> before it
+TEMP_NAME = re.compile(r"(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")
+LEGACY_TEMP_NAME = re.compile(r"(?P<name>.+\.(?:json|jsonl))\.[a-z0-9_]{8}")
+
+
+def rows_path_for(eval_path: Path, rows_sha256: str | None = None) -> Path:
+    """`eval.json` → `eval_rows-<first 16 hex of rows_sha256>.jsonl` (`eval-x.json` → `eval-x_rows-….jsonl`); without
+    a checksum, the name files had before rows were named by content: `eval_rows.jsonl`."""
+    tag = f"-{rows_sha256[:16]}" if rows_sha256 else ""
+    return eval_path.with_name(f"{eval_path.stem}_rows{tag}.jsonl")
 
 
 def eval_path_for_rows(path: Path) -> Path | None:
-    """The inverse of `rows_path_for`: `x_rows.jsonl` → `x.json`; None for a file that is not a rows file."""
-    return path.with_name(path.name[: -len(ROWS_SUFFIX)] + ".json") if path.name.endswith(ROWS_SUFFIX) else None
+    """The inverse of `rows_path_for`: `x_rows[-sha].jsonl` → `x.json`; None for a file that is not a rows file."""
+    match = ROWS_NAME.fullmatch(path.name)
+    return path.with_name(match["stem"] + ".json") if match else None
 
 
 @dataclass(frozen=True)
@@ -95,7 +106,6 @@ class TrainPaths:
     metrics = property(lambda self: self.root / METRICS)
     train_log = property(lambda self: self.root / TRAIN_LOG)
     eval_json = property(lambda self: self.root / EVAL)
-    rows_file = property(lambda self: rows_path_for(self.eval_json))
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,6 @@ class RunPaths:
     child = property(lambda self: self.root / CHILD)
     train_spec = property(lambda self: self.root / TRAIN_SPEC)
     checkpoint = property(lambda self: TrainPaths(self.root / CHECKPOINT))
-    rows_file = property(lambda self: rows_path_for(self.eval_json))
 
     @property
     def eval_json(self) -> Path:
@@ -208,10 +217,11 @@ FILE_MODE = _file_mode()
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file; the file gets the mode a plain
-    `open()` would (`FILE_MODE`), not mkstemp's 0600."""
+    """Write via a temporary file (`NAME.<pid>.<random>.tmp`) and rename, so readers never see half a file; the
+    file gets the mode a plain `open()` would (`FILE_MODE`), not mkstemp's 0600. Temporary files of NAME that a
+    killed writer left behind are removed after the rename (`_remove_leftovers`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -220,6 +230,114 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _remove_leftovers(path.parent, {path.name})
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):  # someone else's process (alive), or not a pid at all
+        return pid < 1 << 22
+    return True
+
+
+def _leftover_temp(path: Path, names: set[str] | None = None) -> bool:
+    """A temporary file of `atomic_write_text` whose writer is gone (its pid is not alive on this host), or one of
+    the unmarked names earlier versions used; `names`: only temporaries of these files."""
+    match = TEMP_NAME.fullmatch(path.name)
+    if match:
+        return (names is None or match["name"] in names) and not _pid_alive(int(match["pid"]))
+    match = LEGACY_TEMP_NAME.fullmatch(path.name)
+    return match is not None and (names is None or match["name"] in names)
+
+
+def _remove_leftovers(directory: Path, names: set[str] | None = None) -> None:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) and _leftover_temp(Path(entry.path), names):
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _stale_rows(directory: Path, stem: str | None = None) -> list[Path]:
+    """Rows files in `directory` (of eval.json stem `stem`, else any) that the eval.json beside them does not name
+    (`rows_file`): an earlier evaluation's, or one whose eval.json was never written (killed between the writes)."""
+    named: dict[str, set[str]] = {}
+    stale = []
+    for path in sorted(directory.iterdir()):
+        match = ROWS_NAME.fullmatch(path.name)
+        if not match or (stem is not None and match["stem"] != stem) or not path.is_file():
+            continue
+        if match["stem"] not in named:
+            named[match["stem"]] = _named_rows(directory / f"{match['stem']}.json")
+        if path.name not in named[match["stem"]]:
+            stale.append(path)
+    return stale
+
+
+def _named_rows(eval_path: Path) -> set[str]:
+    """{the rows file `eval_path` names}; empty when it is missing, so its rows count as stale; an unreadable
+    eval.json keeps every rows file (nothing is known)."""
+    try:
+        report = json.loads(eval_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError, RecursionError):
+        return {path.name for path in eval_path.parent.iterdir()}
+    name = report.get("rows_file") if isinstance(report, dict) else None
+    return {name if isinstance(name, str) else rows_path_for(eval_path).name}
+
+
+def _of_stem(path: Path, stem: str) -> bool:
+    """Whether a temporary file is one of eval pair `stem`'s: `stem.json` or a rows file of that stem."""
+    match = TEMP_NAME.fullmatch(path.name) or LEGACY_TEMP_NAME.fullmatch(path.name)
+    rows = ROWS_NAME.fullmatch(match["name"]) if match else None
+    return match is not None and (match["name"] == f"{stem}.json" or (rows is not None and rows["stem"] == stem))
+
+
+def leftover_files(directory: str | os.PathLike, *, stem: str | None = None) -> list[Path]:
+    """Files in `directory` that no reader uses and a killed write left behind, sorted: temporary files of
+    `atomic_write_text` whose writer is gone (`NAME.<pid>.<random>.tmp` with the pid not alive on this host;
+    earlier versions' `NAME.json.<random>`), and rows files (`X_rows[-sha].jsonl`) that the eval.json beside them
+    (`X.json`) does not name. `stem`: only those of the eval pair `stem.json`. Not recursive: call it per
+    directory (a queue run directory and its checkpoint/). `innerdpo doctor` lists them; the next
+    `write_eval_pair` of a pair removes that pair's.
+
+    In a directory that is not a run directory, a user's own `X_rows.jsonl` without an `X.json` is listed too:
+    only `write_eval_pair` deletes, and only its own stem's. A directory written from several hosts at once (a
+    shared filesystem) could hold a live writer's temporary file from another host, which this host cannot see
+    alive; a run directory is written by one worker at a time."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    temps = [path for path in directory.iterdir()
+             if path.is_file() and _leftover_temp(path) and (stem is None or _of_stem(path, stem))]
+    return sorted({*temps, *_stale_rows(directory, stem)})
+
+
+def write_eval_pair(eval_path: Path, report: dict, rows_text: str) -> Path:
+    """Write eval.json (`report`, to which it adds `rows_file` and `rows_sha256`) and its rows file as one unit;
+    returns the rows file's path.
+
+    The rows go first, under a name made from their sha256 (`rows_path_for`), which a previous pair never uses
+    unless its rows are the same bytes; eval.json, naming that file (`rows_file`) and its checksum
+    (`rows_sha256`), goes last by atomic rename. Killed at any moment, the directory holds the old pair or the
+    new one (plus, at worst, an unnamed rows file); readers check the named file's checksum
+    (`results.rowsfile.load_evaluation`). Then this pair's leftovers (`leftover_files` with its stem: rows files
+    eval.json does not name, dead writers' temporary files) are removed."""
+    eval_path = Path(eval_path)
+    digest = hashlib.sha256(rows_text.encode("utf-8")).hexdigest()
+    rows_path = rows_path_for(eval_path, digest)
+    atomic_write_text(rows_path, rows_text)
+    report.update(rows_file=rows_path.name, rows_sha256=digest)
+    write_json(eval_path, report)
+    for path in leftover_files(eval_path.parent, stem=eval_path.stem):
+        path.unlink(missing_ok=True)
+    return rows_path
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -231,19 +349,70 @@ def append_jsonl(path: Path, record: dict) -> None:
         handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
 
 
-def read_status(run_dir: Path) -> dict:
-    path = Path(run_dir) / STATUS
-    if not path.is_file():
-        return {"state": "unknown"}
+class RunStatus(TypedDict, total=False):
+    """The keys of status.json that readers act on (train writes more: steps, best_step, ...)."""
+
+    state: str                  # running | complete | interrupted | failed
+    error: str | None
+    updated: str
+
+
+class RunConfig(TypedDict, total=False):
+    """The keys of config.json that readers use (it holds every `TrainConfig` field and versions)."""
+
+    method: str
+    base_model: str
+    base_model_path: str | None
+    dataset: str
+    seed: int | None
+    display_name: str | None
+
+
+RETRAIN = "train the run again (innerdpo train --output-dir NEW_DIR, or innerdpo queue retry ID for a queued run)"
+
+
+def read_checked_json(path: Path, schema: type, rebuild: str) -> dict:
+    """A JSON object file checked against a TypedDict `schema` (`typecheck.mismatch`); UserError naming the file,
+    the field and `rebuild` (how to write it again) when it is unreadable, not UTF-8 JSON, not an object, or has
+    a key of the wrong type. FileNotFoundError passes through."""
+    from innerdpo_bench.typecheck import describe, json_type, mismatch
+
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start}: a binary or corrupt file); rebuild it: "
+                        f"{rebuild}") from None
+    except (ValueError, RecursionError) as err:
+        raise UserError(f"{path} is not valid JSON ({getattr(err, 'msg', None) or type(err).__name__}); rebuild it: "
+                        f"{rebuild}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} holds {json_type(data)}, not a JSON object; rebuild it: {rebuild}")
+    wrong = mismatch(data, schema)
+    if wrong is not None:
+        where, hint, value = wrong
+        raise UserError(f"{path}: {where!r} must be {describe(hint)}, not {json_type(value)}; rebuild it: {rebuild}")
+    return data
+
+
+def read_status(run_dir: Path) -> dict:
+    """status.json of a training run directory; {"state": "unknown"} when there is none, and
+    {"state": "unreadable", "unreadable": the one-line reason} when it cannot be used (binary, not JSON, a key
+    of the wrong type): such a run is never taken for complete."""
+    try:
+        return read_checked_json(Path(run_dir) / STATUS, RunStatus, RETRAIN)
+    except FileNotFoundError:
         return {"state": "unknown"}
+    except UserError as err:
+        return {"state": "unreadable", "unreadable": str(err)}
 
 
 def write_status(run_dir: Path, state: str, **extra) -> None:
     previous = read_status(run_dir)
-    record = {k: v for k, v in previous.items() if k not in ("state", "error")}
+    record = {k: v for k, v in previous.items() if k not in ("state", "error", "unreadable")}
     record.update(state=state, updated=now_iso(), **extra)
     write_json(Path(run_dir) / STATUS, record)
 
@@ -263,7 +432,8 @@ def prepare_run_dir(path: Path) -> Path:
 
 
 def read_config(run_dir: Path) -> dict:
+    """config.json of a training run directory, checked (`RunConfig`); UserError when it is missing or unusable."""
     path = Path(run_dir) / CONFIG
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no {CONFIG})")
-    return json.loads(path.read_text())
+    return read_checked_json(path, RunConfig, RETRAIN)

@@ -8,11 +8,11 @@ encode → Trainer with our `compute_loss` → save adapter, transform and statu
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import platform
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,8 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from innerdpo_bench import __version__, rundir
-from innerdpo_bench.callbacks import RichProgressCallback, RunFilesCallback
+from innerdpo_bench import __version__, resume, rundir, trackers
+from innerdpo_bench.callbacks import RunFilesCallback, progress_callback
 from innerdpo_bench.config import TrainConfig, display_name
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
@@ -38,6 +38,7 @@ from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.refcache import BUILD_BATCH_FACTOR, ReferenceCache, cached_spec, reference_cache
 from innerdpo_bench.validation import EarlyStopping, attach_early_stopping, split_rows
 
 log = logging.getLogger("innerdpo_bench")
@@ -54,8 +55,11 @@ class PreferenceTrainer(Trainer):
 
     def __init__(self, *args, loss_config: LossConfig, layers: list[int], transform=None,
                  norm_before_pool: bool = True, filter_sinks: bool = False,
-                 learned_sign: LearnedSign | None = None, learned_sign_lr: float = 1e-2, **kwargs):
+                 learned_sign: LearnedSign | None = None, learned_sign_lr: float = 1e-2,
+                 resumable: resume.Resumable | None = None, ref_cache: ReferenceCache | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.ref_cache = ref_cache  # batches with a `ref_index` read the reference from it (refcache.py)
         self.loss_config = loss_config
         self.layers = layers
         self.transform = transform
@@ -63,6 +67,7 @@ class PreferenceTrainer(Trainer):
         self.learned_sign_lr = learned_sign_lr
         self.norm_before_pool = norm_before_pool
         self.filter_sinks = filter_sinks
+        self.resumable = resumable
         self.model_accepts_loss_kwargs = False  # our loss is a mean: let Trainer divide by accumulation steps
         self._metric_sums: dict[str, float] = defaultdict(float)
         self._metric_count = 0
@@ -83,14 +88,18 @@ class PreferenceTrainer(Trainer):
         in_hook = None
         if self.transform is not None and self.transform.pools_raw_states:
             in_hook = lambda h, mask: completion_pool(h, mask, self.norm_before_pool, self.filter_sinks)  # noqa: E731
-        # The reference runs on the unwrapped model: it needs no gradient sync, and a second call through
-        # DDP's forward in the same step would confuse its reducer.
-        with torch.no_grad(), peft_model.disable_adapter():
-            ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
+        if self.ref_cache is not None and "ref_index" in inputs:
+            reference = SideOutputs(*self.ref_cache.lookup(inputs["ref_index"], inputs["input_ids"].device))
+        else:
+            # The reference runs on the unwrapped model: it needs no gradient sync, and a second call through
+            # DDP's forward in the same step would confuse its reducer.
+            with torch.no_grad(), peft_model.disable_adapter():
+                ref = forward_pass(peft_model, inputs, self.layers, pool=in_hook)
+            reference = SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref))
         policy = forward_pass(model, inputs, self.layers, wpo=self.loss_config.wpo)
         loss, metrics = preference_loss(
             SideOutputs(policy.logp_sum, policy.n_tokens, self._pooled(policy), policy.wpo_sum),
-            SideOutputs(ref.logp_sum, ref.n_tokens, self._pooled(ref)),
+            reference,
             self.loss_config,
             self.learned_sign.signs() if self.learned_sign is not None else None,
         )
@@ -122,6 +131,15 @@ class PreferenceTrainer(Trainer):
                 pairs += n
         self.model.train(was_training)
         return {f"eval_{key}": value / pairs for key, value in sums.items()}
+
+    def _get_train_sampler(self, train_dataset=None):
+        """Trainer's sampler, wrapped so a checkpoint records the epoch's order and a resumed run replays it
+        (`resume.ReplaySampler`)."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if sampler is None or self.resumable is None:
+            return sampler
+        self.resumable.sampler = resume.ReplaySampler(sampler, self.resumable.replay)
+        return self.resumable.sampler
 
     def create_optimizer(self, model=None):
         """Trainer's AdamW over the model (adapter and transform), plus the learned signs' own group."""
@@ -216,12 +234,15 @@ class Prepared:
     files: RunFilesCallback
     learned_sign: LearnedSign | None = None
     early_stopping: EarlyStopping | None = None
+    resumable: resume.Resumable | None = None
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[dict], dataset_desc: str,
-                  progress: bool = False, eval_rows: list[dict] | None = None) -> Prepared:
+                  progress: bool = False, eval_rows: list[dict] | None = None,
+                  checkpoint: Path | None = None) -> Prepared:
     """Model + LoRA (+ transform), encoded data, and the PreferenceTrainer for one run; with `eval_rows`, early
-    stopping on their loss (`validation.py`)."""
+    stopping on their loss (`validation.py`); with `checkpoint`, our part of its state restored (`resume.py`;
+    `Trainer.train(resume_from_checkpoint=...)` restores the rest)."""
     from datasets import Dataset
     from transformers import set_seed
 
@@ -266,6 +287,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         log.warning("dropped %d rows whose completion is empty after truncation", stats.dropped_empty)
 
     accumulation = max(1, cfg.effective_batch // (cfg.batch_size * world))
+    report_to = trackers.parse_report_to(cfg.report_to)
+    save_steps = cfg.resolved_save_steps
     resolved = {
         **cfg.to_dict(),
         "method": cfg.canonical_method,
@@ -281,13 +304,14 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         "transform_output_layers": list(transform.output_layers) if transform is not None else [],
         "chat_template": stats.chat_template,
         "gradient_accumulation_steps": accumulation,
+        "save_steps_resolved": save_steps,
         "world_size": world,
         "precision_resolved": "bf16" if bf16 else "fp32",
         "versions": _versions(),
         "output_dir": str(run_dir),
     }
     args = TrainingArguments(
-        output_dir=str(run_dir / "trainer"),
+        output_dir=str(resume.checkpoints_dir(run_dir)),
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=accumulation,
@@ -301,8 +325,11 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
-        save_strategy="no",
-        report_to=[],
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        save_total_limit=None,  # resume.rotate keeps --save-total-limit, once the newer checkpoint is whole
+        report_to=report_to,
+        run_name=display_name(cfg),
         remove_unused_columns=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -313,34 +340,58 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    files = RunFilesCallback(run_dir)
-    callbacks = [files] + ([RichProgressCallback(display_name(cfg))] if progress else [])
+    resumable = resume.Resumable(transform, learned_sign)
+    files = RunFilesCallback(run_dir, clock=resumable.clock)
+    callbacks = [files, resume.CheckpointCallback(run_dir, resumable, cfg.save_total_limit)]
+    callbacks += [progress_callback(display_name(cfg))] if progress else []
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
+    held_out = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)[0] if eval_rows else []
+    spec, why_not = cached_spec(cfg, transform, layers, causal_lm.dtype)
+    ref_cache = None
+    if spec is None:
+        log.info(why_not)
+    else:  # built on the training device (Trainer would move the model there next)
+        ref_cache = reference_cache(model.to(args.device), base_path, spec, transform, encoded + held_out, collator,
+                                    cfg.batch_size * BUILD_BATCH_FACTOR, args.device, cfg.ref_cache,
+                                    cfg.max_steps * cfg.effective_batch)
+    if ref_cache is not None:
+        resolved["ref_cache_key"] = ref_cache.key
+        collator = ref_cache.collator(collator)
     trainer = PreferenceTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(encoded), data_collator=collator, callbacks=callbacks,
         loss_config=loss_config_of(cfg), layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
-        learned_sign=learned_sign, learned_sign_lr=cfg.learned_sign_lr,
+        learned_sign=learned_sign, learned_sign_lr=cfg.learned_sign_lr, resumable=resumable,
+        ref_cache=ref_cache,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     early = None
     if eval_rows:
-        held_out, _ = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)
         if not held_out:
             raise UserError(f"dataset {dataset_desc}: every held-out row's completion is empty after truncation")
         early = attach_early_stopping(trainer, held_out, collator, cfg.batch_size, cfg.eval_steps, cfg.patience)
-    return Prepared(trainer, transform, resolved, files, trainer.learned_sign, early)
+    resumable.early = early
+    if checkpoint is not None:
+        files.resumed_from = resumable.load(checkpoint)
+        log.info("resuming from %s: step %d of %d", checkpoint.name, resumable.resumed_from, cfg.max_steps)
+    trackers.attach(trainer, report_to, run_dir, resolved, resumable.resumed_from)
+    return Prepared(trainer, transform, resolved, files, trainer.learned_sign, early, resumable)
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> Path:
+def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> Path:
     """Train one adapter and return its run directory (status `complete`), or raise.
 
     Interruption (Ctrl-C, SIGTERM turned into KeyboardInterrupt by the CLI) marks the directory
     `interrupted`; any other failure marks it `failed` with the error, and re-raises. Under
     torchrun/accelerate only rank 0 writes the directory.
+
+    `resume_run` (`innerdpo train --resume`): an existing run directory trained with the same options continues
+    from its newest intact checkpoint (`resume.start_attempt`; from step 0 without one), a complete one is
+    returned as it is; a missing or empty one starts afresh. Under torchrun every rank picks the same checkpoint.
     """
     cfg.validate()
+    trackers.require_installed(trackers.parse_report_to(cfg.report_to))
     base_path = resolve_base_model(cfg.base_model)
     dataset_ref = parse_dataset(cfg.dataset)
     rows, eval_rows = split_rows(load_pairs(dataset_ref, cfg.max_rows), cfg.eval_fraction, cfg.seed)
@@ -348,17 +399,31 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
     rank = int(os.environ.get("RANK", "0"))
     run_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg)
     handler = None
+    resuming = resume_run and run_dir.is_dir() and any(run_dir.iterdir())
+    if resuming and rundir.read_status(run_dir).get("state") == "complete":
+        log.warning("%s is complete already; nothing to resume", run_dir)
+        return run_dir
     if rank == 0:
-        rundir.prepare_run_dir(run_dir)
-        rundir.write_status(run_dir, "running", started=rundir.now_iso())
+        if resuming:
+            resume.check_same_run(run_dir, {**cfg.to_dict(), "method": cfg.canonical_method,  # as config.json has them
+                                            "output_loss": cfg.resolved_output_loss})
+        else:
+            rundir.prepare_run_dir(run_dir)
+        rundir.write_status(run_dir, "running", **({} if resuming else {"started": rundir.now_iso()}))
         handler = _attach_file_log(run_dir / rundir.TRAIN_LOG)
     started = time.time()
     try:
-        prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress, eval_rows)
+        checkpoint = None
+        if resuming:
+            checkpoint = resume.start_attempt(run_dir) if rank == 0 else resume.pick_checkpoint(run_dir)
+        prepared = build_trainer(cfg, run_dir, base_path, rows, dataset_ref.describe(), progress, eval_rows,
+                                 checkpoint)
         trainer = prepared.trainer
         if rank == 0:
             rundir.write_json(run_dir / rundir.CONFIG, prepared.config)
-        trainer.train()
+            if resuming:
+                rundir.write_status(run_dir, "running", resumed_from_step=prepared.resumable.resumed_from)
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
         if trainer.is_world_process_zero():
             adapter_tmp = run_dir / (rundir.ADAPTER + ".tmp")
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(adapter_tmp))
@@ -367,14 +432,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> Path:
                 save_transform(prepared.transform, run_dir)
             if prepared.learned_sign is not None:
                 save_learned_sign(prepared.learned_sign, run_dir)
-            with contextlib.suppress(OSError):  # Trainer's output_dir; we save no checkpoints there
-                (run_dir / "trainer").rmdir()
+            shutil.rmtree(resume.checkpoints_dir(run_dir), ignore_errors=True)  # the adapter is the result now
             seconds = time.time() - started
             runtime = prepared.files.summary.get("train_runtime", seconds)
             early = prepared.early_stopping.summary() if prepared.early_stopping is not None else {}
             rundir.write_status(run_dir, "complete", finished=rundir.now_iso(), seconds=round(seconds, 2),
                                 train_runtime=runtime, steps=trainer.state.global_step,
-                                seconds_per_step=round(runtime / max(1, trainer.state.global_step), 4), **early)
+                                seconds_per_step=round(runtime / max(1, trainer.state.global_step
+                                                                     - prepared.resumable.resumed_from), 4), **early)
             log.info("finished in %.1fs", seconds)
         return run_dir
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """The queue worker: claim runs from the store and run each as `train` then `eval` subprocesses that log into its run directory.
 
 The run directory's layout is `rundir.RunPaths`. A later attempt reuses a checkpoint whose status.json says
-`complete` (only eval runs again), and moves any other aside: nothing that finished is redone or lost.
+`complete` (only eval runs again), resumes one that holds a training checkpoint (`train --resume`: only the
+remaining steps run, `resume.py`), and moves any other aside: nothing that finished is redone or lost.
 
 One claimed run, step by step: (re)create the run directory (a queued run whose directory was deleted
 gets a fresh one, noted in worker.log); stop a leftover subprocess of an earlier attempt; write the stored
@@ -37,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import process, rundir
+from innerdpo_bench import process, progress, resume, rundir
 from innerdpo_bench.config import flag_name
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evalreport import read_eval_report
@@ -57,14 +58,14 @@ def _alive(pid: int) -> bool:
     return command is not None and "innerdpo" in command
 
 
-def stage_command(run: Run, stage: str, run_dir: Path) -> list[str]:
+def stage_command(run: Run, stage: str, run_dir: Path, resume_train: bool = False) -> list[str]:
     """The argv of a run's `train` or `eval` subprocess (`sys.executable -m innerdpo_bench ...`). Training reads
     the stored config from RUN/train_spec.json (`Worker` writes it), so a bad key fails in train."""
     paths = RunPaths(run_dir, run.kind)
     python = [sys.executable, "-m", "innerdpo_bench"]
     if stage == "train":
         return [*python, "train", "--config", str(paths.train_spec), "--output-dir", str(paths.checkpoint.root),
-                "--quiet"]
+                "--quiet", *(["--resume"] if resume_train else [])]
     evaluation = run.spec.get("eval", {})
     eval_flags = [arg for key in ("suite", "limit", "samples") if evaluation.get(key) is not None
                   for arg in (flag_name(key), str(evaluation[key]))]
@@ -249,24 +250,30 @@ class Worker:
         if rundir.read_status(checkpoint).get("state") == "complete":
             self._note(paths, f"{checkpoint} is complete from an earlier attempt; not training again")
             return
-        if checkpoint.exists():
+        resumable = resume.has_checkpoint(checkpoint)
+        if resumable:
+            steps = [step for step, _ in resume.list_checkpoints(checkpoint)]
+            self._note(paths, f"resuming the unfinished {checkpoint.name}/ of an earlier attempt from its training "
+                              f"checkpoint (newest at step {steps[-1]})")
+        elif checkpoint.exists():
             aside = next(paths.aside(n) for n in range(1, 10_000) if not paths.aside(n).exists())
             checkpoint.rename(aside)
             self._note(paths, f"moved the unfinished {checkpoint.name}/ of an earlier attempt to {aside.name}/")
         rundir.write_json(paths.train_spec, run.spec.get("train", {}))
-        code = self._stage(run, "train", paths)
+        code = self._stage(run, "train", paths, resumable)
         status = rundir.read_status(checkpoint)
         if status.get("state") != "complete":
             raise _Failed(f"train exited with code {code} but {paths.checkpoint.status} says "
                           f"{status.get('state', 'nothing')}", code)
 
-    def _stage(self, run: Run, stage: str, paths: RunPaths) -> int:
+    def _stage(self, run: Run, stage: str, paths: RunPaths, resume_train: bool = False) -> int:
         """Run one subprocess to its end, heartbeating; its exit code if 0, else _Failed / _Interrupted."""
         if self.stop.is_set():  # shutting down between stages: do not start what would be stopped at once
             raise _Interrupted("stopped")
-        command = stage_command(run, stage, paths.root)
+        command = stage_command(run, stage, paths.root, resume_train)
         log_path = paths.train_log if stage == "train" else paths.eval_log
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # INNERDPO_HOME: training keeps its reference cache in the workspace (refcache.cache_root), shared by its runs
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "INNERDPO_HOME": str(self.home)}
         if self.device is not None:
             env["CUDA_VISIBLE_DEVICES"] = "" if self.device == "cpu" else self.device
         self._note(paths, f"{stage}: {' '.join(command)}")
@@ -281,7 +288,7 @@ class Worker:
         try:
             rundir.write_json(paths.child, {"host": self.host, "pid": proc.pid, "stage": stage,
                                             "attempt": run.attempts, "worker": self.name})
-            code = self._wait(run, proc)
+            code = self._wait(run, proc, self._progress_reporter(run, stage, paths))
         finally:
             if proc.poll() is None:  # an exception while waiting: never leave the subprocess behind
                 process.terminate(proc, self.options.grace_s)
@@ -295,8 +302,23 @@ class Worker:
             reason = status_error or process.error_line(log.read())
         raise _Failed(process.describe_exit(stage, code) + (f": {reason}" if reason else f" (see {log_path})"), code)
 
-    def _wait(self, run: Run, proc: subprocess.Popen) -> int:
-        """Wait for the subprocess, heartbeating; stop it on a cancel, a lost claim or the worker's stop."""
+    def _progress_reporter(self, run: Run, stage: str, paths: RunPaths) -> Callable[[], object]:
+        """A progress line now (`progress.ProgressLines`: the run, its stage, elapsed time), and a callable that
+        `_wait` calls at each heartbeat: a line at about every 10% of a training run's steps (metrics.jsonl)."""
+        lines = progress.ProgressLines(self.say)
+        label = f"run {run.id} ({run.name}): {'training' if stage == 'train' else 'evaluating'}"
+        total = run.spec.get("train", {}).get("max_steps") if stage == "train" else None
+        total = total if isinstance(total, int) and total > 0 else None
+
+        def report() -> object:
+            return lines.update(label, (progress.last_step(paths.checkpoint.metrics) or 0) if total else None, total)
+
+        report()
+        return report
+
+    def _wait(self, run: Run, proc: subprocess.Popen, report: Callable[[], object] = lambda: None) -> int:
+        """Wait for the subprocess, heartbeating (and calling `report`); stop it on a cancel, a lost claim or the
+        worker's stop."""
         next_beat = time.monotonic() + self.options.heartbeat_s
         next_requeue = time.monotonic() + self.options.stale_after_s
         warned = False
@@ -308,6 +330,7 @@ class Worker:
             reason = "stopped" if self.stop.is_set() else None
             if reason is None and time.monotonic() >= next_beat:
                 next_beat = time.monotonic() + self.options.heartbeat_s
+                report()
                 try:
                     if not self.store.heartbeat(run.id, self.name):
                         reason = "cancelled" if self._holds(run, cancel_requested=True) else "lost"

@@ -43,6 +43,7 @@ def test_every_bench_variant_is_a_valid_run_config():
     for variant in OURS + [v for v in EXTRA_VARIANTS if not v.startswith("trl")]:
         cfg = variant_config(variant)
         assert cfg.gradient_checkpointing == variant.endswith("-gc")
+        assert cfg.ref_cache == ("on" if variant.endswith("-cached") else "off")  # the baselines run it live
     assert variant_config("hs-none-clamp_bottom").trust_region_form == "bottom"
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_stats import rows_file_of
 from typer.testing import CliRunner
 
 from innerdpo_bench import rundir, suites
@@ -71,7 +72,7 @@ def py_run(trained_run, tmp_path_factory):
     result = invoke("eval", run, "--suite", "mini", "--limit", LIMIT, "--batch-size", "4", "--device", "cpu")
     assert result.exit_code == 0, result.output
     report = json.loads((run / rundir.EVAL).read_text())
-    rows = [json.loads(line) for line in (run / "eval_rows.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in rows_file_of(run / rundir.EVAL).read_text().splitlines()]
     return report, rows, run
 
 
@@ -212,9 +213,9 @@ def test_base_model_checkpoint_has_nll_ratio_one(tiny_model_path, tmp_path):
     assert (report["kind"], report["method"], report["adapter"]) == ("model", "none", None)
     assert report["coherence"]["nll_ratio"] == 1.0 and report["coherence"]["nll_diff"] == 0.0
     assert report["shifts"] == report["base"]["shifts"]
-    rows = [json.loads(line) for line in (tmp_path / "base_rows.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in rows_file_of(out).read_text().splitlines()]
     assert all(r["logp_chosen"] == r["base_logp_chosen"] for r in rows)
-    assert report["rows_file"] == "base_rows.jsonl"
+    assert report["rows_file"] == f"base_rows-{report['rows_sha256'][:16]}.jsonl"
 
 
 def test_chat_template_rows_are_exact(tiny_model_path, tmp_path):
@@ -242,7 +243,7 @@ def test_chat_template_rows_are_exact(tiny_model_path, tmp_path):
     result = invoke("eval", model_dir, "--chat-template", "maybe")
     assert result.exit_code == 2 and "unknown --chat-template 'maybe'" in result.output
     scorer = PlainScorer(model_dir)
-    for row in map(json.loads, (tmp_path / "chat_rows.jsonl").read_text().splitlines()):
+    for row in map(json.loads, rows_file_of(tmp_path / "chat.json").read_text().splitlines()):
         doc = load_mini(row["shift"])[row["doc_id"]]
         context = f"<s><|user|>{doc['prompt'].rstrip()}\n<|assistant|>"
         for side in ("chosen", "rejected"):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
-from test_stats import pattern, write_run
+from test_stats import pattern, rows_file_of, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench import evalcache
@@ -305,8 +305,8 @@ def test_eval_twice_uses_the_cache_and_no_cache_recomputes(trained_run, tmp_path
     assert "using cached evaluation" not in first.output and a["cache"]["hit"] is False
     assert f"using cached evaluation {a['cache']['key']}" in second.output and b["cache"]["hit"] is True
     assert b["shifts"] == a["shifts"] and b["base"] == a["base"] and b["coherence"] == a["coherence"]
-    assert (tmp_path / "b_rows.jsonl").read_text() == (tmp_path / "a_rows.jsonl").read_text()
-    assert b["rows_file"] == "b_rows.jsonl" and b["cache"]["computed_at"] == a["timestamp"]
+    assert rows_file_of(tmp_path / "b.json").read_text() == rows_file_of(tmp_path / "a.json").read_text()
+    assert b["rows_file"].startswith("b_rows-") and b["cache"]["computed_at"] == a["timestamp"]
     assert "using cached evaluation" not in fresh.output and c["cache"]["hit"] is False and not c["score_cache"]
     assert c["shifts"] == a["shifts"] and c["cache"]["key"] == a["cache"]["key"]
     entry = fresh_cache / "evals" / a["cache"]["key"]
@@ -380,7 +380,7 @@ def test_gate_with_random_rows_scores_exactly_those_rows(trained_run, tmp_path):
     assert (verdict["sample"], verdict["sample_seed"], verdict["limit"]) == ("random", 11, 6)
     report = json.loads(out.read_text())
     assert report["provenance"]["in_domain"]["sample"] == "random"
-    rows = [json.loads(line) for line in (tmp_path / "random_rows.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in rows_file_of(out).read_text().splitlines()]
     for shift in SHIFTS:
         expected = suites.load_shift(shift, suite="mini", rows=6, sample="random", sample_seed=11)
         assert [r["row_id"] for r in rows if r["shift"] == shift] == [evaluation.row_id(doc) for doc in expected]

@@ -20,14 +20,13 @@ ROOT = Path("/r")
 TRAIN_PATHS = {
     "config": "config.json", "status": "status.json", "adapter": "adapter", "transforms_config": "transforms.json",
     "transforms_weights": "transforms.safetensors", "metrics": "metrics.jsonl", "train_log": "train.log",
-    "eval_json": "eval.json", "rows_file": "eval_rows.jsonl",
+    "eval_json": "eval.json",
 }
 QUEUE_PATHS = {  # kind → property → path under the run directory
     "train_eval": {"worker_log": "worker.log", "train_log": "train.log", "eval_log": "eval.log",
-                   "child": "worker.json", "train_spec": "train_spec.json", "eval_json": "checkpoint/eval.json",
-                   "rows_file": "checkpoint/eval_rows.jsonl"},
+                   "child": "worker.json", "train_spec": "train_spec.json", "eval_json": "checkpoint/eval.json"},
     "eval": {"worker_log": "worker.log", "train_log": "train.log", "eval_log": "eval.log", "child": "worker.json",
-             "train_spec": "train_spec.json", "eval_json": "eval.json", "rows_file": "eval_rows.jsonl"},
+             "train_spec": "train_spec.json", "eval_json": "eval.json"},
 }
 
 

@@ -67,6 +67,11 @@ def write_run(directory: Path, correct: dict[str, list[bool]], *, base_correct: 
     return eval_path
 
 
+def rows_file_of(eval_path: Path) -> Path:
+    """The rows file an eval.json names (`innerdpo eval` names it by content: `<stem>_rows-<sha16>.jsonl`)."""
+    return eval_path.with_name(json.loads(eval_path.read_text())["rows_file"])
+
+
 def pattern(n: int, right: int) -> list[bool]:
     return [i < right for i in range(n)]
 

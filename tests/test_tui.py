@@ -326,6 +326,32 @@ async def test_baseline_shows_signed_coloured_deltas(home):
 
 
 @pilot_test
+async def test_b_on_a_run_with_a_typed_bad_rows_file_says_unreadable_and_keeps_running(home):
+    """Run 1's rows file holds a string log-prob: `b` still sets the baseline (store results), says
+    "unreadable: ..." naming the file, and the dashboard keeps running."""
+    from innerdpo_bench import rundir
+
+    eval_path = home / "runs" / "1" / "checkpoint" / "eval.json"
+    row = {"shift": "in_domain", "row_id": "r0", "logp_chosen": "-1.5", "logp_rejected": -2.0, "n_chosen": 3,
+           "n_rejected": 3, "base_logp_chosen": -2.0, "base_logp_rejected": -2.0, "correct": True}
+    rows_path = rundir.write_eval_pair(eval_path, {"checkpoint": str(eval_path.parent), "suite": "mini",
+                                                   "shifts": {"in_domain": {"acc": 0.812, "n": 1}}},
+                                       json.dumps(row) + "\n")
+    app = make_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("b")                         # cursor on run 1
+        await pilot.pause()
+        assert app.runs_view.state.baseline == 1 and app.is_running
+        messages = [notification.message for notification in app._notifications]
+        (unreadable,) = [message for message in messages if message.startswith("unreadable: ")]
+        assert f"{rows_path} line 1: 'logp_chosen' must be a number, not a string" in unreadable
+        assert "rebuild it: innerdpo eval" in unreadable
+        await pilot.press("j", "b")                    # still responsive: run 2 becomes the baseline
+        assert app.runs_view.state.baseline == 2
+
+
+@pilot_test
 async def test_pinned_runs_stay_on_top_whatever_the_sort(home):
     app = make_app(home)
     async with app.run_test(size=SIZE) as pilot:

@@ -20,11 +20,13 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.store import Store, resolve_home
+from innerdpo_bench.store import CorruptStore, Store, resolve_home
+from innerdpo_bench.tui.broken import StoreBrokenScreen
 from innerdpo_bench.tui.data import Snapshot, eval_spec, load_snapshot
 from innerdpo_bench.tui.detail import RunDetailScreen
 from innerdpo_bench.tui.keyed_table import KeyedTable
@@ -90,13 +92,16 @@ class InnerDPOApp(App):
         self._poll_again = False
         self._form_choices: FormChoices | None = None
         self.main_screen = MainScreen()
+        self.polls = 0                                 # store reads started
+        self.store_broken: CorruptStore | None = None  # set once: polling stops, StoreBrokenScreen stays
+        self._poll_timer: Timer | None = None
 
     def get_default_screen(self) -> Screen:
         return self.main_screen
 
     def on_mount(self) -> None:
+        self._poll_timer = self.set_interval(self.poll_s, self.request_poll)
         self.request_poll()
-        self.set_interval(self.poll_s, self.request_poll)
 
     @property
     def runs_view(self) -> RunsView:
@@ -110,16 +115,21 @@ class InnerDPOApp(App):
 
     def request_poll(self) -> None:
         """Read the store now, in a thread; at most one read is in flight (a slow one is followed by one more)."""
+        if self.store_broken is not None:
+            return
         if self._polling:
             self._poll_again = True
             return
         self._polling, self._poll_again = True, False
+        self.polls += 1
         self._poll()
 
     @work(thread=True, group="poll", exit_on_error=False)
     def _poll(self) -> None:
         try:
             snapshot = load_snapshot(self.home, self.clock)
+        except CorruptStore as err:
+            self.post_message(PollFailed(str(err), corrupt=err))
         except Exception as err:  # noqa: BLE001 (a locked or broken store is shown, never fatal)
             self.post_message(PollFailed(f"{type(err).__name__}: {err}" if not isinstance(err, UserError)
                                          else str(err)))
@@ -150,10 +160,24 @@ class InnerDPOApp(App):
             pass  # a poll that lands while the app shuts down, after its widgets are gone
 
     def on_poll_failed(self, message: PollFailed) -> None:
+        if message.corrupt is not None:
+            self.show_store_broken(message.corrupt)   # first: no poll follows this one
         self._poll_finished()
+        if message.corrupt is not None:
+            return
         if message.error != self.poll_error:
             self.poll_error = message.error
             self.notify(f"cannot read the store: {message.error}", severity="error", timeout=10)
+
+    def show_store_broken(self, error: CorruptStore) -> None:
+        """Stop polling for good and cover every view with the error (rows from a corrupt store are not shown)."""
+        if self.store_broken is not None:
+            return
+        self.store_broken = error
+        if self._poll_timer is not None:
+            self._poll_timer.stop()
+            self._poll_timer = None
+        self.push_screen(StoreBrokenScreen(error))
 
     # ------------------------------------------------------------------ intents (writes through the library)
 
@@ -165,6 +189,8 @@ class InnerDPOApp(App):
         try:
             with Store(self.home, busy_timeout_s=10.0) as store:
                 text = action(store)
+        except CorruptStore as err:
+            self.post_message(PollFailed(str(err), corrupt=err))
         except UserError as err:
             self.post_message(IntentDone(str(err), error=True))
         except Exception as err:  # noqa: BLE001 (shown to the user; the dashboard keeps running)

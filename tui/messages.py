@@ -7,6 +7,7 @@ from typing import Any
 
 from textual.message import Message
 
+from innerdpo_bench.store.integrity import CorruptStore
 from innerdpo_bench.tui.data import Snapshot
 
 
@@ -19,11 +20,13 @@ class SnapshotReady(Message):
 
 
 class PollFailed(Message):
-    """A poll of the store raised (locked past the busy timeout, unreadable): the last snapshot stays."""
+    """A poll of the store raised (locked past the busy timeout, unreadable): the last snapshot stays; `corrupt` is
+    the CorruptStore when the store failed its integrity check (the app then stops polling)."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, corrupt: CorruptStore | None = None) -> None:
         super().__init__()
         self.error = error
+        self.corrupt = corrupt
 
 
 class IntentDone(Message):

@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
-from innerdpo_bench.results import table
+from innerdpo_bench.results import cells, table
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui import view as view_model
@@ -167,6 +167,9 @@ class RunsView(Vertical):
                     line.append(f" ({progress.phase})")
             if run.error:
                 line.append(f" · {run.error}", style="red")
+            problem = cells.unreadable(run) if run.status == "done" else None
+            if problem:
+                line.append(f" · unreadable: {problem}", style="red")
         self.query_one("#runs-status", Static).update(Text("\n").join([line, summary]))
 
     # ------------------------------------------------------------------ filter
@@ -259,6 +262,9 @@ class RunsView(Vertical):
                 self.app.notify(str(err), severity="error")
                 return
             self.app.notify(f"baseline: run {run.id} ({run.name}); shift columns show deltas")
+            problem = cells.unreadable(run)
+            if problem:  # the table still shows its store results; per-row deltas are left blank
+                self.app.notify(f"unreadable: {problem}", severity="warning")
         self.refresh_rows()
 
     def action_toggle_pin(self) -> None:

@@ -19,8 +19,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-err_console = Console(stderr=True, highlight=False)
-console = Console(highlight=False)
+PIPE_WIDTH = 10_000   # the width of a console that is not a terminal: wide enough for any table we print
+
+
+class OutputConsole(Console):
+    """A rich console that never cuts a table when its output is not a terminal (a pipe, a file, a CI log):
+    rich otherwise takes 80 columns, or whatever terminal stdin has, and shortens cells to `…`. Off a terminal
+    it is PIPE_WIDTH wide (COLUMNS is ignored there), so a table takes its natural width, the widest value of
+    each column, and every value prints in full; on a terminal it is rich's console, fitted to the window."""
+
+    @property
+    def size(self):
+        size = super().size
+        if self._width is not None or self.is_terminal:
+            return size
+        return size._replace(width=PIPE_WIDTH)
+
+    @size.setter
+    def size(self, new_size) -> None:
+        Console.size.fset(self, new_size)
+
+
+err_console = OutputConsole(stderr=True, highlight=False)
+console = OutputConsole(highlight=False)
 HELP = {"help_option_names": ["-h", "--help"]}   # context_settings of every command
 
 

@@ -49,6 +49,9 @@ def eval_command(
     samples: int = typer.Option(0, "--samples", help="After scoring, also write greedy completions of the checkpoint "
                                 "and of its base for the first N prompts of each shift, beside eval.json "
                                 "(samples.jsonl; `innerdpo samples` for more options). 0: none."),
+    report_to: str = typer.Option("none", "--report-to", help="Also send the accuracies to trackers: tensorboard "
+                                  "(RUN/tensorboard, beside the training curves) | wandb | mlflow (an active run "
+                                  "of theirs, else a new one); comma-separated."),
 ) -> None:
     """Score CHECKPOINT on the four preference shifts with lm-eval; write eval.json and per-row scores.
 
@@ -59,7 +62,11 @@ def eval_command(
     """
     quiet_libraries()
     use_genies_dir(genies_dir)
+    from innerdpo_bench import trackers
     from innerdpo_bench.evaluate import evaluate
+
+    report_to_names = trackers.parse_report_to(report_to)
+    trackers.require_installed(report_to_names)
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
                       apply_chat_template=apply_chat_template(chat_template), output=output, progress=say_progress,
@@ -67,6 +74,8 @@ def eval_command(
     say_cache_hit(result.report)
     if samples:
         _write_samples(checkpoint, result.eval_path, samples, suite, data_dir, chat_template, device, no_cache)
+    if report_to_names:
+        _push_to_trackers(report_to_names, result.report, checkpoint, to_stderr=as_json)
     if as_json:
         typer.echo(json.dumps(result.report, indent=2, sort_keys=True, default=str))
         return
@@ -85,6 +94,16 @@ def _write_samples(checkpoint: str, eval_path, prompts: int, suite, data_dir, ch
     written = generate_samples(checkpoint, settings, output=samples_path_for(eval_path), device=device,
                                use_cache=not no_cache, progress=say_progress)
     err_console.print(f"[dim]samples: {written.path}[/dim]", soft_wrap=True)
+def _push_to_trackers(names: list[str], report: dict, checkpoint: str, to_stderr: bool) -> None:
+    """--report-to: eval.json's accuracies to each tracker, one line each (on stderr under --json)."""
+    from pathlib import Path
+
+    from innerdpo_bench import rundir, trackers
+
+    run_dir = Path(checkpoint) if rundir.is_run_dir(Path(checkpoint)) else None
+    step = rundir.read_status(run_dir).get("steps") if run_dir is not None else None
+    for line in trackers.push_eval(names, report, run_dir, step):
+        typer.echo(line, err=to_stderr)
 
 
 def _cell(metrics: dict, key: str, digits: int = 3, stderr: bool = True) -> str:

@@ -11,6 +11,8 @@ import innerdpo_bench.cli.runs  # noqa: F401  runs
 import innerdpo_bench.cli.stats  # noqa: F401  rescore, compare, transfer, plot
 import innerdpo_bench.cli.gate  # noqa: F401  gate
 import innerdpo_bench.cli.tui  # noqa: F401  tui
+import innerdpo_bench.cli.doctor  # noqa: F401  doctor
+import innerdpo_bench.cli.cache  # noqa: F401  cache ls, cache clear
 # isort: on
 from innerdpo_bench.cli.app import app
 

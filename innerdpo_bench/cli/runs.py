@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench.cli.app import app, console, handle_errors, home_option, open_store
+from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option, open_store
 from innerdpo_bench.results import table as results_table
 
 
@@ -43,7 +43,8 @@ def runs_command(
         raise unknown_choice("--format", fmt, results_table.FORMATS)
     from innerdpo_bench.results import cells
 
-    shift_values, significance = cells.shift_cells(metric), cells.significance_marks(metric)
+    problems: cells.Problems = {}   # runs whose result files are unusable: one line each on stderr, after the table
+    shift_values, significance = cells.shift_cells(metric, problems), cells.significance_marks(metric, problems)
     with open_store(home, readonly=True) as store:
         runs = store.list_runs()
         provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
@@ -63,6 +64,10 @@ def runs_command(
         typer.echo(results_table.to_csv(view), nl=False)
     else:
         _print_rich(view)
+    from rich.markup import escape
+
+    for run_id, problem in sorted(problems.items()):
+        err_console.print(f"[yellow]run {run_id} unreadable:[/yellow] {escape(problem)}", soft_wrap=True)
 
 
 def _print_rich(view: results_table.Table) -> None:

@@ -54,18 +54,31 @@ def _train_parameters() -> list[inspect.Parameter]:
                                                          "snake_case (a queued run's spec[\"train\"]); flags given "
                                                          "here override its values.", rich_help_panel="Run",
                                                          show_default=False)))
+    params.append(inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+                                    default=typer.Option(False, "--resume", help="Continue the run in --output-dir "
+                                                         "from its newest intact checkpoint (--save-steps); its "
+                                                         "options come from its config.json unless given. A missing "
+                                                         "or empty directory starts afresh.", rich_help_panel="Checkpoints")))
     return params
 
 
-def _train_config(ctx: typer.Context, config: str | None, values: dict) -> TrainConfig:
-    """The flags' TrainConfig, or --config FILE's with the flags given on the command line on top."""
-    if config is None:
-        if values["method"] is None:
-            raise UserError("give METHOD (e.g. innerdpo train dpo) or --config FILE")
-        return TrainConfig(**values)
+def _train_config(ctx: typer.Context, config: str | None, values: dict, resume: bool = False) -> TrainConfig:
+    """The flags' TrainConfig, or --config FILE's with the flags given on the command line on top; with --resume
+    and neither METHOD nor --config, the run directory's config.json with the given flags on top."""
     # typer vendors its own click: its ParameterSource is compared by name
     given = {name: value for name, value in values.items()
              if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    if config is None and values["method"] is None and resume and values["output_dir"]:
+        from pathlib import Path
+
+        from innerdpo_bench.resume import stored_options
+
+        stored = stored_options(Path(values["output_dir"]), {f.name for f in dataclasses.fields(TrainConfig)})
+        return TrainConfig(**{**stored, **given})
+    if config is None:
+        if values["method"] is None:
+            raise UserError("give METHOD (e.g. innerdpo train dpo), --config FILE, or --resume --output-dir RUN")
+        return TrainConfig(**values)
     return TrainConfig.from_file(config, **given)
 
 
@@ -80,15 +93,20 @@ def train_command(ctx: typer.Context, **kwargs) -> None:
     Log-probs are averaged over completion tokens for every method by default (--logp-agg mean), so InnerDPO
     with α=0 is exactly dpo and a comparison isolates the hidden-state term; --logp-agg sum gives the DPO
     paper's form. Several GPUs: accelerate launch -m innerdpo_bench train ...
+
+    Long runs: --save-steps checkpoints into RUN/checkpoints; `innerdpo train --resume --output-dir RUN` (and the
+    worker, re-claiming an interrupted run) continues from the newest intact one.
     """
-    quiet, config = kwargs.pop("quiet"), kwargs.pop("config")
+    quiet, config, resume = kwargs.pop("quiet"), kwargs.pop("config"), kwargs.pop("resume")
     use_genies_dir(kwargs.pop("genies_dir"))
     quiet_libraries()
-    cfg = _train_config(ctx, config, kwargs).validate()
+    cfg = _train_config(ctx, config, kwargs, resume).validate()
+    if resume and not cfg.output_dir:
+        raise UserError("--resume needs --output-dir RUN, the run directory to continue")
     from innerdpo_bench.train import train
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    run_dir = train(cfg, progress=not quiet)
+    run_dir = train(cfg, progress=not quiet, resume_run=resume)
     console.print(f"run directory: {run_dir}")
 
 

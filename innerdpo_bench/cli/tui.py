@@ -22,7 +22,12 @@ def tui_command(
 
     if not poll > 0:
         raise UserError(f"--poll must be positive, got {poll}")
-    open_store(home).close()  # no store, or a locked, corrupt or newer one: one error line first
+    from innerdpo_bench.store import CorruptStore
+
+    try:
+        open_store(home).close()  # no store, or a locked or newer one: one error line first
+    except CorruptStore:
+        pass  # the dashboard opens on its error screen, naming the file and how to recover it
     from innerdpo_bench.tui.app import InnerDPOApp
 
     dashboard = InnerDPOApp(home, poll_s=poll)

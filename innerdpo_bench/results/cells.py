@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from innerdpo_bench import scoring, stats
 from innerdpo_bench.audit import WARNING
@@ -21,17 +22,45 @@ from innerdpo_bench.results.table import (
     finite_or_none,
 )
 from innerdpo_bench.results.transfer import transfer_report
+from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run
 from innerdpo_bench.suites import SHIFTS
 
 
-def metric_columns(run: Run, metric: str = "acc") -> dict[str, float | None]:
+Problems = dict[int, str]   # run id → why its result files cannot be used (one line naming the file)
+
+
+def _load(run: Run, problems: Problems | None) -> locate.RunRows:
+    """`locate.load_run`, noting in `problems` why a done run's files cannot be used before re-raising. A run
+    with no eval.json at all is not noted: it has no per-row results to read (a run stored without them)."""
+    try:
+        return locate.load_run(run)
+    except UserError as err:
+        if problems is not None and run.status == "done" and run.run_dir and \
+                RunPaths(Path(run.run_dir), run.kind).eval_json.exists():
+            problems[run.id] = str(err)
+        raise
+
+
+def unreadable(run: Run) -> str | None:
+    """Why a done run's eval.json or rows cannot be used (one line naming the file, the field and the command
+    that rebuilds it), else None; None for a run that is not done or has no eval.json (see `_load`)."""
+    problems: Problems = {}
+    try:
+        _load(run, problems)
+    except UserError:
+        pass
+    return problems.get(run.id)
+
+
+def metric_columns(run: Run, metric: str = "acc", problems: Problems | None = None) -> dict[str, float | None]:
     """{shift: value} for every shift of SHIFTS, for a results-table row; None where the run has no value.
 
     acc, acc_sum: the harness's accuracy (store results; equal to the rows' by `innerdpo rescore`);
     reward_acc, reward_acc_sum: implicit-reward accuracy per token / summed (None for a base model);
     transfer: gain(shift) / gain(in_domain) with gain = acc − base acc (None where undefined).
-    A run without per-row records gives None everywhere rather than an error, so a table still prints.
+    A run without per-row records (or with unusable ones) gives None everywhere rather than an error, so a
+    table still prints; `problems` collects why a done run's files are unusable.
     """
     metric = scoring.resolve_metric(metric, TABLE_METRICS, kind="metric")
     empty: dict[str, float | None] = {shift: None for shift in SHIFTS}
@@ -39,7 +68,7 @@ def metric_columns(run: Run, metric: str = "acc") -> dict[str, float | None]:
     if harness_key:
         return {shift: finite_or_none(run.results.get(shift, {}).get(harness_key)) for shift in SHIFTS}
     try:
-        rows = locate.load_run(run)
+        rows = _load(run, problems)
     except UserError:
         return empty
     if metric == TRANSFER:
@@ -50,25 +79,26 @@ def metric_columns(run: Run, metric: str = "acc") -> dict[str, float | None]:
 
 
 def baseline_deltas(runs: Run | Sequence[Run], baseline: Run, metric: str = "acc",
-                    resamples: int = stats.RESAMPLES, seed: int = 0) -> dict[str, Delta | None]:
+                    resamples: int = stats.RESAMPLES, seed: int = 0,
+                    problems: Problems | None = None) -> dict[str, Delta | None]:
     """`compare.delta_vs_baseline` of store runs (a run, or a seed group's runs pooled) against `baseline`;
-    None everywhere when either side has no per-row records."""
+    None everywhere when either side has no usable per-row records (noted in `problems`)."""
     metric = scoring.resolve_metric(metric, kind="metric for a baseline delta")
     group = [runs] if isinstance(runs, Run) else list(runs)
     try:
-        reference = locate.load_run(baseline)
-        members = [locate.load_run(run) for run in group]
+        reference = _load(baseline, problems)
+        members = [_load(run, problems) for run in group]
     except UserError:
         return {shift: None for shift in SHIFTS}
     return delta_vs_baseline(members, reference, metric, resamples, seed)
 
 
-def shift_cells(metric: str = "acc") -> ShiftValues:
+def shift_cells(metric: str = "acc", problems: Problems | None = None) -> ShiftValues:
     """`make_table`'s shift_values for a table metric (UserError with a suggestion for an unknown one)."""
-    return functools.partial(metric_columns, metric=scoring.resolve_metric(metric, TABLE_METRICS))
+    return functools.partial(metric_columns, metric=scoring.resolve_metric(metric, TABLE_METRICS), problems=problems)
 
 
-def significance_marks(metric: str = "acc") -> Significance | None:
+def significance_marks(metric: str = "acc", problems: Problems | None = None) -> Significance | None:
     """`make_table`'s significance for a table metric: per shift, whether a row's delta from the baseline has
     a 95% paired bootstrap interval that excludes 0 (None: unknown). None for transfer, a ratio of gains
     that has no paired test."""
@@ -77,7 +107,7 @@ def significance_marks(metric: str = "acc") -> Significance | None:
         return None
 
     def significance(runs: Sequence[Run], baseline: Run) -> dict[str, bool | None]:
-        deltas = baseline_deltas(list(runs), baseline, metric)
+        deltas = baseline_deltas(list(runs), baseline, metric, problems=problems)
         return {shift: (delta.significant if delta is not None else None) for shift, delta in deltas.items()}
 
     return significance

@@ -169,6 +169,8 @@ def load_run(ref: RunRef, home: str | None = None, store: Store | None = None) -
         raise UserError(f"{label} has no per-row records: {rows_path} is empty; re-run innerdpo eval")
     if run is not None:
         config = dict(run.spec.get("train", {}))
+    elif eval_path.name == rundir.EVAL and TrainPaths(eval_path.parent).config.is_file():  # a run directory's
+        config = rundir.read_config(eval_path.parent)
     else:
         config = read_json(TrainPaths(eval_path.parent).config) or {}
     return RunRows(eval_path, rows_path, report, shifts, run, config)

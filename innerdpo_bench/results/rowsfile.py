@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from innerdpo_bench import rundir, scoring
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.evalreport import read_eval_report, rebuild_command
+from innerdpo_bench.typecheck import describe, json_type
 from innerdpo_bench.suites import SHIFTS
 
 ROW_FIELDS = ("shift", "row_id", "logp_chosen", "logp_rejected", "n_chosen", "n_rejected", "base_logp_chosen",
               "base_logp_rejected", "correct")
+REQUIRED = frozenset(ROW_FIELDS)
 FileStamp = tuple[str, int, int]     # (path, size, mtime_ns): a cache key that changes when the file does
 
 
@@ -84,55 +88,108 @@ def read_json(path: Path) -> dict | None:
 def _read_json_cached(stamp: FileStamp) -> dict | None:
     try:
         data = json.loads(Path(stamp[0]).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
         return None
     return data if isinstance(data, dict) else None
 
 
 def rows_path_of(eval_path: Path, report: Mapping[str, Any]) -> Path:
-    """The rows file eval.json names (`rows_file`), else `<stem>_rows.jsonl` beside it."""
+    """The rows file eval.json names (`rows_file`), else `<stem>_rows.jsonl` beside it (files before it was named)."""
     return eval_path.with_name(report["rows_file"]) if report.get("rows_file") else rundir.rows_path_for(eval_path)
 
 
+def expected_sha256(report: Mapping[str, Any]) -> str | None:
+    """The rows file's sha256 as eval.json records it: `rows_sha256`, else (files written before it was a
+    top-level key) the evaluation cache's `cache.rows_sha256`; None for files older than both."""
+    cache = report.get("cache")
+    return report.get("rows_sha256") or (cache.get("rows_sha256") if isinstance(cache, dict) else None)
+
+
 def load_evaluation(eval_path: Path) -> tuple[dict, Path, dict[str, ShiftRows]]:
-    """(eval.json, rows file path, rows per shift in SHIFTS order); UserError when either file is unusable."""
+    """(eval.json, rows file path, rows per shift in SHIFTS order); UserError when either file is unusable: the
+    rows file eval.json names is missing, its sha256 is not the one eval.json records (the two come from
+    different evaluations), a line is not JSON, lacks a field or holds one of the wrong type. Each message names
+    the file and the command that rebuilds the pair (`evalreport.rebuild_command`)."""
     report = read_eval_report(eval_path)
     rows_path = rows_path_of(eval_path, report)
+    rebuild = rebuild_command(eval_path, report)
     stamp = file_stamp(rows_path)
     if stamp is None:
+        if report.get("rows_file"):
+            raise UserError(f"{eval_path} has no per-row records: it names {rows_path.name}, which is missing; "
+                            f"rebuild both: {rebuild}")
         raise UserError(f"{eval_path} has no per-row records ({rows_path.name} is missing beside it; evals before "
-                        "per-row records were written need innerdpo eval again)")
-    return report, rows_path, _parse_rows(stamp)
+                        f"per-row records were written need innerdpo eval again: {rebuild})")
+    parsed = _parse_rows(stamp, expected_sha256(report), rebuild)
+    if isinstance(parsed, str):
+        raise UserError(parsed.replace("{eval_path}", str(eval_path)))
+    return report, rows_path, parsed
 
 
 # --------------------------------------------------------------------------- parsing
 
 
+class RowRecord(TypedDict):
+    """One line of a rows file, as `_parse_rows` checks it (an int is a float; a bool is no number)."""
+
+    shift: str
+    row_id: str
+    logp_chosen: float
+    logp_rejected: float
+    n_chosen: int
+    n_rejected: int
+    base_logp_chosen: float
+    base_logp_rejected: float
+    correct: bool
+
+
+def _fits(value: Any, hint: type) -> bool:
+    if hint is float:
+        return type(value) in (float, int)
+    return type(value) is hint
+
+
 @functools.lru_cache(maxsize=256)
-def _parse_rows(stamp: FileStamp) -> dict[str, ShiftRows]:
+def _parse_rows(stamp: FileStamp, sha256: str | None, rebuild: str) -> dict[str, ShiftRows] | str:
+    """Rows per shift, or the one-line reason the file is unusable (cached either way: a table redraws every
+    second); "{eval_path}" in the reason stands for the eval.json that named the file."""
     path = Path(stamp[0])
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return f"cannot read {path} ({err.strerror or err})"
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        return (f"{path} does not match {{eval_path}} (its sha256 is not the rows_sha256 eval.json records: the two "
+                f"come from different evaluations); rebuild both: {rebuild}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return f"{path} is not UTF-8 text (byte {err.start}); rebuild it: {rebuild}"
+    lines = [line for line in text.splitlines() if line.strip()]
     try:  # one C-level parse of the whole file: 3x faster than json.loads per line
         records = json.loads("[" + ",".join(lines) + "]")
-    except json.JSONDecodeError:
-        records = [_parse_line(path, number, line) for number, line in enumerate(lines, 1)]
-    by_shift: dict[str, list[dict]] = {}
-    required = set(ROW_FIELDS)
+    except (json.JSONDecodeError, RecursionError):
+        for number, line in enumerate(lines, 1):
+            try:
+                json.loads(line)
+            except (json.JSONDecodeError, RecursionError) as err:
+                return f"{path} line {number} is not valid JSON ({getattr(err, 'msg', err)}); rebuild it: {rebuild}"
+        return f"{path} is not valid JSON lines; rebuild it: {rebuild}"
     for number, record in enumerate(records, 1):
-        if not (isinstance(record, dict) and required <= record.keys()):
+        if not (isinstance(record, dict) and REQUIRED <= record.keys()):
             missing = [name for name in ROW_FIELDS if not isinstance(record, dict) or name not in record]
-            raise UserError(f"{path} line {number} lacks {missing[0]!r} (per-row records need "
-                            f"{', '.join(ROW_FIELDS)}); re-run innerdpo eval")
+            return (f"{path} line {number} lacks {missing[0]!r} (per-row records need {', '.join(ROW_FIELDS)}); "
+                    f"rebuild it: {rebuild}")
+    for name, hint in typing.get_type_hints(RowRecord).items():
+        bad = next((number for number, record in enumerate(records, 1) if not _fits(record[name], hint)), None)
+        if bad is not None:
+            return (f"{path} line {bad}: {name!r} must be {describe(hint)}, not {json_type(records[bad - 1][name])}; "
+                    f"rebuild it: {rebuild}")
+    by_shift: dict[str, list[dict]] = {}
+    for record in records:
         by_shift.setdefault(record["shift"], []).append(record)
     order = [*SHIFTS, *sorted(set(by_shift) - set(SHIFTS))]
     return {shift: _shift_rows(by_shift[shift]) for shift in order if shift in by_shift}
-
-
-def _parse_line(path: Path, number: int, line: str) -> dict:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path} line {number} is not valid JSON ({err.msg}); re-run innerdpo eval") from None
 
 
 def _unique_keys(row_ids: list[str]) -> np.ndarray:

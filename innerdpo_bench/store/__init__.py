@@ -23,12 +23,13 @@ from typing import Any
 
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.store.failures import sqlite_errors
+from innerdpo_bench.store.integrity import CorruptStore, quick_check
 from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
                                       run_from_row)
 from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES
 
-__all__ = ["DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION", "STATUSES", "STORE_FILE",
-           "Run", "Store", "resolve_home"]
+__all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION",
+           "STATUSES", "STORE_FILE", "Run", "Store", "resolve_home"]
 
 
 class Store:
@@ -73,6 +74,7 @@ class Store:
                 # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last commits.
                 self._con.execute("PRAGMA synchronous = NORMAL")
                 self._con.execute("PRAGMA foreign_keys = ON")
+                quick_check(self._con, self.path)   # a corrupt page: CorruptStore now, not an empty table later
             self._migrate()
         except BaseException:
             self._con.close()

@@ -9,7 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.store.integrity import CorruptStore
 
+_CORRUPT = ("not a database", "malformed", "file is encrypted")   # raised as integrity.CorruptStore
 # SQLite's message (lower case) → what it means for the user. Checked in order; the first match wins.
 _CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("database or disk is full", "disk is full"), "the disk is full; free space and retry (nothing was written)"),
@@ -18,8 +20,7 @@ _CAUSES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("readonly database", "read-only", "attempt to write a readonly"),
      "the store is read-only (file or directory permissions, or read-only media); commands that only read "
      "still work"),
-    (("not a database", "malformed", "file is encrypted"),
-     "it is not a valid SQLite database; move it away or use another --home"),
+    (_CORRUPT, "it is not a valid SQLite database"),
     (("unable to open",), "it cannot be opened; check the path and its permissions"),
 )
 
@@ -55,4 +56,6 @@ def sqlite_errors(path: Path, busy_timeout_s: float) -> Iterator[None]:
             cause = describe_sqlite_error(sqlite3.OperationalError("read-only"))
         if cause is None:
             raise
+        if any(needle in message.lower() for needle in _CORRUPT):
+            raise CorruptStore(path, f"{cause}; SQLite: {message}") from e
         raise UserError(f"store {path}: {cause} (SQLite: {message})") from e

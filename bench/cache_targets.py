@@ -1,0 +1,63 @@
+"""Issue 20's targets for the reference-pass cache, from one `bench.train_step` invocation's measurements.
+
+Measured: step times (standalone and paired, per batch) of the `-cached` variants against TRL and our live-reference
+runs, their peak memory, and each cache's one-off build (one batched no-grad pass over the paired run's pairs,
+which are exactly one epoch of its batches). Derived (not a timed sweep, which would not fit the 10-minute bench):
+the wall time of 4-run sweeps from those medians, `E` epochs of `n` batches per run:
+    uncached = E·n·Σ_runs t_run,   cached = E·n·Σ_runs t_run,cached + Σ_caches build
+(dpo and ipo share one cache; ipo's cached step is taken as dpo's cached step × ipo/dpo).
+"""
+
+from __future__ import annotations
+
+import statistics
+
+TARGETS = {"dpo-cached/trl time": 0.30, "dpo-cached/dpo time": 0.80, "hs-none-InnerDPO-cached/dpo time": 0.85,
+           "hs-supr-InnerDPO-cached/dpo time": 0.85, "memory": 1.0, "build/epoch": 1.0, "sweep": 0.85}
+SWEEP_EPOCHS = (1.0, 4.4)  # the shortest run `--ref-cache auto` builds for, and the spec's budget on a GENIES split
+
+
+def _ratio(name: str, value: float, limit: float) -> dict:
+    return {name: {"value": round(value, 3), "target": limit, "met": value <= limit}}
+
+
+def cache_ratios(results: dict, paired_summary: dict, paired: dict | None) -> dict:
+    """{ratio name: {value, target, met}} for whatever of the cached variants was measured."""
+    out: dict = {}
+    if "dpo-cached" in results and "trl-dpo" in results and results["dpo-cached"]["step_s"]:
+        out.update(_ratio("dpo-cached/trl time", results["dpo-cached"]["step_s"] / results["trl-dpo"]["step_s"],
+                          TARGETS["dpo-cached/trl time"]))
+    for name in ("dpo-cached", "hs-none-InnerDPO-cached", "hs-supr-InnerDPO-cached"):
+        if name in paired_summary:
+            out.update(_ratio(f"{name}/dpo time", paired_summary[name]["per_batch_ratio_to_dpo"], TARGETS[f"{name}/dpo time"]))
+        live = name.removesuffix("-cached")
+        if name in results and live in results:
+            out.update(_ratio(f"{name}/{live} memory", results[name]["peak_mb_memory_steps"]
+                              / results[live]["peak_mb_memory_steps"], TARGETS["memory"]))
+    if paired is None:
+        return out
+    warm = paired["warmup"]
+    times = {v: t[warm:] for v, t in paired["times_s"].items()}
+    median = {v: statistics.median(t) for v, t in times.items()}
+    builds, batches = paired.get("ref_cache_build_s", {}), paired.get("batches", 0)
+    for name, build in builds.items():
+        live = name.removesuffix("-cached")
+        if live in times and build is not None:
+            saved = statistics.median(a - b for a, b in zip(times[live], times[name]))  # the reference forward
+            if saved > 0:
+                out.update(_ratio(f"{name} build/one epoch of reference passes", build / (saved * batches),
+                                  TARGETS["build/epoch"]))
+    methods = ("dpo", "ipo", "hs-none-InnerDPO", "hs-supr-InnerDPO")
+    cached = ("dpo-cached", "hs-none-InnerDPO-cached", "hs-supr-InnerDPO-cached")
+    if all(v in median for v in methods + cached) and all(builds.get(v) for v in cached):
+        ipo_cached = median["dpo-cached"] * median["ipo"] / median["dpo"]
+        for epochs in SWEEP_EPOCHS:
+            steps = epochs * batches
+            live = steps * sum(median[v] for v in methods)
+            fast = steps * (median["dpo-cached"] + ipo_cached + median["hs-none-InnerDPO-cached"]
+                            + median["hs-supr-InnerDPO-cached"]) + sum(builds[v] for v in cached)
+            out.update(_ratio(f"sweep dpo,ipo,hs-none,hs-supr x{epochs:g} ep (derived)", fast / live, TARGETS["sweep"]))
+            align = 4 * steps * median["hs-none-InnerDPO"]
+            align_fast = 4 * steps * median["hs-none-InnerDPO-cached"] + builds["hs-none-InnerDPO-cached"]
+            out.update(_ratio(f"sweep 4 hs-none runs x{epochs:g} ep (derived)", align_fast / align, TARGETS["sweep"]))
+    return out

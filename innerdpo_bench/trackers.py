@@ -1,0 +1,121 @@
+"""Experiment trackers (`--report-to`): transformers' integrations, passed through to the Trainer, with the run's
+resolved config as the tracker's config, TensorBoard event files in the run directory, and evaluation results.
+
+Names are transformers' (`INTEGRATION_TO_CALLBACK`); each tracker is an optional install (`pip install
+'innerdpo-bench[tensorboard]'`, `[wandb]`, `[mlflow]`, or `[trackers]` for the three). Choices made here:
+  * the run's display name is the tracker run's name (`TrainingArguments.run_name`); the resolved config
+    (`config.json`) is added as the tracker's config for tensorboard (a text record `innerdpo/config`), wandb
+    (`wandb.config`) and mlflow (params); other trackers get transformers' own record of the arguments;
+  * TensorBoard writes to RUN/tensorboard; a resumed run purges the events after its checkpoint step, so a
+    step appears once; wandb and mlflow start a new tracker run per attempt unless their own environment
+    variables say to resume (WANDB_RUN_ID with WANDB_RESUME=allow, MLFLOW_RUN_ID);
+  * `innerdpo eval --report-to` pushes eval.json's accuracies to TensorBoard (RUN/tensorboard, at the run's
+    last step) and to wandb/mlflow where a run of theirs is active in the environment; elsewhere it says so.
+This module imports no torch at import time (`TrainConfig.validate` checks the names).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+from innerdpo_bench.errors import UserError, did_you_mean
+
+log = logging.getLogger("innerdpo_bench")
+
+# transformers' integration name → (the module that must import, the pip extra that installs it, else None)
+TRACKERS: dict[str, tuple[str, str | None]] = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+    "comet_ml": ("comet_ml", None),
+    "neptune": ("neptune", None),
+    "clearml": ("clearml", None),
+    "dvclive": ("dvclive", None),
+    "swanlab": ("swanlab", None),
+    "trackio": ("trackio", None),
+    "codecarbon": ("codecarbon", None),
+    "azure_ml": ("azureml", None),
+    "dagshub": ("dagshub", None),
+    "flyte": ("flytekit", None),
+    "kubeflow": ("kubeflow", None),
+}
+TENSORBOARD_DIR = "tensorboard"
+
+
+def parse_report_to(text: str | None) -> list[str]:
+    """"none" → []; "tensorboard,wandb" → ["tensorboard", "wandb"]; UserError naming --report-to for an unknown name."""
+    names = [part.strip() for part in (text or "none").split(",") if part.strip()]
+    if names in ([], ["none"]):
+        return []
+    for name in names:
+        if name not in TRACKERS:
+            raise UserError(f"--report-to: unknown tracker {name!r}.{did_you_mean(name, TRACKERS)} "
+                            f"Known: none, {', '.join(TRACKERS)}")
+    return list(dict.fromkeys(names))
+
+
+def require_installed(names: list[str]) -> None:
+    """UserError naming the pip extra for a tracker whose package is not installed."""
+    for name in names:
+        module, extra = TRACKERS[name]
+        if importlib.util.find_spec(module) is None:
+            how = f"pip install 'innerdpo-bench[{extra}]'" if extra else f"pip install {module}"
+            raise UserError(f"--report-to {name}: {module} is not installed; {how}")
+
+
+def attach(trainer, names: list[str], run_dir: Path, config: dict, resumed_from: int = 0) -> None:
+    """Point the Trainer's TensorBoard callback at RUN/tensorboard (purging events after `resumed_from`) and add
+    the callback that gives each tracker the resolved config."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(Path(run_dir) / TENSORBOARD_DIR)
+            if resumed_from:
+                callback.tb_writer = callback._SummaryWriter(log_dir=callback.logging_dir, purge_step=resumed_from + 1)
+    if names:
+        from innerdpo_bench.callbacks import TrackerConfigCallback
+
+        trainer.add_callback(TrackerConfigCallback(config, trainer.callback_handler))
+
+
+def push_eval(names: list[str], report: dict, run_dir: Path | None, step: int | None) -> list[str]:
+    """Send eval.json's per-shift metrics to the trackers; one line per tracker saying where they went."""
+    scalars = {f"eval/{shift}/{metric}": value for shift, metrics in report.get("shifts", {}).items()
+               for metric, value in metrics.items() if isinstance(value, (int, float)) and not isinstance(value, bool)}
+    scalars.update({f"eval/aggregate/{metric}": value for metric, value in (report.get("aggregate") or {}).items()
+                    if isinstance(value, (int, float)) and not isinstance(value, bool)})
+    lines = []
+    for name in names:
+        if name == "tensorboard":
+            if run_dir is None:
+                lines.append("tensorboard: CHECKPOINT is not a run directory; nothing written")
+                continue
+            from torch.utils.tensorboard import SummaryWriter
+
+            folder = Path(run_dir) / TENSORBOARD_DIR
+            with SummaryWriter(log_dir=str(folder)) as writer:
+                for key, value in scalars.items():
+                    writer.add_scalar(key, value, step or 0)
+            lines.append(f"tensorboard: {len(scalars)} scalars in {folder}")
+        elif name == "wandb":
+            import wandb
+
+            if wandb.run is None:
+                lines.append("wandb: no active run (set WANDB_RUN_ID and WANDB_RESUME=allow to add to the training run)")
+                run = wandb.init(name=report.get("display_name") or None, job_type="eval")
+            else:
+                run = wandb.run
+            run.log(scalars)
+            lines.append(f"wandb: {len(scalars)} metrics logged to run {run.id}")
+        elif name == "mlflow":
+            import mlflow
+
+            with mlflow.start_run(run_name=report.get("display_name") or None, nested=mlflow.active_run() is not None):
+                mlflow.log_metrics({key.replace("/", "."): value for key, value in scalars.items()}, step=step or 0)
+            lines.append(f"mlflow: {len(scalars)} metrics logged")
+        else:
+            lines.append(f"{name}: eval results are not pushed to this tracker")
+    return lines

@@ -1,0 +1,67 @@
+"""The dashboard on a store that fails its integrity check: a persistent error screen naming the file and how to
+recover it, and no more polling; at start and when the store turns bad mid-session (Pilot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("textual")
+
+from test_tui import SIZE, fill_store, make_app, pilot_test, started, wait_for  # noqa: E402
+
+from innerdpo_bench.store import STORE_FILE  # noqa: E402
+from innerdpo_bench.tui.broken import StoreBrokenScreen  # noqa: E402
+
+PAGE = 4096   # SQLite's default page size, which the store keeps
+
+
+def corrupt_page(store: Path, page: int = 2) -> None:
+    """Overwrite one page (1-based; page 2 is the `runs` table's root) with bytes no b-tree page can hold."""
+    with open(store, "r+b") as handle:
+        handle.seek(PAGE * (page - 1))
+        handle.write(b"\xa5" * PAGE)
+
+
+def error_text(app) -> str:
+    return str(app.screen.query_one("#store-broken-text").render())
+
+
+async def assert_stopped(pilot, app) -> None:
+    """No timer left, and asking for polls starts none."""
+    assert app._poll_timer is None and app.store_broken is not None
+    polls = app.polls
+    for _ in range(3):
+        app.request_poll()
+    await pilot.pause()
+    assert app.polls == polls and not app._polling
+
+
+@pilot_test
+async def test_a_store_corrupted_mid_session_covers_the_rows_and_polling_stops(tmp_path):
+    home = fill_store(tmp_path / "home")
+    app = make_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        corrupt_page(home / STORE_FILE)
+        await wait_for(pilot, lambda: isinstance(app.screen, StoreBrokenScreen), timeout=60, what="the error screen")
+        await assert_stopped(pilot, app)
+        text = error_text(app)
+        assert str(home / STORE_FILE) in text and ".recover" in text and "innerdpo doctor" in text
+        await pilot.press("1", "escape", "2")   # the views' keys do not take it away
+        assert isinstance(app.screen, StoreBrokenScreen)
+        await pilot.press("q")
+    assert app.return_code in (0, None)
+
+
+@pilot_test
+async def test_a_store_corrupt_at_start_never_shows_a_table(tmp_path):
+    home = fill_store(tmp_path / "home")
+    corrupt_page(home / STORE_FILE)
+    app = make_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StoreBrokenScreen), timeout=60, what="the error screen")
+        await assert_stopped(pilot, app)
+        assert app.polls == 1 and app.snapshot is None
+        assert str(home / STORE_FILE) in error_text(app)
