@@ -166,6 +166,9 @@ class TrainConfig:
             raise UserError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.max_prompt_length >= self.max_length:
             raise UserError("--max-prompt-length must be smaller than --max-length")
+        for name in ("ether_blocks", "ether_reduction"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{flag_name(name)} must be at least 1, got {getattr(self, name)}")
         check_layer_spec(self.layers)
         return self
 
@@ -173,6 +176,21 @@ class TrainConfig:
     def resolved_save_steps(self) -> int:
         """--save-steps, or its default (`auto_save_steps`); 0 = no checkpoints."""
         return auto_save_steps(self.max_steps, self.logging_steps) if self.save_steps is None else self.save_steps
+    def check_model(self, hidden_size: int, n_blocks: int) -> "TrainConfig":
+        """What `validate` cannot know without the base model's shape (read from its config.json, no
+        weights): the layers exist, ETHER blocks divide the hidden size, supr has two layers. UserError
+        naming the flag, as training would raise it later."""
+        if self.transform is None:
+            return self
+        from innerdpo_bench.methods.layers import resolve_layers
+
+        layers, _ = resolve_layers(self.layers, n_blocks)
+        if self.transform == "ether" and hidden_size % self.ether_blocks:
+            raise UserError(f"--ether-blocks {self.ether_blocks} must divide the hidden size {hidden_size} of "
+                            f"{self.base_model}")
+        if self.transform == "supr" and len(layers) < 2:
+            raise UserError(f"the supr transform needs at least 2 layers in --layers, got {sorted(layers)}")
+        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -218,23 +236,3 @@ def auto_save_steps(max_steps: int, logging_steps: int) -> int:
 
 def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
-
-
-def display_name(cfg: TrainConfig) -> str:
-    """Method name plus what differs from its defaults, e.g. `hs-none-InnerDPO align=logodds α=1`."""
-    method = resolve_method(cfg.method)
-    defaults = TrainConfig(method=method.name)
-    parts = [method.name]
-    if method.has_hidden_term:
-        short = {"align_method": "align", "alpha": "α", "trust_region": "trust", "layer_reduce": "reduce",
-                 "layers": "layers", "beta_h": "β_h", "output_loss": "out", "ether_type": "ether",
-                 "trust_region_form": "trust_form", "topk_dims": "topk"}
-        for name, label in short.items():
-            value = getattr(cfg, name)
-            if value is not None and value != getattr(defaults, name):
-                parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
-    for name, label in (("beta", "β"), ("nll_weight", "nll"), ("logp_agg", "agg"), ("wpo", "wpo")):
-        value = getattr(cfg, name)
-        if value != getattr(defaults, name):
-            parts.append(f"{label}={value:g}" if isinstance(value, float) else f"{label}={value}")
-    return " ".join(parts)

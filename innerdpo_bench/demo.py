@@ -71,7 +71,9 @@ def demo_specs(plan: DemoPlan) -> list[dict]:
                       max_steps=plan.max_steps, learning_rate=plan.learning_rate, batch_size=plan.batch_size,
                       effective_batch=plan.batch_size, max_length=plan.max_length,
                       max_prompt_length=plan.max_length * 3 // 4, logging_steps=1, seed=plan.seed)
-        specs.extend(train_specs(config, suite=plan.suite, limit=plan.rows_per_shift, samples=plan.samples))
+        # named by method alone: every run shares the demo's sizes and learning rate
+        specs.extend({**spec, "name": method} for spec in train_specs(config, suite=plan.suite, limit=plan.rows_per_shift,
+                                                                            samples=plan.samples))
     return specs
 
 

@@ -57,10 +57,55 @@ def resolve_base_model(name: str) -> str:
         if not (path / "config.json").is_file():
             raise UserError(f"base model directory {path} has no config.json (is it a model directory?)")
         return str(path)
-    looks_like_path = key.startswith((".", "/", "~")) or key.count("/") > 1 or key.endswith((".json", ".safetensors"))
-    if looks_like_path:
+    if key_is_path(key):
         raise UserError(f"base model path {key} does not exist")
     return key
+
+
+SMOLLM2_SHAPE = dict(hidden_size=576, num_hidden_layers=30)   # SmolLM2-135M-Instruct's config.json
+
+
+def model_shape(name: str) -> tuple[int, int] | None:
+    """(hidden size, block count) of a `--base-model` from its config.json alone (no weights, nothing built):
+    the built-ins' known shapes, a local directory's config.json, a hub id's config.json from the local hub
+    cache or (when the hub is reachable) the hub. None when it cannot be read without loading the model: the
+    checks that need it are then left to the worker, where training would report them."""
+    key = name.strip()
+    if key.lower() == TINY_RANDOM:
+        return TINY_RANDOM_SHAPE["hidden_size"], TINY_RANDOM_SHAPE["num_hidden_layers"]
+    if key.lower() == SMOLLM2:
+        return SMOLLM2_SHAPE["hidden_size"], SMOLLM2_SHAPE["num_hidden_layers"]
+    path = Path(key).expanduser() / "config.json"
+    if not path.is_file():
+        path = _hub_config(key)
+    if path is None:
+        return None
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = config.get("text_config", config) if isinstance(config, dict) else {}
+    hidden, blocks = config.get("hidden_size"), config.get("num_hidden_layers")
+    return (hidden, blocks) if isinstance(hidden, int) and isinstance(blocks, int) else None
+
+
+def _hub_config(repo_id: str) -> str | None:
+    """A hub model's config.json, from the local cache or the hub; None when neither has it."""
+    if key_is_path(repo_id):
+        return None
+    try:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo_id, "config.json")
+        if isinstance(cached, str):
+            return cached
+        return hf_hub_download(repo_id, "config.json", etag_timeout=5)
+    except Exception:  # offline, unknown repo, gated: not knowable here
+        return None
+
+
+def key_is_path(key: str) -> bool:
+    return key.startswith((".", "/", "~")) or key.count("/") > 1 or key.endswith((".json", ".safetensors"))
 
 
 def builtin_name(name: str) -> str | None:

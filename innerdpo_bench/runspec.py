@@ -8,6 +8,7 @@ when the entry asks for sample generations, and only then (so specs queued witho
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,20 +41,52 @@ def _eval_spec(suite: str | None, limit: int | None, samples: int | None) -> dic
 
 def train_specs(config: dict[str, Any], seeds: list[int] | None = None, suite: str | None = None,
                 limit: int | None = None, samples: int | None = None) -> list[dict[str, Any]]:
-    """One run spec per seed (`seeds` overrides config["seed"]), each validated as `innerdpo train` would;
-    the method is stored by its canonical name, existing relative paths made absolute."""
-    from innerdpo_bench.config import TrainConfig, display_name
+    """One run spec per seed (`seeds` overrides config["seed"]), each validated as `innerdpo train` would,
+    including against the base model's shape and the dataset reference (`check_run`); the method is stored by
+    its canonical name, existing relative paths made absolute."""
+    from innerdpo_bench.config import TrainConfig
+    from innerdpo_bench.results.naming import display_name
 
     check_eval_options(suite, limit, samples)
     specs = []
     for seed in seeds if seeds else [config.get("seed", 0)]:
-        cfg = TrainConfig(**{**config, "seed": seed}).validate()
+        cfg = check_run(TrainConfig(**{**config, "seed": seed}))
         cfg.method = cfg.canonical_method
         cfg.base_model = _absolute_if_path(cfg.base_model)
         cfg.dataset = _absolute_if_path(cfg.dataset)
         train = {key: value for key, value in cfg.to_dict().items() if key != "output_dir"}  # the worker's choice
-        specs.append({"name": display_name(cfg), "train": train, "eval": _eval_spec(suite, limit, samples)})
+        specs.append({"name": display_name(train), "train": train, "eval": _eval_spec(suite, limit, samples)})
     return specs
+
+
+@functools.lru_cache(maxsize=32)
+def _shape(base_model: str) -> tuple[int, int] | None:
+    from innerdpo_bench.models import model_shape
+
+    return model_shape(base_model)
+
+
+def check_run(cfg):
+    """`cfg.validate()` plus what a worker would otherwise find out only when it runs: the dataset reference
+    parses (a mini split exists, a file exists), the base model exists, and the layers, ETHER blocks and supr
+    layers fit its shape, read from its config.json (no weights; a hub model whose config.json cannot be read
+    offline is left to the worker). Returns cfg; UserError naming the flag."""
+    from innerdpo_bench.data.pairs import parse_dataset
+    from innerdpo_bench.models import BUILTIN_MODELS, key_is_path
+
+    cfg.validate()
+    parse_dataset(cfg.dataset)
+    key = cfg.base_model.strip()
+    path = Path(key).expanduser()
+    if key.lower() not in BUILTIN_MODELS:
+        if path.exists() and not (path / "config.json").is_file():
+            raise UserError(f"--base-model {key}: directory has no config.json (is it a model directory?)")
+        if not path.exists() and key_is_path(key):
+            raise UserError(f"--base-model {key} does not exist")
+    shape = _shape(str(path.resolve()) if path.exists() else key)
+    if shape is not None:
+        cfg.check_model(*shape)
+    return cfg
 
 
 def base_spec(base_model: str, suite: str | None = None, limit: int | None = None,

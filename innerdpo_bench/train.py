@@ -26,7 +26,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import __version__, resume, rundir, trackers
 from innerdpo_bench.callbacks import RunFilesCallback, progress_callback
-from innerdpo_bench.config import TrainConfig, display_name
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
@@ -34,6 +34,7 @@ from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
+from innerdpo_bench.results.naming import display_name
 from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
@@ -292,7 +293,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     resolved = {
         **cfg.to_dict(),
         "method": cfg.canonical_method,
-        "display_name": display_name(cfg),
+        "display_name": display_name(cfg.to_dict()),
         "base_model_path": base_path,
         "dataset_ref": dataset_desc,
         "n_rows": len(rows),
@@ -329,7 +330,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         save_steps=save_steps or 500,
         save_total_limit=None,  # resume.rotate keeps --save-total-limit, once the newer checkpoint is whole
         report_to=report_to,
-        run_name=display_name(cfg),
+        run_name=display_name(cfg.to_dict()),
         remove_unused_columns=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -343,7 +344,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     resumable = resume.Resumable(transform, learned_sign)
     files = RunFilesCallback(run_dir, clock=resumable.clock)
     callbacks = [files, resume.CheckpointCallback(run_dir, resumable, cfg.save_total_limit)]
-    callbacks += [progress_callback(display_name(cfg))] if progress else []
+    callbacks += [progress_callback(display_name(cfg.to_dict()))] if progress else []
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
     held_out = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)[0] if eval_rows else []
     spec, why_not = cached_spec(cfg, transform, layers, causal_lm.dtype)

@@ -177,6 +177,7 @@ def pid_of(home, run_id, stage="train") -> int:
 def test_train_specs_one_per_seed_canonical_and_validated(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text('{"hidden_size": 64, "num_hidden_layers": 4}')
     specs = runspec.train_specs({"method": "HS-NONE-innerdpo", "base_model": "model", "alpha": 1.0, "seed": 7},
                               seeds=[1, 2], suite="mini", limit=8)
     assert [spec["train"]["seed"] for spec in specs] == [1, 2]
@@ -189,6 +190,8 @@ def test_train_specs_one_per_seed_canonical_and_validated(tmp_path, monkeypatch)
         runspec.train_specs({"method": "dpx"})
     with pytest.raises(UserError, match="suite"):
         runspec.train_specs({"method": "dpo"}, suite="nope")
+    with pytest.raises(UserError, match="no config.json"):  # checked at queue time, not by the worker
+        runspec.train_specs({"method": "dpo", "base_model": str(tmp_path)})
     assert runspec.base_spec("tiny-random", "mini", 4) == {
         "name": "none", "eval": {"checkpoint": "tiny-random", "suite": "mini", "limit": 4}}
 

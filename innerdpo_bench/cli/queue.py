@@ -41,11 +41,29 @@ def _age(seconds: float | None) -> str:
 
 
 def _add_parameters() -> list[inspect.Parameter]:
-    """train's TrainConfig flags (minus --output-dir, --quiet and --genies-dir, a worker flag) plus the queue's own."""
-    params = [p for p in config_parameters() if p.name not in ("output_dir", "quiet", "genies_dir")]  # worker's flag
+    """train's TrainConfig flags (minus --output-dir, --quiet and --genies-dir, a worker flag; METHOD optional,
+    it may come from --grid or --sweep) plus the queue's own."""
+    from innerdpo_bench.sweep import GRID_HELP
+
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    for param in config_parameters():
+        if param.name in ("output_dir", "quiet", "genies_dir"):  # genies_dir: the worker's flag
+            continue
+        if param.name == "method":
+            param = param.replace(default=typer.Argument(None, metavar="METHOD", show_default=False,
+                                                         help=param.default.help + " (optional with a method "
+                                                         "axis in --grid or --sweep)"), annotation=str | None)
+        params.append(param)
     extra = {
         "seeds": (str | None, typer.Option(None, "--seeds", help="Comma-separated seeds, one run each "
                                            "(overrides --seed).", rich_help_panel="Queue", show_default=False)),
+        "grid": (list[str] | None, typer.Option(None, "--grid", help=GRID_HELP, rich_help_panel="Queue",
+                                                show_default=False)),
+        "sweep": (str | None, typer.Option(None, "--sweep", help="A YAML file of base options, grid, seeds, suite "
+                                           "and limit (see `innerdpo_bench/sweep.py`); flags given here override "
+                                           "it.", rich_help_panel="Queue", show_default=False)),
+        "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the runs it would queue (each one checked) "
+                                       "and queue nothing.", rich_help_panel="Queue")),
         "suite": (str | None, suite_option("Queue")),
         "limit": (int | None, limit_option("Queue")),
         "samples": (int, queue_samples_option("Queue")),
@@ -57,21 +75,44 @@ def _add_parameters() -> list[inspect.Parameter]:
 
 
 @handle_errors
-def add_command(**kwargs) -> None:
-    """Queue METHOD for training then evaluation: one run per seed. Takes every `innerdpo train` flag.
+def add_command(ctx: typer.Context, **kwargs) -> None:
+    """Queue METHOD for training then evaluation: one run per seed, or per grid cell and seed. Takes every
+    `innerdpo train` flag. Every run is checked now (flags, dataset, base model shape), so a queued run does
+    not fail on a bad flag; one bad run queues nothing.
 
-    Example: innerdpo queue add hs-none-InnerDPO --seeds 1,2,3 --suite mini --limit 100
+    Examples: innerdpo queue add hs-none-InnerDPO --seeds 1,2,3 --suite mini --limit 100;
+    innerdpo queue add hs-none-InnerDPO --grid align_method=para_signed,logodds --grid alpha=0.1,1 --seeds 1,2
     """
-    from innerdpo_bench.runspec import parse_seeds, train_specs
+    from innerdpo_bench.runspec import parse_seeds
+    from innerdpo_bench import sweep as sweeps
 
-    seeds = parse_seeds(kwargs.pop("seeds"))
+    seeds, grid, sweep_file, dry_run = (kwargs.pop(key) for key in ("seeds", "grid", "sweep", "dry_run"))
     suite, limit, samples, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("samples"), kwargs.pop("home")
-    specs = train_specs(kwargs, seeds, suite, limit, samples)
+    plan = sweeps.load_sweep(sweep_file) if sweep_file else sweeps.Sweep()
+    # typer vendors its own click: its ParameterSource is compared by name
+    given = {name: value for name, value in kwargs.items()
+             if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    plan.base = {**plan.base, **given}
+    plan.grid = {**plan.grid, **sweeps.parse_grid(grid or [])}
+    plan.seeds = parse_seeds(seeds) if seeds is not None else plan.seeds
+    plan.suite = suite if suite is not None else plan.suite
+    plan.limit = limit if limit is not None else plan.limit
+    plan.samples = samples if samples else plan.samples
+    ident = sweeps.sweep_id()
+    specs = sweeps.sweep_specs(plan, ident)
+    if dry_run:
+        console.print(f"would queue {len(specs)} run(s) (--dry-run: nothing queued):", soft_wrap=True)
+        for index, spec in enumerate(specs, 1):
+            console.print(f"  {index}. {spec['name']} seed {spec['train']['seed']}", soft_wrap=True, markup=False)
+        return
     with open_store(home, create=True) as store:
         run_ids = store.add_runs(specs)
         home_path = store.home
     for run_id, spec in zip(run_ids, specs):
-        console.print(f"queued run {run_id}: {spec['name']} seed {spec['train']['seed']}", soft_wrap=True)
+        console.print(f"queued run {run_id}: {spec['name']} seed {spec['train']['seed']}", soft_wrap=True,
+                      markup=False)
+    if len(specs) > 1:
+        console.print(f"sweep {ident}: {len(specs)} runs (innerdpo runs --filter sweep:{ident})", soft_wrap=True)
     console.print(f"[dim]start a worker: innerdpo worker --home {home_path}[/dim]", soft_wrap=True)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from innerdpo_bench.data import real
 from innerdpo_bench.data.textio import decode_utf8, parse_json, parse_jsonl
-from innerdpo_bench.errors import UserError
+from innerdpo_bench.errors import UserError, unknown_choice
 
 GENIES_HUB_ID = "wassname/genies_preferences"
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
@@ -55,7 +55,12 @@ def parse_dataset(spec: str, default_split: str = "train") -> DatasetRef:
     if not text:
         raise UserError("--dataset is empty")
     if text.startswith("mini:"):
-        return DatasetRef("mini", text.split(":", 1)[1])
+        from innerdpo_bench.data.mini import SPLITS
+
+        split = text.split(":", 1)[1]
+        if split not in SPLITS:  # refused here, at `queue add` time, not when a worker loads it
+            raise unknown_choice("mini split", split, SPLITS)
+        return DatasetRef("mini", split)
     kind = text.partition(":")[0]
     if kind in real.KINDS:
         return DatasetRef(kind, kind, *real.parse_spec(text, default_split))

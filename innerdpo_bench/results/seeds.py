@@ -16,15 +16,16 @@ RunOrRows = TypeVar("RunOrRows")
 
 
 def seed_group_key(run: Run | RunRows) -> str:
-    """Everything that defines a run except its seed: a store run's kind and spec without its seed, display name
-    (derived from the rest) and `config.BOOKKEEPING` options (checkpoints, trackers); for a run directory outside
-    the store, its training config (less seed, device and BOOKKEEPING) plus the eval suite and row limit. Runs with
-    equal keys differ only by seed."""
+    """Everything that defines a run except its seed: a store run's kind and spec without its seed, display
+    name (derived from the rest), sweep id (the same run queued by two sweeps is one group) and
+    `config.BOOKKEEPING` options (checkpoints, trackers, reference cache); for a run directory outside the store,
+    its training config (less seed, device and BOOKKEEPING) plus the eval suite and row limit. Runs with equal
+    keys differ only by seed."""
     from innerdpo_bench.config import BOOKKEEPING, TrainConfig
 
     store_run = run if isinstance(run, Run) else run.run
     if store_run is not None:
-        spec = {key: value for key, value in store_run.spec.items() if key != "name"}
+        spec = {key: value for key, value in store_run.spec.items() if key not in ("name", "sweep")}
         spec["train"] = {key: value for key, value in spec.get("train", {}).items()
                          if key != "seed" and key not in BOOKKEEPING}
         return json.dumps([store_run.kind, spec], sort_keys=True, default=str)
