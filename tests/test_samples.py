@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from innerdpo_bench import rundir
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.runspec import base_spec
 from innerdpo_bench.samplefile import read_samples, samples_path_for
-from innerdpo_bench.samples import SampleSettings, generate_samples
+from innerdpo_bench.checkpoint import resolve_checkpoint
+from innerdpo_bench.samples import SampleSettings, base_cache_key, generate_samples, prompts_of
 from innerdpo_bench.store import Run
 from innerdpo_bench.worker import stage_command
 
@@ -25,14 +27,14 @@ SHIFTS = ["in_domain", "difficulty_scaling", "moral_transfer", "orthogonal"]
 
 def test_greedy_generation_is_deterministic_and_the_base_is_generated_once(trained_run, tmp_path):
     # max_new_tokens=9 appears in no other test, so the session cache starts without this base entry
-    settings = SampleSettings(prompts=2, max_new_tokens=9, suite="mini")
+    settings = SampleSettings(prompts=1, max_new_tokens=9, suite="mini")
     first = generate_samples(str(trained_run), settings, output=tmp_path / "a.jsonl")
     again = generate_samples(str(trained_run), settings, output=tmp_path / "b.jsonl")
     fresh = generate_samples(str(trained_run), settings, output=tmp_path / "c.jsonl", use_cache=False)
 
     assert first.header["base_cache"]["hit"] is False
     assert again.header["base_cache"] == {"hit": True, "key": first.header["base_cache"]["key"]}
-    assert [r["shift"] for r in first.records] == [shift for shift in SHIFTS for _ in range(2)]
+    assert [r["shift"] for r in first.records] == SHIFTS
     for one, two, three in zip(first.records, again.records, fresh.records):
         assert one["model"]["greedy"]["text"] == two["model"]["greedy"]["text"] == three["model"]["greedy"]["text"]
         assert one["base"] == two["base"]                                   # from the cache, as generated
@@ -41,25 +43,35 @@ def test_greedy_generation_is_deterministic_and_the_base_is_generated_once(train
         assert greedy["n_tokens"] <= 9 and greedy["finished"] == (greedy["n_tokens"] < 9)
         assert greedy["nll"] is None or greedy["nll"] > 0
 
-    other = generate_samples(str(trained_run), SampleSettings(prompts=2, max_new_tokens=10, suite="mini"),
-                             output=tmp_path / "d.jsonl")
-    assert other.header["base_cache"]["hit"] is False                      # other settings: another entry
+    # the key names the settings and the prompts: other settings or other prompts are another entry
+    key = first.header["base_cache"]["key"]
+    prompts = prompts_of(settings)
+    base_path = resolve_checkpoint(str(trained_run)).base_model_path
+    assert base_cache_key(base_path, prompts, settings)[0] == key
+    assert base_cache_key(base_path, prompts, replace(settings, max_new_tokens=10))[0] != key
+    assert base_cache_key(base_path, prompts[:1], settings)[0] != key
     # the same prompts every time: the first rows of each shift, with eval_rows.jsonl's row ids
-    assert [r["row_id"] for r in other.records] == [r["row_id"] for r in first.records]
+    assert [p["row_id"] for p in prompts] == [r["row_id"] for r in first.records]
     header, records = read_samples(tmp_path / "a.jsonl")
     assert header["settings"]["max_new_tokens"] == 9 and header["settings"]["apply_chat_template"] is False
     assert header["kind"] == "run" and records == first.records
 
 
-def test_sampled_completions_follow_the_seed(tmp_path, tiny_model_path):
-    def sampled(seed: int, name: str) -> list[str]:
-        result = generate_samples("tiny-random", SampleSettings(prompts=1, max_new_tokens=6, suite="mini", sampled=True,
-                                                                seed=seed), output=tmp_path / name, use_cache=False)
-        assert all(r["model"] == r["base"] for r in result.records)         # a base model is its own base
-        return [r["model"]["sampled"]["text"] for r in result.records]
+def test_sampled_completions_follow_the_seed(tmp_path, tiny_model_path, tiny_tokenizer):
+    from innerdpo_bench.models import load_causal_lm
+    from innerdpo_bench.samples import complete, prompt_ids
 
-    assert sampled(3, "a.jsonl") == sampled(3, "b.jsonl")
-    assert sampled(3, "a.jsonl") != sampled(4, "c.jsonl")
+    model = load_causal_lm(tiny_model_path).eval()
+    ids = prompt_ids(tiny_tokenizer, "What is a baby chicken called?  ", chat=False)
+    assert ids == tiny_tokenizer("What is a baby chicken called?")["input_ids"]     # trailing space dropped, as eval
+
+    def sampled(seed: int) -> str:
+        return complete(model, tiny_tokenizer, ids, 12, "cpu", seed=seed)["text"]
+
+    assert sampled(3) == sampled(3) != sampled(4)
+    result = generate_samples("tiny-random", SampleSettings(prompts=1, max_new_tokens=4, suite="mini", sampled=True),
+                              output=tmp_path / "a.jsonl")
+    assert all(r["model"] == r["base"] and "sampled" in r["model"] for r in result.records)  # a base is its own base
 
 
 def test_samples_command_and_its_bad_input(tmp_path, tiny_model_path):
