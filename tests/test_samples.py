@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from innerdpo_bench import rundir
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.runspec import base_spec
 from innerdpo_bench.samplefile import read_samples, samples_path_for
-from innerdpo_bench.samples import SampleSettings, generate_samples
+from innerdpo_bench.checkpoint import resolve_checkpoint
+from innerdpo_bench.samples import SampleSettings, base_cache_key, generate_samples, prompts_of
 from innerdpo_bench.store import Run
 from innerdpo_bench.worker import stage_command
 
@@ -25,14 +27,14 @@ SHIFTS = ["in_domain", "difficulty_scaling", "moral_transfer", "orthogonal"]
 
 def test_greedy_generation_is_deterministic_and_the_base_is_generated_once(trained_run, tmp_path):
     # max_new_tokens=9 appears in no other test, so the session cache starts without this base entry
-    settings = SampleSettings(prompts=2, max_new_tokens=9, suite="mini")
+    settings = SampleSettings(prompts=1, max_new_tokens=9, suite="mini")
     first = generate_samples(str(trained_run), settings, output=tmp_path / "a.jsonl")
     again = generate_samples(str(trained_run), settings, output=tmp_path / "b.jsonl")
     fresh = generate_samples(str(trained_run), settings, output=tmp_path / "c.jsonl", use_cache=False)
 
     assert first.header["base_cache"]["hit"] is False
     assert again.header["base_cache"] == {"hit": True, "key": first.header["base_cache"]["key"]}
-    assert [r["shift"] for r in first.records] == [shift for shift in SHIFTS for _ in range(2)]
+    assert [r["shift"] for r in first.records] == SHIFTS
     for one, two, three in zip(first.records, again.records, fresh.records):
         assert one["model"]["greedy"]["text"] == two["model"]["greedy"]["text"] == three["model"]["greedy"]["text"]
         assert one["base"] == two["base"]                                   # from the cache, as generated
@@ -41,25 +43,35 @@ def test_greedy_generation_is_deterministic_and_the_base_is_generated_once(train
         assert greedy["n_tokens"] <= 9 and greedy["finished"] == (greedy["n_tokens"] < 9)
         assert greedy["nll"] is None or greedy["nll"] > 0
 
-    other = generate_samples(str(trained_run), SampleSettings(prompts=2, max_new_tokens=10, suite="mini"),
-                             output=tmp_path / "d.jsonl")
-    assert other.header["base_cache"]["hit"] is False                      # other settings: another entry
+    # the key names the settings and the prompts: other settings or other prompts are another entry
+    key = first.header["base_cache"]["key"]
+    prompts = prompts_of(settings)
+    base_path = resolve_checkpoint(str(trained_run)).base_model_path
+    assert base_cache_key(base_path, prompts, settings)[0] == key
+    assert base_cache_key(base_path, prompts, replace(settings, max_new_tokens=10))[0] != key
+    assert base_cache_key(base_path, prompts[:1], settings)[0] != key
     # the same prompts every time: the first rows of each shift, with eval_rows.jsonl's row ids
-    assert [r["row_id"] for r in other.records] == [r["row_id"] for r in first.records]
+    assert [p["row_id"] for p in prompts] == [r["row_id"] for r in first.records]
     header, records = read_samples(tmp_path / "a.jsonl")
     assert header["settings"]["max_new_tokens"] == 9 and header["settings"]["apply_chat_template"] is False
     assert header["kind"] == "run" and records == first.records
 
 
-def test_sampled_completions_follow_the_seed(tmp_path, tiny_model_path):
-    def sampled(seed: int, name: str) -> list[str]:
-        result = generate_samples("tiny-random", SampleSettings(prompts=1, max_new_tokens=6, suite="mini", sampled=True,
-                                                                seed=seed), output=tmp_path / name, use_cache=False)
-        assert all(r["model"] == r["base"] for r in result.records)         # a base model is its own base
-        return [r["model"]["sampled"]["text"] for r in result.records]
+def test_sampled_completions_follow_the_seed(tmp_path, tiny_model_path, tiny_tokenizer):
+    from innerdpo_bench.models import load_causal_lm
+    from innerdpo_bench.samples import complete, prompt_ids
 
-    assert sampled(3, "a.jsonl") == sampled(3, "b.jsonl")
-    assert sampled(3, "a.jsonl") != sampled(4, "c.jsonl")
+    model = load_causal_lm(tiny_model_path).eval()
+    ids = prompt_ids(tiny_tokenizer, "What is a baby chicken called?  ", chat=False)
+    assert ids == tiny_tokenizer("What is a baby chicken called?")["input_ids"]     # trailing space dropped, as eval
+
+    def sampled(seed: int) -> str:
+        return complete(model, tiny_tokenizer, ids, 12, "cpu", seed=seed)["text"]
+
+    assert sampled(3) == sampled(3) != sampled(4)
+    result = generate_samples("tiny-random", SampleSettings(prompts=1, max_new_tokens=4, suite="mini", sampled=True),
+                              output=tmp_path / "a.jsonl")
+    assert all(r["model"] == r["base"] and "sampled" in r["model"] for r in result.records)  # a base is its own base
 
 
 def test_samples_command_and_its_bad_input(tmp_path, tiny_model_path):
@@ -119,3 +131,41 @@ def test_queued_base_run_gets_sample_columns_in_runs(tmp_path, tiny_model_path):
                                         timeout=120).stdout)
     run_dir = Path(records[0]["run_dir"])
     assert (run_dir / "samples.jsonl").is_file() and (run_dir / rundir.EVAL).is_file()
+
+
+def _store_run(run_id: int, name: str, samples: dict | None) -> Run:
+    results = {"in_domain": {"acc": 0.5}, "coherence": {"nll_ratio": 1.0 + run_id / 10}}
+    if samples is not None:
+        results["samples"] = samples
+    spec = {"name": name, "train": {"method": name, "seed": 0}, "eval": {"suite": "mini"}}
+    return Run(run_id, name, "train_eval", spec, "done", float(run_id), 0.0, None, None, None, None, None, 1, None,
+               None, False, results)
+
+
+def test_sample_columns_are_selectable_sortable_and_filterable(tmp_path):
+    from typer.testing import CliRunner
+
+    from innerdpo_bench.results import table
+    from innerdpo_bench.store import Store
+
+    runs = [_store_run(1, "dpo", {"rep": 0.9, "distinct2": 0.1, "len": 60.0, "gen_nll_ratio": 0.4}),
+            _store_run(2, "ipo", {"rep": 0.1, "distinct2": 0.8, "len": 30.0, "gen_nll_ratio": 1.1}),
+            _store_run(3, "simper", None)]                                 # evaluated without samples
+    view = table.make_table(runs, sort="rep", columns=table.parse_columns("name,rep,distinct2,nll_ratio"))
+    assert view.columns == ("name", "rep", "distinct2", "nll_ratio")
+    assert [[table.cell(row, c, view) for c in view.columns] for row in view.rows] == [
+        ["ipo", "0.100", "0.800", "1.200"], ["dpo", "0.900", "0.100", "1.100"], ["simper", "-", "-", "1.300"]]
+    assert [row.runs[0].id for row in table.make_table(runs, filter_expr="rep<0.5").rows] == [2]
+    assert table.make_table(runs).columns == table.COLUMNS                 # the default table is unchanged
+    with pytest.raises(Exception, match="unknown --columns column 'rpe'.*rep"):
+        table.parse_columns("name,rpe")
+
+    with Store(tmp_path) as store:
+        for run in runs:
+            run_id = store.add_run(run.spec)
+            store.record_results(run_id, run.results)
+    result = CliRunner().invoke(app, ["runs", "--home", str(tmp_path), "--columns", "name,rep,distinct2,nll_ratio"])
+    assert result.exit_code == 0, result.output
+    assert "distinct2" in result.output and "0.900" in result.output and "0.800" in result.output
+    bad = CliRunner().invoke(app, ["runs", "--home", str(tmp_path), "--columns", "name,bogus"])
+    assert bad.exit_code == 2 and "--columns" in bad.output

@@ -61,7 +61,8 @@ def test_run_values_mean_over_scored_shifts_and_nan_is_missing():
     assert table.run_values(RUNS[3])["mean"] is None
     assert table.run_values(RUNS[0]) == {"name": "dpo", "in_domain": 0.5, "difficulty_scaling": 0.6,
                                          "moral_transfer": 0.7, "orthogonal": 0.8, "mean": pytest.approx(0.65),
-                                         "nll_ratio": 1.01, "status": "done", "seed": 1, "id": 1}
+                                         "nll_ratio": 1.01, "status": "done", "seed": 1, "id": 1,
+                                         **dict.fromkeys(table.OPTIONAL_COLUMNS)}   # no samples: None
     assert (table.method_of(RUNS[4]), table.seed_of(RUNS[4])) == ("none", None)
 
 
