@@ -108,7 +108,8 @@ def header_label(column: str, view: ViewTable | None, *, short: bool, sort: str,
 
 
 def cell_text(row: table.Row, column: str, view: ViewTable) -> Text:
-    """One cell: `table.cell`'s text, right-aligned if numeric, coloured by status or by the sign of a delta."""
+    """One cell: `table.cell`'s text, right-aligned if numeric, coloured by status or by the sign of a delta
+    that is significant; untested, not significant or incomplete cells are dim."""
     plain = table.cell(row, column, view)
     style = ""
     value = row.values.get(column)
@@ -116,9 +117,11 @@ def cell_text(row: table.Row, column: str, view: ViewTable) -> Text:
         style = "dim"
     elif column == "status":
         style = STATUS_STYLES.get(str(value), "")
-    elif view.baseline is not None and column in SHIFTS and isinstance(value, float):
-        # Higher accuracy is better on every shift; a delta that rounds to zero stays neutral.
-        style = "green" if round(value, 3) > 0 else "red" if round(value, 3) < 0 else ""
+    elif view.baseline is not None and column in SHIFTS and isinstance(value, float) and row.significant.get(column):
+        # Coloured only when the paired test says the delta is real; higher accuracy is better on every shift.
+        style = "green" if value > 0 else "red"
+    elif row.incomplete(column) or plain.endswith((table.NOT_SIGNIFICANT, table.UNTESTED)):
+        style = "dim"
     if column in SHIFTS and any(run.results.get(column, {}).get("below_chance") for run in row.runs):
         plain, style = plain + " ⚠", "bold red"  # the label-orientation audit: far below chance (audit.py)
     return Text(plain, style=style, justify="right" if column in NUMERIC else "left", no_wrap=True)
