@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from transformers import TrainerCallback
@@ -25,7 +26,7 @@ class RunFilesCallback(TrainerCallback):
         if "train_runtime" in logs:
             self.summary = dict(logs)
             return
-        record = {"step": state.global_step, **logs}
+        record = {"step": state.global_step, **logs, "time": round(time.time(), 3)}  # unix s: the dashboard's ETA
         rundir.append_jsonl(self.run_dir / rundir.METRICS, record)
         keys = ("loss", "loss_output", "loss_hidden", "reward_acc", "pref_acc", "rewards_margin", "learning_rate")
         if not any(k in record for k in keys):

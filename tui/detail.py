@@ -58,7 +58,8 @@ class RunDetailScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("v", "evaluate", "Eval now", tooltip="Queue an eval-only run of this run's checkpoint"),
         Binding("o", "show_path", "Run dir", tooltip="Show (and copy) the run directory's path"),
-        Binding("l", "next_log", "Next log", tooltip="Follow train.log, eval.log or worker.log"),
+        Binding("l", "next_log", "Next log", tooltip="Follow the training log (step lines), train.log, eval.log "
+                "or worker.log"),
         Binding("j", "scroll_log(1)", "Down", show=False),
         Binding("k", "scroll_log(-1)", "Up", show=False),
     ]
@@ -244,7 +245,8 @@ class RunDetailScreen(Screen):
     # ------------------------------------------------------------------ keys
 
     def action_next_log(self) -> None:
-        self.log_name = rundir.LOG_NAMES[(rundir.LOG_NAMES.index(self.log_name) + 1) % len(rundir.LOG_NAMES)]
+        names = list(log_paths(self.run)) or list(rundir.LOG_NAMES)  # the training log first, for a trained run
+        self.log_name = names[(names.index(self.log_name) + 1) % len(names)] if self.log_name in names else names[0]
         self._follow()
 
     def action_scroll_log(self, lines: int) -> None:
