@@ -439,11 +439,11 @@ async def test_queue_view_progress_eta_and_intents(home):
         assert table.current_key == "7"               # the cursor followed the run
         await pilot.press("J")                         # and back down
         await settle(lambda: queue_ids(home) == [6, 7], "run 7 moved down")
-        await pilot.press("c")                         # cancel the cursor's run (7)
+        await pilot.press("c", "y")                    # cancel the cursor's run (7), confirmed
         await settle(lambda: table.get_cell("7", "status").plain == "cancelled", "run 7 cancelled")
-        await pilot.press("r")                         # retry it
+        await pilot.press("R")                         # retry it (R: r reverses a sort in the runs view)
         await settle(lambda: table.get_cell("7", "status").plain == "queued", "run 7 queued again")
-        await pilot.press("k", "k", "c")               # cancel the running run 5: a request to its worker
+        await pilot.press("k", "k", "c", "y")          # cancel the running run 5: a request to its worker
         await settle(lambda: "cancelling" in table.get_cell("5", "status").plain, "run 5 cancelling")
         with Store(home) as store:
             assert store.get_run(5).cancel_requested and store.get_run(5).status == "running"
@@ -521,7 +521,7 @@ async def test_detail_screen_config_diff_curves_results_log_and_keys(home):
         assert results.get_cell("in_domain", "acc").plain == "0.812 ± 0.017"
         assert results.get_cell("in_domain", "shift").plain == "in_dom"
         assert results.get_cell("coherence", "acc").plain == "1.020"
-        await pilot.press("v")
+        await pilot.press("v", "y")                    # asks first
         await intents_done(app)
     with Store(home) as store:
         evaluation = store.list_runs()[-1]

@@ -254,7 +254,7 @@ class RunDetailScreen(Screen):
         log.scroll_to(y=log.scroll_y + lines, animate=False)
 
     def action_evaluate(self) -> None:
-        self.app.evaluate(self.run.id)
+        self.app.confirm_evaluate(self.run.id)
 
     def action_show_path(self) -> None:
         if not self.run.run_dir:

@@ -24,6 +24,18 @@ class RunsTable(KeyedTable):
     """The results table (one row per run or seed group); keys and state live in RunsView."""
 
 
+class FilterInput(Input):
+    """The filter bar: `?` opens the help (the grammar) instead of typing a character no filter uses."""
+
+    async def _on_key(self, event) -> None:
+        if event.character == "?":
+            event.stop()
+            event.prevent_default()
+            self.app.action_help()
+            return
+        await super()._on_key(event)
+
+
 class RunsView(Vertical):
     """Filter bar, results table and a status line; owns the view state (sort, filter, baseline, pins)."""
 
@@ -31,12 +43,14 @@ class RunsView(Vertical):
         Binding("slash", "focus_filter", "Filter", tooltip="Focus the filter bar (? shows the grammar)"),
         Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
         Binding("S", "previous_sort", "Sort back", show=False, tooltip="Sort by the previous column"),
-        Binding("r", "reverse_sort", "Rev", tooltip="Reverse the sort direction (missing values stay last)"),
+        Binding("r", "reverse_sort", "Rev", tooltip="Reverse the sort direction (missing values stay last; retry "
+                "is R in the queue)"),
         Binding("g", "toggle_groups", "Group", tooltip="One row per method with its seeds grouped"),
         Binding("b", "toggle_baseline", "Base", tooltip="Show the shift columns as deltas against this run"),
         Binding("p", "toggle_pin", "Pin", tooltip="Pin this run to the top"),
         Binding("e", "export", "Export", tooltip="Export the visible view as Markdown, CSV or JSON"),
-        Binding("v", "evaluate", "Eval", show=False, tooltip="Queue an evaluation of this run's checkpoint"),
+        Binding("v", "evaluate", "Eval", show=False, tooltip="Queue an evaluation of this run's checkpoint (asks "
+                "first)"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -51,8 +65,8 @@ class RunsView(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="filter-bar"):
             yield Static("filter", id="filter-label")
-            yield Input(placeholder="e.g. method:dpo in_domain>0.9 status:done name~ether  (? for help)",
-                        id="filter", compact=True)
+            yield FilterInput(placeholder="e.g. method:dpo in_domain>0.9 status:done name~ether  (? for help)",
+                              id="filter", compact=True)
         yield Static("", id="filter-error")
         yield RunsTable(id="runs-table")
         yield Static("", id="runs-status")
@@ -180,13 +194,17 @@ class RunsView(Vertical):
         self.table.focus()
 
     def set_filter(self, expr: str) -> bool:
-        """Apply a filter expression; an invalid one shows its error and leaves the rows as they were."""
+        """Apply a filter expression; an invalid one is shown as an error (the bar turns red and the error line
+        says which filter the rows still follow) rather than applied in part."""
         try:
             table.parse_filter(expr, self.runs)
         except UserError as err:
-            self._show_filter_error(str(err))
+            applied = f"filter {self.state.filter_expr.strip()!r}" if self.state.filter_expr.strip() else "no filter"
+            self._show_filter_error(f"{err} · not applied: the rows still show {applied}")
+            self.query_one("#filter", Input).add_class("invalid")
             return False
         self.filter_error = None
+        self.query_one("#filter", Input).remove_class("invalid")
         self.query_one("#filter-error", Static).remove_class("shown")
         self.state.filter_expr = expr
         self.refresh_rows()
@@ -283,4 +301,4 @@ class RunsView(Vertical):
     def action_evaluate(self) -> None:
         run = self.selected_run()
         if run is not None:
-            self.app.evaluate(run.id)
+            self.app.confirm_evaluate(run.id)
