@@ -115,3 +115,26 @@ async def test_a_long_name_is_cut_with_an_ellipsis_and_keeps_the_other_columns(t
         assert len(name.plain) <= 36 and name.plain.endswith("…") and long.startswith(name.plain[:-1])
         assert table.get_cell(str(run_id), "seed").plain == "9"
         assert table.columns["name"].width == 36
+
+
+@pilot_test
+async def test_the_view_state_is_remembered_per_workspace(tmp_path):
+    home = fill_store(tmp_path / "home")
+    app = make_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        await pilot.press("b")                          # baseline run 1
+        app.runs_view.sort_by("in_domain", reverse=True)
+        await pilot.press("j", "p", "g")                # pin, group
+        await pilot.pause()
+        chosen = app.runs_view.state.to_json()
+    assert chosen["baseline"] == 1 and chosen["group_seeds"] and chosen["pinned"] and chosen["sort"] == "in_domain"
+    again = make_app(home)
+    async with again.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        assert again.runs_view.state.to_json() == chosen
+        assert runs_table(again).columns["in_domain"].label.plain.startswith("Δ")
+    other = make_app(fill_store(tmp_path / "other"))   # another workspace starts from the default view
+    async with other.run_test(size=SIZE) as pilot:
+        await started(pilot)
+        assert other.runs_view.state.baseline is None and other.runs_view.state.sort == "id"

@@ -72,7 +72,27 @@ class RunsView(Vertical):
         yield Static("", id="runs-status")
 
     def on_mount(self) -> None:
+        from innerdpo_bench import viewprefs
+
+        home = getattr(self.app, "home", None)
+        if home is not None:  # the view this workspace was last left in
+            self.state = view_model.ViewState.from_json(viewprefs.load(home, "tui"))
+            self._saved = self.state.to_json()
+            if self.state.filter_expr:
+                self.query_one("#filter", Input).value = self.state.filter_expr
         self._layout()
+
+    _saved: dict | None = None
+
+    def _remember(self) -> None:
+        """Write the view state to the workspace when it changed (best effort: a read-only one forgets)."""
+        from innerdpo_bench import viewprefs
+
+        data = self.state.to_json()
+        home = getattr(self.app, "home", None)
+        if home is not None and data != self._saved:
+            viewprefs.save(home, "tui", data)
+            self._saved = data
 
     # ------------------------------------------------------------------ data in
 
@@ -106,6 +126,7 @@ class RunsView(Vertical):
         self.table.relabel(self._labels())
         self.table.show(rows, cursor_key)
         self._show_status()
+        self._remember()
 
     def _labels(self) -> dict[str, Text]:
         return {column: view_model.header_label(column, self.view, short=not self.wide, sort=self.state.sort,

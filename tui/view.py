@@ -44,7 +44,8 @@ class ViewTable(table.Table):
 
 @dataclass
 class ViewState:
-    """What the user chose: filter, sort, seed groups, baseline run, pinned runs."""
+    """What the user chose: filter, sort, seed groups, baseline run, pinned runs (remembered per workspace in
+    HOME/view.json by the runs view)."""
 
     filter_expr: str = ""
     sort: str = "id"
@@ -52,6 +53,27 @@ class ViewState:
     group_seeds: bool = False
     baseline: int | None = None
     pinned: set[int] = field(default_factory=set)
+
+    def to_json(self) -> dict:
+        return {"filter_expr": self.filter_expr, "sort": self.sort, "reverse": self.reverse,
+                "group_seeds": self.group_seeds, "baseline": self.baseline, "pinned": sorted(self.pinned)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ViewState":
+        """The state remembered in the workspace (`viewprefs`); anything malformed falls back to the default."""
+        state = cls()
+        if isinstance(data.get("filter_expr"), str):
+            state.filter_expr = data["filter_expr"]
+        if data.get("sort") in COLUMNS:
+            state.sort = data["sort"]
+        for key in ("reverse", "group_seeds"):
+            if isinstance(data.get(key), bool):
+                setattr(state, key, data[key])
+        if isinstance(data.get("baseline"), int) and not isinstance(data.get("baseline"), bool):
+            state.baseline = data["baseline"]
+        if isinstance(data.get("pinned"), list):
+            state.pinned = {item for item in data["pinned"] if isinstance(item, int) and not isinstance(item, bool)}
+        return state
 
 
 def descriptive_values(run: Run) -> dict[str, str | None]:
