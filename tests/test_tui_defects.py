@@ -138,3 +138,21 @@ async def test_the_view_state_is_remembered_per_workspace(tmp_path):
     async with other.run_test(size=SIZE) as pilot:
         await started(pilot)
         assert other.runs_view.state.baseline is None and other.runs_view.state.sort == "id"
+
+
+@pilot_test
+async def test_80_by_24_grouped_with_a_baseline_keeps_all_four_shifts_on_screen(tmp_path):
+    app = make_app(fill_store(tmp_path / "home"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(pilot)
+        await pilot.press("g", "b")                     # seed groups, the first group as baseline
+        await pilot.pause()
+        table = runs_table(app)
+        right = 0
+        for key, column in table.columns.items():
+            right += column.get_render_width(table)
+            if key.value == "orthogonal":
+                break
+        assert right <= 80, right                        # the last shift ends inside the screen
+        drawn = "".join(segment.text for segment in table.render_line(0))
+        assert all(name in drawn for name in ("Δin_dom", "Δdiff", "Δmoral", "Δorth")), drawn

@@ -18,6 +18,7 @@ from innerdpo_bench.tui.keyed_table import ColumnSpec, KeyedTable
 
 # Full header names need this many columns; narrower terminals get in_dom, diff, moral, orth.
 WIDE_LAYOUT_COLUMNS = 170
+COMPACT_BELOW = 120         # narrower: shift cells leave out a group's ± std so that all four shifts fit 80 columns
 
 
 class RunsTable(KeyedTable):
@@ -60,6 +61,7 @@ class RunsView(Vertical):
         self.progress: dict[int, Progress] = {}
         self.view: view_model.ViewTable | None = None
         self.wide = False
+        self.compact = False
         self.filter_error: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -121,8 +123,8 @@ class RunsView(Vertical):
                 self._show_filter_error(str(err))
             return
         self.view = view
-        rows = [(view_model.row_key(row), {"mark": view_model.marker(row, view), **view_model.row_cells(row, view)})
-                for row in view.rows]
+        rows = [(view_model.row_key(row), {"mark": view_model.marker(row, view),
+                                           **view_model.row_cells(row, view, self.compact)}) for row in view.rows]
         self.table.relabel(self._labels())
         self.table.show(rows, cursor_key)
         self._show_status()
@@ -138,14 +140,18 @@ class RunsView(Vertical):
         self.wide = self.app.size.width >= WIDE_LAYOUT_COLUMNS
         keep = self.table.current_key
         labels = self._labels()
+        self.compact = self.app.size.width < COMPACT_BELOW
+        widths = {"method": view_model.COMPACT_METHOD_WIDTH} if self.compact else {}
         self.table.set_columns([ColumnSpec("mark", Text(" "), width=1),
-                                *(ColumnSpec(column, labels[column]) for column in view_model.COLUMNS)])
+                                *(ColumnSpec(column, labels[column], width=widths.get(column))
+                                  for column in view_model.COLUMNS)])
         self.table.fixed_columns = 2
         if self.runs:
             self.refresh_rows(keep)
 
     def on_resize(self) -> None:
-        if (self.app.size.width >= WIDE_LAYOUT_COLUMNS) != self.wide:
+        width = self.app.size.width
+        if (width >= WIDE_LAYOUT_COLUMNS) != self.wide or (width < COMPACT_BELOW) != self.compact:
             self._layout()
 
     # ------------------------------------------------------------------ the highlighted run

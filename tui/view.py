@@ -9,6 +9,7 @@ No Textual here; cells are styled `rich.text.Text` (never markup: a run name lik
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -129,10 +130,18 @@ def header_label(column: str, view: ViewTable | None, *, short: bool, sort: str,
                 style="bold" if column == sort else "")
 
 
-def cell_text(row: table.Row, column: str, view: ViewTable) -> Text:
+def cell_text(row: table.Row, column: str, view: ViewTable, compact: bool = False) -> Text:
     """One cell: `table.cell`'s text, right-aligned if numeric, coloured by status or by the sign of a delta
-    that is significant; untested, not significant or incomplete cells are dim."""
+    that is significant; untested, not significant or incomplete cells are dim. `compact` (a narrow terminal)
+    leaves a group's ± std out of the shift cells and writes the marks short (ns, ?, k/n), and cuts the method
+    to COMPACT_METHOD_WIDTH, so that all four shifts fit 80 columns (the std stays in the exports and the
+    detail screen)."""
     plain = table.cell(row, column, view)
+    if compact and column in SHIFTS:
+        plain = _STD.sub("", plain).replace(" (ns)", " ns").replace(" (?)", " ?")
+        plain = re.sub(r" \((\d+/\d+)\)", r" \1", plain)
+    if compact and column == "method" and len(plain) > COMPACT_METHOD_WIDTH:
+        plain = plain[:COMPACT_METHOD_WIDTH - 1] + "…"
     style = ""
     value = row.values.get(column)
     if plain == table.MISSING:
@@ -149,8 +158,12 @@ def cell_text(row: table.Row, column: str, view: ViewTable) -> Text:
     return Text(plain, style=style, justify="right" if column in NUMERIC else "left", no_wrap=True)
 
 
-def row_cells(row: table.Row, view: ViewTable) -> dict[str, Text]:
-    return {column: cell_text(row, column, view) for column in view.columns}
+def row_cells(row: table.Row, view: ViewTable, compact: bool = False) -> dict[str, Text]:
+    return {column: cell_text(row, column, view, compact) for column in view.columns}
+
+
+_STD = re.compile(r" ± \d+\.\d+")
+COMPACT_METHOD_WIDTH = 12   # the method column of a narrow terminal, cut with an ellipsis
 
 
 def marker(row: table.Row, view: ViewTable) -> Text:
