@@ -118,6 +118,7 @@ def test_a_group_baseline_is_tested_like_compare_group_seeds_and_its_row_shows_i
                       "--home", home)
     assert "| hs-none-InnerDPO α=0.1 (baseline) | para_signed | 0.1 | 0.525 ± 0.035 |" in markdown
     assert "| +0.062 ± 0.018 (ns) |" in markdown and "| +0.350 ± 0.035 |" in markdown
+    assert "| +0.225 (1/2) |" in markdown      # seed 2 still queued: marked, tested on the seed that is done
     assert "Δ acc against the group of run 3 (runs 3, 4, pooled)" in markdown and "paired bootstrap" in markdown
 
 

@@ -52,16 +52,25 @@ def metric_columns(run: Run, metric: str = "acc") -> dict[str, float | None]:
 def baseline_deltas(runs: Run | Sequence[Run], baseline: Run | Sequence[Run], metric: str = "acc",
                     resamples: int = stats.RESAMPLES, seed: int = 0) -> dict[str, Delta | None]:
     """`compare.delta_vs_baseline` of store runs (a run, or a group's runs pooled) against `baseline` (a run,
-    or a group's runs pooled); None everywhere when either side has no per-row records."""
+    or a group's runs pooled). A group's runs without per-row records yet (seeds still running) are left out
+    of the test (the table marks the cell k/n); None everywhere when a side has no run with records."""
     metric = scoring.resolve_metric(metric, kind="metric for a baseline delta")
     group = [runs] if isinstance(runs, Run) else list(runs)
     references = [baseline] if isinstance(baseline, Run) else list(baseline)
-    try:
-        reference = [locate.load_run(run) for run in references]
-        members = [locate.load_run(run) for run in group]
-    except UserError:
+    reference, members = _loadable(references), _loadable(group)
+    if not reference or not members:
         return {shift: None for shift in SHIFTS}
     return delta_vs_baseline(members, reference, metric, resamples, seed)
+
+
+def _loadable(runs: Sequence[Run]) -> list[locate.RunRows]:
+    loaded = []
+    for run in runs:
+        try:
+            loaded.append(locate.load_run(run))
+        except UserError:
+            continue
+    return loaded
 
 
 def shift_cells(metric: str = "acc") -> ShiftValues:
