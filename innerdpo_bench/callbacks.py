@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from innerdpo_bench import rundir
+from innerdpo_bench import rundir, trackers
 from innerdpo_bench.progress import ProgressLines, is_terminal
 
 log = logging.getLogger("innerdpo_bench")
@@ -137,3 +137,17 @@ class TrackerConfigCallback(TrainerCallback):
                 callback._wandb.config.update(flat(self.config), allow_val_change=True)
             elif kind == "MLflowCallback" and getattr(callback, "_ml_flow", None) is not None:
                 callback._ml_flow.log_params({f"innerdpo.{k}": str(v)[:500] for k, v in flat(self.config).items()})
+
+
+def attach_trackers(trainer, names: list[str], run_dir: Path, config: dict, resumed_from: int = 0) -> None:
+    """Point the Trainer's TensorBoard callback at RUN/tensorboard (purging events after `resumed_from`) and add
+    the callback that gives each tracker the resolved config (`trackers.py` says what each gets)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            callback.logging_dir = str(Path(run_dir) / trackers.TENSORBOARD_DIR)
+            if resumed_from:
+                callback.tb_writer = callback._SummaryWriter(log_dir=callback.logging_dir, purge_step=resumed_from + 1)
+    if names:
+        trainer.add_callback(TrackerConfigCallback(config, trainer.callback_handler))

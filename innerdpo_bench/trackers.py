@@ -65,22 +65,6 @@ def require_installed(names: list[str]) -> None:
             raise UserError(f"--report-to {name}: {module} is not installed; {how}")
 
 
-def attach(trainer, names: list[str], run_dir: Path, config: dict, resumed_from: int = 0) -> None:
-    """Point the Trainer's TensorBoard callback at RUN/tensorboard (purging events after `resumed_from`) and add
-    the callback that gives each tracker the resolved config."""
-    from transformers.integrations import TensorBoardCallback
-
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, TensorBoardCallback):
-            callback.logging_dir = str(Path(run_dir) / TENSORBOARD_DIR)
-            if resumed_from:
-                callback.tb_writer = callback._SummaryWriter(log_dir=callback.logging_dir, purge_step=resumed_from + 1)
-    if names:
-        from innerdpo_bench.callbacks import TrackerConfigCallback
-
-        trainer.add_callback(TrackerConfigCallback(config, trainer.callback_handler))
-
-
 def push_eval(names: list[str], report: dict, run_dir: Path | None, step: int | None) -> list[str]:
     """Send eval.json's per-shift metrics to the trackers; one line per tracker saying where they went."""
     scalars = {f"eval/{shift}/{metric}": value for shift, metrics in report.get("shifts", {}).items()

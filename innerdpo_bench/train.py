@@ -24,7 +24,7 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from innerdpo_bench import resume, rundir, trackers
-from innerdpo_bench.callbacks import RunFilesCallback, progress_callback
+from innerdpo_bench.callbacks import RunFilesCallback, attach_trackers, progress_callback
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import duplicate_rows, load_pairs, parse_dataset
@@ -360,7 +360,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     resumable.early = early
     if checkpoint is not None:
         files.resumed_from = resumable.load(checkpoint, cfg.max_steps)
-    trackers.attach(trainer, report_to, run_dir, resolved, resumable.resumed_from)
+    attach_trackers(trainer, report_to, run_dir, resolved, resumable.resumed_from)
     return Prepared(trainer, transform, resolved, files, trainer.learned_sign, early, resumable)
 
 

@@ -24,7 +24,7 @@ runner = CliRunner()
 
 
 def make_run(run_id, accs=None, *, method="dpo", seed=0, status="done", nll_ratio=None, name=None, alpha=0.25,
-             kind="train_eval"):
+             kind="train_eval", sweep=None, **train):
     """A Run as the store returns it; `accs` gives the four shifts' acc in order (None: not scored)."""
     results = {}
     for shift, acc in zip(SHIFTS, accs or ()):
@@ -36,13 +36,16 @@ def make_run(run_id, accs=None, *, method="dpo", seed=0, status="done", nll_rati
         spec = {"name": "none", "eval": {"checkpoint": "tiny-random", "suite": "mini", "limit": 8}}
     else:
         spec = {"name": name or method, "train": {"method": method, "seed": seed, "alpha": alpha,
-                                                  "base_model": "tiny-random"}, "eval": {"suite": "mini", "limit": 8}}
+                                                  "base_model": "tiny-random", **train},
+                "eval": {"suite": "mini", "limit": 8}}
+        if sweep is not None:
+            spec["sweep"] = sweep
     return Run(run_id, spec["name"], kind, spec, status, float(run_id), 0.0, None, None, None, None, None, 1, None, None,
                False, results)
 
 
 RUNS = [
-    make_run(1, [0.5, 0.6, 0.7, 0.8], seed=1, nll_ratio=1.01),
+    make_run(1, [0.5, 0.6, 0.7, 0.8], seed=1, nll_ratio=1.01, sweep="s1"),
     make_run(2, [0.7, 0.6, 0.5, 0.4], seed=2, nll_ratio=1.03),
     make_run(3, [0.9, None, 0.3, float("nan")], method="hs-none-InnerDPO", seed=1),
     make_run(4, None, method="ipo", seed=1, status="failed"),
@@ -61,8 +64,7 @@ def test_run_values_mean_over_scored_shifts_and_nan_is_missing():
     assert table.run_values(RUNS[3])["mean"] is None
     assert table.run_values(RUNS[0]) == {"name": "dpo", "in_domain": 0.5, "difficulty_scaling": 0.6,
                                          "moral_transfer": 0.7, "orthogonal": 0.8, "mean": pytest.approx(0.65),
-                                         "nll_ratio": 1.01, "status": "done", "seed": 1, "id": 1,
-                                         **dict.fromkeys(table.OPTIONAL_COLUMNS)}   # no samples: None
+                                         "nll_ratio": 1.01, "status": "done", "seed": 1, "id": 1}
     assert (table.method_of(RUNS[4]), table.seed_of(RUNS[4])) == ("none", None)
 
 
@@ -124,7 +126,7 @@ def test_sort_by_an_unknown_column_suggests_one():
     ("status:failed", [4]),
     ("seed:1", [1, 3, 4]),
     ("seed=2", [2]),
-    ("seed!=1", [2, 5]),
+    ("seed!=1", [2]),                 # the base model (5) has no seed: no term on it matches, != included
     ("in_domain>0.6", [2, 3]),
     ("in_domain>=0.55", [2, 3, 5]),
     ("orthogonal<=0.6", [2, 5]),      # NaN (3) and missing (4) never match a comparison
@@ -135,7 +137,9 @@ def test_sort_by_an_unknown_column_suggests_one():
     ("kind:eval", [5]),
     ("base_model:tiny-random", [1, 2, 3, 4, 5]),
     ("suite:mini", [1, 2, 3, 4, 5]),
-    ("alpha:0.25 id>=2", [2, 3, 4]),
+    ("alpha:0.25 id>=2", [3]),        # only InnerDPO runs have an α: dpo and ipo rows (2, 4) do not match
+    ("alpha!=1", [3]),
+    ("sweep:s1", [1]),
     ("'name~hs-none' mean>0", [3]),
 ])
 def test_filter_grammar(expr, ids):
@@ -179,11 +183,11 @@ def test_markdown_is_a_github_table_with_three_decimals():
     assert "| a\\|b |" in table.to_markdown(table.make_table([pipe]))
 
 
-def test_csv_has_full_precision_and_empty_missing_cells():
+def test_csv_rounds_to_four_decimals_and_leaves_missing_cells_empty():
     rows = list(csv.DictReader(io.StringIO(table.to_csv(table.make_table(RUNS, group_seeds=True)))))
     assert [row["id"] for row in rows] == ["1 2", "3", "4", "5"]
-    assert float(rows[0]["in_domain"]) == pytest.approx(0.6) and float(rows[0]["in_domain_std"]) == pytest.approx(
-        math.sqrt(0.02))
+    assert rows[0]["in_domain"] == "0.6" and rows[0]["in_domain_std"] == str(round(math.sqrt(0.02), 4))
+    assert rows[0]["in_domain_count"] == "2" and rows[2]["in_domain_count"] == "0"
     assert rows[2]["mean"] == "" and rows[2]["in_domain_std"] == ""
 
 

@@ -263,6 +263,18 @@ class InnerDPOApp(App):
             return
         self.main_screen.query_one(TabbedContent).active = name
 
+    def confirm(self, question: str, action: Callable[[], None]) -> None:
+        """Ask `question` (y/n) and take `action` only on yes: cancel and re-evaluate go through here."""
+        from innerdpo_bench.tui.modals import ConfirmModal
+
+        self.push_screen(ConfirmModal(question), callback=lambda yes: action() if yes else None)
+
+    def confirm_cancel(self, run_id: int) -> None:
+        self.confirm(f"Cancel run {run_id}? A running run is stopped by its worker.", lambda: self.cancel(run_id))
+
+    def confirm_evaluate(self, run_id: int) -> None:
+        self.confirm(f"Queue a new evaluation of run {run_id}'s model?", lambda: self.evaluate(run_id))
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(list(self.key_help()), self.home))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,8 @@ MAX_LINE_CHARS = 2000           # longer lines are cut: a runaway line must not 
 @dataclass(frozen=True)
 class Progress:
     """Where a run is: `phase` is queued | train | eval | done | failed | cancelled; `step` of `max_steps`
-    comes from the last metrics.jsonl record; `eta_s` extrapolates the time since the run started."""
+    comes from the last metrics.jsonl record; `eta_s` extrapolates the steps per second observed since the first
+    logged step (records carry a `time`), else the time since the run started."""
 
     phase: str
     step: int | None = None
@@ -82,8 +84,54 @@ def progress_of(run: Run, now: float) -> Progress:
         return Progress("eval", max_steps, max_steps, elapsed)
     record = last_metrics_record(checkpoint.metrics)
     step = int(record["step"]) if record is not None else None
-    eta = elapsed / step * max(0, max_steps - step) if step and max_steps and elapsed is not None else None
+    first = first_metrics_record(checkpoint.metrics) if record is not None else None
+    last_time, first_time = _record_time(record), _record_time(first)
+    if last_time is not None and first_time is not None and step and step > first["step"] and max_steps:
+        # observed steps per second since the first logged step: model loading and warm-up do not count; a
+        # resumed run's elapsed_s counts only training time, so a pause between attempts does not either
+        spent = _seconds_between(first, record, first_time, last_time)
+        rate = (step - first["step"]) / max(1e-9, spent)
+        eta = max(0.0, max(0, max_steps - step) / rate - max(0.0, now - last_time))
+    else:  # one record so far, or one written before records had a time: the time since the run started
+        eta = elapsed / step * max(0, max_steps - step) if step and max_steps and elapsed is not None else None
     return Progress("train", step, max_steps, elapsed, eta)
+
+
+def _record_time(record: dict[str, Any] | None) -> float | None:
+    """A metrics.jsonl record's wall-clock `time` as unix seconds (written as ISO 8601 UTC; a number is read
+    as unix seconds), None without one."""
+    value = record.get("time") if record is not None else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _seconds_between(first: dict[str, Any], last: dict[str, Any], first_time: float, last_time: float) -> float:
+    """Training seconds between two records: their `elapsed_s` difference where both have it, else wall clock."""
+    if all(isinstance(record.get("elapsed_s"), (int, float)) for record in (first, last)):
+        return float(last["elapsed_s"]) - float(first["elapsed_s"])
+    return last_time - first_time
+
+
+def first_metrics_record(path: Path) -> dict[str, Any] | None:
+    """The first JSON line of a metrics.jsonl that has a step."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    return None
+                if isinstance(record, dict) and "step" in record:
+                    return record
+    except OSError:
+        return None
+    return None
 
 
 def load_snapshot(home: str | os.PathLike, clock: Callable[[], float]) -> Snapshot:
@@ -219,15 +267,23 @@ def parse_metrics(lines: list[str]) -> list[dict[str, Any]]:
     return records
 
 
+TRAINING_LOG = f"{rundir.CHECKPOINT}/{TRAIN_LOG}"   # the training step lines (train.log is the subprocess's output)
+
+
 def log_paths(run: Run) -> dict[str, Path]:
-    """The run's logs by name (train.log, eval.log, worker.log); empty before a worker claims it."""
-    return RunPaths.of(run).logs if run.run_dir else {}
+    """The run's logs by name (checkpoint/train.log for a trained run, train.log, eval.log, worker.log); empty
+    before a worker claims it."""
+    if not run.run_dir:
+        return {}
+    paths = RunPaths.of(run)
+    training = {TRAINING_LOG: paths.checkpoint.train_log} if run.kind == "train_eval" else {}
+    return {**training, **paths.logs}
 
 
 def default_log(run: Run) -> str:
     """The log worth watching: the most recently written of train.log and eval.log."""
     paths = log_paths(run)
-    candidates = [name for name in (TRAIN_LOG, EVAL_LOG) if name in paths and paths[name].exists()]
+    candidates = [name for name in (TRAINING_LOG, TRAIN_LOG, EVAL_LOG) if name in paths and paths[name].exists()]
     if not candidates:
         return EVAL_LOG if run.kind == "eval" else TRAIN_LOG
     return max(candidates, key=lambda name: paths[name].stat().st_mtime_ns)

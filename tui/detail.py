@@ -84,7 +84,8 @@ class RunDetailScreen(Screen):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("v", "evaluate", "Eval now", tooltip="Queue an eval-only run of this run's checkpoint"),
         Binding("o", "show_path", "Run dir", tooltip="Show (and copy) the run directory's path"),
-        Binding("l", "next_log", "Next log", tooltip="Follow train.log, eval.log or worker.log"),
+        Binding("l", "next_log", "Next log", tooltip="Follow the training log (step lines), train.log, eval.log "
+                "or worker.log"),
         Binding("n", "next_prompt(1)", "Next prompt", show=False, tooltip="Show the next sample prompt of this shift"),
         Binding("N", "next_prompt(-1)", "Prev prompt", show=False, tooltip="Show the previous sample prompt"),
         Binding("s", "next_shift", "Next shift", show=False, tooltip="Show the samples of the next shift"),
@@ -342,7 +343,8 @@ class RunDetailScreen(Screen):
     # ------------------------------------------------------------------ keys
 
     def action_next_log(self) -> None:
-        self.log_name = rundir.LOG_NAMES[(rundir.LOG_NAMES.index(self.log_name) + 1) % len(rundir.LOG_NAMES)]
+        names = list(log_paths(self.run)) or list(rundir.LOG_NAMES)  # the training log first, for a trained run
+        self.log_name = names[(names.index(self.log_name) + 1) % len(names)] if self.log_name in names else names[0]
         self._follow()
 
     def action_scroll_log(self, lines: int) -> None:
@@ -350,7 +352,7 @@ class RunDetailScreen(Screen):
         log.scroll_to(y=log.scroll_y + lines, animate=False)
 
     def action_evaluate(self) -> None:
-        self.app.evaluate(self.run.id)
+        self.app.confirm_evaluate(self.run.id)
 
     def action_show_path(self) -> None:
         if not self.run.run_dir:

@@ -75,9 +75,14 @@ class KeyedTable(DataTable):
 
     def relabel(self, labels: dict[str, Text]) -> None:
         """New header labels of the same widths (sort arrows are reserved space, see view.header_label)."""
+        changed = False
         for key, label in labels.items():
-            self.columns[key].label = label
-        self.refresh()
+            if not _same(self.columns[key].label, label):
+                self.columns[key].label = label
+                changed = True
+        if changed:  # the header row is cached: without this a sort that keeps the order shows the old arrow
+            self._clear_caches()
+            self.refresh()
 
     def show(self, rows: list[tuple[str, dict[str, Text]]], cursor_key: str | None = None) -> None:
         """Make the table hold exactly `rows`, in order, changing only what changed; the cursor stays on its

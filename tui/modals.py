@@ -41,6 +41,24 @@ class HelpScreen(ModalScreen[None]):
             yield Markdown("\n".join(lines))
 
 
+class ConfirmModal(ModalScreen[bool]):
+    """A yes/no question before an action that cannot be taken back (cancel a run, queue a re-evaluation)."""
+
+    BINDINGS = [Binding("y,enter", "answer(True)", "Yes"), Binding("n,escape", "answer(False)", "No")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog", classes="dialog"):
+            yield Static(Text(self.question), id="confirm-question")
+            yield Static("y: yes · n or escape: no", classes="hint")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
 class ExportModal(ModalScreen[tuple[str, Path] | None]):
     """Choose the format and file of an export; dismisses with (format, path) or None."""
 

@@ -19,6 +19,14 @@ COLUMNS = (("id", "run"), ("status", "status"), ("progress", "progress"), ("eta"
            ("name", "name"), ("seed", "seed"), ("attempts", "tries"), ("worker", "worker"), ("error", "error"))
 RIGHT = {"id", "eta", "elapsed", "seed", "attempts"}
 BAR_WIDTH = 10
+WIDTHS = {"name": 36, "worker": 18}    # fixed: a long name is cut with an ellipsis, not pushing columns off
+
+
+def fitted(text: str, width: int, style: str = "") -> Text:
+    """`text` cut to `width` cells with a trailing ellipsis when longer."""
+    cell = Text(text, style=style, no_wrap=True, overflow="ellipsis")
+    cell.truncate(width, overflow="ellipsis")
+    return cell
 _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
@@ -61,10 +69,10 @@ def queue_rows(runs: list[Run], progress: dict[int, Progress]) -> list[tuple[str
             "progress": progress_cell(run, run_progress, positions.get(run.id)),
             "eta": Text(format_duration(run_progress.eta_s) if running and run_progress else "-"),
             "elapsed": Text(format_duration(run_progress.elapsed_s) if run_progress else "-"),
-            "name": Text(run.name),
+            "name": fitted(run.name, WIDTHS["name"]),
             "seed": Text("-" if seed is None else str(seed)),
             "attempts": Text(str(run.attempts)),
-            "worker": Text(run.worker or "-"),
+            "worker": fitted(run.worker or "-", WIDTHS["worker"]),
             "error": Text(run.error or "", style="red"),
         }
         for key in RIGHT:
@@ -82,8 +90,8 @@ class QueueView(Vertical):
 
     BINDINGS = [
         Binding("a", "app.add_run", "Add", tooltip="Queue new training runs (a form)"),
-        Binding("c", "cancel", "Cancel", tooltip="Cancel the highlighted run"),
-        Binding("r", "retry", "Retry", tooltip="Queue a failed or cancelled run again"),
+        Binding("c", "cancel", "Cancel", tooltip="Cancel the highlighted run (asks first)"),
+        Binding("R", "retry", "Retry", tooltip="Queue a failed or cancelled run again (R: r reverses a sort)"),
         Binding("K", "move_up", "Up", tooltip="Move a queued run one place up"),
         Binding("J", "move_down", "Down", tooltip="Move a queued run one place down"),
         Binding("t", "move_to_front", "Front", tooltip="Move a queued run to the front of the queue"),
@@ -101,7 +109,8 @@ class QueueView(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(QueueTable)
-        labels = [ColumnSpec(key, Text(label, justify="right" if key in RIGHT else "left")) for key, label in COLUMNS]
+        labels = [ColumnSpec(key, Text(label, justify="right" if key in RIGHT else "left"), width=WIDTHS.get(key))
+                  for key, label in COLUMNS]
         table.set_columns(labels)
         if self.runs:
             self.apply_runs(list(self.runs.values()), self.progress)
@@ -151,7 +160,7 @@ class QueueView(Vertical):
 
     def action_cancel(self) -> None:
         if (run := self.selected_run()) is not None:
-            self.app.cancel(run.id)
+            self.app.confirm_cancel(run.id)
 
     def action_retry(self) -> None:
         if (run := self.selected_run()) is not None:
@@ -171,4 +180,4 @@ class QueueView(Vertical):
 
     def action_evaluate(self) -> None:
         if (run := self.selected_run()) is not None:
-            self.app.evaluate(run.id)
+            self.app.confirm_evaluate(run.id)

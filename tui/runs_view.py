@@ -18,10 +18,23 @@ from innerdpo_bench.tui.keyed_table import ColumnSpec, KeyedTable
 
 # Full header names need this many columns; narrower terminals get in_dom, diff, moral, orth.
 WIDE_LAYOUT_COLUMNS = 170
+COMPACT_BELOW = 120         # narrower: shift cells leave out a group's ± std so that all four shifts fit 80 columns
 
 
 class RunsTable(KeyedTable):
     """The results table (one row per run or seed group); keys and state live in RunsView."""
+
+
+class FilterInput(Input):
+    """The filter bar: `?` opens the help (the grammar) instead of typing a character no filter uses."""
+
+    async def _on_key(self, event) -> None:
+        if event.character == "?":
+            event.stop()
+            event.prevent_default()
+            self.app.action_help()
+            return
+        await super()._on_key(event)
 
 
 class RunsView(Vertical):
@@ -31,12 +44,14 @@ class RunsView(Vertical):
         Binding("slash", "focus_filter", "Filter", tooltip="Focus the filter bar (? shows the grammar)"),
         Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
         Binding("S", "previous_sort", "Sort back", show=False, tooltip="Sort by the previous column"),
-        Binding("r", "reverse_sort", "Rev", tooltip="Reverse the sort direction (missing values stay last)"),
+        Binding("r", "reverse_sort", "Rev", tooltip="Reverse the sort direction (missing values stay last; retry "
+                "is R in the queue)"),
         Binding("g", "toggle_groups", "Group", tooltip="One row per method with its seeds grouped"),
         Binding("b", "toggle_baseline", "Base", tooltip="Show the shift columns as deltas against this run"),
         Binding("p", "toggle_pin", "Pin", tooltip="Pin this run to the top"),
         Binding("e", "export", "Export", tooltip="Export the visible view as Markdown, CSV or JSON"),
-        Binding("v", "evaluate", "Eval", show=False, tooltip="Queue an evaluation of this run's checkpoint"),
+        Binding("v", "evaluate", "Eval", show=False, tooltip="Queue an evaluation of this run's checkpoint (asks "
+                "first)"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -46,19 +61,40 @@ class RunsView(Vertical):
         self.progress: dict[int, Progress] = {}
         self.view: view_model.ViewTable | None = None
         self.wide = False
+        self.compact = False
         self.filter_error: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="filter-bar"):
             yield Static("filter", id="filter-label")
-            yield Input(placeholder="e.g. method:dpo in_domain>0.9 status:done name~ether  (? for help)",
-                        id="filter", compact=True)
+            yield FilterInput(placeholder="e.g. method:dpo in_domain>0.9 status:done name~ether  (? for help)",
+                              id="filter", compact=True)
         yield Static("", id="filter-error")
         yield RunsTable(id="runs-table")
         yield Static("", id="runs-status")
 
     def on_mount(self) -> None:
+        from innerdpo_bench import viewprefs
+
+        home = getattr(self.app, "home", None)
+        if home is not None:  # the view this workspace was last left in
+            self.state = view_model.ViewState.from_json(viewprefs.load(home, "tui"))
+            self._saved = self.state.to_json()
+            if self.state.filter_expr:
+                self.query_one("#filter", Input).value = self.state.filter_expr
         self._layout()
+
+    _saved: dict | None = None
+
+    def _remember(self) -> None:
+        """Write the view state to the workspace when it changed (best effort: a read-only one forgets)."""
+        from innerdpo_bench import viewprefs
+
+        data = self.state.to_json()
+        home = getattr(self.app, "home", None)
+        if home is not None and data != self._saved:
+            viewprefs.save(home, "tui", data)
+            self._saved = data
 
     # ------------------------------------------------------------------ data in
 
@@ -87,11 +123,12 @@ class RunsView(Vertical):
                 self._show_filter_error(str(err))
             return
         self.view = view
-        rows = [(view_model.row_key(row), {"mark": view_model.marker(row, view), **view_model.row_cells(row, view)})
-                for row in view.rows]
+        rows = [(view_model.row_key(row), {"mark": view_model.marker(row, view),
+                                           **view_model.row_cells(row, view, self.compact)}) for row in view.rows]
         self.table.relabel(self._labels())
         self.table.show(rows, cursor_key)
         self._show_status()
+        self._remember()
 
     def _labels(self) -> dict[str, Text]:
         return {column: view_model.header_label(column, self.view, short=not self.wide, sort=self.state.sort,
@@ -103,14 +140,18 @@ class RunsView(Vertical):
         self.wide = self.app.size.width >= WIDE_LAYOUT_COLUMNS
         keep = self.table.current_key
         labels = self._labels()
+        self.compact = self.app.size.width < COMPACT_BELOW
+        widths = {"method": view_model.COMPACT_METHOD_WIDTH} if self.compact else {}
         self.table.set_columns([ColumnSpec("mark", Text(" "), width=1),
-                                *(ColumnSpec(column, labels[column]) for column in view_model.COLUMNS)])
+                                *(ColumnSpec(column, labels[column], width=widths.get(column))
+                                  for column in view_model.COLUMNS)])
         self.table.fixed_columns = 2
         if self.runs:
             self.refresh_rows(keep)
 
     def on_resize(self) -> None:
-        if (self.app.size.width >= WIDE_LAYOUT_COLUMNS) != self.wide:
+        width = self.app.size.width
+        if (width >= WIDE_LAYOUT_COLUMNS) != self.wide or (width < COMPACT_BELOW) != self.compact:
             self._layout()
 
     # ------------------------------------------------------------------ the highlighted run
@@ -183,13 +224,17 @@ class RunsView(Vertical):
         self.table.focus()
 
     def set_filter(self, expr: str) -> bool:
-        """Apply a filter expression; an invalid one shows its error and leaves the rows as they were."""
+        """Apply a filter expression; an invalid one is shown as an error (the bar turns red and the error line
+        says which filter the rows still follow) rather than applied in part."""
         try:
             table.parse_filter(expr, self.runs)
         except UserError as err:
-            self._show_filter_error(str(err))
+            applied = f"filter {self.state.filter_expr.strip()!r}" if self.state.filter_expr.strip() else "no filter"
+            self._show_filter_error(f"{err} · not applied: the rows still show {applied}")
+            self.query_one("#filter", Input).add_class("invalid")
             return False
         self.filter_error = None
+        self.query_one("#filter", Input).remove_class("invalid")
         self.query_one("#filter-error", Static).remove_class("shown")
         self.state.filter_expr = expr
         self.refresh_rows()
@@ -289,4 +334,4 @@ class RunsView(Vertical):
     def action_evaluate(self) -> None:
         run = self.selected_run()
         if run is not None:
-            self.app.evaluate(run.id)
+            self.app.confirm_evaluate(run.id)

@@ -9,6 +9,7 @@ No Textual here; cells are styled `rich.text.Text` (never markup: a run name lik
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -44,7 +45,8 @@ class ViewTable(table.Table):
 
 @dataclass
 class ViewState:
-    """What the user chose: filter, sort, seed groups, baseline run, pinned runs."""
+    """What the user chose: filter, sort, seed groups, baseline run, pinned runs (remembered per workspace in
+    HOME/view.json by the runs view)."""
 
     filter_expr: str = ""
     sort: str = "id"
@@ -52,6 +54,27 @@ class ViewState:
     group_seeds: bool = False
     baseline: int | None = None
     pinned: set[int] = field(default_factory=set)
+
+    def to_json(self) -> dict:
+        return {"filter_expr": self.filter_expr, "sort": self.sort, "reverse": self.reverse,
+                "group_seeds": self.group_seeds, "baseline": self.baseline, "pinned": sorted(self.pinned)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "ViewState":
+        """The state remembered in the workspace (`viewprefs`); anything malformed falls back to the default."""
+        state = cls()
+        if isinstance(data.get("filter_expr"), str):
+            state.filter_expr = data["filter_expr"]
+        if data.get("sort") in COLUMNS:
+            state.sort = data["sort"]
+        for key in ("reverse", "group_seeds"):
+            if isinstance(data.get(key), bool):
+                setattr(state, key, data[key])
+        if isinstance(data.get("baseline"), int) and not isinstance(data.get("baseline"), bool):
+            state.baseline = data["baseline"]
+        if isinstance(data.get("pinned"), list):
+            state.pinned = {item for item in data["pinned"] if isinstance(item, int) and not isinstance(item, bool)}
+        return state
 
 
 def descriptive_values(run: Run) -> dict[str, str | None]:
@@ -107,25 +130,40 @@ def header_label(column: str, view: ViewTable | None, *, short: bool, sort: str,
                 style="bold" if column == sort else "")
 
 
-def cell_text(row: table.Row, column: str, view: ViewTable) -> Text:
-    """One cell: `table.cell`'s text, right-aligned if numeric, coloured by status or by the sign of a delta."""
+def cell_text(row: table.Row, column: str, view: ViewTable, compact: bool = False) -> Text:
+    """One cell: `table.cell`'s text, right-aligned if numeric, coloured by status or by the sign of a delta
+    that is significant; untested, not significant or incomplete cells are dim. `compact` (a narrow terminal)
+    leaves a group's ± std out of the shift cells and writes the marks short (ns, ?, k/n), and cuts the method
+    to COMPACT_METHOD_WIDTH, so that all four shifts fit 80 columns (the std stays in the exports and the
+    detail screen)."""
     plain = table.cell(row, column, view)
+    if compact and column in SHIFTS:
+        plain = _STD.sub("", plain).replace(" (ns)", " ns").replace(" (?)", " ?")
+        plain = re.sub(r" \((\d+/\d+)\)", r" \1", plain)
+    if compact and column == "method" and len(plain) > COMPACT_METHOD_WIDTH:
+        plain = plain[:COMPACT_METHOD_WIDTH - 1] + "…"
     style = ""
     value = row.values.get(column)
     if plain == table.MISSING:
         style = "dim"
     elif column == "status":
         style = STATUS_STYLES.get(str(value), "")
-    elif view.baseline is not None and column in SHIFTS and isinstance(value, float):
-        # Higher accuracy is better on every shift; a delta that rounds to zero stays neutral.
-        style = "green" if round(value, 3) > 0 else "red" if round(value, 3) < 0 else ""
+    elif view.baseline is not None and column in SHIFTS and isinstance(value, float) and row.significant.get(column):
+        # Coloured only when the paired test says the delta is real; higher accuracy is better on every shift.
+        style = "green" if value > 0 else "red"
+    elif row.incomplete(column) or plain.endswith((table.NOT_SIGNIFICANT, table.UNTESTED)):
+        style = "dim"
     if column in SHIFTS and any(run.results.get(column, {}).get("below_chance") for run in row.runs):
         plain, style = plain + " ⚠", "bold red"  # the label-orientation audit: far below chance (audit.py)
     return Text(plain, style=style, justify="right" if column in NUMERIC else "left", no_wrap=True)
 
 
-def row_cells(row: table.Row, view: ViewTable) -> dict[str, Text]:
-    return {column: cell_text(row, column, view) for column in view.columns}
+def row_cells(row: table.Row, view: ViewTable, compact: bool = False) -> dict[str, Text]:
+    return {column: cell_text(row, column, view, compact) for column in view.columns}
+
+
+_STD = re.compile(r" ± \d+\.\d+")
+COMPACT_METHOD_WIDTH = 12   # the method column of a narrow terminal, cut with an ellipsis
 
 
 def marker(row: table.Row, view: ViewTable) -> Text:

@@ -18,7 +18,7 @@ from innerdpo_bench.results import table as results_table
 from innerdpo_bench.store import STATUSES, resolve_home
 
 queue_app = typer.Typer(
-    help="Queue runs for `innerdpo worker`: add, add-base, ls, cancel, retry, rm, move.",
+    help="Queue runs for `innerdpo worker`: add, add-base, ls, log, cancel, retry, rm, move.",
     no_args_is_help=True,
     context_settings=HELP,
 )
@@ -182,6 +182,59 @@ def ls_command(
 
 def _counts(runs) -> dict[str, int]:
     return {status: sum(run.status == status for run in runs) for status in STATUSES}
+
+
+@queue_app.command("log")
+@handle_errors
+def log_command(
+    run_id: int = typer.Argument(..., help="Run id (innerdpo queue ls)."),
+    stage: str | None = typer.Option(None, "--stage", help="train: the training log (step lines, from "
+                                     "RUN/checkpoint/train.log; the subprocess's output before it exists) | eval | "
+                                     "worker (claims, commands, exit codes). Default: eval once it has started, "
+                                     "else train.", show_default=False),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the run finishes."),
+    poll: float = typer.Option(0.5, "--poll", help="Seconds between looks at the log with --follow."),
+    home: str | None = home_option(),
+) -> None:
+    """Print a run's log; --follow prints new lines as they come, like tail -f, until the run is no longer
+    queued or running."""
+    from innerdpo_bench.errors import unknown_choice
+    from innerdpo_bench.rundir import RunPaths
+
+    if stage is not None and stage not in LOG_STAGES:
+        raise unknown_choice("--stage", stage, LOG_STAGES)
+    with open_store(home, readonly=True) as store:
+        run = store.get_run(run_id)
+        offsets: dict[str, int] = {}
+        while True:
+            if run.run_dir:
+                paths = RunPaths.of(run)
+                chosen = stage or ("eval" if paths.eval_log.exists() else "train")
+                path = _log_path(paths, chosen)
+                if path.exists():
+                    offsets.setdefault(str(path), 0)
+                    with path.open("rb") as handle:
+                        handle.seek(offsets[str(path)])
+                        chunk = handle.read()
+                    offsets[str(path)] += len(chunk)
+                    typer.echo(chunk.decode("utf-8", "replace"), nl=False)
+            elif not follow:
+                raise UserError(f"run {run_id} has no run directory yet (status {run.status}): no log to show")
+            if not follow or run.status not in ("queued", "running"):
+                return
+            time.sleep(poll)
+            run = store.get_run(run_id)
+
+
+LOG_STAGES = ("train", "eval", "worker")
+
+
+def _log_path(paths, stage: str):
+    """The file `queue log --stage` reads: the training log once training has written one, else the train
+    subprocess's output (a crash before training started); eval.log; worker.log."""
+    if stage == "train":
+        return paths.checkpoint.train_log if paths.checkpoint.train_log.exists() else paths.train_log
+    return paths.eval_log if stage == "eval" else paths.worker_log
 
 
 @queue_app.command("cancel")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from innerdpo_bench import scoring
 from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option, open_store
 from innerdpo_bench.results import table as results_table
 
@@ -25,10 +26,17 @@ def runs_command(
                                         "this run's.", show_default=False),
     filter_expr: str = typer.Option("", "--filter", help=results_table.FILTER_HELP),
     metric: str = typer.Option("acc", "--metric", help=results_table.TABLE_METRIC_HELP),
-    columns: str | None = typer.Option(None, "--columns", help="Comma-separated columns to show, in order: the "
-                                       "default ones, n (with --group-seeds), and the sample statistics rep, "
-                                       "distinct2, len, gen_nll_ratio (docs/statistics.md). Example: "
-                                       "name,rep,distinct2,nll_ratio.", show_default=False),
+    group_by: str | None = typer.Option(None, "--group-by", help="One row per set of runs with equal values of "
+                                        "these comma-separated keys (any column or train option, e.g. "
+                                        "align_method,alpha; runs of different methods never share a row): mean ± "
+                                        "std over its runs, and n. With --baseline, the baseline is the group of "
+                                        "that run.", show_default=False),
+    columns: str | None = typer.Option(None, "--columns", help="Comma-separated columns to show, in order: name, "
+                                       "the shifts (or `shifts` for all four), mean, nll_ratio, status, seed, id, n, "
+                                       "method, kind, sweep, attempts, the sample statistics rep, distinct2, len, "
+                                       "gen_nll_ratio (docs/statistics.md), or any train option (align_method, "
+                                       "alpha, learning_rate, ...). Remembered for this workspace; `default` restores the "
+                                       "default columns.", show_default=False),
 ) -> None:
     """The results table: acc per shift, their mean, nll_ratio, status, seed and id, one row per run.
 
@@ -44,21 +52,24 @@ def runs_command(
     from innerdpo_bench.results import cells
 
     problems: cells.Problems = {}   # runs whose result files are unusable: one line each on stderr, after the table
+    metric = scoring.resolve_metric(metric, results_table.TABLE_METRICS)   # an old spelling reads as its name
     shift_values, significance = cells.shift_cells(metric, problems), cells.significance_marks(metric, problems)
     with open_store(home, readonly=True) as store:
         runs = store.list_runs()
         provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
+        workspace = store.home
+    shown = _columns(workspace, columns, runs)
     view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
                                     group_seeds=group_seeds, baseline=baseline, shift_values=shift_values,
-                                    significance=significance,
-                                    columns=results_table.parse_columns(columns, group_seeds))
+                                    significance=significance, group_by=_split(group_by), columns_shown=shown,
+                                    metric=metric)
     if fmt == "json":
         typer.echo(results_table.to_json(view, provenance), nl=False)
     elif fmt == "markdown":
-        shown = [run for row in view.rows for run in row.runs if run.results]
-        caption = cells.provenance_caption(shown, provenance) if shown else ""
-        notes = cells.below_chance_notes(shown)
-        caption = "\n\n".join(part for part in (caption, "\n".join(notes)) if part)
+        scored = [run for row in view.rows for run in row.runs if run.results]
+        caption = cells.provenance_caption(scored, provenance, metric=metric) if scored else ""
+        notes = [cells.test_note(view, metric), *cells.below_chance_notes(scored)]
+        caption = "\n\n".join(part for part in (caption, "\n".join(note for note in notes if note)) if part)
         typer.echo(results_table.to_markdown(view) + (f"\n{caption}\n" if caption else ""), nl=False)
     elif fmt == "csv":
         typer.echo(results_table.to_csv(view), nl=False)
@@ -70,18 +81,49 @@ def runs_command(
         err_console.print(f"[yellow]run {run_id} unreadable:[/yellow] {escape(problem)}", soft_wrap=True)
 
 
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def _columns(workspace, text: str | None, runs) -> list[str] | None:
+    """--columns, checked and remembered in the workspace's view.json; else the remembered ones while they
+    still name columns these runs have; else None (the default columns)."""
+    from innerdpo_bench import viewprefs
+    from innerdpo_bench.errors import UserError
+
+    if text is not None and text.strip() == "default":
+        viewprefs.save(workspace, "runs", {})
+        return None
+    if text is not None:
+        chosen = list(results_table.check_columns(_split(text), runs))
+        viewprefs.save(workspace, "runs", {"columns": chosen})
+        return chosen
+    remembered = viewprefs.load(workspace, "runs").get("columns")
+    if not isinstance(remembered, list) or not remembered:
+        return None
+    try:
+        return list(results_table.check_columns([str(name) for name in remembered], runs))
+    except UserError:  # a config key no run has any more
+        return None
+
+
 def _print_rich(view: results_table.Table) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    title = "runs" + (f" (shift columns: Δ vs run {view.baseline})" if view.baseline is not None else "")
+    title = "runs" + (f" (shift columns: Δ vs {'the group of ' if len(view.baseline_ids) > 1 else ''}run "
+                      f"{view.baseline})" if view.baseline is not None else "")
     rich_table = Table(title=title, title_justify="left")
-    numeric = set(results_table.ALL_NUMERIC) | {"seed", "id", "n"}
+    numeric = {column for column in view.columns if results_table.is_numeric_column(column, view)}
     for column in view.columns:
         rich_table.add_column(results_table.header(column, view), justify="right" if column in numeric else "left")
     styles = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
     for row in view.rows:
         cells = [escape(results_table.cell(row, column, view)) for column in view.columns]
+        for index, column in enumerate(view.columns):  # a delta is coloured only when it is significant
+            if row.significant.get(column) and isinstance(row.values.get(column), float):
+                colour = "green" if row.values[column] > 0 else "red"
+                cells[index] = f"[{colour}]{cells[index]}[/{colour}]"
         style = styles.get(str(row.values.get("status")))
         if style and "status" in view.columns:
             status_index = view.columns.index("status")

@@ -296,7 +296,8 @@ def plot_command(
     """Grouped bars of accuracy per shift, one bar per run (or seed group), for a paper.
 
     Whiskers: a run's 95% bootstrap interval over its rows; with --group-seeds, ± the sample standard deviation
-    over seeds. The dotted line is chance (0.5).
+    over seeds (none for a single seed); the figure's caption says which. The dotted line is chance (0.5). The
+    legend sits outside the axes, long names wrapped.
     """
     from pathlib import Path
 
@@ -311,7 +312,7 @@ def plot_command(
     loaded = locate.load_runs(runs, home) if runs else _store_runs(home)
     bars = plotdata.bar_series(loaded, metric, group_seeds, resamples, seed)
     target = target if out else _default_plot_path(home, metric)
-    _draw(bars, target, metric, width_in, height_in, dpi)
+    _draw(bars, target, metric, width_in, height_in, dpi, group_seeds)
     console.print(f"plot: {target} ({len({bar.label for bar in bars})} series, "
                   f"{round(width_in * dpi)}×{round(height_in * dpi)} px at {dpi} dpi)", soft_wrap=True, markup=False)
 
@@ -341,7 +342,27 @@ def _store_runs(home: str | None) -> list[locate.RunRows]:
     return loaded
 
 
-def _draw(bars: list[plotdata.Bar], target, metric: str, width_in: float, height_in: float, dpi: int) -> None:
+def _draw(bars: list[plotdata.Bar], target, metric: str, width_in: float, height_in: float, dpi: int,
+          group_seeds: bool = False) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = plot_figure(bars, metric, width_in, height_in, dpi, group_seeds)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=dpi, metadata={"Date": None} if target.suffix.lower() == ".svg" else None)
+    plt.close(fig)
+
+
+LEGEND_WRAP = 30       # characters per legend line: a long display name wraps instead of being clipped
+
+
+def plot_figure(bars: list[plotdata.Bar], metric: str, width_in: float, height_in: float, dpi: int,
+                group_seeds: bool = False):
+    """The figure of `innerdpo plot`: grouped bars, whiskers only where there is an interval, the legend outside
+    the axes on the right (names wrapped; more series than fit get two columns), and a caption under the axes
+    saying what a whisker is. Choice: a series without an interval (one seed with --group-seeds) gets no
+    whisker rather than a zero-width one."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -360,15 +381,19 @@ def _draw(bars: list[plotdata.Bar], target, metric: str, width_in: float, height
         present = [(i, by_key[(label, s)]) for i, s in enumerate(shifts) if (label, s) in by_key]
         x = np.array([i for i, _ in present]) - 0.4 + width * (k + 0.5)
         values = np.array([bar.value for _, bar in present])
-        errors = np.array([[bar.value - bar.lo for _, bar in present], [bar.hi - bar.value for _, bar in present]])
-        ax.bar(x, values, width * 0.92, yerr=np.clip(errors, 0.0, None), capsize=2, label=label,
-               color=colors(k % colors.N), error_kw={"elinewidth": 0.8, "capthick": 0.8})
+        errors = np.array([[bar.value - bar.lo if bar.has_interval else np.nan for _, bar in present],
+                           [bar.hi - bar.value if bar.has_interval else np.nan for _, bar in present]])
+        ax.bar(x, values, width * 0.92, yerr=np.clip(errors, 0.0, None), capsize=2,
+               label=textwrap.fill(label, LEGEND_WRAP), color=colors(k % colors.N),
+               error_kw={"elinewidth": 0.8, "capthick": 0.8})
     ax.axhline(0.5, color="0.4", linestyle=":", linewidth=0.8)
     ax.set_xticks(range(len(shifts)), [s.replace("_", " ") for s in shifts])
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel(scoring.lookup(metric).axis_label)
     ax.spines[["top", "right"]].set_visible(False)
-    fig.legend(loc="outside upper center", ncols=min(len(labels), 4), fontsize="small", frameon=False)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=dpi, metadata={"Date": None} if target.suffix.lower() == ".svg" else None)
-    plt.close(fig)
+    lines = sum(textwrap.fill(label, LEGEND_WRAP).count("\n") + 1 for label in labels)
+    fig.legend(loc="outside right upper", ncols=1 if lines * 0.2 < height_in * 0.8 else 2, fontsize="small",
+               frameon=False)
+    fig.supxlabel(plotdata.whisker_caption(bars, group_seeds) + " Dotted line: chance (0.5).", fontsize="x-small",
+                  wrap=True)
+    return fig

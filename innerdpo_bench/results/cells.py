@@ -78,19 +78,30 @@ def metric_columns(run: Run, metric: str = "acc", problems: Problems | None = No
     return empty | {shift: float(r.score(metric).mean()) for shift, r in rows.shifts.items()}
 
 
-def baseline_deltas(runs: Run | Sequence[Run], baseline: Run, metric: str = "acc",
+def baseline_deltas(runs: Run | Sequence[Run], baseline: Run | Sequence[Run], metric: str = "acc",
                     resamples: int = stats.RESAMPLES, seed: int = 0,
                     problems: Problems | None = None) -> dict[str, Delta | None]:
-    """`compare.delta_vs_baseline` of store runs (a run, or a seed group's runs pooled) against `baseline`;
-    None everywhere when either side has no usable per-row records (noted in `problems`)."""
+    """`compare.delta_vs_baseline` of store runs (a run, or a group's runs pooled) against `baseline` (a run,
+    or a group's runs pooled). A group's runs without per-row records yet (seeds still running) are left out
+    of the test (the table marks the cell k/n); None everywhere when a side has no run with records. Unusable
+    files of a done run are noted in `problems`."""
     metric = scoring.resolve_metric(metric, kind="metric for a baseline delta")
     group = [runs] if isinstance(runs, Run) else list(runs)
-    try:
-        reference = _load(baseline, problems)
-        members = [_load(run, problems) for run in group]
-    except UserError:
+    references = [baseline] if isinstance(baseline, Run) else list(baseline)
+    reference, members = _loadable(references, problems), _loadable(group, problems)
+    if not reference or not members:
         return {shift: None for shift in SHIFTS}
     return delta_vs_baseline(members, reference, metric, resamples, seed)
+
+
+def _loadable(runs: Sequence[Run], problems: Problems | None) -> list[locate.RunRows]:
+    loaded = []
+    for run in runs:
+        try:
+            loaded.append(_load(run, problems))
+        except UserError:
+            continue
+    return loaded
 
 
 def shift_cells(metric: str = "acc", problems: Problems | None = None) -> ShiftValues:
@@ -99,16 +110,15 @@ def shift_cells(metric: str = "acc", problems: Problems | None = None) -> ShiftV
 
 
 def significance_marks(metric: str = "acc", problems: Problems | None = None) -> Significance | None:
-    """`make_table`'s significance for a table metric: per shift, whether a row's delta from the baseline has
-    a 95% paired bootstrap interval that excludes 0 (None: unknown). None for transfer, a ratio of gains
-    that has no paired test."""
+    """`make_table`'s significance for a table metric: per shift, a row's delta from the baseline (runs pooled
+    on both sides) with its 95% paired bootstrap interval (`compare.Delta`; None: unknown). None for
+    transfer, a ratio of gains that has no paired test."""
     metric = scoring.resolve_metric(metric, TABLE_METRICS)
     if metric == TRANSFER:
         return None
 
-    def significance(runs: Sequence[Run], baseline: Run) -> dict[str, bool | None]:
-        deltas = baseline_deltas(list(runs), baseline, metric, problems=problems)
-        return {shift: (delta.significant if delta is not None else None) for shift, delta in deltas.items()}
+    def significance(runs: Sequence[Run], baseline: Sequence[Run]) -> dict[str, Delta | None]:
+        return baseline_deltas(list(runs), list(baseline), metric, problems=problems)
 
     return significance
 
@@ -144,3 +154,19 @@ def below_chance_notes(runs: Sequence[Run]) -> list[str]:
                 notes.append(f"⚠ run {run.id} ({run.name}), {shift}: acc {metrics.get('acc', float('nan')):.3f} is "
                              f"below chance (exact binomial p = {metrics.get('chance_p', float('nan')):.2g}); {WARNING}.")
     return notes
+
+
+def test_note(view, metric: str = "acc") -> str:
+    """The caption's line on what a baseline table's cells are: the metric, the baseline (a run or a group)
+    and the test behind the marks; empty without a baseline."""
+    if view.baseline is None:
+        return ""
+    ids = view.baseline_ids or (view.baseline,)
+    who = (f"run {ids[0]}" if len(ids) == 1 else f"the group of run {view.baseline} (runs {', '.join(map(str, ids))},"
+           " pooled)")
+    name = next((row.values.get("name") for row in view.rows if row.is_baseline), None)
+    test = ("no paired test (a ratio of gains)" if metric == TRANSFER else
+            "(ns): the 95% paired bootstrap interval over the rows both sides scored includes 0, each side's runs "
+            "pooled per row as in `innerdpo compare --group-seeds`; (?): no per-row records to test")
+    return (f"Shift cells: Δ {metric} against {who}" + (f" ({name})" if name else "") + f", whose row shows its own "
+            f"values; {test}; (k/n): only k of a group's n runs have the value; ± is the sample std over a group's runs.")

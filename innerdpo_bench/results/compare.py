@@ -172,22 +172,24 @@ class Delta:
         return not self.lo <= 0.0 <= self.hi
 
 
-def delta_vs_baseline(members: Sequence[RunRows], reference: RunRows, metric: str = "acc",
+def delta_vs_baseline(members: Sequence[RunRows], reference: RunRows | Sequence[RunRows], metric: str = "acc",
                       resamples: int = stats.RESAMPLES, seed: int = 0) -> dict[str, Delta | None]:
-    """{shift: Delta} of a run (or a seed group's runs, pooled) minus `reference`, on their shared rows.
+    """{shift: Delta} of a run (or a group's runs, pooled) minus `reference` (a run, or a group's runs pooled:
+    the test of `compare --group-seeds`), on their shared rows.
 
     None for a shift that either side did not score or where they share no rows, and everywhere for an
     implicit-reward metric when a side is a base model, so a table can leave the cell unmarked.
     """
     metric = scoring.resolve_metric(metric, kind="metric for a baseline delta")
+    references = list(reference) if isinstance(reference, Sequence) else [reference]
     out: dict[str, Delta | None] = {shift: None for shift in SHIFTS}
-    if scoring.METRICS[metric].needs_adapter and not all(r.has_adapter for r in [reference, *members]):
+    if scoring.METRICS[metric].needs_adapter and not all(r.has_adapter for r in [*references, *members]):
         return out
     for shift in SHIFTS:
-        if shift not in reference.shifts or not all(shift in m.shifts for m in members):
+        if not all(shift in r.shifts for r in references) or not all(shift in m.shifts for m in members):
             continue
         try:
-            result = compare_shift([reference], members, shift, metric, resamples, seed)
+            result = compare_shift(references, members, shift, metric, resamples, seed)
         except UserError:
             continue
         out[shift] = Delta(result.delta, result.lo, result.hi, result.n, result.p)

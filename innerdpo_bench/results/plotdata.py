@@ -24,12 +24,14 @@ class Bar:
     lo: float
     hi: float
     n_runs: int
+    has_interval: bool = True     # False: one seed of a seed group, whose spread is unknown (no whisker)
 
 
 def bar_series(runs: Sequence[RunRows], metric: str = "acc", group_seeds: bool = False,
                resamples: int = stats.RESAMPLES, seed: int = 0) -> list[Bar]:
     """Bars per (run or seed group) × shift. One run: accuracy with its 95 % bootstrap interval over rows.
-    A seed group: the mean over seeds, whiskers ± the sample std over seeds (none for a single seed)."""
+    A seed group: the mean over seeds, whiskers ± the sample std over seeds (none for a single seed:
+    `has_interval` False)."""
     metric = scoring.resolve_metric(metric)
     for rows in runs:
         rows.check_metric(metric)
@@ -44,7 +46,7 @@ def bar_series(runs: Sequence[RunRows], metric: str = "acc", group_seeds: bool =
             if group_seeds:
                 mean, std = stats.seed_spread([float(r.shifts[shift].score(metric).mean()) for r in members])
                 spread = std or 0.0
-                bars.append(Bar(label, shift, mean, mean - spread, mean + spread, len(members)))
+                bars.append(Bar(label, shift, mean, mean - spread, mean + spread, len(members), std is not None))
             else:
                 value, lo, hi = stats.bootstrap_interval(members[0].shifts[shift].score(metric), resamples, seed)
                 bars.append(Bar(label, shift, value, lo, hi, 1))
@@ -61,3 +63,13 @@ def _labels(groups: list[list[RunRows]], group_seeds: bool) -> list[str]:
                   for label, group in zip(labels, groups)]
     counts = {label: labels.count(label) for label in labels}
     return [f"{label} [{group[0].ident}]" if counts[label] > 1 else label for label, group in zip(labels, groups)]
+
+
+def whisker_caption(bars: Sequence[Bar], group_seeds: bool) -> str:
+    """What the whiskers of these bars are, for the figure's caption."""
+    if not group_seeds:
+        return "Whiskers: 95% bootstrap interval over each run's rows."
+    text = "Whiskers: ± sample standard deviation over seeds (n in the legend)."
+    if any(not bar.has_interval for bar in bars):
+        text += " A series with one seed has no whisker."
+    return text

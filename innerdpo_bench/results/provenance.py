@@ -96,7 +96,11 @@ def caption(sources: Sequence[CaptionSource], title: str = "Table 1", metric: st
     A shift whose data differ between runs lists each source with its runs' labels; a source without
     provenance is not counted.
     """
-    rule = scoring.lookup(metric).rule
+    if metric == "transfer":  # the table's extra metric (`table.TRANSFER`): a ratio of acc gains
+        what = "Normalised transfer"
+        rule = f"gain(shift) / gain(in_domain), gain = acc − base acc, acc = {scoring.lookup('acc').rule}"
+    else:
+        what, rule = scoring.lookup(metric).axis_label.capitalize(), scoring.lookup(metric).rule
     sources_by_shift: dict[str, dict[tuple[str, Any], list[str]]] = {}
     rules: dict[str, None] = {}
     base_models: dict[str, None] = {}
@@ -121,7 +125,7 @@ def caption(sources: Sequence[CaptionSource], title: str = "Table 1", metric: st
         return f"{title}: no run in the table has been evaluated yet, so no data to cite.\n"
     version_text = ", ".join(f"{package} {'/'.join(found)}" for package, found in versions.items())
     base_text = f" on base model {', '.join(base_models)}" if base_models else ""
-    head = (f"{title}: Accuracy per preference shift ({rule}) of {counted} run{'s' if counted != 1 else ''}"
+    head = (f"{title}: {what} per preference shift ({rule}) of {counted} run{'s' if counted != 1 else ''}"
             f"{base_text}" + (f" ({version_text})" if version_text else "") + ", made up of:")
     lines = [head]
     for shift, by_source in sources_by_shift.items():

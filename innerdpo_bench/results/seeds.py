@@ -43,3 +43,17 @@ def group_by_seed(runs: Iterable[RunOrRows]) -> list[list[RunOrRows]]:
     for run in runs:
         groups.setdefault(seed_group_key(run), []).append(run)
     return list(groups.values())
+
+
+def group_by_keys(runs: Iterable[Run], keys: Iterable[str]) -> list[list[Run]]:
+    """Store runs with equal values of `keys` (any table column or config key, `columns.value`), together; the
+    run kind and method always split groups (a dpo run and a base model both lack `alpha`, but are no group),
+    and a run without a key's value groups with the others without it. Groups in order of their first run."""
+    from innerdpo_bench.results import columns
+
+    keys = list(keys)
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        identity = [run.kind, columns.method_of(run), *(columns.value(run, key) for key in keys)]
+        groups.setdefault(json.dumps(identity, sort_keys=True, default=str), []).append(run)
+    return list(groups.values())
