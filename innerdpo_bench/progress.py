@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 Say = Callable[[str], None]
-TAIL_BYTES = 8192   # how much of a growing metrics.jsonl is read for its last step
+TAIL_BYTES = 8192   # how much of a growing metrics.jsonl or log is read for its last record
 
 
 def is_terminal(stream=None) -> bool:
@@ -85,16 +86,36 @@ def last_step(metrics: Path) -> int | None:
     return None if record is None else record["step"]
 
 
+_LINE = re.compile(r"^\[[^\]]*\] (?P<stage>.+?) (?P<done>\d+)/(?P<total>\d+) \(\d+%\)")
+
+
+def _tail(path: Path) -> str | None:
+    """The last TAIL_BYTES of a growing file, decoded; None when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - TAIL_BYTES))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+def last_count_line(log: Path) -> tuple[str, int, int] | None:
+    """(stage, done, total) of the last `ProgressLines` line with a count in a log (an eval.log: "scoring with
+    the base model", 120, 400); None before the first one."""
+    for line in reversed((_tail(log) or "").splitlines()):
+        match = _LINE.match(line.strip())
+        if match is not None:
+            return match["stage"], int(match["done"]), int(match["total"])
+    return None
+
+
 def last_metrics_record(metrics: Path, wanted: Callable[[dict], bool] = lambda record: "step" in record
                         ) -> dict | None:
     """The last complete JSON object of a metrics.jsonl that `wanted` accepts (default: it has a step), reading
     only its tail (the file grows for hours); None when there is none."""
-    try:
-        with open(metrics, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - TAIL_BYTES))
-            tail = handle.read().decode("utf-8", errors="replace")
-    except OSError:
+    tail = _tail(metrics)
+    if tail is None:
         return None
     for line in reversed(tail.splitlines()):
         try:

@@ -371,11 +371,11 @@ async def test_group_seeds_toggle(home):
     app = make_app(home)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        await pilot.press("g")
+        await pilot.press("g", "space", "enter")      # the chooser's first choice: seed groups
         assert len(order(app)) == 5                    # dpo seeds 1+2 and hs-ether seeds 1+2 collapse
         assert cell(app, 1, "in_domain").plain == "0.806 ± 0.008"
         assert cell(app, 1, "seed").plain == "1,2"
-        await pilot.press("g")
+        await pilot.press("g", "space", "enter")      # untick it: one row per run again
         assert len(order(app)) == 7
 
 

@@ -124,7 +124,7 @@ async def test_the_view_state_is_remembered_per_workspace(tmp_path):
         await started(pilot)
         await pilot.press("b")                          # baseline run 1
         app.runs_view.sort_by("in_domain", reverse=True)
-        await pilot.press("j", "p", "g")                # pin, group
+        await pilot.press("j", "p", "g", "space", "enter")  # pin, seed groups
         await pilot.pause()
         chosen = app.runs_view.state.to_json()
     assert chosen["baseline"] == 1 and chosen["group_seeds"] and chosen["pinned"] and chosen["sort"] == "in_domain"
@@ -144,7 +144,7 @@ async def test_80_by_24_grouped_with_a_baseline_keeps_all_four_shifts_on_screen(
     app = make_app(fill_store(tmp_path / "home"))
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot)
-        await pilot.press("g", "b")                     # seed groups, the first group as baseline
+        await pilot.press("g", "space", "enter", "b")   # seed groups, the first group as baseline
         await pilot.pause()
         table = runs_table(app)
         right = 0

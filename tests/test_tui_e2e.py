@@ -115,3 +115,49 @@ def test_tui_shows_rows_as_they_land_sorts_on_a_key_and_quits(tmp_path: Path):
         tmux.kill()
     with Store(home) as store:                          # quitting changed nothing in the store
         assert [run.status for run in store.list_runs()] == ["done", "done", "done"]
+
+
+STEPPER = """
+import sys, time
+from pathlib import Path
+log = Path(sys.argv[1])
+for step in range(20, 60, 10):      # a training run writing a step line now and then
+    time.sleep(0.5)
+    with open(log, "a") as handle:
+        handle.write(f"step {step} loss={0.7 - step / 250:.3f} marker-{step}\\n")
+"""
+
+
+def test_the_detail_screen_follows_a_running_training_log_in_a_real_terminal(tmp_path: Path):
+    home = tmp_path / "home"
+    with Store(home) as store:
+        run_id = store.add_run({"name": "dpo", "train": {"method": "dpo", "seed": 1, "max_steps": 50},
+                                "eval": {"suite": "mini", "limit": 10}})
+        store.claim_next("e2e-writer")
+        run_dir = home / "runs" / str(run_id)
+        store.set_run_dir(run_id, run_dir)
+    checkpoint = run_dir / "checkpoint"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "status.json").write_text('{"state": "running"}')
+    (checkpoint / "metrics.jsonl").write_text('{"step": 10, "loss": 0.66}\n')
+    training_log = checkpoint / "train.log"
+    training_log.write_text("step 10 loss=0.660 marker-10\n")
+    script = Path(sys.executable).with_name("innerdpo")
+    command = f"{script} tui" if script.exists() else f"{sys.executable} -m innerdpo_bench tui"
+    tmux = Tmux()
+    try:
+        tmux("new-session", "-d", "-s", "tui", "-x", "120", "-y", "30",
+             f"TERM=xterm-256color {command} --home {home} --poll 0.3; echo EXIT=$?; sleep 60")
+        tmux.wait_for(lambda text: row_order(text) == [run_id], "the running run")
+        tmux("send-keys", "-t", "tui", "Enter")          # its detail screen
+        tmux.wait_for(lambda text: "marker-10" in text, "the training log's first step line")
+        stepper = subprocess.Popen([sys.executable, "-c", STEPPER, str(training_log)])
+        try:
+            tmux.wait_for(lambda text: "marker-50" in text, "the step lines written while the screen is open",
+                          timeout=30.0)
+        finally:
+            assert stepper.wait(timeout=30) == 0
+        tmux("send-keys", "-t", "tui", "q")
+        assert "EXIT=0" in tmux.wait_for(lambda text: "EXIT=" in text, "the dashboard to exit")
+    finally:
+        tmux.kill()

@@ -357,6 +357,10 @@ class InnerDPOApp(App):
         yield SystemCommand("Runs: reverse sort", "Missing values stay last", runs.action_reverse_sort)
         yield SystemCommand("Runs: filter", "Focus the filter bar", runs.action_focus_filter)
         yield SystemCommand("Runs: group seeds", "One row per method, seeds as mean ± std", runs.action_toggle_groups)
+        yield SystemCommand("Runs: group by…", "Seed groups or any keys (align_method, alpha, ...)",
+                            runs.action_choose_groups)
+        yield SystemCommand("Runs: columns…", "Add sample statistics, sweep, attempts or train options",
+                            runs.action_choose_columns)
         yield SystemCommand("Runs: set or clear baseline", "Deltas against the highlighted run",
                             runs.action_toggle_baseline)
         yield SystemCommand("Runs: pin or unpin", "Keep the highlighted run on top", runs.action_toggle_pin)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from innerdpo_bench import rundir
-from innerdpo_bench.progress import last_metrics_record
+from innerdpo_bench.progress import last_count_line, last_metrics_record
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.rundir import EVAL_LOG, TRAIN_LOG, RunPaths, TrainPaths
 from innerdpo_bench.runspec import base_spec
@@ -29,13 +29,25 @@ MAX_LINE_CHARS = 2000           # longer lines are cut: a runaway line must not 
 class Progress:
     """Where a run is: `phase` is queued | train | eval | done | failed | cancelled; `step` of `max_steps`
     comes from the last metrics.jsonl record; `eta_s` extrapolates the steps per second observed since the first
-    logged step (records carry a `time`), else the time since the run started."""
+    logged step (records carry a `time`), else the time since the run started. While evaluating, `scoring` is the
+    last count line of eval.log: (pass, requests done, of all), e.g. ("scoring with the base model", 120, 400).
+    The harness scores all four shifts in one batch of requests, so this counts requests, not shifts."""
 
     phase: str
     step: int | None = None
     max_steps: int | None = None
     elapsed_s: float | None = None
     eta_s: float | None = None
+    scoring: tuple[str, int, int] | None = None
+
+    @property
+    def eval_text(self) -> str:
+        """"eval" and, once eval.log has a count, the pass and its share: "eval base 30%"."""
+        if self.scoring is None:
+            return "eval"
+        stage, done, total = self.scoring
+        who = stage.removeprefix("scoring with the ").removesuffix(" model")
+        return f"eval {who} {min(done, total) / total:.0%}" if total else "eval"
 
     @property
     def fraction(self) -> float | None:
@@ -79,9 +91,11 @@ def progress_of(run: Run, now: float) -> Progress:
     elapsed = max(0.0, now - run.started_at) if run.started_at else None
     checkpoint = checkpoint_paths(run)
     if run.kind == "eval" or checkpoint is None:
-        return Progress("eval" if run.kind == "eval" else "train", None, max_steps, elapsed)
+        if run.kind != "eval":
+            return Progress("train", None, max_steps, elapsed)
+        return Progress("eval", None, max_steps, elapsed, scoring=_scoring(run))
     if rundir.read_status(checkpoint.root).get("state") == "complete":
-        return Progress("eval", max_steps, max_steps, elapsed)
+        return Progress("eval", max_steps, max_steps, elapsed, scoring=_scoring(run))
     record = last_metrics_record(checkpoint.metrics)
     step = int(record["step"]) if record is not None else None
     first = first_metrics_record(checkpoint.metrics) if record is not None else None
@@ -95,6 +109,11 @@ def progress_of(run: Run, now: float) -> Progress:
     else:  # one record so far, or one written before records had a time: the time since the run started
         eta = elapsed / step * max(0, max_steps - step) if step and max_steps and elapsed is not None else None
     return Progress("train", step, max_steps, elapsed, eta)
+
+
+def _scoring(run: Run) -> tuple[str, int, int] | None:
+    """The eval stage's last count line (eval.log of the run directory), None before one or without a directory."""
+    return last_count_line(RunPaths.of(run).eval_log) if run.run_dir else None
 
 
 def _record_time(record: dict[str, Any] | None) -> float | None:

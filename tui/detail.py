@@ -166,7 +166,8 @@ class RunDetailScreen(Screen):
         if progress is not None and progress.phase == "train" and progress.step is not None and progress.max_steps:
             title.append(f"  step {progress.step}/{progress.max_steps}  ETA {format_duration(progress.eta_s)}")
         elif progress is not None and progress.elapsed_s is not None:
-            label = progress.phase if run.status == "running" else "took"
+            label = (progress.eval_text if progress.phase == "eval" else progress.phase) if run.status == "running" \
+                else "took"
             title.append(f"  {label} {format_duration(progress.elapsed_s)}", style="dim")
         if run.run_dir:
             title.append(f"  {self._short_path(Path(run.run_dir))}", style="dim")

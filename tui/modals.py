@@ -1,4 +1,5 @@
-"""Modal screens: help (keys and filter grammar), export of the view, and the form that queues runs."""
+"""Modal screens: help (keys and filter grammar), a yes/no question, a tick list (columns, grouping keys), export
+of the view, and the form that queues runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown, Select, Static
+from textual.widgets import Button, Input, Label, Markdown, Select, SelectionList, Static
 
 from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
@@ -57,6 +58,31 @@ class ConfirmModal(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+
+class ChooseModal(ModalScreen[tuple[str, ...] | None]):
+    """Tick any of a list of (value, help) options: space ticks, enter applies (dismisses with the ticked values
+    in the list's order), escape cancels (None)."""
+
+    BINDINGS = [Binding("enter", "apply", "Apply", priority=True), Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, options: list[tuple[str, str]], ticked: set[str]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.options = options
+        self.ticked = ticked
+
+    def compose(self) -> ComposeResult:
+        width = max((len(value) for value, _ in self.options), default=0)
+        with Vertical(id="choose-dialog", classes="dialog"):
+            yield Label(self.title_text)
+            yield SelectionList[str](*((Text(value.ljust(width)) + Text(f"  {help_}", style="dim"), value,
+                                        value in self.ticked) for value, help_ in self.options), id="choose-list")
+            yield Static("space: tick · enter: apply · escape: cancel", classes="hint")
+
+    def action_apply(self) -> None:
+        ticked = set(self.query_one(SelectionList).selected)
+        self.dismiss(tuple(value for value, _ in self.options if value in ticked))
 
 
 class ExportModal(ModalScreen[tuple[str, Path] | None]):

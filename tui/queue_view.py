@@ -46,8 +46,9 @@ def progress_cell(run: Run, progress: Progress | None, position: int | None) -> 
         return Text("-", style="dim")
     fraction = progress.fraction
     style = STATUS_STYLES.get(run.status, "")
-    if run.status == "running" and progress.phase == "eval":
-        return Text(progress_bar(1.0) + " eval", style="cyan")
+    if run.status == "running" and progress.phase == "eval":  # training is done; the bar is the scoring pass's
+        done = progress.scoring[1] / progress.scoring[2] if progress.scoring and progress.scoring[2] else 1.0
+        return Text(f"{progress_bar(min(1.0, done))} {progress.eval_text}", style="cyan")
     if fraction is None:
         return Text(progress.phase, style=style)
     return Text(f"{progress_bar(fraction)} {fraction:4.0%}", style=style)

@@ -18,6 +18,7 @@ from innerdpo_bench.tui.keyed_table import ColumnSpec, KeyedTable
 
 # Full header names need this many columns; narrower terminals get in_dom, diff, moral, orth.
 WIDE_LAYOUT_COLUMNS = 170
+SEED_GROUPS = "seed"        # the grouping chooser's first choice: `innerdpo runs --group-seeds`
 COMPACT_BELOW = 120         # narrower: shift cells leave out a group's ± std so that all four shifts fit 80 columns
 
 
@@ -46,7 +47,10 @@ class RunsView(Vertical):
         Binding("S", "previous_sort", "Sort back", show=False, tooltip="Sort by the previous column"),
         Binding("r", "reverse_sort", "Rev", tooltip="Reverse the sort direction (missing values stay last; retry "
                 "is R in the queue)"),
-        Binding("g", "toggle_groups", "Group", tooltip="One row per method with its seeds grouped"),
+        Binding("g", "choose_groups", "Group", tooltip="Group rows: by seed (runs that differ only by seed) or by "
+                "any keys (align_method, alpha, ...)"),
+        Binding("C", "choose_columns", "Columns", show=False, tooltip="Add columns: sample statistics, sweep, attempts or any "
+                "train option"),
         Binding("b", "toggle_baseline", "Base", tooltip="Show the shift columns as deltas against this run"),
         Binding("p", "toggle_pin", "Pin", tooltip="Pin this run to the top"),
         Binding("e", "export", "Export", tooltip="Export the visible view as Markdown, CSV or JSON"),
@@ -63,6 +67,7 @@ class RunsView(Vertical):
         self.wide = False
         self.compact = False
         self.filter_error: str | None = None
+        self._laid_out: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="filter-bar"):
@@ -123,6 +128,8 @@ class RunsView(Vertical):
                 self._show_filter_error(str(err))
             return
         self.view = view
+        if view.shown != self._laid_out:  # a column was added or removed
+            self._set_columns(view.shown)
         rows = [(view_model.row_key(row), {"mark": view_model.marker(row, view),
                                            **view_model.row_cells(row, view, self.compact)}) for row in view.rows]
         self.table.relabel(self._labels())
@@ -133,19 +140,28 @@ class RunsView(Vertical):
     def _labels(self) -> dict[str, Text]:
         return {column: view_model.header_label(column, self.view, short=not self.wide, sort=self.state.sort,
                                                 reverse=self.state.reverse)
-                for column in view_model.COLUMNS}
+                for column in self.columns}
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns shown: the dashboard's, then those added with `C` (that the runs still have)."""
+        return self.view.shown if self.view is not None else view_model.shown_columns(self.state, self.runs)
+
+    def _set_columns(self, shown: tuple[str, ...]) -> None:
+        labels = {column: view_model.header_label(column, self.view, short=not self.wide, sort=self.state.sort,
+                                                  reverse=self.state.reverse) for column in shown}
+        widths = {"method": view_model.COMPACT_METHOD_WIDTH} if self.compact else {}
+        self.table.set_columns([ColumnSpec("mark", Text(" "), width=1),
+                                *(ColumnSpec(column, labels[column], width=widths.get(column)) for column in shown)])
+        self.table.fixed_columns = 2
+        self._laid_out = shown
 
     def _layout(self) -> None:
         """(Re)lay out the columns for the terminal width: full header names only where they fit."""
         self.wide = self.app.size.width >= WIDE_LAYOUT_COLUMNS
         keep = self.table.current_key
-        labels = self._labels()
         self.compact = self.app.size.width < COMPACT_BELOW
-        widths = {"method": view_model.COMPACT_METHOD_WIDTH} if self.compact else {}
-        self.table.set_columns([ColumnSpec("mark", Text(" "), width=1),
-                                *(ColumnSpec(column, labels[column], width=widths.get(column))
-                                  for column in view_model.COLUMNS)])
-        self.table.fixed_columns = 2
+        self._set_columns(self.columns)
         if self.runs:
             self.refresh_rows(keep)
 
@@ -187,6 +203,8 @@ class RunsView(Vertical):
         parts = [f"{len(view.rows)} of {len(self.runs)} runs" if not view.grouped else
                  f"{len(view.rows)} groups of {sum(row.n for row in view.rows)} runs ({len(self.runs)} in store)"]
         parts.append(f"sort {self.state.sort} {'▼' if self.state.reverse else '▲'}")
+        if view.group_keys:
+            parts.append(f"grouped by {', '.join(view.group_keys)}")
         if view.baseline is not None:
             parts.append(f"Δ vs run {view.baseline}")
         if self.state.pinned:
@@ -205,7 +223,7 @@ class RunsView(Vertical):
                 if progress.phase == "train" and progress.step is not None and progress.max_steps:
                     line.append(f" step {progress.step}/{progress.max_steps} ETA {format_duration(progress.eta_s)}")
                 else:
-                    line.append(f" ({progress.phase})")
+                    line.append(f" ({progress.eval_text if progress.phase == 'eval' else progress.phase})")
             if run.error:
                 line.append(f" · {run.error}", style="red")
             problem = cells.unreadable(run) if run.status == "done" else None
@@ -257,14 +275,16 @@ class RunsView(Vertical):
 
     def sort_by(self, column: str, reverse: bool | None = None) -> None:
         """Sort by `column`: scores start with the best (descending), other columns ascending."""
-        if column not in view_model.COLUMNS:
+        if column not in self.columns:
             raise ValueError(f"no column {column!r}")
         self.state.sort = column
         self.state.reverse = column in table.NUMERIC_COLUMNS if reverse is None else reverse
         self.refresh_rows()
 
     def _step_sort(self, step: int) -> None:
-        columns = view_model.COLUMNS
+        columns = self.columns
+        if self.state.sort not in columns:
+            self.state.sort = "id"
         self.sort_by(columns[(columns.index(self.state.sort) + step) % len(columns)])
 
     def action_next_sort(self) -> None:
@@ -281,14 +301,44 @@ class RunsView(Vertical):
         column = event.column_key.value
         if column == self.state.sort:
             self.action_reverse_sort()
-        elif column in view_model.COLUMNS:
+        elif column in self.columns:
             self.sort_by(column)
 
     # ------------------------------------------------------------------ groups, baseline, pins
 
     def action_toggle_groups(self) -> None:
-        self.state.group_seeds = not self.state.group_seeds
+        """Seed groups on or off (the command palette's quick toggle; `g` chooses keys too)."""
+        self.state.group_seeds, self.state.group_by = not (self.state.group_seeds or self.state.group_by), ()
         self.refresh_rows()
+
+    def action_choose_groups(self) -> None:
+        """`g`: a list of grouping choices (space ticks, enter applies): seed groups, or any keys of the runs."""
+        from innerdpo_bench.tui.modals import ChooseModal
+
+        options = [(SEED_GROUPS, "seed groups: runs that differ only by seed"),
+                   *((name, help_) for name, help_ in view_model.column_choices(self.runs))]
+        ticked = set(self.state.group_by) or ({SEED_GROUPS} if self.state.group_seeds else set())
+
+        def chosen(keys: tuple[str, ...] | None) -> None:
+            if keys is None:
+                return
+            self.state.group_by = tuple(key for key in keys if key != SEED_GROUPS)
+            self.state.group_seeds = SEED_GROUPS in keys and not self.state.group_by
+            self.refresh_rows()
+
+        self.app.push_screen(ChooseModal("Group rows by (none ticked: one row per run)", options, ticked), chosen)
+
+    def action_choose_columns(self) -> None:
+        """`C`: tick the columns to add after the dashboard's (space ticks, enter applies)."""
+        from innerdpo_bench.tui.modals import ChooseModal
+
+        def chosen(names: tuple[str, ...] | None) -> None:
+            if names is not None:
+                self.state.extra_columns = names
+                self.refresh_rows()
+
+        self.app.push_screen(ChooseModal("Add columns", view_model.column_choices(self.runs),
+                                         set(self.state.extra_columns)), chosen)
 
     def action_toggle_baseline(self) -> None:
         run = self.selected_run()

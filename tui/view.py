@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from rich.text import Text
 
-from innerdpo_bench.results import cells, table
+from innerdpo_bench.results import cells, columns, table
 from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.methods.catalog import METHODS
 from innerdpo_bench.store import Run
@@ -45,8 +45,9 @@ class ViewTable(table.Table):
 
 @dataclass
 class ViewState:
-    """What the user chose: filter, sort, seed groups, baseline run, pinned runs (remembered per workspace in
-    HOME/view.json by the runs view)."""
+    """What the user chose: filter, sort, seed groups or grouping keys, baseline run, pinned runs, and columns
+    added to the default ones (remembered per workspace in HOME/view.json by the runs view). `group_by`, when
+    set, replaces seed groups (`innerdpo runs --group-by`)."""
 
     filter_expr: str = ""
     sort: str = "id"
@@ -54,10 +55,13 @@ class ViewState:
     group_seeds: bool = False
     baseline: int | None = None
     pinned: set[int] = field(default_factory=set)
+    extra_columns: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return {"filter_expr": self.filter_expr, "sort": self.sort, "reverse": self.reverse,
-                "group_seeds": self.group_seeds, "baseline": self.baseline, "pinned": sorted(self.pinned)}
+                "group_seeds": self.group_seeds, "baseline": self.baseline, "pinned": sorted(self.pinned),
+                "extra_columns": list(self.extra_columns), "group_by": list(self.group_by)}
 
     @classmethod
     def from_json(cls, data: dict) -> "ViewState":
@@ -65,7 +69,7 @@ class ViewState:
         state = cls()
         if isinstance(data.get("filter_expr"), str):
             state.filter_expr = data["filter_expr"]
-        if data.get("sort") in COLUMNS:
+        if isinstance(data.get("sort"), str) and data["sort"]:  # checked against the columns shown (`build_view`)
             state.sort = data["sort"]
         for key in ("reverse", "group_seeds"):
             if isinstance(data.get(key), bool):
@@ -74,7 +78,31 @@ class ViewState:
             state.baseline = data["baseline"]
         if isinstance(data.get("pinned"), list):
             state.pinned = {item for item in data["pinned"] if isinstance(item, int) and not isinstance(item, bool)}
+        for key in ("extra_columns", "group_by"):
+            if isinstance(data.get(key), list):
+                setattr(state, key, tuple(dict.fromkeys(item for item in data[key] if isinstance(item, str) and item)))
         return state
+
+
+def column_choices(runs: Iterable[Run]) -> list[tuple[str, str]]:
+    """(name, help) of every column that can be added to the dashboard's: the registered ones (samples'
+    rep, distinct2, len, gen_nll_ratio; sweep, attempts, ...) and every train or eval option the runs have."""
+    runs = list(runs)
+    registered = [(name, column.help) for name, column in columns.COLUMNS.items() if name not in COLUMNS]
+    config = [(name, "train or eval option") for name in sorted(columns.config_keys(runs))
+              if name not in COLUMNS and name not in columns.COLUMNS]
+    return registered + config
+
+
+def available(names: Iterable[str], runs: Iterable[Run]) -> tuple[str, ...]:
+    """The names that are still columns of these runs (a remembered config key no run has is dropped)."""
+    known = {name for name, _ in column_choices(runs)} | set(table.COLUMNS)
+    return tuple(name for name in names if name in known)
+
+
+def shown_columns(state: ViewState, runs: Iterable[Run]) -> tuple[str, ...]:
+    """The dashboard's columns and then the added ones that these runs have."""
+    return COLUMNS + tuple(name for name in available(state.extra_columns, runs) if name not in COLUMNS)
 
 
 def descriptive_values(run: Run) -> dict[str, str | None]:
@@ -87,6 +115,18 @@ def descriptive_values(run: Run) -> dict[str, str | None]:
             "transform": catalog_entry.transform if hidden else None}
 
 
+def _descriptive(row: table.Row) -> dict[str, object]:
+    """`descriptive_values` of a row: a group's shared value, else its distinct values joined (`columns.group_value`)."""
+    per_run = [descriptive_values(run) for run in row.runs]
+    return {key: columns.group_value([values[key] for values in per_run]) for key in TEXT_COLUMNS}
+
+
+def is_numeric(column: str, view: ViewTable | None) -> bool:
+    """Whether a column is right-aligned: the scores, seed and run id, and an added column holding numbers."""
+    return column in NUMERIC or (view is not None and column not in TEXT_COLUMNS
+                                 and table.is_numeric_column(column, view))
+
+
 def _sort_text(rows: list[table.Row], column: str, reverse: bool) -> list[table.Row]:
     # table.sort_rows only knows table.COLUMNS; this is its rule (missing last) for the three text columns.
     present = [row for row in rows if row.values.get(column) is not None]
@@ -97,16 +137,22 @@ def _sort_text(rows: list[table.Row], column: str, reverse: bool) -> list[table.
 def build_view(runs: list[Run], state: ViewState) -> ViewTable:
     """The rows to show, in order (pinned first, each part in sort order). UserError for a bad filter or
     a baseline without results, from `table.make_table`."""
-    text_sort = state.sort in TEXT_COLUMNS
-    made = table.make_table(runs, filter_expr=state.filter_expr, sort=None if text_sort else state.sort,
-                            reverse=state.reverse, group_seeds=state.group_seeds, baseline=state.baseline,
-                            significance=cells.significance_marks())
-    rows = [replace(row, values={**row.values, **descriptive_values(row.runs[0])}) for row in made.rows]
+    shown = shown_columns(state, runs)
+    sort = state.sort if state.sort in shown else "id"
+    text_sort = sort in TEXT_COLUMNS
+    added = [name for name in shown if name not in COLUMNS]
+    group_by = available(state.group_by, runs)
+    made = table.make_table(runs, filter_expr=state.filter_expr, sort=None if text_sort else sort,
+                            reverse=state.reverse, group_seeds=state.group_seeds and not group_by,
+                            baseline=state.baseline, significance=cells.significance_marks(), group_by=group_by,
+                            columns_shown=added or None)
+    rows = [replace(row, values={**row.values, **_descriptive(row)}) for row in made.rows]
     if text_sort:
-        rows = _sort_text(rows, state.sort, state.reverse)
+        rows = _sort_text(rows, sort, state.reverse)
     pinned = frozenset(state.pinned)
     rows = [row for row in rows if is_pinned(row, pinned)] + [row for row in rows if not is_pinned(row, pinned)]
-    return ViewTable(rows, grouped=made.grouped, baseline=made.baseline, pinned=pinned)
+    return ViewTable(rows, grouped=made.grouped, baseline=made.baseline, baseline_ids=made.baseline_ids,
+                     group_keys=made.group_keys, metric=made.metric, shown=shown, pinned=pinned)
 
 
 def is_pinned(row: table.Row, pinned: Iterable[int]) -> bool:
@@ -126,7 +172,7 @@ def header_label(column: str, view: ViewTable | None, *, short: bool, sort: str,
     if view is not None and view.baseline is not None and column in SHIFTS:
         name = "Δ" + name
     arrow = ("▼" if reverse else "▲") if column == sort else " "
-    return Text(name + arrow, justify="right" if column in NUMERIC else "left",
+    return Text(name + arrow, justify="right" if is_numeric(column, view) else "left",
                 style="bold" if column == sort else "")
 
 
@@ -155,7 +201,7 @@ def cell_text(row: table.Row, column: str, view: ViewTable, compact: bool = Fals
         style = "dim"
     if column in SHIFTS and any(run.results.get(column, {}).get("below_chance") for run in row.runs):
         plain, style = plain + " ⚠", "bold red"  # the label-orientation audit: far below chance (audit.py)
-    return Text(plain, style=style, justify="right" if column in NUMERIC else "left", no_wrap=True)
+    return Text(plain, style=style, justify="right" if is_numeric(column, view) else "left", no_wrap=True)
 
 
 def row_cells(row: table.Row, view: ViewTable, compact: bool = False) -> dict[str, Text]:

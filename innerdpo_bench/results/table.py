@@ -325,6 +325,8 @@ def cell(row: Row, column: str, table: Table) -> str:
         return text
     if column == "name" and row.is_baseline:
         return f"{value}{BASELINE_MARK}"
+    if isinstance(value, float) and column in columns.COLUMNS and columns.COLUMNS[column].numeric:
+        return f"{value:.3f}"  # a measurement (samples' rep, distinct2, ...): as the scores; settings stay %g
     return columns.format_value(value)
 
 
