@@ -51,4 +51,6 @@ def test_cli_under_torchrun_writes_one_complete_run(tmp_path, tiny_model_path):
     assert rundir.read_status(out)["state"] == "complete"
     config = json.loads((out / rundir.CONFIG).read_text())
     assert config["world_size"] == 2 and config["gradient_accumulation_steps"] == 1
-    assert len((out / rundir.METRICS).read_text().splitlines()) == 3  # one writer, one record per step
+    records = [json.loads(line) for line in (out / rundir.METRICS).read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3]  # one writer, one record per step
+    assert len(records) == 4 and "train_runtime" in records[-1]    # then the runtime summary

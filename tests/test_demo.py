@@ -27,11 +27,13 @@ def test_quick_demo_on_tiny_random(tmp_path, tiny_model_path):
 
     # every number in the table came from the harness's eval.json
     table = json.loads(runner.invoke(app, ["runs", "--home", str(home), "--json"]).output)
-    assert len(table) == 6 and all(len([k for k in r["results"] if k != "coherence"]) == 4 for r in table)
+    shifts = {"in_domain", "difficulty_scaling", "moral_transfer", "orthogonal"}
+    assert len(table) == 6 and all(set(r["results"]) - {"coherence", "samples"} == shifts for r in table)
+    assert all("samples" in r["results"] for r in table[1:])    # the demo asks the adapters for samples
 
-    # the base row against itself is a zero delta, marked not significant, and the caption names the data
+    # the base row is the baseline and shows its own values; the caption names the data and the baseline
     markdown = runner.invoke(app, ["runs", "--home", str(home), "--format", "markdown", "--baseline", "1"]).output
-    assert "| none | +0.000 (ns) | +0.000 (ns) | +0.000 (ns) | +0.000 (ns) |" in markdown
+    assert "| none (baseline) | " in markdown and "Shift cells: Δ acc against run 1 (none)" in markdown
     assert "- moral_transfer: mini:moral_transfer, N=8" in markdown
 
     # a second demo reuses the finished runs instead of training again

@@ -85,8 +85,8 @@ DRIVER = r'''
 import json, sys
 from innerdpo_bench import worker
 script = sys.argv[1]
-worker.stage_command = lambda run, stage, run_dir: [sys.executable, script, stage, str(run_dir), run.kind,
-                                                    json.dumps(run.spec)]
+worker.stage_command = lambda run, stage, run_dir, resume_train=False: [sys.executable, script, stage, str(run_dir), run.kind,
+                                                                      json.dumps(run.spec)]
 from innerdpo_bench.cli.main import app
 app(sys.argv[2:], prog_name="innerdpo")
 '''

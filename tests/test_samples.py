@@ -151,14 +151,14 @@ def test_sample_columns_are_selectable_sortable_and_filterable(tmp_path):
     runs = [_store_run(1, "dpo", {"rep": 0.9, "distinct2": 0.1, "len": 60.0, "gen_nll_ratio": 0.4}),
             _store_run(2, "ipo", {"rep": 0.1, "distinct2": 0.8, "len": 30.0, "gen_nll_ratio": 1.1}),
             _store_run(3, "simper", None)]                                 # evaluated without samples
-    view = table.make_table(runs, sort="rep", columns=table.parse_columns("name,rep,distinct2,nll_ratio"))
+    view = table.make_table(runs, sort="rep", columns_shown=["name", "rep", "distinct2", "nll_ratio"])
     assert view.columns == ("name", "rep", "distinct2", "nll_ratio")
     assert [[table.cell(row, c, view) for c in view.columns] for row in view.rows] == [
         ["ipo", "0.100", "0.800", "1.200"], ["dpo", "0.900", "0.100", "1.100"], ["simper", "-", "-", "1.300"]]
     assert [row.runs[0].id for row in table.make_table(runs, filter_expr="rep<0.5").rows] == [2]
     assert table.make_table(runs).columns == table.COLUMNS                 # the default table is unchanged
     with pytest.raises(Exception, match="unknown --columns column 'rpe'.*rep"):
-        table.parse_columns("name,rpe")
+        table.check_columns(["name", "rpe"], runs)
 
     with Store(tmp_path) as store:
         for run in runs:

@@ -58,7 +58,10 @@ def test_run_directory_is_complete(small_pairs, tmp_path, tiny_model_path):
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
     assert (run / "transforms.json").is_file() and (run / "transforms.safetensors").is_file()
-    record = json.loads((run / rundir.METRICS).read_text().splitlines()[-1])
+    records = [json.loads(line) for line in (run / rundir.METRICS).read_text().splitlines()]
+    record = [r for r in records if "loss" in r][-1]            # the last step's (then the runtime summary)
+    assert "train_runtime" in records[-1] and "train_steps_per_second" in records[-1]
+    assert all(isinstance(r["time"], str) and r["elapsed_s"] >= 0 for r in records)
     for key in ("loss", "loss_output", "loss_hidden", "ptheta", "rewards_margin", "reward_acc", "pref_acc",
                 "align_score", "learning_rate", "grad_norm", "nll_chosen_diff", "cos_pi_ref"):
         assert key in record, key
@@ -89,7 +92,9 @@ def test_alpha_zero_innerdpo_trains_exactly_like_dpo(small_pairs, tmp_path, tiny
     losses = {}
     for method, alpha in (("dpo", 0.25), ("hs-none-InnerDPO", 0.0)):
         run = train(fast_config(method, small_pairs, tmp_path / method, max_steps=5, alpha=alpha), progress=False)
-        losses[method] = [json.loads(line)["loss"] for line in (run / rundir.METRICS).read_text().splitlines()]
+        losses[method] = [record["loss"] for record in map(json.loads, (run / rundir.METRICS).read_text().splitlines())
+                          if "loss" in record]
+    assert len(losses["dpo"]) == 5
     assert losses["dpo"] == losses["hs-none-InnerDPO"]
 
 
@@ -97,7 +102,9 @@ def test_same_seed_same_run(small_pairs, tmp_path, tiny_model_path):
     runs = [train(fast_config("hs-ether-InnerDPO", small_pairs, tmp_path / str(i), max_steps=3), progress=False)
             for i in range(2)]
     a, b = ((r / rundir.METRICS).read_text().splitlines() for r in runs)
-    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if "runtime" not in k and "per_second" not in k} for x in lines]  # noqa: E731
+    clock = ("time", "elapsed_s")   # wall clock: the only fields two runs of one seed may differ in
+    strip = lambda lines: [{k: v for k, v in json.loads(x).items() if "runtime" not in k and "per_second" not in k  # noqa: E731
+                            and k not in clock} for x in lines]
     assert strip(a) == strip(b)
 
 
