@@ -201,8 +201,18 @@ def consistent_pair(eval_path: Path) -> tuple[int, int]:
 def test_sigkill_at_random_moments_leaves_the_old_pair_or_the_new_never_a_mix(tmp_path, tiny_model_path):
     """10 tries: `innerdpo eval` (tiny-random, mini suite) over an existing pair with another --limit, killed
     after a random delay within one eval's duration; the directory then holds the old pair or the new one,
-    readable and matching, and a fresh output holds a whole pair or none."""
+    readable and matching, and a fresh output holds a whole pair or none; `innerdpo doctor` reports every leftover
+    a kill leaves (the directory is a finished eval-only run of a workspace)."""
+    from innerdpo_bench import doctor
+
     out = tmp_path / "out"
+    home = tmp_path / "home"
+    with Store(home) as store:
+        run_id = store.add_run({"name": "none", "eval": {"checkpoint": "tiny-random", "suite": "mini"}}, kind="eval")
+        store.claim_next("test")
+        store.set_run_dir(run_id, out)
+        store.finish(run_id, "test", "done", 0)
+    leftovers_seen = 0
     args = [*CLI, "eval", "tiny-random", "--suite", "mini", "--device", "cpu", "--no-cache"]
     started = time.monotonic()
     subprocess.run([*args, "--limit", "2", "--output", str(out / "eval.json")], check=True, capture_output=True,
@@ -221,6 +231,10 @@ def test_sigkill_at_random_moments_leaves_the_old_pair_or_the_new_never_a_mix(tm
             victim.wait(timeout=30)
         limit, rows = consistent_pair(out / "eval.json")
         assert limit == rows and limit in (2, 3)
+        left = rundir.leftover_files(out)
+        problems = [finding.problem for finding in doctor.diagnose(home, tmp_path / "cache")[0]]
+        assert all(any(str(path) in problem for problem in problems) for path in left), (left, problems)
+        leftovers_seen += len(left)
         seen.add(limit)
         if fresh.exists():
             assert consistent_pair(fresh) == (3, 3)
@@ -234,3 +248,4 @@ def test_sigkill_at_random_moments_leaves_the_old_pair_or_the_new_never_a_mix(tm
     subprocess.run([*args, "--limit", "2", "--output", str(out / "eval.json")], check=True, capture_output=True,
                    timeout=300)
     assert rundir.leftover_files(out) == []
+    print(f"\n10 kills: limits seen {sorted(seen)}, {leftovers_seen} leftovers, each reported by doctor")
