@@ -47,6 +47,13 @@ class Tmux:
         return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True,
                               text=True).stdout
 
+    def start_tui(self, home: Path, width: int, height: int) -> None:
+        """`innerdpo tui --home HOME` in a detached session of that size; it prints EXIT=<code> when it quits."""
+        script = Path(sys.executable).with_name("innerdpo")
+        command = f"{script} tui" if script.exists() else f"{sys.executable} -m innerdpo_bench tui"
+        self("new-session", "-d", "-s", "tui", "-x", str(width), "-y", str(height),
+             f"TERM=xterm-256color {command} --home {home} --poll 0.3; echo EXIT=$?; sleep 60")
+
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", "tui")
 
@@ -80,12 +87,9 @@ def test_tui_shows_rows_as_they_land_sorts_on_a_key_and_quits(tmp_path: Path):
         for method in ("dpo", "ipo", "hs-ether-InnerDPO"):
             store.add_run({"name": method, "train": {"method": method, "seed": 1, "max_steps": 10},
                            "eval": {"suite": "mini", "limit": 10}})
-    script = Path(sys.executable).with_name("innerdpo")
-    command = f"{script} tui" if script.exists() else f"{sys.executable} -m innerdpo_bench tui"
     tmux = Tmux()
     try:
-        tmux("new-session", "-d", "-s", "tui", "-x", "100", "-y", "24",
-             f"TERM=xterm-256color {command} --home {home} --poll 0.3; echo EXIT=$?; sleep 60")
+        tmux.start_tui(home, 100, 24)
         tmux.wait_for(lambda text: "in_dom" in text and row_order(text) == [1, 2, 3], "the three queued runs")
 
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(home)])
@@ -142,12 +146,9 @@ def test_the_detail_screen_follows_a_running_training_log_in_a_real_terminal(tmp
     (checkpoint / "metrics.jsonl").write_text('{"step": 10, "loss": 0.66}\n')
     training_log = checkpoint / "train.log"
     training_log.write_text("step 10 loss=0.660 marker-10\n")
-    script = Path(sys.executable).with_name("innerdpo")
-    command = f"{script} tui" if script.exists() else f"{sys.executable} -m innerdpo_bench tui"
     tmux = Tmux()
     try:
-        tmux("new-session", "-d", "-s", "tui", "-x", "120", "-y", "30",
-             f"TERM=xterm-256color {command} --home {home} --poll 0.3; echo EXIT=$?; sleep 60")
+        tmux.start_tui(home, 120, 30)
         tmux.wait_for(lambda text: row_order(text) == [run_id], "the running run")
         tmux("send-keys", "-t", "tui", "Enter")          # its detail screen
         tmux.wait_for(lambda text: "marker-10" in text, "the training log's first step line")
