@@ -1,7 +1,8 @@
 """Sample generations of a checkpoint and of its base model on fixed prompts of each shift, written as samples.jsonl.
 
-What is generated. For every shift of the suite, the prompts of its first `prompts` rows (the same rows for every
-run of a suite: `suites.load_shift(..., rows=prompts)`), rendered as evaluation renders them: the prompt without
+What is generated. For every shift of the suite, its first `prompts` distinct prompts in dataset order (the same for
+every run of a suite; GENIES splits hold several pairs per prompt, so the first rows alone would repeat one prompt,
+and each prompt's `row_id` is that of its first row), rendered as evaluation renders them: the prompt without
 trailing whitespace (`tasks/utils.py doc_to_text`), as one user turn with the generation prompt when the model's
 chat template is used (auto: when the tokenizer has one, as `innerdpo eval` and training do). One greedy completion
 (`do_sample=False`) of at most `max_new_tokens` tokens, stopped at an end-of-sequence token; with `sampled`, also
@@ -78,7 +79,7 @@ class SamplesResult:
 
 
 def prompts_of(settings: SampleSettings) -> list[dict]:
-    """The prompt records (without completions): the first `prompts` rows of every shift the suite has."""
+    """The prompt records (without completions): the first `prompts` distinct prompts of every shift the suite has."""
     from innerdpo_bench.evaluate import row_id
 
     refs = suites.suite_refs(settings.suite, settings.data_dir)
@@ -86,10 +87,15 @@ def prompts_of(settings: SampleSettings) -> list[dict]:
     for shift in suites.SHIFTS:
         if refs[shift] is None:
             continue
-        rows = suites.load_shift(shift, suite=settings.suite, data_dir=settings.data_dir, rows=settings.prompts)
-        out += [{"shift": shift, "index": i, "row_id": row_id(row), "prompt": row["prompt"]} for i, row in enumerate(rows)]
+        seen: set[str] = set()
+        for row in suites.load_shift(shift, suite=settings.suite, data_dir=settings.data_dir):
+            if row["prompt"] in seen:
+                continue
+            seen.add(row["prompt"])
+            out.append({"shift": shift, "index": len(seen) - 1, "row_id": row_id(row), "prompt": row["prompt"]})
+            if len(seen) == settings.prompts:
+                break
     return out
-
 
 # --------------------------------------------------------------------------- the base cache
 

@@ -17,6 +17,7 @@ from innerdpo_bench.cli.main import app
 from innerdpo_bench.runspec import base_spec
 from innerdpo_bench.samplefile import read_samples, samples_path_for
 from innerdpo_bench.checkpoint import resolve_checkpoint
+from innerdpo_bench.data.mini import write_mini_jsonl
 from innerdpo_bench.samples import SampleSettings, base_cache_key, generate_samples, prompts_of
 from innerdpo_bench.store import Run
 from innerdpo_bench.worker import stage_command
@@ -50,11 +51,24 @@ def test_greedy_generation_is_deterministic_and_the_base_is_generated_once(train
     assert base_cache_key(base_path, prompts, settings)[0] == key
     assert base_cache_key(base_path, prompts, replace(settings, max_new_tokens=10))[0] != key
     assert base_cache_key(base_path, prompts[:1], settings)[0] != key
-    # the same prompts every time: the first rows of each shift, with eval_rows.jsonl's row ids
+    # the same prompts every time: the first distinct prompts of each shift, with eval_rows.jsonl's row ids
     assert [p["row_id"] for p in prompts] == [r["row_id"] for r in first.records]
     header, records = read_samples(tmp_path / "a.jsonl")
     assert header["settings"]["max_new_tokens"] == 9 and header["settings"]["apply_chat_template"] is False
     assert header["kind"] == "run" and records == first.records
+
+
+def test_the_prompts_are_the_first_distinct_ones_of_each_shift(tmp_path):
+    # GENIES splits hold several pairs per prompt: the first rows alone would show one prompt three times
+    write_mini_jsonl(tmp_path)
+    path = tmp_path / "in_domain.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[1]["prompt"] = rows[2]["prompt"] = rows[0]["prompt"]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    prompts = [p for p in prompts_of(SampleSettings(prompts=3, data_dir=str(tmp_path))) if p["shift"] == "in_domain"]
+    assert [p["prompt"] for p in prompts] == [rows[0]["prompt"], rows[3]["prompt"], rows[4]["prompt"]]
+    assert [p["index"] for p in prompts] == [0, 1, 2]
 
 
 def test_sampled_completions_follow_the_seed(tmp_path, tiny_model_path, tiny_tokenizer):

@@ -11,8 +11,8 @@ from innerdpo_bench.samples import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPTS
 
 
 def prompts_option(default: int | None = DEFAULT_PROMPTS, flag: str = "--prompts"):
-    return typer.Option(default, flag, help="Prompts per shift: the first N rows of each shift (the same for every "
-                        "run of a suite).", show_default=default is not None)
+    return typer.Option(default, flag, help="Prompts per shift: the first N distinct prompts of each "
+                        "shift (the same for every run of a suite).", show_default=default is not None)
 
 
 def max_new_tokens_option():
