@@ -70,9 +70,9 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([{"prompt": "p", "chosen": "a"}], "row 0: missing field 'rejected'"),
+    ([{"prompt": "p", "chosen": "a"}], "row 1: missing field 'rejected'"),
     ([{"prompt": "p", "chosen": "a", "rejected": "b"}, {"prompt": "p", "chosen": " ", "rejected": "b"}],
-     "row 1: field 'chosen' is empty"),
+     "row 2: field 'chosen' is empty"),
 ])
 def test_bad_dataset_rows(rows, message, tmp_path, tiny_model_path):
     data = write_jsonl(tmp_path / "bad.jsonl", rows)

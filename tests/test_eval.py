@@ -267,7 +267,7 @@ def _data_dir(tmp_path, drop=None, break_row=None):
 @pytest.mark.parametrize("case, message", [
     ("unknown_suite", "unknown suite 'alpaca_eazy'. Did you mean 'alpaca_easy'?"),
     ("missing_file", "has no difficulty_scaling.jsonl"),
-    ("malformed_row", "orthogonal.jsonl row 1: missing field 'rejected'"),
+    ("malformed_row", "orthogonal.jsonl row 2: missing field 'rejected'"),
     ("missing_checkpoint", "does not exist"),
     ("unfinished_run", "is not complete (status running)"),
     ("hub_offline", "cannot load dataset wassname/genies_preferences:math_easy#test"),

@@ -15,10 +15,10 @@ ROW = {"prompt": "p", "chosen": "a", "rejected": "b"}
      "bad.jsonl:2: not valid UTF-8"),
     (b"[" * 100_000 + b"]" * 100_000 + b"\n", "bad.jsonl:1: JSON nested too deeply"),
     (b'{"prompt": "p", "chosen": "a"\n', "bad.jsonl:1: not valid JSON"),
-    (b'{"prompt": null, "chosen": "a", "rejected": "b"}\n', "row 0: field 'prompt' is null"),
-    (b'{"prompt": "p", "chosen": "a", "rejected": 3}\n', "row 0: field 'rejected' must be a string, got int"),
-    (b'{"prompt": "p", "chosen": "a"}\n', "row 0: missing field 'rejected'"),
-    (b'["not", "a", "row"]\n', "row 0: expected an object"),
+    (b'{"prompt": null, "chosen": "a", "rejected": "b"}\n', "row 1: field 'prompt' is null"),
+    (b'{"prompt": "p", "chosen": "a", "rejected": 3}\n', "row 1: field 'rejected' must be a string, got int"),
+    (b'{"prompt": "p", "chosen": "a"}\n', "row 1: missing field 'rejected'"),
+    (b'["not", "a", "row"]\n', "row 1: expected an object"),
 ])
 def test_a_malformed_file_names_the_file_and_the_row(tmp_path, content, message):
     path = tmp_path / "bad.jsonl"

@@ -124,7 +124,7 @@ def test_data_dir_missing_file_and_malformed_row(tmp_path):
     lines = (tmp_path / "orthogonal.jsonl").read_text().splitlines()
     lines[2] = json.dumps({"prompt": "p", "chosen": "c"})
     (tmp_path / "orthogonal.jsonl").write_text("\n".join(lines) + "\n")
-    with pytest.raises(UserError, match=r"orthogonal.jsonl row 2: missing field 'rejected'"):
+    with pytest.raises(UserError, match=r"orthogonal.jsonl row 3: missing field 'rejected'"):
         suites.load_shift("orthogonal", data_dir=tmp_path)
 
 

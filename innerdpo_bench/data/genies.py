@@ -38,7 +38,7 @@ def genies_pairs(rows: list, where: str) -> tuple[list[dict[str, str]], int]:
     continuation has no tokens to score. A malformed row is a UserError naming `where` and the row.
     """
     pairs, dropped = [], 0
-    for index, row in enumerate(rows):
+    for index, row in enumerate(rows, start=1):  # rows count from 1, as lines do
         at = f"{where} row {index}"
         if not isinstance(row, dict):
             raise UserError(f"{at}: expected an object with prompt and responses, got {type(row).__name__}")

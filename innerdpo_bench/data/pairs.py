@@ -142,7 +142,7 @@ def load_pairs(ref: DatasetRef | str, limit: int | None = None, genies_dir: str 
     if not raw:
         raise UserError(f"dataset {ref.describe()} has no rows")
     return [normalize_row(r, f"{ref.describe()} row {i}") if isinstance(r, dict)
-            else _not_a_row(ref, i) for i, r in enumerate(raw)]
+            else _not_a_row(ref, i) for i, r in enumerate(raw, start=1)]  # rows count from 1, as lines do
 
 
 def duplicate_rows(rows: list[dict[str, str]]) -> int:
