@@ -12,6 +12,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
 
 TINY_RANDOM = "tiny-random"
@@ -122,6 +123,7 @@ def _atomic_dir_build(target: Path, build) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         build(tmp)
+        rundir.share_modes(tmp)
         try:
             os.replace(tmp, target)
         except OSError:

@@ -231,9 +231,9 @@ def write(path: Path, key: str, identity: dict, tensors: dict[str, Tensor]) -> N
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, rundir.FILE_MODE)
         save_file(tensors, tmp, metadata={"key": key, "identity": json.dumps(identity, sort_keys=True),
                                           "sha256": tensors_sha256(tensors), "format": str(FORMAT)})
+        os.chmod(tmp, rundir.FILE_MODE)  # after: save_file writes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

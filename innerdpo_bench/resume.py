@@ -171,7 +171,9 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def mark_complete(folder: Path) -> None:
-    """Write `complete.json` last: the size and sha256 of every file in the folder (recursively)."""
+    """Write `complete.json` last: the size and sha256 of every file in the folder (recursively), whose modes
+    follow the umask (`rundir.share_modes`)."""
+    rundir.share_modes(folder)
     files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": rundir.sha256_file(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
     rundir.write_json(folder / MARKER, {"written": rundir.now_iso(), "files": files})

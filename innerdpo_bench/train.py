@@ -403,6 +403,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
         if trainer.is_world_process_zero():
             adapter_tmp = run_dir / (rundir.ADAPTER + ".tmp")
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(adapter_tmp))
+            rundir.share_modes(adapter_tmp)
             adapter_tmp.rename(run_dir / rundir.ADAPTER)
             if prepared.transform is not None:
                 save_transform(prepared.transform, run_dir)

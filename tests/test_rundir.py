@@ -153,3 +153,18 @@ def test_atomic_writes_keep_the_users_umask_not_mkstemps_0600(tmp_path):
     mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
     assert mode(tmp_path / "atomic.txt") == mode(plain) == rundir.FILE_MODE
     assert rundir.FILE_MODE & 0o044  # group and others can read, as with every other file the user writes
+
+
+def test_a_trained_run_and_a_built_base_follow_the_umask(trained_run, tiny_model_path):
+    """safetensors' save_file writes 0600 and mkdtemp makes 0700; what a run or a model build publishes does not."""
+    import os
+    import stat
+
+    for root in (Path(trained_run), Path(tiny_model_path)):
+        entries = [root, *root.rglob("*")]
+        assert any(p.suffix == ".safetensors" for p in entries)
+        for path in entries:
+            if path.is_symlink():
+                continue
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            assert mode == (rundir.DIR_MODE if path.is_dir() else rundir.FILE_MODE), path
