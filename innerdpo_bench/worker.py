@@ -49,15 +49,6 @@ Say = Callable[[str], None]
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)   # between tries of a store write that ends a run
 
 
-def _alive(pid: int) -> bool:
-    """Whether `pid` is still an innerdpo process (Linux /proc; elsewhere assumed alive, so only staleness
-    requeues). A pid reused by an unrelated program counts as gone."""
-    if not sys.platform.startswith("linux"):
-        return True
-    command = process.cmdline(pid)
-    return command is not None and "innerdpo" in command
-
-
 def stage_command(run: Run, stage: str, run_dir: Path, resume_train: bool = False) -> list[str]:
     """The argv of a run's `train` or `eval` subprocess (`sys.executable -m innerdpo_bench ...`). Training reads
     the stored config from RUN/train_spec.json (`Worker` writes it), so a bad key fails in train."""
@@ -181,20 +172,16 @@ class Worker:
     def _dead_workers(self) -> list[str]:
         """Workers on this host that hold a running run but whose process is gone (killed, or exited after the
         store failed): their runs need not wait `stale_after_s` to go back to the queue."""
-        dead = []
-        for worker in self.store.running_workers():
-            host, _, rest = worker.partition(":")
-            pid = rest.partition(":")[0]
-            if host == self.host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                dead.append(worker)
-        return dead
+        return [worker for worker in self.store.running_workers() if process.worker_gone(worker, self.host)]
 
     def _requeue_stale(self) -> None:
         dead = self._dead_workers()
+        held = {run.id: run.worker for run in self.store.list_runs("running")} if dead else {}
         for run_id in self.store.requeue_stale(self.options.stale_after_s, self.options.max_attempts, dead):
             run = self.store.get_run(run_id)
-            message = (f"run {run_id}: its worker stopped heartbeating for over {self.options.stale_after_s:g}s; "
-                       f"now {run.status}" + (f" ({run.error})" if run.status == "failed" else ""))
+            why = (f"its worker {held[run_id]} is no longer running on this host" if held.get(run_id) in dead
+                   else f"its worker stopped heartbeating for over {self.options.stale_after_s:g}s")
+            message = f"run {run_id}: {why}; now {run.status}" + (f" ({run.error})" if run.status == "failed" else "")
             self.say(message)
             if run.run_dir:
                 self._note(RunPaths.of(run), message, best_effort=True)

@@ -518,7 +518,8 @@ def test_a_killed_worker_takes_its_subprocess_along_and_a_restarted_one_finishes
     run_dir = Path(run.run_dir)
     assert rundir.read_status(run_dir / "checkpoint.attempt-1")["state"] == "interrupted"
     worker_log = (run_dir / "worker.log").read_text()
-    assert "stopped heartbeating" in worker_log and "attempt 2 done" in worker_log
+    # the restarted worker sees the dead pid on its host: no wait for the silence, and it says which it was
+    assert "is no longer running on this host; now queued" in worker_log and "attempt 2 done" in worker_log
 
 
 def test_two_device_loops_each_set_cuda_visible_devices(home, tmp_path, monkeypatch):
@@ -706,13 +707,21 @@ def test_a_run_held_by_a_dead_worker_on_this_host_is_requeued_without_waiting(ho
         with Store(home) as store:
             store.claim_next(f"{socket.gethostname()}:{dead.pid}:any")
             store.claim_next(f"{socket.gethostname()}:{alive.pid}:any")
-        worker = queue_worker.Worker(home, None, options(stale_after_s=3600.0, once=False), threading.Event())
+        # until a worker requeues it, the listing says the run's worker is gone (it cannot say so in the store)
+        shown = invoke("queue", "ls", "--home", home).output
+        rows = [[cell.strip() for cell in line.split("│")[1:3]] for line in shown.splitlines() if line.startswith("│")]
+        assert rows == [[str(dead_id), "worker gone"], [str(alive_id), "running"]], shown
+        said = []
+        worker = queue_worker.Worker(home, None, options(stale_after_s=3600.0, once=False), threading.Event(),
+                                     say=said.append)
         worker.store = Store(home)
         try:
             worker._requeue_stale()
         finally:
             worker.store.close()
         assert (get(home, dead_id).status, get(home, alive_id).status) == ("queued", "running")
+        assert said == [f"run {dead_id}: its worker {socket.gethostname()}:{dead.pid}:any is no longer running on "
+                        f"this host; now queued"]
     finally:
         alive.kill()
         alive.wait()

@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+from innerdpo_bench.process import running_note
 from innerdpo_bench.runspec import queue_order
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui.data import Progress, format_duration
@@ -61,7 +62,8 @@ def queue_rows(runs: list[Run], progress: dict[int, Progress]) -> list[tuple[str
     rows = []
     for run in ordered:
         run_progress = progress.get(run.id)
-        status = run.status + (" (cancelling)" if run.cancel_requested and run.status == "running" else "")
+        note = running_note(run)
+        status = run.status + (f" ({note})" if note else "")
         seed = run.spec.get("train", {}).get("seed")
         running = run.status == "running"
         cells = {

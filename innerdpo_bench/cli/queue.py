@@ -10,6 +10,7 @@ import time
 
 import typer
 
+from innerdpo_bench import process
 from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_option, handle_errors, home_option,
                                     limit_option, open_store, suite_option, use_genies_dir)
 from innerdpo_bench.cli.train import config_parameters
@@ -169,7 +170,7 @@ def ls_command(
         view.add_column(column, justify=justify, overflow="fold")
     styles = {"running": "cyan", "queued": "", "failed": "red", "cancelled": "yellow", "done": "green"}
     for run in shown:
-        status = "cancelling" if run.cancel_requested and run.status == "running" else run.status
+        status = process.running_note(run) or run.status
         seed = run.spec.get("train", {}).get("seed")
         view.add_row(str(run.id), f"[{styles[run.status]}]{status}[/]" if styles[run.status] else status,
                      escape(run.name), "-" if seed is None else str(seed), str(run.attempts), run.worker or "-",
