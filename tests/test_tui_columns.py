@@ -92,11 +92,17 @@ async def test_g_groups_by_any_key_and_a_group_is_the_baseline(tmp_path):
         await pilot.pause()
         assert app.runs_view.view.baseline_ids == (1, 2)
         assert cell(app, 1, "in_domain").plain == "0.806 ± 0.008"  # the baseline row shows its own values
+        assert "align_method" not in app.runs_view.columns          # the align column already shows it
+        await pilot.press("g")
+        await choose(pilot, "alpha")                                # a grouping key is a column
+        await wait_for(pilot, lambda: "alpha" in app.runs_view.columns, what="the alpha column")
         await pilot.press("g")
         await wait_for(pilot, lambda: isinstance(app.screen, ChooseModal), what="the chooser")
         app.screen.query_one(SelectionList).deselect("align_method")
+        app.screen.query_one(SelectionList).deselect("alpha")
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(order(app)) == 7, what="one row per run")
+        assert "alpha" not in app.runs_view.columns
 
 
 def test_eval_progress_reads_the_last_count_line_of_eval_log(tmp_path):

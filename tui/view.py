@@ -100,9 +100,15 @@ def available(names: Iterable[str], runs: Iterable[Run]) -> tuple[str, ...]:
     return tuple(name for name in names if name in known)
 
 
+SHOWN_AS = {"align_method": "align"}  # a group key that a default column already shows
+
+
 def shown_columns(state: ViewState, runs: Iterable[Run]) -> tuple[str, ...]:
-    """The dashboard's columns and then the added ones that these runs have."""
-    return COLUMNS + tuple(name for name in available(state.extra_columns, runs) if name not in COLUMNS)
+    """The dashboard's columns, then the grouping keys (a table grouped by alpha shows alpha, as `runs
+    --group-by` does), then the added ones, each once and only where these runs have it."""
+    keys = [name for name in available(state.group_by, runs) if SHOWN_AS.get(name) not in COLUMNS]
+    added = available(state.extra_columns, runs)
+    return COLUMNS + tuple(dict.fromkeys(name for name in (*keys, *added) if name not in COLUMNS))
 
 
 def descriptive_values(run: Run) -> dict[str, str | None]:
