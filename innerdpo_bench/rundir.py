@@ -218,17 +218,11 @@ DIR_MODE = FILE_MODE | ((FILE_MODE & 0o444) >> 2)  # x wherever r: 0755 under um
 
 
 def share_modes(path: Path) -> None:
-    """Give `path` (a file, or a directory and everything under it) the modes `open()` and `mkdir()` would under
-    the umask: safetensors' `save_file` (and so PEFT's and transformers' `save_pretrained`) writes 0600 and
-    `mkdtemp` makes 0700, which a rename would keep, so a colleague in the same group could not read them."""
-    path = Path(path)
-    if path.is_dir():
-        os.chmod(path, DIR_MODE)
-        for entry in path.rglob("*"):
-            if not entry.is_symlink():
-                os.chmod(entry, DIR_MODE if entry.is_dir() else FILE_MODE)
-    elif path.is_file():
-        os.chmod(path, FILE_MODE)
+    """Give `path` and everything under it the modes `open()` and `mkdir()` would under the umask: safetensors'
+    `save_file` (so `save_pretrained`) writes 0600 and `mkdtemp` 0700, which a rename would keep."""
+    for entry in [Path(path), *(Path(path).rglob("*") if Path(path).is_dir() else ())]:
+        if not entry.is_symlink():
+            os.chmod(entry, DIR_MODE if entry.is_dir() else FILE_MODE)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -410,6 +410,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
             if prepared.learned_sign is not None:
                 save_learned_sign(prepared.learned_sign, run_dir)
             shutil.rmtree(resume.checkpoints_dir(run_dir), ignore_errors=True)  # the adapter is the result now
+            rundir.share_modes(run_dir)  # safetensors' save_file writes 0600 (transform, learned sign)
             seconds = time.time() - started
             runtime = prepared.files.summary.get("train_runtime", seconds)
             early = prepared.early_stopping.summary() if prepared.early_stopping is not None else {}

@@ -29,8 +29,6 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from innerdpo_bench import rundir
-
 STATE_FILE = "learned_sign.safetensors"
 INIT_LOGIT = 1.0
 
@@ -50,7 +48,6 @@ class LearnedSign(nn.Module):
 def save_learned_sign(module: LearnedSign, run_dir: Path) -> None:
     save_file({"logits": module.logits.detach().cpu().contiguous()}, str(Path(run_dir) / STATE_FILE),
               metadata={"layers": json.dumps(module.layers)})
-    rundir.share_modes(Path(run_dir) / STATE_FILE)
 
 
 def load_learned_sign(run_dir: Path) -> LearnedSign:

@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.methods.catalog import ETHER_TYPES, TRANSFORMS
 from innerdpo_bench.methods.pooling import completion_pool, pool_weights
@@ -282,7 +281,6 @@ def save_transform(transform: nn.Module, run_dir: Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in transform.state_dict().items()}
     if state:
         save_file(state, str(run_dir / STATE_FILE))
-        rundir.share_modes(run_dir / STATE_FILE)
 
 
 def load_transform(run_dir: Path, output_embedding: Tensor | None = None) -> nn.Module:
