@@ -169,14 +169,11 @@ class Worker:
         counts = self.store.counts()
         return counts["queued"] == 0 and counts["running"] == 0
 
-    def _dead_workers(self) -> list[str]:
-        """Workers on this host that hold a running run but whose process is gone (killed, or exited after the
-        store failed): their runs need not wait `stale_after_s` to go back to the queue."""
-        return [worker for worker in self.store.running_workers() if process.worker_gone(worker, self.host)]
-
     def _requeue_stale(self) -> None:
-        dead = self._dead_workers()
-        held = {run.id: run.worker for run in self.store.list_runs("running")} if dead else {}
+        """Requeue (or fail) runs whose worker went silent for `stale_after_s`, or at once those held by a worker on
+        this host whose process is gone (killed, or exited after the store failed: `process.worker_gone`)."""
+        held = {run.id: run.worker for run in self.store.list_runs("running")}
+        dead = sorted({worker for worker in held.values() if process.worker_gone(worker, self.host)})
         for run_id in self.store.requeue_stale(self.options.stale_after_s, self.options.max_attempts, dead):
             run = self.store.get_run(run_id)
             why = (f"its worker {held[run_id]} is no longer running on this host" if held.get(run_id) in dead
@@ -389,7 +386,7 @@ class Worker:
     def _retry(self, write: Callable[[], object], run: Run, what: str) -> object:
         """A store write that ends a run, tried again after 1, 2 and 4 s when the store refuses it (a full disk, a
         lock held too long); its last UserError stops the worker with that line, and the run goes back to the
-        queue as soon as another worker on this host starts (`_dead_workers`), or after `stale_after_s`."""
+        queue as soon as another worker on this host starts (`_requeue_stale`), or after `stale_after_s`."""
         for delay in RETRY_DELAYS_S:
             try:
                 return write()

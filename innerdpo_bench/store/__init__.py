@@ -343,11 +343,6 @@ class Store:
             ).fetchall()
         return sorted(run_id for (run_id,) in cancelled + requeued + failed)
 
-    def running_workers(self) -> set[str]:
-        """The workers that hold a running run."""
-        with self._errors():
-            return {worker for (worker,) in self._con.execute("SELECT DISTINCT worker FROM runs WHERE status = 'running'")}
-
     # --- results ----------------------------------------------------------------------------------
 
     def record_results(
