@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 from lm_eval.models.huggingface import HFLM
 
-from innerdpo_bench.forward import model_parts, packed_attention_mask, unwrap_causal_lm
+from innerdpo_bench.forward import model_parts, no_head_positions, packed_attention_mask, unwrap_causal_lm
 from innerdpo_bench.models import cache_dir
 from innerdpo_bench.rundir import adapter_sha256
 
@@ -172,7 +172,7 @@ class FastHFLM(HFLM):
         causal_lm = unwrap_causal_lm(self.model)
         cache = DynamicCache(config=causal_lm.config)
         self.model(input_ids=torch.tensor([prefix], device=self.device), past_key_values=cache, use_cache=True,
-                   logits_to_keep=1)
+                   logits_to_keep=no_head_positions(self.device))
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _packed_length(self, group) -> int:
@@ -232,7 +232,8 @@ class FastHFLM(HFLM):
             lambda _m, _i, out: final.append(out[0] if isinstance(out, tuple) else out.last_hidden_state))
         try:
             self.model(input_ids=input_ids, position_ids=position_ids, attention_mask=mask,
-                       use_cache=prefix_cache is not None, logits_to_keep=1, **extra)
+                       use_cache=prefix_cache is not None, logits_to_keep=no_head_positions(self.device),
+                       **extra)
         finally:
             handle.remove()
         hidden_rows, targets = [], []

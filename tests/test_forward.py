@@ -86,6 +86,23 @@ def test_wpo_sum_matches_the_naive_per_token_adjustment(lora_model, layout, requ
     assert forward_pass(lora_model, rows, layers=[]).wpo_sum is None
 
 
+@pytest.mark.parametrize("layout", ["batch", "packed"])
+def test_the_head_runs_only_at_completion_tokens(lora_model, layout, request):
+    """The model's own LM head gets no position (we apply the head ourselves, at the scored tokens only)."""
+    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
+
+    rows = request.getfixturevalue(layout)
+    head = model_parts(unwrap_causal_lm(lora_model))[3]
+    seen = []
+    handle = head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].reshape(-1, inputs[0].shape[-1]).shape[0]))
+    try:
+        with torch.no_grad():
+            result = forward_pass(lora_model, rows, layers=[], chunk_size=10_000)
+    finally:
+        handle.remove()
+    assert seen == [0, int(result.n_tokens.sum())]
+
+
 def test_completion_logprobs_equals_log_softmax_gather():
     torch.manual_seed(0)
     head = torch.nn.Linear(8, 50, bias=False)
