@@ -6,7 +6,8 @@ that restart after the prompt, so every completion token is computed exactly as 
 
 Designed for cost (spec §13):
   * the output head runs only at completion positions, in chunks, and under activation checkpointing
-    when gradients are on, so no `[rows, tokens, vocab]` logits are ever built (the model itself is
+    when gradients are on and the step's completion logits would be large, so no `[rows, tokens, vocab]`
+    logits are ever built (the model itself is
     asked for no position at all, `logits_to_keep=no_head_positions(...)`);
   * hidden states are captured by forward hooks on the collected blocks; the reference pass pools
     them inside the hook when the transform allows it, keeping `[rows, hidden]` per layer instead of
@@ -27,6 +28,11 @@ from torch.utils.checkpoint import checkpoint
 from innerdpo_bench.errors import UserError
 
 DEFAULT_HEAD_CHUNK = 1024
+# With gradients on, a step whose completion logits have at most this many elements keeps them for backward
+# (128 MB in fp32; for SmolLM2's 49k vocabulary, 680 completion tokens a step); above it every chunk is
+# checkpointed, and backward recomputes its logits. Recomputing costs a second head product and log-softmax
+# per chunk: 5% of a SmolLM2 step at the bench's 4 pairs (77 completion tokens, 15 MB of logits).
+KEEP_LOGITS_UP_TO = 2**25
 
 
 @dataclass
@@ -85,13 +91,14 @@ def completion_logprobs(head: nn.Module, hidden: Tensor, targets: Tensor, chunk_
     """log π(target) for `hidden [N, d]` → `[N]`, the head applied `chunk_size` rows at a time; with
     `with_square_mass`, also `log Σ_v π(v)²` per token `[N]` (detached), from the same logits.
 
-    With gradients on, each chunk is checkpointed: backward recomputes its logits instead of keeping
-    `N × vocab` floats alive.
+    With gradients on and more than `KEEP_LOGITS_UP_TO` logits in all (`N × vocab`), each chunk is
+    checkpointed: backward recomputes its logits instead of keeping them alive.
     """
     pieces = []
+    recompute = hidden.shape[0] * head.weight.shape[0] > KEEP_LOGITS_UP_TO
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
-        if torch.is_grad_enabled() and h.requires_grad:
+        if recompute and torch.is_grad_enabled() and h.requires_grad:
             pieces.append(checkpoint(_chunk_logprobs, head, h, t, softcap, with_square_mass, use_reentrant=False))
         else:
             pieces.append(_chunk_logprobs(head, h, t, softcap, with_square_mass))

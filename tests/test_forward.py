@@ -58,8 +58,28 @@ def test_completion_only_head_matches_naive(lora_model, batch):
     assert fast.n_tokens.tolist() == batch["completion_mask"][:, 1:].sum(1).tolist()
 
 
+@pytest.mark.parametrize("keep", ["kept", "checkpointed"])
 @pytest.mark.parametrize("chunk", [1, 3, 1024])
-def test_chunked_head_with_grad_matches_naive(lora_model, batch, chunk):
+def test_chunked_head_with_grad_matches_naive(lora_model, batch, chunk, keep, monkeypatch):
+    """Both ways of running the head under gradients (logits kept for backward, or each chunk checkpointed and
+    recomputed: the head then runs twice per chunk) give the naive log-probs and gradients."""
+    import innerdpo_bench.forward as forward
+    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
+
+    if keep == "checkpointed":
+        monkeypatch.setattr(forward, "KEEP_LOGITS_UP_TO", 0)
+    head = model_parts(unwrap_causal_lm(lora_model))[3]
+    calls = []
+    handle = head.register_forward_hook(lambda _m, inputs, _out: calls.append(inputs[0].shape[0]))
+    try:
+        fast = forward_pass(lora_model, batch, layers=[], chunk_size=chunk)
+        fast.logp_sum.sum().backward()
+    finally:
+        handle.remove()
+    scored = int(fast.n_tokens.sum())
+    chunks = -(-scored // chunk)
+    assert len(calls) == 1 + chunks * (2 if keep == "checkpointed" else 1)  # 1: the model's own call, no position
+    lora_model.zero_grad()
     fast = forward_pass(lora_model, batch, layers=[], chunk_size=chunk)
     slow = naive_logprobs(lora_model, batch)
     assert torch.allclose(fast.logp_sum, slow, atol=1e-3)
