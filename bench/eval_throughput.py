@@ -5,8 +5,8 @@
 
 Both sides run the same `innerdpo_*` tasks of the mini suite (first `--rows` rows of each shift) on LoRA
 adapters of one base model, in this process, one after the other, model loading included:
-  * plain: `lm_eval.simple_evaluate(model="hf", ...)`, stock HFLM at the best of several batch sizes
-    (picked on the first adapter, whose run at that size counts);
+  * plain: `lm_eval.simple_evaluate(model="hf", ...)`, stock HFLM at batch size 16 (the faster of 16 and 32 on
+    the CPU machine; `--batch-sizes 16,32` tries several on the first adapter and keeps the best, whose run counts);
   * ours: `innerdpo eval ADAPTER`, with the score cache starting empty.
 Both render the rows the same way: through the model's chat template when it has one (`auto`, what
 `innerdpo eval` does by default and how training renders; plain lm-eval gets `apply_chat_template=True`), or
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--rows", type=int, default=24, help="rows per shift")
     parser.add_argument("--adapters", type=int, default=3)
-    parser.add_argument("--batch-sizes", default="16,32", help="plain lm-eval batch sizes to try")
+    parser.add_argument("--batch-sizes", default="16",
+                        help="plain lm-eval batch sizes to try on the first adapter; the fastest is used for the rest")
     parser.add_argument("--chat-template", default="auto", choices=["auto", "on", "off"],
                         help="render rows through the chat template (auto: when the model has one)")
     parser.add_argument("--out", default="bench/results/eval_throughput.json")

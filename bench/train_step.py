@@ -1,7 +1,7 @@
 """Training step time and peak memory: TRL's DPOTrainer vs our dpo, ipo and each InnerDPO transform.
 
-    python -m bench.train_step [--model smollm2-135m|tiny-random] [--steps 23] [--memory-steps 8]
-                               [--paired-steps 12] [--batch-size 4] [--variants LIST] [--out FILE]
+    python -m bench.train_step [--model smollm2-135m|tiny-random] [--steps 9] [--memory-steps 4]
+                               [--paired-steps 7] [--batch-size 4] [--variants LIST] [--out FILE]
 
 Every variant trains the same base model, LoRA config (r 64, alpha 16, rsLoRA, all linear layers), data
 (the mini suite's train split: preference rows of varied lengths, given to TRL as conversations when the
@@ -14,11 +14,13 @@ Three measurements, each where it is exact:
     `torch.cuda.max_memory_allocated`. Every variant reports its peak over the first `--memory-steps`
     steps (the same batches for all of ours; the length-grouped sampler puts the longest batch first);
     TRL and our dpo run `--steps` steps and also report their step time, the median after 3 warm-up steps.
+    ipo and dpo-cached have no standalone run (`bench/variants.py` PAIRED_ONLY): ipo's step is dpo's, and
+    dpo-cached's time against TRL is dpo's standalone step × its paired ratio.
   * A paired run, one child process holding all of our variants: for each of `--paired-steps` batches,
     every variant does one full step (forward, backward, optimiser) on that same batch, in rotating order.
     Separate processes minutes apart drift by ±10% on a shared machine (ipo, whose step is dpo's, measured
     1.11x dpo that way); pairing cancels the drift, so the InnerDPO/dpo time ratios are the medians of the
-    per-batch ratios, after 2 warm-up batches.
+    per-batch ratios, after one warm-up batch (every variant's first call).
 The `-cached` variants (`bench/variants.py`) read the reference from the reference-pass cache, built in each child
 before training (in a workspace of this invocation's own, so the build is measured); the others run it live.
 Issue 20's cache targets, including sweep times derived from these measurements, are in `bench/cache_targets.py`.
@@ -46,10 +48,10 @@ from pathlib import Path
 
 from bench.cache_targets import cache_ratios
 from bench.common import write_record
-from bench.variants import BESIDE_DPO, EXTRA_VARIANTS, OURS, TIMED, VARIANTS, variant_config
+from bench.variants import BESIDE_DPO, EXTRA_VARIANTS, OURS, PAIRED_ONLY, TIMED, VARIANTS, variant_config
 
 WARMUP = 3
-PAIRED_WARMUP = 2
+PAIRED_WARMUP = 1
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense, SXM parts (H100 PCIe: 756)
 
 
@@ -315,9 +317,9 @@ def _child(args: list[str]) -> dict | None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--steps", type=int, default=23, help=f"steps of the timed standalone runs; the first {WARMUP} are warm-up")
-    parser.add_argument("--memory-steps", type=int, default=8, help="steps over which every variant's peak memory is taken")
-    parser.add_argument("--paired-steps", type=int, default=12,
+    parser.add_argument("--steps", type=int, default=9, help=f"steps of the timed standalone runs; the first {WARMUP} are warm-up")
+    parser.add_argument("--memory-steps", type=int, default=4, help="steps over which every variant's peak memory is taken")
+    parser.add_argument("--paired-steps", type=int, default=7,
                         help=f"batches of the paired run; the first {PAIRED_WARMUP} are warm-up (0: skip it)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--peak-tflops", type=float, default=None,
@@ -353,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     cache_home = tempfile.TemporaryDirectory(prefix="bench-refcache-")
     os.environ["INNERDPO_HOME"] = cache_home.name
     results = {}
-    for variant in [] if args.paired_only else variants:
+    for variant in [] if args.paired_only else [v for v in variants if v not in PAIRED_ONLY]:
         result = _child(["--worker", variant, "--steps", str(args.steps), "--memory-steps", str(args.memory_steps)] + shared)
         if result is None:
             continue

@@ -24,7 +24,11 @@ VARIANTS = ["trl-dpo"] + DEFAULT_OURS
 # simper and the methods with options; TRL's own defaults, which turn gradient checkpointing on (less memory,
 # more time), and our dpo with --gradient-checkpointing.
 EXTRA_VARIANTS = ["simper", *VARIANT_OPTIONS, "trl-dpo-default", "dpo-gc"]
-TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc", "dpo-cached")  # standalone runs that also measure step time
+TIMED = ("trl-dpo", "trl-dpo-default", "dpo", "dpo-gc")  # standalone runs that also measure step time
+# In the paired run only, no standalone child (which would cost a minute each of the 10): ipo's step is dpo's (they
+# differ in one scalar of the loss), and dpo-cached's memory has no target; its time against TRL is derived as dpo's
+# standalone step × the paired dpo-cached/dpo ratio (`bench/cache_targets.py`).
+PAIRED_ONLY = ("ipo", "dpo-cached")
 # Each gets a time (paired) and a memory ratio to dpo, with the InnerDPO target 1.10.
 BESIDE_DPO = ("hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO", "simper", *VARIANT_OPTIONS)
 

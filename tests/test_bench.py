@@ -74,3 +74,23 @@ def test_eval_throughput_bench_runs(tmp_path, tiny_model_path):
     assert record["identical_decisions"] is True
     assert len(record["ours_s"]) == len(record["plain_adapter_s"]) == 2 and record["plain_base_s"] > 0
     assert {r["target"] for r in record["ratios"].values()} == {1.3, 2.0, None}
+
+
+def test_cache_targets_are_derived_as_their_docstring_says():
+    """dpo-cached/TRL = dpo standalone × paired ratio / TRL; build / (per-batch saving × batches); sweeps by formula."""
+    from bench.cache_targets import cache_ratios
+
+    results = {"trl-dpo": {"step_s": 4.0}, "dpo": {"step_s": 2.0},
+               "hs-none-InnerDPO": {"peak_mb_memory_steps": 100.0}, "hs-none-InnerDPO-cached": {"peak_mb_memory_steps": 90.0}}
+    medians = {"dpo": 2.0, "ipo": 2.0, "hs-none-InnerDPO": 2.2, "hs-supr-InnerDPO": 2.2,
+               "dpo-cached": 1.5, "hs-none-InnerDPO-cached": 1.6, "hs-supr-InnerDPO-cached": 1.6}
+    paired = {"warmup": 1, "batches": 4, "times_s": {v: [9.0] + [t] * 3 for v, t in medians.items()},
+              "ref_cache_build_s": {"dpo-cached": 1.0, "hs-none-InnerDPO-cached": 1.0, "hs-supr-InnerDPO-cached": 1.0}}
+    summary = {v: {"per_batch_ratio_to_dpo": t / 2.0} for v, t in medians.items()}
+    ratios = {name: r["value"] for name, r in cache_ratios(results, summary, paired).items()}
+    assert ratios["dpo-cached/trl time (dpo standalone x paired ratio)"] == 0.375
+    assert ratios["dpo-cached/dpo time"] == 0.75 and ratios["hs-none-InnerDPO-cached/dpo time"] == 0.8
+    assert ratios["hs-none-InnerDPO-cached/hs-none-InnerDPO memory"] == 0.9
+    assert ratios["dpo-cached build/one epoch of reference passes"] == 0.5          # 1 s / (0.5 s × 4 batches)
+    assert ratios["sweep dpo,ipo,hs-none,hs-supr x1 ep (derived)"] == round((4 * 6.2 + 3) / (4 * 8.4), 3)
+    assert ratios["sweep 4 hs-none runs x1 ep (derived)"] == round((16 * 1.6 + 1) / (16 * 2.2), 3)
