@@ -5,9 +5,11 @@ peak memory of hs-none and hs-supr cached and live, and each cache's one-off bui
 the paired run's pairs, which are exactly one epoch of its batches). dpo-cached against TRL is derived: dpo's
 standalone step (the one TRL's is compared with) × the paired dpo-cached/dpo ratio, so it costs no child process of
 its own. Derived too (not a timed sweep, which would not fit the 10-minute bench): the wall time of 4-run sweeps
-from those medians, `E` epochs of `n` batches per run:
+from those measurements, `E` epochs of `n` batches per run:
     uncached = E·n·Σ_runs t_run,   cached = E·n·Σ_runs t_run,cached + Σ_caches build
-(dpo and ipo share one cache; ipo's cached step is taken as dpo's cached step × ipo/dpo).
+with t_run = the run's median per-batch ratio to dpo × dpo's median step, the same paired ratios as the targets
+above (the ratio of two variants' raw medians is noisier: each median falls on another batch, and the batches
+differ in length); dpo and ipo share one cache, and ipo's cached step is taken as dpo-cached's × ipo/dpo.
 """
 
 from __future__ import annotations
@@ -41,7 +43,10 @@ def cache_ratios(results: dict, paired_summary: dict, paired: dict | None) -> di
         return out
     warm = paired["warmup"]
     times = {v: t[warm:] for v, t in paired["times_s"].items()}
-    median = {v: statistics.median(t) for v, t in times.items()}
+    if "dpo" not in times:
+        return out
+    dpo_step = statistics.median(times["dpo"])
+    step = {v: dpo_step * statistics.median(a / b for a, b in zip(t, times["dpo"])) for v, t in times.items()}
     builds, batches = paired.get("ref_cache_build_s", {}), paired.get("batches", 0)
     for name, build in builds.items():
         live = name.removesuffix("-cached")
@@ -52,15 +57,15 @@ def cache_ratios(results: dict, paired_summary: dict, paired: dict | None) -> di
                                   TARGETS["build/epoch"]))
     methods = ("dpo", "ipo", "hs-none-InnerDPO", "hs-supr-InnerDPO")
     cached = ("dpo-cached", "hs-none-InnerDPO-cached", "hs-supr-InnerDPO-cached")
-    if all(v in median for v in methods + cached) and all(builds.get(v) for v in cached):
-        ipo_cached = median["dpo-cached"] * median["ipo"] / median["dpo"]
+    if all(v in step for v in methods + cached) and all(builds.get(v) for v in cached):
+        ipo_cached = step["dpo-cached"] * step["ipo"] / step["dpo"]  # step["dpo"] is dpo_step
         for epochs in SWEEP_EPOCHS:
             steps = epochs * batches
-            live = steps * sum(median[v] for v in methods)
-            fast = steps * (median["dpo-cached"] + ipo_cached + median["hs-none-InnerDPO-cached"]
-                            + median["hs-supr-InnerDPO-cached"]) + sum(builds[v] for v in cached)
+            live = steps * sum(step[v] for v in methods)
+            fast = steps * (step["dpo-cached"] + ipo_cached + step["hs-none-InnerDPO-cached"]
+                            + step["hs-supr-InnerDPO-cached"]) + sum(builds[v] for v in cached)
             out.update(_ratio(f"sweep dpo,ipo,hs-none,hs-supr x{epochs:g} ep (derived)", fast / live, TARGETS["sweep"]))
-            align = 4 * steps * median["hs-none-InnerDPO"]
-            align_fast = 4 * steps * median["hs-none-InnerDPO-cached"] + builds["hs-none-InnerDPO-cached"]
+            align = 4 * steps * step["hs-none-InnerDPO"]
+            align_fast = 4 * steps * step["hs-none-InnerDPO-cached"] + builds["hs-none-InnerDPO-cached"]
             out.update(_ratio(f"sweep 4 hs-none runs x{epochs:g} ep (derived)", align_fast / align, TARGETS["sweep"]))
     return out

@@ -1,7 +1,7 @@
 """Training step time and peak memory: TRL's DPOTrainer vs our dpo, ipo and each InnerDPO transform.
 
     python -m bench.train_step [--model smollm2-135m|tiny-random] [--steps 9] [--memory-steps 4]
-                               [--paired-steps 7] [--batch-size 4] [--variants LIST] [--out FILE]
+                               [--paired-steps 11] [--batch-size 4] [--variants LIST] [--out FILE]
 
 Every variant trains the same base model, LoRA config (r 64, alpha 16, rsLoRA, all linear layers), data
 (the mini suite's train split: preference rows of varied lengths, given to TRL as conversations when the
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--steps", type=int, default=9, help=f"steps of the timed standalone runs; the first {WARMUP} are warm-up")
     parser.add_argument("--memory-steps", type=int, default=4, help="steps over which every variant's peak memory is taken")
-    parser.add_argument("--paired-steps", type=int, default=7,
+    parser.add_argument("--paired-steps", type=int, default=11,
                         help=f"batches of the paired run; the first {PAIRED_WARMUP} are warm-up (0: skip it)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--peak-tflops", type=float, default=None,
