@@ -348,6 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(variants) - set(VARIANTS + EXTRA_VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}")
+    paired_only = [v for v in variants if v in PAIRED_ONLY]
+    if paired_only and ("dpo" not in variants or args.paired_steps <= PAIRED_WARMUP):
+        parser.error(f"{', '.join(paired_only)} run only in the paired run, which needs dpo among --variants and "
+                     f"--paired-steps above {PAIRED_WARMUP}")
     shared = ["--model", args.model, "--batch-size", str(args.batch_size)]
     peak = peak_tflops(args.peak_tflops)
     # The children keep their reference caches in a workspace of this invocation's own, so every cached variant

@@ -94,3 +94,14 @@ def test_cache_targets_are_derived_as_their_docstring_says():
     assert ratios["dpo-cached build/one epoch of reference passes"] == 0.5          # 1 s / (0.5 s × 4 batches)
     assert ratios["sweep dpo,ipo,hs-none,hs-supr x1 ep (derived)"] == round((4 * 6.2 + 3) / (4 * 8.4), 3)
     assert ratios["sweep 4 hs-none runs x1 ep (derived)"] == round((16 * 1.6 + 1) / (16 * 2.2), 3)
+
+
+def test_a_paired_only_variant_without_the_paired_run_is_refused(capsys):
+    """ipo and dpo-cached are measured only against dpo in the paired run; asking for them without it says so."""
+    from bench.train_step import main
+
+    for argv in (["--variants", "dpo-cached"], ["--variants", "dpo,ipo", "--paired-steps", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert "run only in the paired run" in capsys.readouterr().err
