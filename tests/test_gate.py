@@ -277,7 +277,9 @@ def test_example_workflow_is_valid_yaml_and_its_commands_exist():
 # --------------------------------------------------------------------------- the evaluation cache
 
 
-def test_a_second_identical_gate_hits_the_cache_and_is_5x_faster(trained_run, tmp_path, fresh_cache):
+def test_a_second_identical_gate_hits_the_cache_without_loading_a_model(trained_run, tmp_path, fresh_cache):
+    """The second gate answers from the cache and loads no model. Its times are printed, not asserted (a timed
+    assertion fails on a busy machine; the speed-up is what the states below guarantee)."""
     args = [trained_run, "--suite", "mini", "--limit", 16, "--device", "cpu", "--min", "all=0.01"]
     started = time.perf_counter()
     first = invoke("gate", *args, "--output", tmp_path / "first.json")
@@ -291,7 +293,6 @@ def test_a_second_identical_gate_hits_the_cache_and_is_5x_faster(trained_run, tm
     assert "using cached evaluation" not in first.output and "scoring" in first.output
     assert b["cache"]["hit"] is True and b["cache"]["key"] == a["cache"]["key"]
     assert f"using cached evaluation {a['cache']['key']}" in second.output and "loading" not in second.output
-    assert cold >= 5 * warm, f"cold {cold:.2f}s, cached {warm:.2f}s"
     print(f"\ngate on tiny-random, mini, 16 rows: first {cold:.2f}s, cached {warm:.3f}s ({cold / warm:.0f}x)")
 
 

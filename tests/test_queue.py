@@ -300,10 +300,9 @@ def test_worker_stop_hands_the_run_back_and_the_next_attempt_keeps_the_old_check
     (run_id,) = add(home, fake_spec(train={"sleep": 60, "once": True}))
     worker, thread, stop = start_worker(home)
     pid = pid_of(home, run_id)
-    started = time.monotonic()
     stop.set()
-    thread.join(15)
-    assert time.monotonic() - started < 5  # a shutdown does not wait for training
+    thread.join(30)
+    assert not thread.is_alive()  # the fake training sleeps 60 s: a shutdown does not wait for it
     assert not alive(pid)
     run = get(home, run_id)
     assert (run.status, run.attempts, run.claims, run.worker) == ("queued", 0, 1, None)  # a stop is no attempt
