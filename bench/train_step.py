@@ -348,8 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(variants) - set(VARIANTS + EXTRA_VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}")
+    paired_variants = [v for v in OURS if v in variants]
+    runs_paired = args.paired_steps > PAIRED_WARMUP and "dpo" in paired_variants and len(paired_variants) > 1
     paired_only = [v for v in variants if v in PAIRED_ONLY]
-    if paired_only and ("dpo" not in variants or args.paired_steps <= PAIRED_WARMUP):
+    if paired_only and not runs_paired:
         parser.error(f"{', '.join(paired_only)} run only in the paired run, which needs dpo among --variants and "
                      f"--paired-steps above {PAIRED_WARMUP}")
     shared = ["--model", args.model, "--batch-size", str(args.batch_size)]
@@ -375,9 +377,8 @@ def main(argv: list[str] | None = None) -> None:
               + (f"; cache built in {result['ref_cache_build_s']:.2f}s" if result.get("ref_cache_build_s") else ""),
               flush=True)
 
-    paired_variants = [v for v in OURS if v in variants]
     paired = None
-    if args.paired_steps > PAIRED_WARMUP and "dpo" in paired_variants and len(paired_variants) > 1:
+    if runs_paired:
         paired = _child(["--paired-worker", ",".join(paired_variants), "--paired-steps", str(args.paired_steps)] + shared)
     paired_summary = {}
     if paired is not None:
