@@ -7,8 +7,7 @@ that restart after the prompt, so every completion token is computed exactly as 
 Designed for cost (spec §13):
   * the output head runs only at completion positions, in chunks, and under activation checkpointing
     when gradients are on and the step's completion logits would be large, so no `[rows, tokens, vocab]`
-    logits are ever built (the model itself is
-    asked for no position at all, `logits_to_keep=no_head_positions(...)`);
+    logits are ever built (the model itself is asked for no position at all, `no_head_positions`);
   * hidden states are captured by forward hooks on the collected blocks; the reference pass pools
     them inside the hook when the transform allows it, keeping `[rows, hidden]` per layer instead of
     token-level states.

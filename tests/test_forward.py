@@ -2,6 +2,8 @@
 (padded rows and packed pairs); the reference pass is exactly the base model; gradients reach only adapter
 (and transform) parameters."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -51,6 +53,20 @@ def lora_model(tiny_model_path):
     return model
 
 
+@contextlib.contextmanager
+def head_positions(model):
+    """Records, per call of `model`'s LM head, how many positions it ran at."""
+    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
+
+    seen: list[int] = []
+    head = model_parts(unwrap_causal_lm(model))[3]
+    handle = head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].reshape(-1, inputs[0].shape[-1]).shape[0]))
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
 def test_completion_only_head_matches_naive(lora_model, batch):
     fast = forward_pass(lora_model, batch, layers=[])
     slow = naive_logprobs(lora_model, batch)
@@ -64,18 +80,12 @@ def test_chunked_head_with_grad_matches_naive(lora_model, batch, chunk, keep, mo
     """Both ways of running the head under gradients (logits kept for backward, or each chunk checkpointed and
     recomputed: the head then runs twice per chunk) give the naive log-probs and gradients."""
     import innerdpo_bench.forward as forward
-    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
 
     if keep == "checkpointed":
         monkeypatch.setattr(forward, "KEEP_LOGITS_UP_TO", 0)
-    head = model_parts(unwrap_causal_lm(lora_model))[3]
-    calls = []
-    handle = head.register_forward_hook(lambda _m, inputs, _out: calls.append(inputs[0].shape[0]))
-    try:
+    with head_positions(lora_model) as calls:
         fast = forward_pass(lora_model, batch, layers=[], chunk_size=chunk)
         fast.logp_sum.sum().backward()
-    finally:
-        handle.remove()
     scored = int(fast.n_tokens.sum())
     chunks = -(-scored // chunk)
     assert len(calls) == 1 + chunks * (2 if keep == "checkpointed" else 1)  # 1: the model's own call, no position
@@ -109,17 +119,9 @@ def test_wpo_sum_matches_the_naive_per_token_adjustment(lora_model, layout, requ
 @pytest.mark.parametrize("layout", ["batch", "packed"])
 def test_the_head_runs_only_at_completion_tokens(lora_model, layout, request):
     """The model's own LM head gets no position (we apply the head ourselves, at the scored tokens only)."""
-    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
-
     rows = request.getfixturevalue(layout)
-    head = model_parts(unwrap_causal_lm(lora_model))[3]
-    seen = []
-    handle = head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0].reshape(-1, inputs[0].shape[-1]).shape[0]))
-    try:
-        with torch.no_grad():
-            result = forward_pass(lora_model, rows, layers=[], chunk_size=10_000)
-    finally:
-        handle.remove()
+    with head_positions(lora_model) as seen, torch.no_grad():
+        result = forward_pass(lora_model, rows, layers=[], chunk_size=10_000)
     assert seen == [0, int(result.n_tokens.sum())]
 
 
