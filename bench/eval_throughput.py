@@ -66,7 +66,7 @@ def plain_eval(base: str, adapter: Path | None, rows: int, batch_size: int, chat
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    from innerdpo_bench import suites
+    from innerdpo_bench.evaluation import suites
 
     manager = TaskManager(include_path=str(suites.tasks_dir()), include_defaults=False,
                           metadata={"suite": "mini", "rows": rows, "pretrained": base})
@@ -82,7 +82,7 @@ def plain_eval(base: str, adapter: Path | None, rows: int, batch_size: int, chat
 
 def our_eval(adapter: Path, rows: int, out: Path, chat: bool) -> tuple[float, dict, dict]:
     """`innerdpo eval` on one adapter: (seconds, adapter decisions, base decisions)."""
-    from innerdpo_bench.evaluate import evaluate
+    from innerdpo_bench.evaluation.evaluate import evaluate
 
     start = time.perf_counter()
     result = evaluate(str(adapter), suite="mini", limit=rows, device="cpu", output=str(out), apply_chat_template=chat)

@@ -128,7 +128,7 @@ def _step_recorder(memory_steps: int):
 
 def non_embedding_parameters(model) -> int:
     """Parameters of the base model (no adapter) outside the input embedding (a tied LM head shares it)."""
-    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
+    from innerdpo_bench.models.forward import model_parts, unwrap_causal_lm
 
     causal_lm = unwrap_causal_lm(model)
     embedding = {id(p) for p in model_parts(causal_lm)[2].parameters()}
@@ -207,7 +207,7 @@ def _trl_trainer(variant: str, base: str, rows: list[dict], steps: int, batch_si
 
 
 def _our_trainer(variant: str, model_name: str, base: str, rows: list[dict], steps: int, batch_size: int, tmp: Path):
-    from innerdpo_bench.train import build_trainer
+    from innerdpo_bench.train.trainer import build_trainer
 
     cfg = variant_config(variant, base_model=model_name, dataset="mini:train", max_steps=steps, batch_size=batch_size,
                          effective_batch=batch_size, output_dir=str(tmp / variant))

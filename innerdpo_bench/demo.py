@@ -17,12 +17,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+from innerdpo_bench import progress
+from innerdpo_bench.evaluation import suites
+from innerdpo_bench.queue.runspec import base_spec, train_specs
+from innerdpo_bench.queue.worker import Worker, WorkerOptions
 from innerdpo_bench.results import table
 from innerdpo_bench.rundir import RunPaths
-from innerdpo_bench.runspec import base_spec, train_specs
 from innerdpo_bench.store import Run, Store, resolve_home
-from innerdpo_bench import progress, suites
-from innerdpo_bench.worker import Worker, WorkerOptions
 
 DEMO_METHODS = ("dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import CorruptStore, Run, Store
 from innerdpo_bench.store.integrity import recovery_hint
@@ -206,7 +206,7 @@ def check_run(run: Run) -> list[Finding]:
 
 def check_caches(cache: Path, now: float) -> list[Finding]:
     """Whole-evaluation entries, score caches, built models and their leftovers under `cache`."""
-    from innerdpo_bench.evalcache import CACHED_ROWS, EVAL_CACHE
+    from innerdpo_bench.evaluation.cache import CACHED_ROWS, EVAL_CACHE
 
     findings = []
     evals = cache / EVAL_CACHE

@@ -15,9 +15,8 @@ import json
 
 from lm_eval.api.task import ConfigurableTask
 
-from innerdpo_bench import scoring, suites
 from innerdpo_bench.errors import UserError
-
+from innerdpo_bench.evaluation import scoring, suites
 
 # --------------------------------------------------------------------------- data
 

@@ -35,7 +35,7 @@ def tiny_tokenizer(tiny_model_path):
 def trained_run(tmp_path_factory, tiny_model_path):
     """A short hs-ether-InnerDPO run on tiny-random, shared by eval tests."""
     from innerdpo_bench.config import TrainConfig
-    from innerdpo_bench.train import train
+    from innerdpo_bench.train.trainer import train
 
     out = tmp_path_factory.mktemp("runs") / "ether"
     cfg = TrainConfig(method="hs-ether-InnerDPO", base_model="tiny-random", dataset="mini:train", max_steps=8,

@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.pairs import load_pairs
 from innerdpo_bench.models import resolve_base_model
-from innerdpo_bench.train import build_trainer
+from innerdpo_bench.train.trainer import build_trainer
 
 out = Path(sys.argv[1])
 cfg = TrainConfig(method=sys.argv[2] if len(sys.argv) > 2 else "hs-ether-InnerDPO", base_model="tiny-random", dataset="mini:train", max_rows=32, max_steps=4,

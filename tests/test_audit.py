@@ -8,7 +8,7 @@ from math import comb
 
 import pytest
 
-from innerdpo_bench import audit
+from innerdpo_bench.evaluation import audit
 
 
 def minlike_p(correct: int, n: int) -> float:

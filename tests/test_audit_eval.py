@@ -8,8 +8,8 @@ from test_smollm2 import OBVIOUS
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
-from innerdpo_bench.evaluate import evaluate
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.evaluation.evaluate import evaluate
+from innerdpo_bench.evaluation.suites import SHIFTS
 
 pytestmark = pytest.mark.slow
 

@@ -140,7 +140,7 @@ def test_commands_that_need_no_model_start_without_torch(tmp_path):
 
 def spec_file(tmp_path, **config):
     """A queued run's spec["train"] (what the worker hands `train --config`), as a file."""
-    from innerdpo_bench.runspec import train_specs
+    from innerdpo_bench.queue.runspec import train_specs
 
     path = tmp_path / "train_spec.json"
     path.write_text(json.dumps(train_specs({"base_model": "tiny-random", "dataset": "mini:in_domain", **config})[0]["train"]))
@@ -150,10 +150,10 @@ def spec_file(tmp_path, **config):
 @pytest.fixture
 def trained_config(monkeypatch):
     """Make `innerdpo train` record the TrainConfig it would train with instead of training; the list it fills."""
-    import innerdpo_bench.train
+    import innerdpo_bench.train.trainer
 
     seen = []
-    monkeypatch.setattr(innerdpo_bench.train, "train", lambda cfg, progress, resume_run=False: seen.append(cfg) or cfg.output_dir)
+    monkeypatch.setattr(innerdpo_bench.train.trainer, "train", lambda cfg, progress, resume_run=False: seen.append(cfg) or cfg.output_dir)
     return seen
 
 

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from innerdpo_bench import doctor
 from innerdpo_bench.cli.main import app
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import STORE_FILE, Store
-from innerdpo_bench.suites import SHIFTS
 
 runner = CliRunner()
 OLD = time.time() - 3600   # older than doctor.LEFTOVER_AGE_S

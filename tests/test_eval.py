@@ -12,10 +12,11 @@ import torch
 from test_stats import rows_file_of
 from typer.testing import CliRunner
 
-from innerdpo_bench import rundir, suites
+from innerdpo_bench import rundir
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import write_mini_jsonl
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.evaluation import suites
+from innerdpo_bench.evaluation.suites import SHIFTS
 
 runner = CliRunner()
 LIMIT = 8

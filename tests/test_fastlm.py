@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import load_mini
-from innerdpo_bench.fastlm import FastHFLM, ScoreCache, model_identity
+from innerdpo_bench.evaluation.fastlm import FastHFLM, ScoreCache, model_identity
 from innerdpo_bench.models import load_causal_lm, load_tokenizer
 
 

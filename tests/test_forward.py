@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
-from innerdpo_bench.forward import completion_logprobs, forward_pass
 from innerdpo_bench.methods.pooling import completion_pool
+from innerdpo_bench.models.forward import completion_logprobs, forward_pass
 
 ROWS = [
     {"prompt": "What is two plus three?", "chosen": "Two plus three is five.", "rejected": "Two plus three is six."},
@@ -56,7 +56,7 @@ def lora_model(tiny_model_path):
 @contextlib.contextmanager
 def head_positions(model):
     """Records, per call of `model`'s LM head, how many positions it ran at."""
-    from innerdpo_bench.forward import model_parts, unwrap_causal_lm
+    from innerdpo_bench.models.forward import model_parts, unwrap_causal_lm
 
     seen: list[int] = []
     head = model_parts(unwrap_causal_lm(model))[3]
@@ -79,7 +79,7 @@ def test_completion_only_head_matches_naive(lora_model, batch):
 def test_chunked_head_with_grad_matches_naive(lora_model, batch, chunk, keep, monkeypatch):
     """Both ways of running the head under gradients (logits kept for backward, or each chunk checkpointed and
     recomputed: the head then runs twice per chunk) give the naive log-probs and gradients."""
-    import innerdpo_bench.forward as forward
+    import innerdpo_bench.models.forward as forward
 
     if keep == "checkpointed":
         monkeypatch.setattr(forward, "KEEP_LOGITS_UP_TO", 0)

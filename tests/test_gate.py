@@ -18,15 +18,16 @@ import yaml
 from test_stats import pattern, rows_file_of, write_run
 from typer.testing import CliRunner
 
-from innerdpo_bench import evalcache
-from innerdpo_bench import evaluate as evaluation
-from innerdpo_bench import gate as gating
-from innerdpo_bench import stats, suites
-from innerdpo_bench.checkpoint import resolve_checkpoint
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import load_mini
-from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation import cache as evalcache
+from innerdpo_bench.evaluation import evaluate as evaluation
+from innerdpo_bench.evaluation import suites
+from innerdpo_bench.evaluation.checkpoint import resolve_checkpoint
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results import gate as gating
+from innerdpo_bench.results import stats
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

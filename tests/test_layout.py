@@ -15,8 +15,53 @@ SOURCES = {"innerdpo_bench": ROOT / "innerdpo_bench", "innerdpo_bench.tui": ROOT
            "innerdpo_bench.tasks": ROOT / "tasks"}
 MAX_LINES = 450
 LONG_BY_DESIGN = {"innerdpo_bench.data.mini"}   # the synthetic data tables
-TUI_MUST_NOT_IMPORT = ("innerdpo_bench.train", "innerdpo_bench.forward", "innerdpo_bench.methods.align",
-                       "innerdpo_bench.methods.transforms")
+
+# The layers, lowest first: each is a set of module-name prefixes under innerdpo_bench.
+LAYERS = {
+    "base": ("errors", "typecheck", "files"),
+    "methods": ("methods",),
+    "data": ("data",),
+    "config": ("config",),
+    "store": ("store",),
+    "rundir": ("rundir", "runlog", "progress"),
+    "models": ("models",),
+    "train": ("train",),
+    "evaluation": ("evaluation",),
+    "results": ("results",),
+    "queue": ("queue",),
+    "app": ("demo", "doctor"),
+    "tasks": ("tasks",),
+    "tui": ("tui",),
+    "cli": ("cli", "__main__"),
+}
+# The allowed arrows: layer -> the layers it may import (its own always). Anything else fails the test, a
+# type-checking-only import included.
+MAY_IMPORT = {
+    "base": set(),
+    "methods": {"base"},
+    "data": {"base"},
+    "config": {"base", "methods"},
+    "store": {"base", "config"},
+    "rundir": {"base", "config", "store"},
+    "models": {"base", "rundir"},
+    "train": {"base", "methods", "data", "config", "rundir", "models"},
+    "evaluation": {"base", "data", "config", "rundir", "models"},
+    "results": {"base", "data", "config", "store", "rundir", "evaluation"},
+    "queue": {"base", "data", "config", "store", "rundir", "models", "train", "evaluation"},
+    "app": {"base", "data", "config", "store", "rundir", "models", "evaluation", "results", "queue"},
+    "tasks": {"base", "evaluation"},
+    "tui": {"base", "methods", "config", "store", "rundir", "evaluation", "results", "queue"},
+    "cli": set(LAYERS) - {"cli"},
+}
+# Within an allowed layer, modules a layer must still not reach, directly or through another module.
+MUST_NOT_REACH = {
+    "tui": ("innerdpo_bench.train", "innerdpo_bench.models.forward", "innerdpo_bench.methods.align",
+            "innerdpo_bench.methods.transforms", "innerdpo_bench.queue.worker", "innerdpo_bench.queue.process",
+            "innerdpo_bench.queue.launch"),
+}
+# File I/O the science must not do: methods/ are pure tensor functions; the run directory saves their state.
+IO_CALLS = ("open", "save_file", "load_file", "safe_open", "write_text", "read_text", "write_bytes", "read_bytes",
+            "torch.save", "torch.load", "mkdir")
 
 
 def _modules() -> dict[str, Path]:
@@ -39,23 +84,16 @@ def _target(name: str) -> str | None:
     return name or None
 
 
-def _runtime_nodes(tree: ast.AST):
-    """Every node except those under `if TYPE_CHECKING:` (annotations only: never executed, so never a cycle)."""
-    for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
-            continue
-        yield node
-        yield from _runtime_nodes(node)
 
 
 def _imports(module: str) -> set[str]:
-    """Every package module `module` imports at run time, at module level or inside a function (a lazy import is
-    still an arrow); a parent package it lives in does not count, nor a type-checking-only import."""
+    """Every package module `module` imports, at module level, inside a function (a lazy import is still an arrow)
+    or under `if TYPE_CHECKING:` (an annotation's arrow is an arrow too); a parent package it lives in does not
+    count."""
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     out = set()
-    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -95,25 +133,45 @@ def test_no_import_cycle():
     assert not cycles, f"modules on an import cycle: {cycles}"
 
 
-def test_the_dashboard_never_reaches_training_code():
-    for module in (m for m in MODULES if m.startswith("innerdpo_bench.tui")):
-        bad = sorted(set(TUI_MUST_NOT_IMPORT) & _reachable(module))
-        assert not bad, f"{module} imports {bad} (directly or through another module)"
+def _layer(module: str) -> str:
+    """The layer of a package module (the longest matching prefix); the package root is its own."""
+    rest = module.removeprefix("innerdpo_bench").lstrip(".")
+    best = max(((len(prefix), layer) for layer, prefixes in LAYERS.items() for prefix in prefixes
+                if rest == prefix or rest.startswith(prefix + ".")), default=None)
+    assert best is not None or not rest, f"{module} is in no layer: add it to LAYERS"
+    return best[1] if best else "root"
 
 
-def test_methods_import_only_methods_and_errors():
-    for module in (m for m in MODULES if m.startswith("innerdpo_bench.methods")):
-        outside = sorted(t for t in GRAPH[module]
-                         if not t.startswith("innerdpo_bench.methods") and t != "innerdpo_bench.errors")
-        assert not outside, f"{module} imports {outside}"
+def test_every_module_has_a_layer_and_the_table_is_one_way():
+    for module in MODULES:
+        _layer(module)
+    for layer, allowed in MAY_IMPORT.items():
+        for other in allowed:
+            assert layer not in MAY_IMPORT[other], f"{layer} and {other} may import each other"
 
 
-def test_the_library_never_imports_the_cli_or_the_dashboard():
-    entry = ("innerdpo_bench.cli", "innerdpo_bench.tui", "innerdpo_bench.__main__")
-    library = [m for m in MODULES if not m.startswith(entry)]
-    for module in library:
-        bad = sorted(t for t in GRAPH[module] if t.startswith(("innerdpo_bench.cli", "innerdpo_bench.tui")))
-        assert not bad, f"{module} imports {bad}"
+def test_imports_follow_the_layer_table():
+    bad = [f"{module} -> {target}" for module, targets in GRAPH.items() for target in sorted(targets)
+           if module != "innerdpo_bench" and _layer(target) not in {_layer(module), "root"} | MAY_IMPORT[_layer(module)]]
+    assert not bad, "imports outside the layer table:\n" + "\n".join(bad)
+
+
+def test_forbidden_modules_are_out_of_reach():
+    for layer, forbidden in MUST_NOT_REACH.items():
+        for module in (m for m in MODULES if _layer(m) == layer):
+            reached = sorted(t for t in _reachable(module) if t.startswith(forbidden))
+            assert not reached, f"{module} reaches {reached} (directly or through another module)"
+
+
+def test_methods_do_no_file_io():
+    found = []
+    for module in (m for m in MODULES if _layer(m) == "methods"):
+        for node in ast.walk(ast.parse(MODULES[module].read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                if name in IO_CALLS or name.rpartition(".")[2] in IO_CALLS:
+                    found.append(f"{module}:{node.lineno} {name}(...)")
+    assert not found, "file I/O in methods/ (the run directory saves their state):\n" + "\n".join(found)
 
 
 def test_no_module_is_too_long():

@@ -12,7 +12,7 @@ from innerdpo_bench.data.mini import (
     write_mini_jsonl,
 )
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.evaluation.suites import SHIFTS
 
 CHANCE_LOW, CHANCE_HIGH = 0.40, 0.60
 

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from innerdpo_bench import progress
 from innerdpo_bench.cli.main import app
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
-from innerdpo_bench.suites import SHIFTS
 
 runner = CliRunner()
 LONG = "hs-ether-InnerDPO-sweep-of-align-methods-with-a-long-descriptive-name-lr3e-4-alpha0.25-layers-4-to-12"
@@ -87,8 +87,9 @@ def test_the_worker_says_each_stage_of_a_run(home, fake_stage):  # noqa: F811
     add(home, fake_spec())
     with Store(home):
         pass
-    from innerdpo_bench import worker as queue_worker
     import threading
+
+    from innerdpo_bench.queue import worker as queue_worker
 
     said = []
     queue_worker.Worker(home, None, queue_worker.WorkerOptions(poll_s=0.05, once=True), threading.Event(),

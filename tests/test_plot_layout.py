@@ -7,8 +7,8 @@ import pytest
 from test_stats import pattern, write_run
 
 from innerdpo_bench.cli.stats import plot_figure
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import locate, plotdata
-from innerdpo_bench.suites import SHIFTS
 
 NAMES = [f"hs-{kind}-InnerDPO align={align} α={alpha}" for kind in ("none", "ether", "supr")
          for align, alpha in (("para_signed", 0.1), ("cosine_cross_model", 1), ("logodds", 0.25))]

@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from innerdpo_bench import launch, process, rundir, runspec
-from innerdpo_bench import worker as queue_worker
+from innerdpo_bench import rundir
 from innerdpo_bench.cli import app as cli_app
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.queue import launch, process, runspec
+from innerdpo_bench.queue import worker as queue_worker
 from innerdpo_bench.store import STORE_FILE, Store
 
 SHIFTS = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
@@ -83,7 +84,7 @@ print(f"{stage} finished", flush=True)
 # Runs the real CLI with the fake stages: python -c DRIVER FAKE_SCRIPT worker --home ...
 DRIVER = r'''
 import json, sys
-from innerdpo_bench import worker
+from innerdpo_bench.queue import worker
 script = sys.argv[1]
 worker.stage_command = lambda run, stage, run_dir, resume_train=False: [sys.executable, script, stage, str(run_dir), run.kind,
                                                                       json.dumps(run.spec)]

@@ -13,12 +13,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from innerdpo_bench import refcache, rundir
+from innerdpo_bench import rundir
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.pairs import load_pairs
-from innerdpo_bench.forward import forward_pass
-from innerdpo_bench.train import build_trainer, train
+from innerdpo_bench.models.forward import forward_pass
+from innerdpo_bench.train import refcache
+from innerdpo_bench.train.trainer import build_trainer, train
 
 METHODS = ["dpo", "hs-none-InnerDPO", "hs-supr-InnerDPO"]
 ROWS = 12

@@ -17,9 +17,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from innerdpo_bench import resume, rundir
+from innerdpo_bench import rundir
 from innerdpo_bench.config import TrainConfig, auto_save_steps
-from innerdpo_bench.train import train
+from innerdpo_bench.train import resume
+from innerdpo_bench.train.trainer import train
 
 CLI = [sys.executable, "-m", "innerdpo_bench"]
 # 12 rows, 2 pairs per forward, 4 per step: 3 steps per epoch, 2 micro-batches per step.

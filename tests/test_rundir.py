@@ -11,7 +11,7 @@ import pytest
 
 from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.rundir import RunPaths, TrainPaths
 from innerdpo_bench.store import Store
 

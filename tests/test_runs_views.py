@@ -12,8 +12,8 @@ from test_stats import pattern, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
-from innerdpo_bench.suites import SHIFTS
 
 runner = CliRunner()
 
@@ -27,7 +27,7 @@ def invoke(*args):
 def add_done(store, home, right: int | list[bool], seed: int, method: str = "hs-none-InnerDPO", **train) -> int:
     """A done run of `method` with `train` options, right on the first `right` of 40 rows of every shift (or
     on the rows a list of verdicts says)."""
-    from innerdpo_bench.results.naming import display_name
+    from innerdpo_bench.config.naming import display_name
 
     train = {"method": method, "seed": seed, "base_model": "tiny-random", "dataset": "mini:train",
              "align_method": "para_signed", "alpha": 0.25, "learning_rate": 1e-5, **train}

@@ -14,13 +14,13 @@ from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
 from innerdpo_bench.cli.main import app
-from innerdpo_bench.runspec import base_spec
-from innerdpo_bench.samplefile import read_samples, samples_path_for
-from innerdpo_bench.checkpoint import resolve_checkpoint
 from innerdpo_bench.data.mini import write_mini_jsonl
-from innerdpo_bench.samples import SampleSettings, base_cache_key, generate_samples, prompts_of
+from innerdpo_bench.evaluation.checkpoint import resolve_checkpoint
+from innerdpo_bench.evaluation.samplefile import read_samples, samples_path_for
+from innerdpo_bench.evaluation.samples import SampleSettings, base_cache_key, generate_samples, prompts_of
+from innerdpo_bench.queue.runspec import base_spec
+from innerdpo_bench.queue.worker import stage_command
 from innerdpo_bench.store import Run
-from innerdpo_bench.worker import stage_command
 
 CLI = [sys.executable, "-m", "innerdpo_bench"]
 SHIFTS = ["in_domain", "difficulty_scaling", "moral_transfer", "orthogonal"]
@@ -72,8 +72,8 @@ def test_the_prompts_are_the_first_distinct_ones_of_each_shift(tmp_path):
 
 
 def test_sampled_completions_follow_the_seed(tmp_path, tiny_model_path, tiny_tokenizer):
+    from innerdpo_bench.evaluation.samples import complete, prompt_ids
     from innerdpo_bench.models import load_causal_lm
-    from innerdpo_bench.samples import complete, prompt_ids
 
     model = load_causal_lm(tiny_model_path).eval()
     ids = prompt_ids(tiny_tokenizer, "What is a baby chicken called?  ", chat=False)

@@ -12,10 +12,10 @@ import typer
 from test_stats import pattern, store_run
 from typer.testing import CliRunner
 
-from innerdpo_bench import scoring
 from innerdpo_bench.cli.main import app
-from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
 
 PACKAGE = Path(scoring.__file__).resolve().parent
@@ -168,8 +168,8 @@ def test_compare_default_is_acc(home):
 # --------------------------------------------------------------------------- the table reads no file
 
 FILE_READERS = {"innerdpo_bench.results.locate", "innerdpo_bench.results.rowsfile", "innerdpo_bench.results.cells",
-                "innerdpo_bench.results.provenance", "innerdpo_bench.worker", "innerdpo_bench.rundir",
-                "innerdpo_bench.evaluate"}
+                "innerdpo_bench.results.provenance", "innerdpo_bench.queue.worker", "innerdpo_bench.rundir",
+                "innerdpo_bench.evaluation.evaluate"}
 
 
 def _runtime_nodes(tree: ast.AST):
@@ -210,5 +210,5 @@ def test_results_table_imports_nothing_that_reads_files():
             continue
         seen.add(module)
         todo.extend(_imports(module))
-    assert "innerdpo_bench.results.seeds" in seen and "innerdpo_bench.scoring" in seen
+    assert "innerdpo_bench.results.seeds" in seen and "innerdpo_bench.evaluation.scoring" in seen
     assert not seen & FILE_READERS, sorted(seen & FILE_READERS)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from innerdpo_bench.data.encode import PairCollator, encode_pairs
-from innerdpo_bench.forward import forward_pass
 from innerdpo_bench.models import SMOLLM2_WHEEL_SHA256, load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.models.forward import forward_pass
 
 pytestmark = pytest.mark.slow
 

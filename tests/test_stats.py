@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from innerdpo_bench import scoring, stats
-from innerdpo_bench.results import cells, compare, locate
+from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results import cells, compare, locate, stats
 from innerdpo_bench.results import provenance as run_provenance
 from innerdpo_bench.results import transfer as run_transfer
-from innerdpo_bench.suites import SHIFTS
-from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import Store
 
 VERSIONS = {"innerdpo_bench": "0.1.0", "lm_eval": "0.4.13", "torch": "2.13.0", "transformers": "5.24.0",

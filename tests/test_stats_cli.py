@@ -10,9 +10,9 @@ import pytest
 from test_stats import pattern, store_run, write_run
 from typer.testing import CliRunner
 
-from innerdpo_bench import stats
 from innerdpo_bench.cli.main import app
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results import stats
 from innerdpo_bench.store import Store
 
 runner = CliRunner()

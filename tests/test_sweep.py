@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
-from innerdpo_bench.results.naming import display_name
+from innerdpo_bench.config.naming import display_name
 from innerdpo_bench.store import Store
 
 runner = CliRunner()

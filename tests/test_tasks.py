@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from innerdpo_bench import suites
 from innerdpo_bench.data.mini import load_mini, write_mini_jsonl
-from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation import suites
+from innerdpo_bench.evaluation.suites import SHIFTS
 
 TASKS = [f"innerdpo_{shift}" for shift in SHIFTS]
 

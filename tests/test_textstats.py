@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from innerdpo_bench import textstats
+from innerdpo_bench.evaluation import textstats
 
 ONE_WORD = " ".join(["the"] * 50)          # 47 four-grams, all equal; 49 bigrams, one distinct
 

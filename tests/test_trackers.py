@@ -11,7 +11,7 @@ import pytest
 
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.trackers import TENSORBOARD_DIR, parse_report_to, push_eval, require_installed
+from innerdpo_bench.train.trackers import TENSORBOARD_DIR, parse_report_to, push_eval, require_installed
 
 CLI = [sys.executable, "-m", "innerdpo_bench"]
 
@@ -32,7 +32,7 @@ def scalars(folder) -> dict[str, list[tuple[int, float]]]:
 
 def test_tensorboard_event_files_hold_the_loss_and_the_resolved_config(tmp_path, tiny_model_path):
     pytest.importorskip("tensorboard")
-    from innerdpo_bench.train import train
+    from innerdpo_bench.train.trainer import train
 
     run_dir = train(TrainConfig(method="dpo", base_model="tiny-random", dataset="mini:train", max_rows=8, max_steps=3,
                                 batch_size=2, effective_batch=2, logging_steps=1, report_to="tensorboard",

@@ -11,7 +11,7 @@ from innerdpo_bench import rundir
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.pairs import load_pairs
 from innerdpo_bench.models import resolve_base_model
-from innerdpo_bench.train import build_trainer, train
+from innerdpo_bench.train.trainer import build_trainer, train
 
 METHODS = ["dpo", "ipo", "hs-none-InnerDPO", "hs-ether-InnerDPO", "hs-supr-InnerDPO"]
 

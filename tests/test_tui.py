@@ -27,7 +27,12 @@ from rich.text import Text  # noqa: E402
 from innerdpo_bench.store import Store  # noqa: E402
 from innerdpo_bench.tui.app import InnerDPOApp  # noqa: E402
 from innerdpo_bench.tui.data import (  # noqa: E402
-    FileFollower, Progress, eval_spec, format_duration, progress_of, run_config,
+    FileFollower,
+    Progress,
+    eval_spec,
+    format_duration,
+    progress_of,
+    run_config,
 )
 from innerdpo_bench.tui.detail import RunDetailScreen  # noqa: E402
 from innerdpo_bench.tui.modals import AddRunModal, ExportModal, HelpScreen  # noqa: E402
@@ -434,7 +439,7 @@ async def test_export_writes_exactly_the_visible_view(home, tmp_path, monkeypatc
 
 
 def queue_ids(home: Path) -> list[int]:
-    from innerdpo_bench.runspec import queue_order
+    from innerdpo_bench.queue.runspec import queue_order
 
     with Store(home) as store:
         return [run.id for run in queue_order(store.list_runs("queued"))]

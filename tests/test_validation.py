@@ -11,7 +11,7 @@ from transformers import TrainerControl
 from innerdpo_bench import rundir
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.validation import EarlyStopping, split_rows
+from innerdpo_bench.train.validation import EarlyStopping, split_rows
 
 
 def test_split_rows_is_seeded_disjoint_and_in_order():
@@ -71,7 +71,7 @@ def test_tiny_run_stops_after_patience_and_saves_the_best_adapter(tmp_path, tiny
 
     from innerdpo_bench.data.pairs import load_pairs
     from innerdpo_bench.models import resolve_base_model
-    from innerdpo_bench.train import build_trainer, train
+    from innerdpo_bench.train.trainer import build_trainer, train
 
     data = contradicting_rows(tmp_path / "pairs.jsonl")
     cfg = TrainConfig(method="dpo", base_model="tiny-random", dataset=data, max_steps=40, batch_size=4,

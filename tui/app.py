@@ -23,8 +23,8 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.results import table
 from innerdpo_bench.store import CorruptStore, Store, resolve_home
 from innerdpo_bench.tui.broken import StoreBrokenScreen
 from innerdpo_bench.tui.data import Snapshot, eval_spec, load_snapshot
@@ -218,7 +218,7 @@ class InnerDPOApp(App):
 
     def move(self, run_id: int, where: str) -> None:
         """Reorder the queue: `where` is up, down or front (store.move permutes queued priorities)."""
-        from innerdpo_bench.runspec import queue_order
+        from innerdpo_bench.queue.runspec import queue_order
 
         def move(store: Store) -> str:
             queued = [run.id for run in queue_order(store.list_runs("queued"))]
@@ -249,7 +249,7 @@ class InnerDPOApp(App):
 
     def enqueue(self, request: AddRequest) -> None:
         def enqueue(store: Store) -> str:
-            from innerdpo_bench.runspec import train_specs
+            from innerdpo_bench.queue.runspec import train_specs
 
             specs = train_specs(request.config, request.seeds, request.suite, request.limit)
             ids = store.add_runs(specs)

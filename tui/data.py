@@ -9,16 +9,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from innerdpo_bench import rundir
-from innerdpo_bench.progress import last_count_line, last_metrics_record
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.progress import last_count_line, last_metrics_record
+from innerdpo_bench.queue.runspec import base_spec
 from innerdpo_bench.rundir import EVAL_LOG, TRAIN_LOG, RunPaths, TrainPaths
-from innerdpo_bench.runspec import base_spec
 from innerdpo_bench.store import Run, Store
 
 TAIL_BYTES = 64 * 1024          # how much of an existing log the detail screen shows at first

@@ -17,14 +17,22 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, Sparkline, Static
 from textual.worker import get_current_worker
 
-from innerdpo_bench import rundir, scoring, textstats
+from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.samplefile import read_samples, samples_path_for
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.evaluation import scoring, textstats
+from innerdpo_bench.evaluation.samplefile import read_samples, samples_path_for
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui.data import (
-    FileFollower, Progress, checkpoint_paths, default_log, differing_keys, format_duration, log_paths,
-    parse_metrics, run_config,
+    FileFollower,
+    Progress,
+    checkpoint_paths,
+    default_log,
+    differing_keys,
+    format_duration,
+    log_paths,
+    parse_metrics,
+    run_config,
 )
 from innerdpo_bench.tui.messages import LogLines, MetricsRecords
 from innerdpo_bench.tui.view import SHORT_HEADERS, STATUS_STYLES

@@ -15,9 +15,9 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Select, SelectionList, Static
 
-from innerdpo_bench.results import table
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.runspec import parse_seeds
+from innerdpo_bench.queue.runspec import parse_seeds
+from innerdpo_bench.results import table
 
 EXPORT_FORMATS = {"markdown": ".md", "csv": ".csv", "json": ".json"}
 
@@ -134,8 +134,8 @@ class FormChoices:
 def load_form_choices() -> FormChoices:
     """The add-run form's choices and defaults (torch-free: the training config and the method catalog)."""
     from innerdpo_bench.config import TrainConfig
+    from innerdpo_bench.evaluation.suites import DEFAULT_SUITE, SUITES
     from innerdpo_bench.methods.catalog import ALIGN_METHODS, CURRENT_ALIGN_METHODS, METHODS
-    from innerdpo_bench.suites import DEFAULT_SUITE, SUITES
 
     defaults = TrainConfig()
     older = tuple(name for name in ALIGN_METHODS if name not in CURRENT_ALIGN_METHODS)

@@ -9,8 +9,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
-from innerdpo_bench.results import cells, table
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.results import cells, table
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui import view as view_model
 from innerdpo_bench.tui.data import Progress, format_duration
@@ -79,7 +79,7 @@ class RunsView(Vertical):
         yield Static("", id="runs-status")
 
     def on_mount(self) -> None:
-        from innerdpo_bench import viewprefs
+        from innerdpo_bench.results import views as viewprefs
 
         home = getattr(self.app, "home", None)
         if home is not None:  # the view this workspace was last left in
@@ -93,7 +93,7 @@ class RunsView(Vertical):
 
     def _remember(self) -> None:
         """Write the view state to the workspace when it changed (best effort: a read-only one forgets)."""
-        from innerdpo_bench import viewprefs
+        from innerdpo_bench.results import views as viewprefs
 
         data = self.state.to_json()
         home = getattr(self.app, "home", None)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 
 from rich.text import Text
 
-from innerdpo_bench.results import cells, columns, table
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.methods.catalog import METHODS
+from innerdpo_bench.results import cells, columns, table
 from innerdpo_bench.store import Run
 
 # The dashboard's columns, by table-module name ("id" is shown as "run"). The scores come before the

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from innerdpo_bench.errors import RunFailed, UserError, name_too_long, unknown_choice
-from innerdpo_bench.suites import DEFAULT_ROWS, DEFAULT_SUITE, MINI_SUITE, SUITES
+from innerdpo_bench.evaluation.suites import DEFAULT_ROWS, DEFAULT_SUITE, MINI_SUITE, SUITES
 
 app = typer.Typer(
     name="innerdpo",

@@ -30,7 +30,7 @@ def _size(n: int) -> str:
 def ls_command(home: str | None = _home_option(),
                as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Every reference cache: key, size, pairs, base model, dtype, transform and layers."""
-    from innerdpo_bench import refcache
+    from innerdpo_bench.train import refcache
 
     root, found = refcache.cache_root(home), refcache.entries(home)
     if as_json:
@@ -60,7 +60,7 @@ def ls_command(home: str | None = _home_option(),
 @handle_errors
 def clear_command(home: str | None = _home_option()) -> None:
     """Delete every reference cache (later runs rebuild what they need)."""
-    from innerdpo_bench import refcache
+    from innerdpo_bench.train import refcache
 
     files, freed = refcache.clear(home)
     console.print(f"removed {files} reference caches ({_size(freed)}) from {refcache.cache_root(home)}")

@@ -6,18 +6,33 @@ import json
 
 import typer
 
-from innerdpo_bench import audit
-from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
-                                    console, data_dir_option, device_option, err_console, genies_dir_option,
-                                    handle_errors, limit_option, quiet_libraries, say_cache_hit, say_progress,
-                                    suite_option, use_genies_dir)
+from innerdpo_bench.cli.app import (
+    HELP,
+    app,
+    apply_chat_template,
+    batch_size_option,
+    chat_template_option,
+    console,
+    data_dir_option,
+    device_option,
+    err_console,
+    genies_dir_option,
+    handle_errors,
+    limit_option,
+    quiet_libraries,
+    say_cache_hit,
+    say_progress,
+    suite_option,
+    use_genies_dir,
+)
+from innerdpo_bench.evaluation import audit
 
 
 @app.command("tasks-path")
 @handle_errors
 def tasks_path_command() -> None:
     """Print the lm-eval task folder: lm_eval ... --include_path "$(innerdpo tasks-path)" --tasks innerdpo_shifts"""
-    from innerdpo_bench.suites import tasks_dir
+    from innerdpo_bench.evaluation.suites import tasks_dir
 
     typer.echo(str(tasks_dir()))
 
@@ -62,8 +77,8 @@ def eval_command(
     """
     quiet_libraries()
     use_genies_dir(genies_dir)
-    from innerdpo_bench import trackers
-    from innerdpo_bench.evaluate import evaluate
+    from innerdpo_bench.evaluation.evaluate import evaluate
+    from innerdpo_bench.train import trackers
 
     report_to_names = trackers.parse_report_to(report_to)
     trackers.require_installed(report_to_names)
@@ -86,8 +101,8 @@ def eval_command(
 def _write_samples(checkpoint: str, eval_path, prompts: int, suite, data_dir, chat_template: str, device: str,
                    no_cache: bool) -> None:
     """`innerdpo samples` with its defaults, written beside eval.json (`samples.samples_path_for`)."""
-    from innerdpo_bench.samplefile import samples_path_for
-    from innerdpo_bench.samples import SampleSettings, generate_samples
+    from innerdpo_bench.evaluation.samplefile import samples_path_for
+    from innerdpo_bench.evaluation.samples import SampleSettings, generate_samples
 
     settings = SampleSettings(prompts=prompts, suite=suite, data_dir=data_dir,
                               apply_chat_template=apply_chat_template(chat_template))
@@ -98,7 +113,8 @@ def _push_to_trackers(names: list[str], report: dict, checkpoint: str, to_stderr
     """--report-to: eval.json's accuracies to each tracker, one line each (on stderr under --json)."""
     from pathlib import Path
 
-    from innerdpo_bench import rundir, trackers
+    from innerdpo_bench import rundir
+    from innerdpo_bench.train import trackers
 
     run_dir = Path(checkpoint) if rundir.is_run_dir(Path(checkpoint)) else None
     step = rundir.read_status(run_dir).get("steps") if run_dir is not None else None

@@ -8,13 +8,30 @@ from pathlib import Path
 
 import typer
 
-from innerdpo_bench import gate as gating
-from innerdpo_bench import rundir, scoring
-from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option,
-                                    console, data_dir_option, device_option, err_console, genies_dir_option,
-                                    handle_errors, home_option, limit_option, quiet_libraries, say_cache_hit,
-                                    say_progress, suite_option, use_genies_dir)
+from innerdpo_bench import rundir
+from innerdpo_bench.cli.app import (
+    HELP,
+    app,
+    apply_chat_template,
+    batch_size_option,
+    chat_template_option,
+    console,
+    data_dir_option,
+    device_option,
+    err_console,
+    genies_dir_option,
+    handle_errors,
+    home_option,
+    limit_option,
+    quiet_libraries,
+    say_cache_hit,
+    say_progress,
+    suite_option,
+    use_genies_dir,
+)
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.results import gate as gating
 from innerdpo_bench.results import locate
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
@@ -110,7 +127,7 @@ def _checkpoint_rows(checkpoint: str, *, suite, data_dir, limit, sample, sample_
             raise UserError(f"{checkpoint} is an evaluation already: {', '.join(given)} only apply when gate "
                             "evaluates a checkpoint (give the run or adapter directory instead)")
         return locate.load_run(checkpoint)
-    from innerdpo_bench.evaluate import evaluate
+    from innerdpo_bench.evaluation.evaluate import evaluate
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,
                       apply_chat_template=apply_chat_template(chat_template), output=output, use_cache=use_cache,

@@ -10,11 +10,22 @@ import time
 
 import typer
 
-from innerdpo_bench import process
-from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_option, handle_errors, home_option,
-                                    limit_option, open_store, suite_option, use_genies_dir)
+from innerdpo_bench.cli.app import (
+    HELP,
+    app,
+    console,
+    err_console,
+    genies_dir_option,
+    handle_errors,
+    home_option,
+    limit_option,
+    open_store,
+    suite_option,
+    use_genies_dir,
+)
 from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.queue import process
 from innerdpo_bench.results import table as results_table
 from innerdpo_bench.store import STATUSES, resolve_home
 
@@ -44,7 +55,7 @@ def _age(seconds: float | None) -> str:
 def _add_parameters() -> list[inspect.Parameter]:
     """train's TrainConfig flags (minus --output-dir, --quiet and --genies-dir, a worker flag; METHOD optional,
     it may come from --grid or --sweep) plus the queue's own."""
-    from innerdpo_bench.sweep import GRID_HELP
+    from innerdpo_bench.queue.sweep import GRID_HELP
 
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
     for param in config_parameters():
@@ -61,7 +72,7 @@ def _add_parameters() -> list[inspect.Parameter]:
         "grid": (list[str] | None, typer.Option(None, "--grid", help=GRID_HELP, rich_help_panel="Queue",
                                                 show_default=False)),
         "sweep": (str | None, typer.Option(None, "--sweep", help="A YAML file of base options, grid, seeds, suite "
-                                           "and limit (see `innerdpo_bench/sweep.py`); flags given here override "
+                                           "and limit (see `innerdpo_bench/queue/sweep.py`); flags given here override "
                                            "it.", rich_help_panel="Queue", show_default=False)),
         "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the runs it would queue (each one checked) "
                                        "and queue nothing.", rich_help_panel="Queue")),
@@ -84,8 +95,8 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
     Examples: innerdpo queue add hs-none-InnerDPO --seeds 1,2,3 --suite mini --limit 100;
     innerdpo queue add hs-none-InnerDPO --grid align_method=para_signed,logodds --grid alpha=0.1,1 --seeds 1,2
     """
-    from innerdpo_bench.runspec import parse_seeds
-    from innerdpo_bench import sweep as sweeps
+    from innerdpo_bench.queue import sweep as sweeps
+    from innerdpo_bench.queue.runspec import parse_seeds
 
     seeds, grid, sweep_file, dry_run = (kwargs.pop(key) for key in ("seeds", "grid", "sweep", "dry_run"))
     suite, limit, samples, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("samples"), kwargs.pop("home")
@@ -132,7 +143,7 @@ def add_base_command(
     home: str | None = home_option(),
 ) -> None:
     """Queue an eval-only run of a base model (method "none"): the reference row of the results table."""
-    from innerdpo_bench.runspec import base_spec
+    from innerdpo_bench.queue.runspec import base_spec
 
     spec = base_spec(base_model, suite, limit, samples)
     with open_store(home, create=True) as store:
@@ -151,7 +162,7 @@ def ls_command(
     home: str | None = home_option(),
 ) -> None:
     """The queue: running runs, queued runs in the order workers take them, then failed and cancelled ones."""
-    from innerdpo_bench.runspec import queue_order
+    from innerdpo_bench.queue.runspec import queue_order
 
     with open_store(home, readonly=True) as store:
         runs = queue_order(store.list_runs())
@@ -335,8 +346,8 @@ def worker_command(
     --grace) and the run goes back to the queue; the worker exits with code 130. A worker killed outright
     (SIGKILL) takes its subprocess with it (Linux), and its run is re-queued once it is --stale-after silent.
     """
-    from innerdpo_bench.launch import parse_devices, serve
-    from innerdpo_bench.worker import WorkerOptions
+    from innerdpo_bench.queue.launch import parse_devices, serve
+    from innerdpo_bench.queue.worker import WorkerOptions
 
     use_genies_dir(genies_dir)   # the runs' train and eval subprocesses inherit it
     options = WorkerOptions(poll_s=poll, stale_after_s=stale_after, grace_s=grace, max_attempts=max_attempts,
@@ -373,7 +384,7 @@ def worker_command(
 
 def _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices, wait) -> None:
     from innerdpo_bench.errors import RunFailed
-    from innerdpo_bench.launch import submit_workers
+    from innerdpo_bench.queue.launch import submit_workers
 
     if cluster is not None and cluster not in ("slurm", "local", "debug"):
         from innerdpo_bench.errors import unknown_choice

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench import scoring
 from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option, open_store
+from innerdpo_bench.evaluation import scoring
 from innerdpo_bench.results import table as results_table
 
 
@@ -88,8 +88,8 @@ def _split(text: str | None) -> list[str]:
 def _columns(workspace, text: str | None, runs) -> list[str] | None:
     """--columns, checked and remembered in the workspace's view.json; else the remembered ones while they
     still name columns these runs have; else None (the default columns)."""
-    from innerdpo_bench import viewprefs
     from innerdpo_bench.errors import UserError
+    from innerdpo_bench.results import views as viewprefs
 
     if text is not None and text.strip() == "default":
         viewprefs.save(workspace, "runs", {})

@@ -4,10 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, chat_template_option, console, data_dir_option,
-                                    device_option, genies_dir_option, handle_errors, quiet_libraries, say_progress,
-                                    suite_option, use_genies_dir)
-from innerdpo_bench.samples import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPTS
+from innerdpo_bench.cli.app import (
+    HELP,
+    app,
+    apply_chat_template,
+    chat_template_option,
+    console,
+    data_dir_option,
+    device_option,
+    genies_dir_option,
+    handle_errors,
+    quiet_libraries,
+    say_progress,
+    suite_option,
+    use_genies_dir,
+)
+from innerdpo_bench.evaluation.samples import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPTS
 
 
 def prompts_option(default: int | None = DEFAULT_PROMPTS, flag: str = "--prompts"):
@@ -48,7 +60,7 @@ def samples_command(
     """
     quiet_libraries()
     use_genies_dir(genies_dir)
-    from innerdpo_bench.samples import SampleSettings, generate_samples
+    from innerdpo_bench.evaluation.samples import SampleSettings, generate_samples
 
     settings = SampleSettings(prompts=prompts, max_new_tokens=max_new_tokens, suite=suite, data_dir=data_dir,
                               sampled=sampled, seed=seed, apply_chat_template=apply_chat_template(chat_template))
@@ -63,7 +75,7 @@ def print_stats(records: list[dict]) -> None:
     """The statistics table of a samples file's greedy records, adapter and base per shift, then the rule flags."""
     from rich.table import Table
 
-    from innerdpo_bench import textstats
+    from innerdpo_bench.evaluation import textstats
 
     stats = textstats.sample_stats(records)
     table = Table(title="greedy completions: adapter (base)", title_justify="left")

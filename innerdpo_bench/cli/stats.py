@@ -11,10 +11,10 @@ import math
 
 import typer
 
-from innerdpo_bench import scoring, stats
 from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option
 from innerdpo_bench.errors import RunFailed, UserError
-from innerdpo_bench.results import compare, locate, plotdata, transfer
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.results import compare, locate, plotdata, stats, transfer
 from innerdpo_bench.results.provenance import provenance
 from innerdpo_bench.results.seeds import seed_group_key
 
@@ -369,7 +369,7 @@ def plot_figure(bars: list[plotdata.Bar], metric: str, width_in: float, height_i
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from innerdpo_bench.suites import SHIFTS
+    from innerdpo_bench.evaluation.suites import SHIFTS
 
     labels = list(dict.fromkeys(bar.label for bar in bars))
     shifts = [s for s in SHIFTS if any(bar.shift == s for bar in bars)]

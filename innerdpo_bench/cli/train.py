@@ -10,11 +10,9 @@ import typing
 
 import typer
 
-from innerdpo_bench.cli.app import (HELP, app, console, genies_dir_option, handle_errors, quiet_libraries,
-                                    use_genies_dir)
+from innerdpo_bench.cli.app import HELP, app, console, genies_dir_option, handle_errors, quiet_libraries, use_genies_dir
 from innerdpo_bench.config import TrainConfig, flag_name
 from innerdpo_bench.errors import UserError
-
 
 # --------------------------------------------------------------------------- train
 
@@ -71,7 +69,7 @@ def _train_config(ctx: typer.Context, config: str | None, values: dict, resume: 
     if config is None and values["method"] is None and resume and values["output_dir"]:
         from pathlib import Path
 
-        from innerdpo_bench.resume import stored_options
+        from innerdpo_bench.train.resume import stored_options
 
         stored = stored_options(Path(values["output_dir"]), {f.name for f in dataclasses.fields(TrainConfig)})
         return TrainConfig(**{**stored, **given})
@@ -103,7 +101,7 @@ def train_command(ctx: typer.Context, **kwargs) -> None:
     cfg = _train_config(ctx, config, kwargs, resume).validate()
     if resume and not cfg.output_dir:
         raise UserError("--resume needs --output-dir RUN, the run directory to continue")
-    from innerdpo_bench.train import train
+    from innerdpo_bench.train.trainer import train
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
     run_dir = train(cfg, progress=not quiet, resume_run=resume)

@@ -8,10 +8,11 @@ import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from innerdpo_bench import scoring, stats
-from innerdpo_bench.audit import WARNING
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.results import locate
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.audit import WARNING
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results import locate, stats
 from innerdpo_bench.results.compare import Delta, delta_vs_baseline
 from innerdpo_bench.results.provenance import CaptionSource, caption, caption_source
 from innerdpo_bench.results.table import (
@@ -24,8 +25,6 @@ from innerdpo_bench.results.table import (
 from innerdpo_bench.results.transfer import transfer_report
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run
-from innerdpo_bench.suites import SHIFTS
-
 
 Problems = dict[int, str]   # run id → why its result files cannot be used (one line naming the file)
 

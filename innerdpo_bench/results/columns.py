@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from innerdpo_bench import scoring
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.evaluation.textstats import RUN_COLUMNS, SAMPLES_GROUP
 from innerdpo_bench.store import Run
-from innerdpo_bench.suites import SHIFTS
-from innerdpo_bench.textstats import RUN_COLUMNS, SAMPLES_GROUP
 
 ShiftValues = Callable[[Run], "dict[str, float | None]"]   # the shift cells of one run
 HARNESS_KEY = scoring.METRICS["acc"].harness_key    # what the shift cells hold by default
@@ -105,7 +105,7 @@ COLUMNS.update({name: Column(help_, _sample_stat(name), numeric=True) for name, 
 
 def config_value(run: Run, key: str) -> Any:
     """The run's train option `key` where its method uses it, else its eval option `key`, else None."""
-    from innerdpo_bench.results.naming import applies
+    from innerdpo_bench.config.naming import applies
 
     train = run.spec.get("train", {})
     if key in train:

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from innerdpo_bench import scoring, stats
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results import stats
 from innerdpo_bench.results.provenance import data_label
-from innerdpo_bench.suites import SHIFTS
 
 if TYPE_CHECKING:
     from innerdpo_bench.results.locate import RunRows

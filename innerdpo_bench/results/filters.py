@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import columns
 from innerdpo_bench.store import STATUSES, Run
-from innerdpo_bench.suites import SHIFTS
 
 FILTER_HELP = (
     "Space-separated terms, all of which must hold: FIELD:VALUE or FIELD=VALUE (equal; text case-insensitive), "

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from innerdpo_bench import rundir, scoring
+from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.results import transfer
 from innerdpo_bench.results.rowsfile import ShiftRows, load_evaluation, read_json
 from innerdpo_bench.results.seeds import seed_group_key

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from innerdpo_bench import scoring, stats
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results import stats
 from innerdpo_bench.results.seeds import group_by_seed
-from innerdpo_bench.suites import SHIFTS
 
 if TYPE_CHECKING:
     from innerdpo_bench.results.locate import RunRows

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from innerdpo_bench import rundir, scoring
+from innerdpo_bench import rundir
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.rundir import TrainPaths
-from innerdpo_bench.suites import SHIFTS
 
 if TYPE_CHECKING:
     from innerdpo_bench.results.locate import RunRows

@@ -19,11 +19,12 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from innerdpo_bench import rundir, scoring
+from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evalreport import read_eval_report, rebuild_command
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.report import read_eval_report, rebuild_command
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.typecheck import describe, json_type
-from innerdpo_bench.suites import SHIFTS
 
 ROW_FIELDS = ("shift", "row_id", "logp_chosen", "logp_rejected", "n_chosen", "n_rejected", "base_logp_chosen",
               "base_logp_rejected", "correct")

@@ -31,15 +31,22 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from innerdpo_bench import scoring
 from innerdpo_bench.errors import UserError, unknown_choice
-from innerdpo_bench.results.columns import (HARNESS_KEY, ShiftValues, finite_or_none, harness_acc,  # noqa: F401
-                                            method_of, run_values, seed_of)
-from innerdpo_bench.results.filters import FILTER_HELP, parse_filter  # noqa: F401 (re-exported)
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import columns
+from innerdpo_bench.results.columns import (  # noqa: F401
+    HARNESS_KEY,
+    ShiftValues,
+    finite_or_none,
+    harness_acc,
+    method_of,
+    run_values,
+    seed_of,
+)
+from innerdpo_bench.results.filters import FILTER_HELP, parse_filter  # noqa: F401 (re-exported)
 from innerdpo_bench.results.seeds import group_by_keys, group_by_seed
 from innerdpo_bench.store import STATUSES, Run
-from innerdpo_bench.suites import SHIFTS
 
 # Per shift, a row's delta from the baseline with its 95% interval (`compare.Delta`: .delta .lo .hi .significant),
 # a bare bool (significant or not, no interval), or None (not known), from its runs and the baseline's runs.
@@ -135,7 +142,7 @@ def _group_row(runs: list[Run], shift_values: ShiftValues = harness_acc, keys: S
 
 def group_name(runs: Sequence[Run], keys: Sequence[str]) -> str:
     """A group's name when its runs' names differ: the method and each grouping key's value."""
-    from innerdpo_bench.results.naming import LABELS
+    from innerdpo_bench.config.naming import LABELS
 
     parts = [method_of(runs[0])]
     for key in keys:

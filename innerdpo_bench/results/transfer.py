@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from innerdpo_bench import scoring, stats
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.results import stats
 from innerdpo_bench.results.compare import align
 from innerdpo_bench.results.provenance import MINI_DATASET
 

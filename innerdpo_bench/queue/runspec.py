@@ -26,7 +26,7 @@ def _absolute_if_path(value: str | None) -> str | None:
 
 def check_eval_options(suite: str | None, limit: int | None, samples: int | None = None) -> None:
     """UserError now, at queue time, for a suite, row limit or sample count that `innerdpo eval` would refuse later."""
-    from innerdpo_bench import suites
+    from innerdpo_bench.evaluation import suites
 
     suites.suite_refs(suite, None)
     if limit is not None and limit < 1:
@@ -45,7 +45,7 @@ def train_specs(config: dict[str, Any], seeds: list[int] | None = None, suite: s
     including against the base model's shape and the dataset reference (`check_run`); the method is stored by
     its canonical name, existing relative paths made absolute."""
     from innerdpo_bench.config import TrainConfig
-    from innerdpo_bench.results.naming import display_name
+    from innerdpo_bench.config.naming import display_name
 
     check_eval_options(suite, limit, samples)
     specs = []

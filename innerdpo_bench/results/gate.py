@@ -27,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from innerdpo_bench import scoring, stats
-from innerdpo_bench.suites import SHIFTS
 from innerdpo_bench.errors import UserError, unknown_choice
+from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results import stats
 from innerdpo_bench.results.compare import compare_shift
 
 if TYPE_CHECKING:

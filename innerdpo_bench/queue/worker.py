@@ -38,12 +38,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import process, progress, resume, rundir
+from innerdpo_bench import progress, rundir
 from innerdpo_bench.config import flag_name
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evalreport import read_eval_report
+from innerdpo_bench.evaluation.report import read_eval_report
+from innerdpo_bench.queue import process
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run, Store, resolve_home
+from innerdpo_bench.train import resume
 
 Say = Callable[[str], None]
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)   # between tries of a store write that ends a run
@@ -356,7 +358,7 @@ class Worker:
     def _sample_columns(self, run: Run, paths: RunPaths) -> dict[str, dict]:
         """`samplefile.sample_columns` when the entry asked for samples; nothing when it did not, or the file is
         unreadable (noted)."""
-        from innerdpo_bench.samplefile import sample_columns
+        from innerdpo_bench.evaluation.samplefile import sample_columns
 
         if not run.spec.get("eval", {}).get("samples"):
             return {}

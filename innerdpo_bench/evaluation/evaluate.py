@@ -48,15 +48,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import audit, rundir, suites
-from innerdpo_bench.runlog import installed_versions
-from innerdpo_bench.checkpoint import Checkpoint, resolve_checkpoint
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError, name_too_long
-from innerdpo_bench.evalcache import cached_evaluation, eval_cache_key, store_evaluation
-from innerdpo_bench.evalreport import EvalReport
+from innerdpo_bench.evaluation import audit, suites
+from innerdpo_bench.evaluation.cache import cached_evaluation, eval_cache_key, store_evaluation
+from innerdpo_bench.evaluation.checkpoint import Checkpoint, resolve_checkpoint
+from innerdpo_bench.evaluation.report import EvalReport
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.models import load_causal_lm, load_tokenizer
 from innerdpo_bench.progress import ProgressLines
+from innerdpo_bench.runlog import installed_versions
 
 GROUP = "innerdpo_shifts"
 METRICS = ("acc", "acc_sum", "logratio")
@@ -145,7 +146,8 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
     """Load the model, run the harness with the adapter off and on; eval.json (without `seconds`, `cache` and
     the rows file's name and checksum, which `rundir.write_eval_pair` adds) and the rows file's text."""
     import torch
-    from innerdpo_bench.fastlm import FastHFLM, ScoreCache, model_identity
+
+    from innerdpo_bench.evaluation.fastlm import FastHFLM, ScoreCache, model_identity
 
     task_manager, metadata = _task_manager(ckpt, plan, say)
     group, tasks = _shift_group(task_manager, plan.shifts)

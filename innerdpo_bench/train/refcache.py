@@ -47,8 +47,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from innerdpo_bench import rundir
+from innerdpo_bench.models.forward import forward_pass
 from innerdpo_bench.runlog import installed_versions
-from innerdpo_bench.forward import forward_pass
 
 log = logging.getLogger("innerdpo_bench")
 
@@ -319,7 +319,7 @@ def reference_cache(peft_model, base_model_path: str, spec: RefSpec, transform, 
     with a log line either way. With `mode` "auto" a missing cache is built only when the run will see at least
     as many pairs (`pairs_seen`, counting repeats) as there are to cache: a shorter run would pay more for the
     build than the reference passes it saves, so it runs the reference live (None, and a log line)."""
-    from innerdpo_bench.forward import unwrap_causal_lm
+    from innerdpo_bench.models.forward import unwrap_causal_lm
 
     base = base_fingerprint(base_model_path, unwrap_causal_lm(peft_model).config)
     key, identity = cache_key(base, spec, [pair_digest(pair) for pair in pairs])

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 from lm_eval.models.huggingface import HFLM
 
-from innerdpo_bench.forward import model_parts, no_head_positions, packed_attention_mask, unwrap_causal_lm
 from innerdpo_bench.models import cache_dir
+from innerdpo_bench.models.forward import model_parts, no_head_positions, packed_attention_mask, unwrap_causal_lm
 from innerdpo_bench.rundir import adapter_sha256
 
 HEAD_CHUNK = 2048

@@ -177,7 +177,7 @@ def load_sweep(path: str | Path) -> Sweep:
         sweep.grid[name] = [_check_value(name, value, f"{where} {name}") for value in values]
     seeds = data.get("seeds")
     if seeds is not None:
-        from innerdpo_bench.runspec import parse_seeds
+        from innerdpo_bench.queue.runspec import parse_seeds
 
         text = ",".join(map(str, seeds)) if isinstance(seeds, list) else str(seeds)
         sweep.seeds = parse_seeds(text)
@@ -212,8 +212,8 @@ def sweep_specs(sweep: Sweep, sweep_ident: str | None = None) -> list[dict[str, 
     """Every run of the sweep as a run spec (`runspec.train_specs`, named by what differs from the method's
     defaults plus every axis), each checked completely; UserError "run K of N (cell): why" for the first bad
     one, so nothing is queued. Each spec records `sweep_ident` under "sweep"."""
-    from innerdpo_bench.results.naming import display_name
-    from innerdpo_bench.runspec import check_eval_options, train_specs
+    from innerdpo_bench.config.naming import display_name
+    from innerdpo_bench.queue.runspec import check_eval_options, train_specs
 
     check_eval_options(sweep.suite, sweep.limit, sweep.samples)
     if "method" not in sweep.base and "method" not in sweep.grid:

@@ -15,13 +15,14 @@ import hashlib
 import json
 from pathlib import Path
 
-from innerdpo_bench import rundir, suites
-from innerdpo_bench.runlog import installed_versions
-from innerdpo_bench.checkpoint import Checkpoint
+from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evalreport import EvalReport, read_eval_report
+from innerdpo_bench.evaluation import suites
+from innerdpo_bench.evaluation.checkpoint import Checkpoint
+from innerdpo_bench.evaluation.report import EvalReport, read_eval_report
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.models import cache_dir
-from innerdpo_bench.suites import SHIFTS
+from innerdpo_bench.runlog import installed_versions
 
 EVAL_CACHE = "evals"                      # under models.cache_dir()
 CACHED_ROWS = "rows.jsonl"

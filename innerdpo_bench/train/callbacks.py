@@ -11,8 +11,9 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from innerdpo_bench import rundir, trackers
+from innerdpo_bench import rundir
 from innerdpo_bench.progress import ProgressLines, is_terminal
+from innerdpo_bench.train import trackers
 
 log = logging.getLogger("innerdpo_bench")
 
@@ -61,7 +62,14 @@ class RichProgressCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),

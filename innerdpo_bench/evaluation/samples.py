@@ -36,9 +36,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from innerdpo_bench import rundir, suites
+from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.samplefile import samples_path_for
+from innerdpo_bench.evaluation import suites
+from innerdpo_bench.evaluation.samplefile import samples_path_for
 
 SAMPLES_CACHE = "samples"            # under models.cache_dir()
 DEFAULT_PROMPTS = 3
@@ -80,7 +81,7 @@ class SamplesResult:
 
 def prompts_of(settings: SampleSettings) -> list[dict]:
     """The prompt records (without completions): the first `prompts` distinct prompts of every shift the suite has."""
-    from innerdpo_bench.evaluate import row_id
+    from innerdpo_bench.evaluation.evaluate import row_id
 
     refs = suites.suite_refs(settings.suite, settings.data_dir)
     out = []
@@ -102,7 +103,7 @@ def prompts_of(settings: SampleSettings) -> list[dict]:
 
 def base_cache_key(base_model_path: str, prompts: list[dict], settings: SampleSettings) -> tuple[str, dict]:
     """(key, identity) of the base model's completions (module docstring)."""
-    from innerdpo_bench.evalcache import KEYED_PACKAGES, base_identity
+    from innerdpo_bench.evaluation.cache import KEYED_PACKAGES, base_identity
     from innerdpo_bench.runlog import installed_versions
 
     texts = hashlib.sha256(json.dumps([p["prompt"] for p in prompts]).encode()).hexdigest()
@@ -148,7 +149,7 @@ def generate_samples(checkpoint: str, settings: SampleSettings | None = None, ou
                      progress: Callable[[str], None] | None = None) -> SamplesResult:
     """Generate the checkpoint's and its base's completions (module docstring) and write the samples file:
     `output`, else RUN/samples.jsonl for a run directory, else ./samples-<name>.jsonl."""
-    from innerdpo_bench.checkpoint import resolve_checkpoint
+    from innerdpo_bench.evaluation.checkpoint import resolve_checkpoint
 
     say = progress or (lambda message: None)
     started = time.time()
@@ -191,7 +192,7 @@ def _load(ckpt, settings: SampleSettings, device: str | None, say: Callable[[str
     """(model, tokenizer, device, chat template used): loaded as `innerdpo eval` loads it."""
     import torch
 
-    from innerdpo_bench.evaluate import _load_model, _resolve_device   # the same loading and errors as eval
+    from innerdpo_bench.evaluation.evaluate import _load_model, _resolve_device  # the same loading and errors as eval
 
     device = _resolve_device(device)
     say(f"loading {ckpt.base_model}" + (f" + adapter {ckpt.adapter}" if ckpt.adapter else "") + f" on {device}")

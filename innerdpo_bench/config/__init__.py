@@ -157,7 +157,7 @@ class TrainConfig:
             raise UserError(f"--save-steps must be 0 (off) or positive, got {self.save_steps}")
         if self.save_total_limit < 1:
             raise UserError(f"--save-total-limit must be at least 1, got {self.save_total_limit}")
-        from innerdpo_bench.trackers import parse_report_to
+        from innerdpo_bench.train.trackers import parse_report_to
 
         parse_report_to(self.report_to)
         if self.max_rows is not None and self.max_rows < 1:

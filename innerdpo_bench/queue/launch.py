@@ -7,8 +7,8 @@ import os
 import threading
 
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.queue.worker import Budget, Say, Worker, WorkerOptions
 from innerdpo_bench.store import Store, resolve_home
-from innerdpo_bench.worker import Budget, Say, Worker, WorkerOptions
 
 
 def default_devices() -> list[str]:

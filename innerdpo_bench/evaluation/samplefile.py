@@ -41,7 +41,7 @@ def read_samples(path: str | Path) -> tuple[dict, list[dict]]:
 def sample_columns(eval_json: Path) -> dict[str, dict]:
     """{"samples": rep, distinct2, len, gen_nll_ratio, ...} (`textstats.run_columns`) from the samples file that
     eval wrote beside `eval_json`: what the store records for a run's sample columns. UserError when unreadable."""
-    from innerdpo_bench import textstats
+    from innerdpo_bench.evaluation import textstats
 
     _, records = read_samples(samples_path_for(eval_json))
     return {textstats.SAMPLES_GROUP: textstats.run_columns(records)}

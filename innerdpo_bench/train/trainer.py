@@ -23,24 +23,25 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from innerdpo_bench import resume, rundir, trackers
-from innerdpo_bench.callbacks import RunFilesCallback, attach_trackers, progress_callback
+from innerdpo_bench import rundir
 from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.config.naming import display_name
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import duplicate_rows, load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
-from innerdpo_bench.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
-from innerdpo_bench.results.naming import display_name
 from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
 from innerdpo_bench.methods.pooling import completion_pool
 from innerdpo_bench.methods.transforms import build_transform, save_transform
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
+from innerdpo_bench.models.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.runlog import attach_file_log, detach_file_log, installed_versions
-from innerdpo_bench.refcache import BUILD_BATCH_FACTOR, ReferenceCache, cached_spec, reference_cache
-from innerdpo_bench.validation import EarlyStopping, attach_early_stopping, split_rows
+from innerdpo_bench.train.callbacks import RunFilesCallback, attach_trackers, progress_callback
+from innerdpo_bench.train.refcache import BUILD_BATCH_FACTOR, ReferenceCache, cached_spec, reference_cache
+from innerdpo_bench.train import resume, trackers
+from innerdpo_bench.train.validation import EarlyStopping, attach_early_stopping, split_rows
 
 log = logging.getLogger("innerdpo_bench")
 TRANSFORM_MODULE = "innerdpo_transform"

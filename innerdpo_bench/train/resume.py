@@ -36,8 +36,8 @@ import json
 import logging
 import os
 import re
-import signal
 import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

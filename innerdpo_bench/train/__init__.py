@@ -1,0 +1,1 @@
+"""Training: the Trainer subclass and what a training run needs (callbacks, resume, reference cache, trackers, validation)."""
