@@ -24,7 +24,6 @@ results; `innerdpo queue add` does it on purpose).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files, rundir
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.rundir import RunPaths
@@ -147,10 +146,6 @@ def _adapter_problems(adapter: Path) -> list[str]:
     return problems
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _eval_problems(eval_json: Path) -> list[str]:
     """eval.json valid, its rows file present and matching the sha256 it records (top-level `rows_sha256`, or the
     cache section's)."""
@@ -163,7 +158,7 @@ def _eval_problems(eval_json: Path) -> list[str]:
     if not rows.is_file():
         return [f"{rows} (the per-row records eval.json names) is missing"]
     expected = report.get("rows_sha256") or (report.get("cache") or {}).get("rows_sha256")
-    if expected and _sha256(rows) != expected:
+    if expected and files.sha256_file(rows) != expected:
         return [f"{rows} does not match the rows_sha256 that {eval_json.name} records (truncated or replaced)"]
     return []
 
@@ -218,7 +213,7 @@ def check_caches(cache: Path, now: float) -> list[Finding]:
         try:
             report = json.loads((entry / rundir.EVAL).read_text(encoding="utf-8"))
             expected = (report.get("cache") or {}).get("rows_sha256")
-            if _sha256(entry / CACHED_ROWS) != expected:
+            if files.sha256_file(entry / CACHED_ROWS) != expected:
                 problem = f"its {CACHED_ROWS} does not match the rows_sha256 its eval.json records"
         except (OSError, ValueError, AttributeError):
             problem = f"its {rundir.EVAL} or {CACHED_ROWS} is missing or unreadable"
@@ -263,7 +258,7 @@ def _score_cache(path: Path) -> list[Finding]:
     bad = len(lines) - len(good)
 
     def rewrite() -> None:
-        rundir.atomic_write_text(path, "".join(line + "\n" for line in good))
+        files.atomic_write_text(path, "".join(line + "\n" for line in good))
 
     return [Finding(f"score cache {path}: {bad} of {len(lines)} lines are not score records (a write cut short)",
                     None, rewrite, f"rewrite it with the {len(good)} good lines")]

@@ -8,6 +8,7 @@ A training run directory is what `innerdpo train --output-dir RUN` writes (`Trai
       adapter/                 the PEFT LoRA adapter (lm-eval: `peft=RUN/adapter`)
       transforms.json          InnerDPO transform name, layers, options
       transforms.safetensors   its weights, when it has any
+      learned_sign.safetensors the learned_sign align method's sign logits
       metrics.jsonl            one record per logging step
       train.log                the training log
       checkpoints/checkpoint-N/  resumable training checkpoints while it runs (`resume.py`); gone once complete
@@ -33,18 +34,18 @@ exist before train starts; so a train_eval run's eval.json is `checkpoint/eval.j
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.files import (LEGACY_TEMP_NAME, TEMP_NAME, atomic_save_tensors, atomic_write_text, leftover_temp,
+                                  sha256_file_memo)
 
 if TYPE_CHECKING:
     from innerdpo_bench.store import Run
@@ -56,9 +57,10 @@ METRICS = "metrics.jsonl"
 TRAIN_LOG = "train.log"
 EVAL = "eval.json"
 ROWS_SUFFIX = "_rows.jsonl"
-# The names `methods.transforms.save_transform` writes (methods/ imports nothing outside itself).
+# The InnerDPO transform (`save_transform`) and the learned sign (`save_learned_sign`); methods/ does no I/O.
 TRANSFORMS_CONFIG = "transforms.json"
 TRANSFORMS_WEIGHTS = "transforms.safetensors"
+LEARNED_SIGN = "learned_sign.safetensors"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 RUNS_DIR = "runs"
@@ -74,9 +76,6 @@ LOG_NAMES = (TRAIN_LOG, EVAL_LOG, WORKER_LOG)
 
 
 ROWS_NAME = re.compile(r"(?P<stem>.+)_rows(?:-(?P<sha>[0-9a-f]{16}))?\.jsonl")
-# mkstemp's temporary names: NAME.<pid>.<8 random>.tmp (`atomic_write_text`), or NAME.<8 random> before it
-TEMP_NAME = re.compile(r"(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.tmp")
-LEGACY_TEMP_NAME = re.compile(r"(?P<name>.+\.(?:json|jsonl))\.[a-z0-9_]{8}")
 
 
 def rows_path_for(eval_path: Path, rows_sha256: str | None = None) -> Path:
@@ -163,20 +162,6 @@ def default_run_dir(home: Path, run: Run) -> Path:
 # --------------------------------------------------------------------------- checksums
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=1024)
-def _sha256_stamped(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(Path(path))
-
-
 def adapter_sha256(adapter_dir: str | os.PathLike | None) -> str | None:
     """sha256 of an adapter's weights file (adapter_model.safetensors, else .bin); None without an adapter or
     that file. Cached by path, size and modification time: the evaluation cache, the score cache and
@@ -184,12 +169,9 @@ def adapter_sha256(adapter_dir: str | os.PathLike | None) -> str | None:
     if adapter_dir is None:
         return None
     for name in ADAPTER_WEIGHTS:
-        path = Path(adapter_dir) / name
-        try:
-            info = path.stat()
-        except OSError:
-            continue
-        return _sha256_stamped(str(path), info.st_size, info.st_mtime_ns)
+        digest = sha256_file_memo(Path(adapter_dir) / name)
+        if digest is not None:
+            return digest
     return None
 
 
@@ -200,76 +182,37 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _file_mode() -> int:
-    """The mode `open()` would give a new file under the process's umask (0644 under the usual 022): mkstemp's
-    temporary files are 0600, which the rename would otherwise keep. Read from /proc where it can be, else by
-    setting and restoring the umask (not thread-safe, so done once, at import)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
-    except (OSError, StopIteration, ValueError, IndexError):
-        umask = os.umask(0o022)
-        os.umask(umask)
-    return 0o666 & ~umask
+def save_transform(folder: Path, meta: dict, tensors: dict) -> None:
+    """`transforms.json` (`methods.transforms.transform_state`'s description) and, when the transform has
+    tensors, `transforms.safetensors`; the weights first, so a description never names missing weights."""
+    folder = Path(folder)
+    if tensors:
+        atomic_save_tensors(folder / TRANSFORMS_WEIGHTS, tensors)
+    atomic_write_text(folder / TRANSFORMS_CONFIG, json.dumps(meta, indent=2))
 
 
-FILE_MODE = _file_mode()
-DIR_MODE = FILE_MODE | ((FILE_MODE & 0o444) >> 2)  # x wherever r: 0755 under umask 022
+def load_transform(folder: Path) -> tuple[dict, dict]:
+    """What `save_transform` wrote: (description, tensors; {} for a parameter-free transform)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta = json.loads((folder / TRANSFORMS_CONFIG).read_text(encoding="utf-8"))
+    weights = folder / TRANSFORMS_WEIGHTS
+    return meta, (load_file(str(weights)) if weights.is_file() else {})
 
 
-def share_modes(path: Path) -> None:
-    """Give `path` and everything under it the modes `open()` and `mkdir()` would under the umask: safetensors'
-    `save_file` (so `save_pretrained`) writes 0600 and `mkdtemp` 0700, which a rename would keep."""
-    for entry in [Path(path), *(Path(path).rglob("*") if Path(path).is_dir() else ())]:
-        if not entry.is_symlink():
-            os.chmod(entry, DIR_MODE if entry.is_dir() else FILE_MODE)
+def save_learned_sign(folder: Path, layers: list[int], logits) -> None:
+    """`learned_sign.safetensors`: tensor `logits` [layers, hidden], metadata `layers` (a JSON list)."""
+    atomic_save_tensors(Path(folder) / LEARNED_SIGN, {"logits": logits.detach().cpu().contiguous()},
+                        metadata={"layers": json.dumps(list(layers))})
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file (`NAME.<pid>.<random>.tmp`) and rename, so readers never see half a file; the
-    file gets the mode a plain `open()` would (`FILE_MODE`), not mkstemp's 0600. Temporary files of NAME that a
-    killed writer left behind are removed after the rename (`_remove_leftovers`)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _remove_leftovers(path.parent, {path.name})
+def load_learned_sign(folder: Path):
+    """What `save_learned_sign` wrote: (layers, logits)."""
+    from safetensors import safe_open
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):  # someone else's process (alive), or not a pid at all
-        return pid < 1 << 22
-    return True
-
-
-def _leftover_temp(path: Path, names: set[str] | None = None) -> bool:
-    """A temporary file of `atomic_write_text` whose writer is gone (its pid is not alive on this host), or one of
-    the unmarked names earlier versions used; `names`: only temporaries of these files."""
-    match = TEMP_NAME.fullmatch(path.name)
-    if match:
-        return (names is None or match["name"] in names) and not _pid_alive(int(match["pid"]))
-    match = LEGACY_TEMP_NAME.fullmatch(path.name)
-    return match is not None and (names is None or match["name"] in names)
-
-
-def _remove_leftovers(directory: Path, names: set[str] | None = None) -> None:
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.is_file(follow_symlinks=False) and _leftover_temp(Path(entry.path), names):
-            Path(entry.path).unlink(missing_ok=True)
+    with safe_open(str(Path(folder) / LEARNED_SIGN), framework="pt") as handle:
+        return json.loads(handle.metadata()["layers"]), handle.get_tensor("logits")
 
 
 def _stale_rows(directory: Path, stem: str | None = None) -> list[Path]:
@@ -324,7 +267,7 @@ def leftover_files(directory: str | os.PathLike, *, stem: str | None = None) -> 
     if not directory.is_dir():
         return []
     temps = [path for path in directory.iterdir()
-             if path.is_file() and _leftover_temp(path) and (stem is None or _of_stem(path, stem))]
+             if path.is_file() and leftover_temp(path) and (stem is None or _of_stem(path, stem))]
     return sorted({*temps, *_stale_rows(directory, stem)})
 
 

@@ -66,11 +66,10 @@ def pair_metrics(logp_chosen: float, logp_rejected: float, n_chosen: int, n_reje
     acc_sum  = [logp_c  >  logp_r]                (strict; ties are wrong, unlike lm-eval's argmax acc)
     logratio = logp_c / n_c − logp_r / n_r        (mean-token log-ratio, nats per token)
     """
-    pair = scoring.Pair(logp_chosen, logp_rejected, n_chosen, n_rejected)
+    pair = scoring.RowRecord(logp_chosen, logp_rejected, n_chosen, n_rejected)
     verdicts = {scoring.METRICS[name].harness_key: float(scoring.METRICS[name].score(pair))
                 for name in scoring.HARNESS_METRICS}
-    logratio = scoring.per_token(logp_chosen, n_chosen) - scoring.per_token(logp_rejected, n_rejected)
-    return {**verdicts, "logratio": float(logratio)}
+    return {**verdicts, **{name: float(margin.value(pair)) for name, margin in scoring.MARGINS.items()}}
 
 
 class ContinuationCounter:

@@ -157,9 +157,9 @@ def test_no_store_is_one_line_and_exit_2(tmp_path):
 
 
 def test_leftover_files_matches_the_temp_names_of_atomic_writes(tmp_path):
-    from innerdpo_bench import rundir
+    from innerdpo_bench import files
 
-    rundir.atomic_write_text(tmp_path / "eval.json", "{}")
+    files.atomic_write_text(tmp_path / "eval.json", "{}")
     for name in ("eval.json.k3j_x9a2", "eval_rows.jsonl.abcdefgh", "notes.txt.abcdefgh", "eval.json"):
         (tmp_path / name).write_text("x")
     assert [p.name for p in doctor.leftover_files(tmp_path)] == ["eval.json.k3j_x9a2", "eval_rows.jsonl.abcdefgh"]

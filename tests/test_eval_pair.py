@@ -17,7 +17,7 @@ import pytest
 from test_stats import pattern, store_run, write_run
 from typer.testing import CliRunner
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files, rundir
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results.rowsfile import load_evaluation
@@ -67,7 +67,7 @@ def test_rows_files_are_named_by_content_and_the_old_pair_is_replaced_whole(tmp_
     assert second != first and not first.exists()          # the earlier pair's rows are gone with it
     report, rows_path, shifts = load_evaluation(eval_path)
     assert (report["limit"], rows_path, len(shifts["in_domain"])) == (3, second, 3)
-    assert report["rows_sha256"] == rundir.sha256_file(second)
+    assert report["rows_sha256"] == files.sha256_file(second)
     assert rundir.leftover_files(tmp_path) == []
 
 
@@ -78,7 +78,7 @@ def test_killed_between_the_two_writes_the_old_pair_is_still_read_and_the_next_w
     import hashlib
 
     orphan = rundir.rows_path_for(eval_path, hashlib.sha256(rows_text(3).encode()).hexdigest())
-    rundir.atomic_write_text(orphan, rows_text(3))
+    files.atomic_write_text(orphan, rows_text(3))
     temp = tmp_path / f"eval.json.{dead_pid()}.abcd1234.tmp"
     legacy = tmp_path / "eval.json.k2j3h4g5"             # mkstemp's name before the pid was in it
     live = tmp_path / f"status.json.{os.getpid()}.abcd1234.tmp"  # a writer that is still running
@@ -104,7 +104,7 @@ def test_a_mismatched_pair_is_one_line_naming_the_file_and_the_command(tmp_path)
     eval_path = write_run(tmp_path / "a", {"in_domain": pattern(4, 2)})
     report = json.loads(eval_path.read_text())
     rows_path = eval_path.with_name(report["rows_file"])
-    report["rows_sha256"] = rundir.sha256_file(rows_path)
+    report["rows_sha256"] = files.sha256_file(rows_path)
     eval_path.write_text(json.dumps(report))
     one = write_run(tmp_path / "b", {"in_domain": pattern(4, 3)})
     assert invoke("compare", eval_path, one).exit_code == 0
@@ -191,7 +191,7 @@ def test_a_bad_config_json_is_one_line_for_compare_and_eval(tmp_path, content, p
 def consistent_pair(eval_path: Path) -> tuple[int, int]:
     """(limit eval.json records, rows per shift) after checking the pair is whole and matches."""
     report, rows_path, shifts = load_evaluation(eval_path)
-    assert report["rows_sha256"] == rundir.sha256_file(rows_path)
+    assert report["rows_sha256"] == files.sha256_file(rows_path)
     counts = {len(rows) for rows in shifts.values()}
     assert len(counts) == 1, counts
     return report["limit"], counts.pop()

@@ -4,13 +4,7 @@ import json
 
 import pytest
 
-from innerdpo_bench.data.mini import (
-    SPLITS,
-    build_mini,
-    corpus_texts,
-    load_mini,
-    write_mini_jsonl,
-)
+from innerdpo_bench.data.mini import SPLITS, build_mini, corpus_texts, load_mini, write_mini_jsonl
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation.suites import SHIFTS
 
@@ -155,3 +149,11 @@ def test_scorers_catch_a_planted_shortcut():
     assert pairwise_accuracy(rows, prefer_longer) == 1.0
     assert pairwise_accuracy(rows, FIRST_WORD_RULES["alphabetically_smaller"]) == 1.0
     assert pairwise_accuracy(rows, FIRST_WORD_RULES["alphabetically_larger"]) == 0.0
+
+
+def test_tiny_random_tokenizer_corpus_is_the_mini_text():
+    """tiny-random's tokenizer is trained on a shipped copy of the mini suite's text (models/ imports no data
+    generator); the copy must still equal what the generator gives, or the tokenizer silently changes."""
+    from innerdpo_bench.models import tiny_corpus
+
+    assert tiny_corpus() == corpus_texts(seed=0)

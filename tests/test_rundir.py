@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files, rundir
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.rundir import RunPaths, TrainPaths
@@ -56,12 +56,6 @@ def test_queue_run_paths_nest_the_training_run_and_name_logs_and_asides():
     assert paths.eval_json == paths.checkpoint.eval_json
     assert paths.logs == {name: ROOT / name for name in ("train.log", "eval.log", "worker.log")}
     assert paths.aside(2) == ROOT / "checkpoint.attempt-2"
-
-
-def test_transform_file_names_are_the_ones_save_transform_writes():
-    from innerdpo_bench.methods import transforms
-
-    assert (rundir.TRANSFORMS_CONFIG, rundir.TRANSFORMS_WEIGHTS) == (transforms.CONFIG_FILE, transforms.STATE_FILE)
 
 
 def test_paths_of_a_store_run(tmp_path):
@@ -149,10 +143,10 @@ def test_atomic_writes_keep_the_users_umask_not_mkstemps_0600(tmp_path):
 
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
-    rundir.atomic_write_text(tmp_path / "atomic.txt", "x")
+    files.atomic_write_text(tmp_path / "atomic.txt", "x")
     mode = lambda p: os.stat(p).st_mode & 0o777  # noqa: E731
-    assert mode(tmp_path / "atomic.txt") == mode(plain) == rundir.FILE_MODE
-    assert rundir.FILE_MODE & 0o044  # group and others can read, as with every other file the user writes
+    assert mode(tmp_path / "atomic.txt") == mode(plain) == files.FILE_MODE
+    assert files.FILE_MODE & 0o044  # group and others can read, as with every other file the user writes
 
 
 def test_a_trained_run_and_a_built_base_follow_the_umask(trained_run, tiny_model_path):
@@ -167,4 +161,4 @@ def test_a_trained_run_and_a_built_base_follow_the_umask(trained_run, tiny_model
             if path.is_symlink():
                 continue
             mode = stat.S_IMODE(os.stat(path).st_mode)
-            assert mode == (rundir.DIR_MODE if path.is_dir() else rundir.FILE_MODE), path
+            assert mode == (files.DIR_MODE if path.is_dir() else files.FILE_MODE), path

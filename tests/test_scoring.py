@@ -18,7 +18,7 @@ from innerdpo_bench.evaluation import scoring
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
 
-PACKAGE = Path(scoring.__file__).resolve().parent
+PACKAGE = Path(scoring.__file__).resolve().parent.parent   # innerdpo_bench/
 runner = CliRunner()
 
 # public name → (harness key, needs an adapter, aliases)

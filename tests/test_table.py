@@ -14,9 +14,9 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from innerdpo_bench.results import table
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.results import table
 from innerdpo_bench.store import STORE_FILE, Run, Store
 
 SHIFTS = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")

@@ -10,8 +10,9 @@ import sys
 import pytest
 
 from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.config.trackers import parse_report_to
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.train.trackers import TENSORBOARD_DIR, parse_report_to, push_eval, require_installed
+from innerdpo_bench.train.trackers import TENSORBOARD_DIR, push_eval, require_installed
 
 CLI = [sys.executable, "-m", "innerdpo_bench"]
 

@@ -142,12 +142,12 @@ def test_gradient_checkpointing_trains_like_keeping_activations(method, small_pa
 
 
 def test_learned_sign_trains_in_its_own_group_and_is_saved(small_pairs, tmp_path, tiny_model_path):
-    from innerdpo_bench.methods.learned_sign import INIT_LOGIT, load_learned_sign
+    from innerdpo_bench.methods.learned_sign import INIT_LOGIT, LearnedSign
 
     cfg = fast_config("hs-none-InnerDPO", small_pairs, tmp_path / "run", max_steps=3, align_method="learned_sign",
                       learned_sign_lr=0.05)
     run = train(cfg, progress=False)
-    saved = load_learned_sign(run)
+    saved = LearnedSign.from_logits(*rundir.load_learned_sign(run))
     assert saved.layers == json.loads((run / rundir.CONFIG).read_text())["transform_output_layers"]
     assert saved.logits.shape == (len(saved.layers), 64)
     moved = (saved.logits - INIT_LOGIT).abs()

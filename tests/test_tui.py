@@ -439,7 +439,7 @@ async def test_export_writes_exactly_the_visible_view(home, tmp_path, monkeypatc
 
 
 def queue_ids(home: Path) -> list[int]:
-    from innerdpo_bench.queue.runspec import queue_order
+    from innerdpo_bench.store.claims import queue_order
 
     with Store(home) as store:
         return [run.id for run in queue_order(store.list_runs("queued"))]

@@ -218,7 +218,7 @@ class InnerDPOApp(App):
 
     def move(self, run_id: int, where: str) -> None:
         """Reorder the queue: `where` is up, down or front (store.move permutes queued priorities)."""
-        from innerdpo_bench.queue.runspec import queue_order
+        from innerdpo_bench.store.claims import queue_order
 
         def move(store: Store) -> str:
             queued = [run.id for run in queue_order(store.list_runs("queued"))]

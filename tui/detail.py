@@ -23,17 +23,8 @@ from innerdpo_bench.evaluation import scoring, textstats
 from innerdpo_bench.evaluation.samplefile import read_samples, samples_path_for
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Run
-from innerdpo_bench.tui.data import (
-    FileFollower,
-    Progress,
-    checkpoint_paths,
-    default_log,
-    differing_keys,
-    format_duration,
-    log_paths,
-    parse_metrics,
-    run_config,
-)
+from innerdpo_bench.tui.data import (FileFollower, Progress, checkpoint_paths, default_log, differing_keys,
+                                     format_duration, log_paths, parse_metrics, run_config)
 from innerdpo_bench.tui.messages import LogLines, MetricsRecords
 from innerdpo_bench.tui.view import SHORT_HEADERS, STATUS_STYLES
 
@@ -41,7 +32,7 @@ TAIL_INTERVAL_S = 0.25
 # The results table's eval.json columns: the registry's harness metrics (the first, acc, with its stderr), then
 # the per-token log-ratio and the row count.
 HEADLINE, *OTHER_HARNESS = (scoring.METRICS[name].harness_key for name in scoring.HARNESS_METRICS)
-SCORE_COLUMNS = (*OTHER_HARNESS, "logratio")
+SCORE_COLUMNS = (*OTHER_HARNESS, *scoring.MARGINS)
 
 
 def _value_text(value: Any) -> str:
@@ -58,7 +49,7 @@ def _score(metrics: dict[str, float], name: str, stderr: bool = True) -> str:
     if value is None or value != value:
         return "-"
     stderr = metrics.get(f"{name}_stderr") if stderr else None
-    text = f"{value:+.3f}" if name == "logratio" else f"{value:.3f}"
+    text = f"{value:+.3f}" if name in scoring.MARGINS else f"{value:.3f}"
     return text + (f" ± {stderr:.3f}" if stderr is not None and stderr == stderr else "")
 
 

@@ -9,9 +9,8 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from innerdpo_bench.queue.process import running_note
-from innerdpo_bench.queue.runspec import queue_order
 from innerdpo_bench.store import Run
+from innerdpo_bench.store.claims import queue_order, running_note
 from innerdpo_bench.tui.data import Progress, format_duration
 from innerdpo_bench.tui.keyed_table import ColumnSpec, KeyedTable
 from innerdpo_bench.tui.view import STATUS_STYLES

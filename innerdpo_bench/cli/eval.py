@@ -6,25 +6,10 @@ import json
 
 import typer
 
-from innerdpo_bench.cli.app import (
-    HELP,
-    app,
-    apply_chat_template,
-    batch_size_option,
-    chat_template_option,
-    console,
-    data_dir_option,
-    device_option,
-    err_console,
-    genies_dir_option,
-    handle_errors,
-    limit_option,
-    quiet_libraries,
-    say_cache_hit,
-    say_progress,
-    suite_option,
-    use_genies_dir,
-)
+from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option, console,
+                                    data_dir_option, device_option, err_console, genies_dir_option, handle_errors,
+                                    limit_option, quiet_libraries, say_cache_hit, say_progress, suite_option,
+                                    use_genies_dir)
 from innerdpo_bench.evaluation import audit
 
 
@@ -77,10 +62,11 @@ def eval_command(
     """
     quiet_libraries()
     use_genies_dir(genies_dir)
+    from innerdpo_bench.config.trackers import parse_report_to
     from innerdpo_bench.evaluation.evaluate import evaluate
     from innerdpo_bench.train import trackers
 
-    report_to_names = trackers.parse_report_to(report_to)
+    report_to_names = parse_report_to(report_to)
     trackers.require_installed(report_to_names)
 
     result = evaluate(checkpoint, suite=suite, limit=limit, batch_size=batch_size, device=device, data_dir=data_dir,

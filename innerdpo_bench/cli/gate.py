@@ -9,26 +9,10 @@ from pathlib import Path
 import typer
 
 from innerdpo_bench import rundir
-from innerdpo_bench.cli.app import (
-    HELP,
-    app,
-    apply_chat_template,
-    batch_size_option,
-    chat_template_option,
-    console,
-    data_dir_option,
-    device_option,
-    err_console,
-    genies_dir_option,
-    handle_errors,
-    home_option,
-    limit_option,
-    quiet_libraries,
-    say_cache_hit,
-    say_progress,
-    suite_option,
-    use_genies_dir,
-)
+from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, batch_size_option, chat_template_option, console,
+                                    data_dir_option, device_option, err_console, genies_dir_option, handle_errors,
+                                    home_option, limit_option, quiet_libraries, say_cache_hit, say_progress,
+                                    suite_option, use_genies_dir)
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import scoring
 from innerdpo_bench.results import gate as gating

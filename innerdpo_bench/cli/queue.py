@@ -10,24 +10,12 @@ import time
 
 import typer
 
-from innerdpo_bench.cli.app import (
-    HELP,
-    app,
-    console,
-    err_console,
-    genies_dir_option,
-    handle_errors,
-    home_option,
-    limit_option,
-    open_store,
-    suite_option,
-    use_genies_dir,
-)
+from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_option, handle_errors, home_option,
+                                    limit_option, open_store, suite_option, use_genies_dir)
 from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.queue import process
 from innerdpo_bench.results import table as results_table
-from innerdpo_bench.store import STATUSES, resolve_home
+from innerdpo_bench.store import STATUSES, claims, resolve_home
 
 queue_app = typer.Typer(
     help="Queue runs for `innerdpo worker`: add, add-base, ls, log, cancel, retry, rm, move.",
@@ -162,7 +150,7 @@ def ls_command(
     home: str | None = home_option(),
 ) -> None:
     """The queue: running runs, queued runs in the order workers take them, then failed and cancelled ones."""
-    from innerdpo_bench.queue.runspec import queue_order
+    from innerdpo_bench.store.claims import queue_order
 
     with open_store(home, readonly=True) as store:
         runs = queue_order(store.list_runs())
@@ -181,7 +169,7 @@ def ls_command(
         view.add_column(column, justify=justify, overflow="fold")
     styles = {"running": "cyan", "queued": "", "failed": "red", "cancelled": "yellow", "done": "green"}
     for run in shown:
-        status = process.running_note(run) or run.status
+        status = claims.running_note(run) or run.status
         seed = run.spec.get("train", {}).get("seed")
         view.add_row(str(run.id), f"[{styles[run.status]}]{status}[/]" if styles[run.status] else status,
                      escape(run.name), "-" if seed is None else str(seed), str(run.attempts), run.worker or "-",

@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench.cli.app import (
-    HELP,
-    app,
-    apply_chat_template,
-    chat_template_option,
-    console,
-    data_dir_option,
-    device_option,
-    genies_dir_option,
-    handle_errors,
-    quiet_libraries,
-    say_progress,
-    suite_option,
-    use_genies_dir,
-)
+from innerdpo_bench.cli.app import (HELP, app, apply_chat_template, chat_template_option, console, data_dir_option,
+                                    device_option, genies_dir_option, handle_errors, quiet_libraries, say_progress,
+                                    suite_option, use_genies_dir)
 from innerdpo_bench.evaluation.samples import DEFAULT_MAX_NEW_TOKENS, DEFAULT_PROMPTS
 
 

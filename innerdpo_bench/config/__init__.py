@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from innerdpo_bench.config.trackers import parse_report_to
 from innerdpo_bench.errors import UserError, did_you_mean, unknown_choice
 from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LOSS_NAMES, resolve_method
 from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
@@ -157,8 +158,6 @@ class TrainConfig:
             raise UserError(f"--save-steps must be 0 (off) or positive, got {self.save_steps}")
         if self.save_total_limit < 1:
             raise UserError(f"--save-total-limit must be at least 1, got {self.save_total_limit}")
-        from innerdpo_bench.train.trackers import parse_report_to
-
         parse_report_to(self.report_to)
         if self.max_rows is not None and self.max_rows < 1:
             raise UserError(f"--max-rows must be at least 1, got {self.max_rows}")

@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files, rundir
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import suites
 from innerdpo_bench.evaluation.checkpoint import Checkpoint
@@ -39,7 +39,7 @@ def _sha256_files(paths: list[Path], root: Path) -> str:
     """One digest over the names (relative to `root`) and contents of `paths`."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + rundir.sha256_file(path).encode() + b"\0")
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + files.sha256_file(path).encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -59,15 +59,15 @@ def base_identity(base_model_path: str) -> dict:
     root = Path(base_model_path)
     if not root.is_dir():
         return {"base": str(base_model_path)}
-    files = {}
+    listing = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         stat = path.stat()
         if path.suffix in WEIGHT_SUFFIXES or stat.st_size > HASHED_FILE_BYTES:
             # whole seconds: a CI cache restored from a tar keeps them, not always the nanoseconds
-            files[str(path.relative_to(root))] = f"{stat.st_size}:{int(stat.st_mtime)}"
+            listing[str(path.relative_to(root))] = f"{stat.st_size}:{int(stat.st_mtime)}"
         else:
-            files[str(path.relative_to(root))] = rundir.sha256_file(path)
-    return {"base": str(root), "files": files}
+            listing[str(path.relative_to(root))] = files.sha256_file(path)
+    return {"base": str(root), "files": listing}
 
 
 
@@ -84,7 +84,7 @@ def eval_cache_key(ckpt: Checkpoint, label: str, data_dir: str | None, rows_cap:
     if ckpt.adapter is not None:
         adapter_dir = Path(ckpt.adapter)
         adapter = {"weights": rundir.adapter_sha256(adapter_dir) or str(adapter_dir.resolve()),
-                   "config": rundir.sha256_file(adapter_dir / "adapter_config.json")}
+                   "config": files.sha256_file(adapter_dir / "adapter_config.json")}
     identity = {"base_model": base_identity(ckpt.base_model_path), "adapter": adapter, "task_version": task_version(),
                 "versions": installed_versions(*KEYED_PACKAGES), "data": data, "rows": rows_cap, "sample": sample,
                 "sample_seed": sample_seed, "apply_chat_template": apply_chat_template, "dtype": dtype}
@@ -118,7 +118,7 @@ def _write_cached(key: str, identity: dict, report: EvalReport, rows_text: str) 
     so a reader sees a whole entry or a checksum mismatch, never half of one."""
     entry = eval_cache_dir(key)
     entry.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_text(entry / CACHED_ROWS, rows_text)
+    files.atomic_write_text(entry / CACHED_ROWS, rows_text)
     rundir.write_json(entry / "key.json", identity)
     rundir.write_json(entry / rundir.EVAL, report)
 

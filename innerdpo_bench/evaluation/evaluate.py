@@ -50,7 +50,7 @@ from pathlib import Path
 
 from innerdpo_bench import rundir
 from innerdpo_bench.errors import UserError, name_too_long
-from innerdpo_bench.evaluation import audit, suites
+from innerdpo_bench.evaluation import audit, scoring, suites
 from innerdpo_bench.evaluation.cache import cached_evaluation, eval_cache_key, store_evaluation
 from innerdpo_bench.evaluation.checkpoint import Checkpoint, resolve_checkpoint
 from innerdpo_bench.evaluation.report import EvalReport
@@ -60,7 +60,7 @@ from innerdpo_bench.progress import ProgressLines
 from innerdpo_bench.runlog import installed_versions
 
 GROUP = "innerdpo_shifts"
-METRICS = ("acc", "acc_sum", "logratio")
+METRICS = scoring.HARNESS_KEYS   # acc, acc_sum, logratio
 DEFAULT_BATCH_SIZE = 16
 
 

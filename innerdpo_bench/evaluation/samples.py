@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files, rundir
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import suites
 from innerdpo_bench.evaluation.samplefile import samples_path_for
@@ -107,7 +107,7 @@ def base_cache_key(base_model_path: str, prompts: list[dict], settings: SampleSe
     from innerdpo_bench.runlog import installed_versions
 
     texts = hashlib.sha256(json.dumps([p["prompt"] for p in prompts]).encode()).hexdigest()
-    code = rundir.sha256_file(Path(__file__))
+    code = files.sha256_file(Path(__file__))
     keyed = {k: v for k, v in asdict(settings).items() if k not in ("suite", "data_dir")}  # the prompts say it
     identity = {"base_model": base_identity(base_model_path), "prompts": texts, "settings": keyed,
                 "versions": installed_versions(*KEYED_PACKAGES), "code": code}
@@ -183,7 +183,7 @@ def generate_samples(checkpoint: str, settings: SampleSettings | None = None, ou
               **ckpt.describe(), "base_cache": {"hit": cached is not None, "key": key},
               "timestamp": rundir.now_iso(), "seconds": round(time.time() - started, 2)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    rundir.atomic_write_text(path, "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n"
+    files.atomic_write_text(path, "".join(json.dumps(line, ensure_ascii=False, sort_keys=True) + "\n"
                                            for line in [header, *records]))
     return SamplesResult(path, header, records)
 

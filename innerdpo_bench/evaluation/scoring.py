@@ -71,7 +71,7 @@ def implicit_reward_correct(logp_chosen, logp_rejected, base_logp_chosen, base_l
 
 
 class PairLogprobs(Protocol):
-    """What a scorer reads: per-row arrays (a shift's `ShiftRows`) or the scalars of one row (`Pair`)."""
+    """What a scorer reads: per-row arrays (a shift's `ShiftRows`) or the scalars of one row (`RowRecord`)."""
 
     logp_chosen: Any
     logp_rejected: Any
@@ -82,20 +82,34 @@ class PairLogprobs(Protocol):
 
 
 @dataclass(frozen=True)
-class Pair:
-    """One row's log-probs; the base model's are None where only reference-free rules apply (the harness)."""
+class RowRecord:
+    """One scored preference row, the one record type of the package: the harness scores one
+    (`tasks/utils.pair_metrics`, where the base model's log-probs, the shift, the row id and the verdict are not
+    known yet: None), `innerdpo eval` writes one per line of eval_rows.jsonl (every field set: `ROW_FIELDS`), and
+    the statistics read a shift of them back as arrays (`results.rowsfile.ShiftRows`, the same field names)."""
 
-    logp_chosen: float
+    logp_chosen: float                       # summed log-prob of the chosen completion under the adapter
     logp_rejected: float
-    n_chosen: int
+    n_chosen: int                            # completion token counts (floored at 1 by the rules)
     n_rejected: int
-    base_logp_chosen: float | None = None
+    base_logp_chosen: float | None = None    # the same under the base model (adapter off)
     base_logp_rejected: float | None = None
+    shift: str | None = None
+    row_id: str | None = None
+    correct: bool | None = None              # the harness's `acc` verdict
 
 
-def base_model_pair(rows: PairLogprobs) -> Pair:
+# A rows-file line: every field, in this order, with its JSON type (an int is a float; a bool is no number).
+ROW_FIELDS = ("shift", "row_id", "logp_chosen", "logp_rejected", "n_chosen", "n_rejected", "base_logp_chosen",
+              "base_logp_rejected", "correct")
+ROW_TYPES: dict[str, type] = {"shift": str, "row_id": str, "logp_chosen": float, "logp_rejected": float,
+                              "n_chosen": int, "n_rejected": int, "base_logp_chosen": float,
+                              "base_logp_rejected": float, "correct": bool}
+
+
+def base_model_pair(rows: PairLogprobs) -> RowRecord:
     """The base model's log-probs in the adapter's place: what a reference-free rule scores for the base."""
-    return Pair(rows.base_logp_chosen, rows.base_logp_rejected, rows.n_chosen, rows.n_rejected)
+    return RowRecord(rows.base_logp_chosen, rows.base_logp_rejected, rows.n_chosen, rows.n_rejected)
 
 
 # --------------------------------------------------------------------------- the registry
@@ -131,10 +145,27 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
                                              r.base_logp_rejected, r.n_chosen, r.n_rejected, "sum"),
            needs_adapter=True, aliases=("reward_sum",)),
 )}
+
+
+@dataclass(frozen=True)
+class Margin:
+    """A per-row number rather than a verdict: the harness reports its mean (with stderr) beside the accuracies."""
+
+    name: str                                      # the eval.json key
+    rule: str
+    value: Callable[[PairLogprobs], np.ndarray]    # float [rows], or a float for one row
+
+
+MARGINS: dict[str, Margin] = {margin.name: margin for margin in (
+    Margin("logratio", "logp_c / n_c − logp_r / n_r (mean-token log-ratio, nats per token)",
+           lambda r: per_token(r.logp_chosen, r.n_chosen) - per_token(r.logp_rejected, r.n_rejected)),
+)}
 ALIASES: dict[str, str] = {alias: metric.name for metric in METRICS.values() for alias in metric.aliases}
 HARNESS_METRICS = tuple(name for name, metric in METRICS.items() if metric.harness_key)    # acc, acc_sum
 BASE_METRICS = tuple(name for name, metric in METRICS.items() if not metric.needs_adapter)   # a base model has these
 REWARD_METRICS = tuple(name for name, metric in METRICS.items() if metric.needs_adapter)     # reward_acc(_sum)
+# What the harness reports per shift (eval.json's keys): its accuracies, then the margins.
+HARNESS_KEYS = (*(METRICS[name].harness_key for name in HARNESS_METRICS), *MARGINS)
 
 
 def resolve_metric(name: str, allowed: Iterable[str] = METRICS, kind: str = "--metric") -> str:

@@ -15,21 +15,15 @@ to flip; "it should be abs(hs_diff · learned_sign)", so the learned sign can fl
   weight decay (which would pull σ to 0), on the run's schedule. Adam moves a parameter by about one
   learning rate per step, so at the adapter's 1e-5 a sign could not flip within a run; at 1e-2 one takes
   about a hundred steps. Gradient clipping (`--max-grad-norm`) covers the model's parameters only.
-* **saved**: `RUN/learned_sign.safetensors`, tensor `logits` `[layers, hidden]`, metadata `layers` (JSON list).
-  Like the transforms it never touches the forward pass: evaluation does not need it.
+* **saved** (by `rundir.save_learned_sign`): `RUN/learned_sign.safetensors`, tensor `logits` `[layers, hidden]`,
+  metadata `layers` (JSON list). Like the transforms it never touches the forward pass: evaluation does not need it.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-STATE_FILE = "learned_sign.safetensors"
 INIT_LOGIT = 1.0
 
 
@@ -44,17 +38,10 @@ class LearnedSign(nn.Module):
     def signs(self) -> Tensor:
         return torch.tanh(self.logits)[:, None, :]
 
-
-def save_learned_sign(module: LearnedSign, run_dir: Path) -> None:
-    save_file({"logits": module.logits.detach().cpu().contiguous()}, str(Path(run_dir) / STATE_FILE),
-              metadata={"layers": json.dumps(module.layers)})
-
-
-def load_learned_sign(run_dir: Path) -> LearnedSign:
-    with safe_open(str(Path(run_dir) / STATE_FILE), framework="pt") as f:
-        layers = json.loads(f.metadata()["layers"])
-        logits = f.get_tensor("logits")
-    module = LearnedSign(layers, logits.shape[1])
-    with torch.no_grad():
-        module.logits.copy_(logits)
-    return module
+    @classmethod
+    def from_logits(cls, layers: list[int], logits: Tensor) -> LearnedSign:
+        """A module holding saved logits `[layers, hidden]` (`rundir.load_learned_sign` reads them)."""
+        module = cls(layers, logits.shape[1])
+        with torch.no_grad():
+            module.logits.copy_(logits)
+        return module

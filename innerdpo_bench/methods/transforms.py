@@ -9,20 +9,14 @@ are optimised with the adapter and saved beside it (`transforms.safetensors` + `
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.methods.catalog import ETHER_TYPES, TRANSFORMS
 from innerdpo_bench.methods.pooling import completion_pool, pool_weights
-
-STATE_FILE = "transforms.safetensors"
-CONFIG_FILE = "transforms.json"
 
 
 class IdentityTransform(nn.Module):
@@ -273,20 +267,15 @@ def build_transform(name: str, layers: list[int], hidden_size: int, output_embed
     raise unknown_choice("transform", name, TRANSFORMS)
 
 
-def save_transform(transform: nn.Module, run_dir: Path) -> None:
-    """Write `transforms.json` (name, layers, options) and, when it has tensors, `transforms.safetensors`."""
-    run_dir = Path(run_dir)
+def transform_state(transform: nn.Module) -> tuple[dict, dict[str, Tensor]]:
+    """What a transform is, as data: its description (name, layers, options) and its tensors (none for the
+    parameter-free ones). `rundir.save_transform` writes them; `transform_from_state` rebuilds the transform."""
     meta = {"name": transform.name, "layers": transform.layers, "options": transform.options()}
-    (run_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
-    state = {k: v.detach().cpu().contiguous() for k, v in transform.state_dict().items()}
-    if state:
-        save_file(state, str(run_dir / STATE_FILE))
+    return meta, {k: v.detach().cpu().contiguous() for k, v in transform.state_dict().items()}
 
 
-def load_transform(run_dir: Path, output_embedding: Tensor | None = None) -> nn.Module:
-    """Rebuild the transform saved by `save_transform`, with identical weights."""
-    run_dir = Path(run_dir)
-    meta = json.loads((run_dir / CONFIG_FILE).read_text())
+def transform_from_state(meta: dict, tensors: dict[str, Tensor], output_embedding: Tensor | None = None) -> nn.Module:
+    """The transform `transform_state` described, with identical weights."""
     opts = meta["options"]
     name, layers = meta["name"], meta["layers"]
     if name == "none":
@@ -295,5 +284,5 @@ def load_transform(run_dir: Path, output_embedding: Tensor | None = None) -> nn.
         return build_transform("supr", layers, 0, output_embedding, supr_tau=opts["tau"])
     transform = EtherTransform(layers, opts["hidden_size"], opts["n_blocks"], opts["reduction"],
                                opts["ether_type"], opts["seed"])
-    transform.load_state_dict(load_file(str(run_dir / STATE_FILE)))
+    transform.load_state_dict(tensors)
     return transform

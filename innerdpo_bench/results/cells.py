@@ -15,13 +15,7 @@ from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import locate, stats
 from innerdpo_bench.results.compare import Delta, delta_vs_baseline
 from innerdpo_bench.results.provenance import CaptionSource, caption, caption_source
-from innerdpo_bench.results.table import (
-    TABLE_METRICS,
-    TRANSFER,
-    ShiftValues,
-    Significance,
-    finite_or_none,
-)
+from innerdpo_bench.results.table import TABLE_METRICS, TRANSFER, ShiftValues, Significance, finite_or_none
 from innerdpo_bench.results.transfer import transfer_report
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run

@@ -3,7 +3,7 @@ baseline deltas.
 
 Rows of two runs are matched by row id (sha256 of prompt, chosen and rejected); the k-th repeat of a
 duplicated pair is matched with the other run's k-th repeat. Pure functions of loaded rows
-(`locate.RunRows`); the statistics are `stats.paired_bootstrap`, `stats.mcnemar_exact` and `stats.holm`.
+(`records.RunRows`); the statistics are `stats.paired_bootstrap`, `stats.mcnemar_exact` and `stats.holm`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from innerdpo_bench.results import stats
 from innerdpo_bench.results.provenance import data_label
 
 if TYPE_CHECKING:
-    from innerdpo_bench.results.locate import RunRows
+    from innerdpo_bench.results.records import RunRows
     from innerdpo_bench.results.rowsfile import ShiftRows
 
 

@@ -34,7 +34,7 @@ from innerdpo_bench.results import stats
 from innerdpo_bench.results.compare import compare_shift
 
 if TYPE_CHECKING:
-    from innerdpo_bench.results.locate import RunRows
+    from innerdpo_bench.results.records import RunRows
 
 ALL = "all"
 METRICS = scoring.HARNESS_METRICS    # what --metric may gate: the harness's own accuracies

@@ -12,7 +12,7 @@ from innerdpo_bench.results import stats
 from innerdpo_bench.results.seeds import group_by_seed
 
 if TYPE_CHECKING:
-    from innerdpo_bench.results.locate import RunRows
+    from innerdpo_bench.results.records import RunRows
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.rundir import TrainPaths
 
 if TYPE_CHECKING:
-    from innerdpo_bench.results.locate import RunRows
+    from innerdpo_bench.results.records import RunRows
 
 MINI_DATASET = "innerdpo_bench.data.mini"   # how suites.provenance names the mini suite
 

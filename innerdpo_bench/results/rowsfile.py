@@ -11,11 +11,10 @@ import dataclasses
 import functools
 import hashlib
 import json
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +25,7 @@ from innerdpo_bench.evaluation.report import read_eval_report, rebuild_command
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.typecheck import describe, json_type
 
-ROW_FIELDS = ("shift", "row_id", "logp_chosen", "logp_rejected", "n_chosen", "n_rejected", "base_logp_chosen",
-              "base_logp_rejected", "correct")
+ROW_FIELDS = scoring.ROW_FIELDS
 REQUIRED = frozenset(ROW_FIELDS)
 FileStamp = tuple[str, int, int]     # (path, size, mtime_ns): a cache key that changes when the file does
 
@@ -130,20 +128,6 @@ def load_evaluation(eval_path: Path) -> tuple[dict, Path, dict[str, ShiftRows]]:
 # --------------------------------------------------------------------------- parsing
 
 
-class RowRecord(TypedDict):
-    """One line of a rows file, as `_parse_rows` checks it (an int is a float; a bool is no number)."""
-
-    shift: str
-    row_id: str
-    logp_chosen: float
-    logp_rejected: float
-    n_chosen: int
-    n_rejected: int
-    base_logp_chosen: float
-    base_logp_rejected: float
-    correct: bool
-
-
 def _fits(value: Any, hint: type) -> bool:
     if hint is float:
         return type(value) in (float, int)
@@ -181,7 +165,7 @@ def _parse_rows(stamp: FileStamp, sha256: str | None, rebuild: str) -> dict[str,
             missing = [name for name in ROW_FIELDS if not isinstance(record, dict) or name not in record]
             return (f"{path} line {number} lacks {missing[0]!r} (per-row records need {', '.join(ROW_FIELDS)}); "
                     f"rebuild it: {rebuild}")
-    for name, hint in typing.get_type_hints(RowRecord).items():
+    for name, hint in scoring.ROW_TYPES.items():
         bad = next((number for number, record in enumerate(records, 1) if not _fits(record[name], hint)), None)
         if bad is not None:
             return (f"{path} line {bad}: {name!r} must be {describe(hint)}, not {json_type(records[bad - 1][name])}; "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, TypeVar
 from innerdpo_bench.store import Run
 
 if TYPE_CHECKING:
-    from innerdpo_bench.results.locate import RunRows
+    from innerdpo_bench.results.records import RunRows
 
 RunOrRows = TypeVar("RunOrRows")
 

@@ -21,7 +21,7 @@ from innerdpo_bench.results.compare import align
 from innerdpo_bench.results.provenance import MINI_DATASET
 
 if TYPE_CHECKING:
-    from innerdpo_bench.results.locate import RunRows
+    from innerdpo_bench.results.records import RunRows
 
 DataKey = tuple   # ("mini", split) | ("file", absolute path) | ("hub", dataset, config)
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files
 
 VIEW_FILE = "view.json"
 
@@ -37,7 +37,7 @@ def save(home: str | os.PathLike, key: str, value: dict[str, Any]) -> bool:
     data[key] = value
     try:
         handle, tmp = tempfile.mkstemp(prefix=".view.", dir=path.parent)
-        os.fchmod(handle, rundir.FILE_MODE)
+        os.fchmod(handle, files.FILE_MODE)
         with os.fdopen(handle, "w", encoding="utf-8") as out:
             json.dump(data, out, indent=2, ensure_ascii=False)
         os.replace(tmp, path)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import logging
@@ -46,7 +45,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 from torch import Tensor
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files
 from innerdpo_bench.models.forward import forward_pass
 from innerdpo_bench.runlog import installed_versions
 
@@ -78,21 +77,15 @@ def pair_digest(pair: dict) -> bytes:
     return hashlib.sha256(data.encode()).digest()[:16]
 
 
-@functools.lru_cache(maxsize=256)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return rundir.sha256_file(Path(path))
-
-
 def base_fingerprint(base_model_path: str, model_config=None) -> dict:
     """The base model as the key sees it: a directory by the sha256 of every file in it (weights included; memoised
     per process by path, size and mtime), a hub id by its id and the commit its config was loaded from."""
     root = Path(base_model_path)
     if root.is_dir():
-        files = {}
+        listing = {}
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            stat = path.stat()
-            files[str(path.relative_to(root))] = _file_sha256(str(path), stat.st_size, stat.st_mtime_ns)
-        return {"files": files}
+            listing[str(path.relative_to(root))] = files.sha256_file_memo(path)
+        return {"files": listing}
     return {"hub_id": base_model_path, "revision": getattr(model_config, "_commit_hash", None)}
 
 
@@ -233,7 +226,7 @@ def write(path: Path, key: str, identity: dict, tensors: dict[str, Tensor]) -> N
     try:
         save_file(tensors, tmp, metadata={"key": key, "identity": json.dumps(identity, sort_keys=True),
                                           "sha256": tensors_sha256(tensors), "format": str(FORMAT)})
-        os.chmod(tmp, rundir.FILE_MODE)  # after: save_file writes 0600
+        os.chmod(tmp, files.FILE_MODE)  # after: save_file writes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files, rundir
 from innerdpo_bench.config import BOOKKEEPING
 from innerdpo_bench.errors import UserError
 
@@ -111,13 +111,12 @@ class Resumable:
 
     def save(self, folder: Path, state) -> None:
         """Write our files into a Trainer checkpoint folder (rank 0)."""
-        from innerdpo_bench.methods.learned_sign import save_learned_sign
-        from innerdpo_bench.methods.transforms import save_transform
+        from innerdpo_bench.methods.transforms import transform_state
 
         if self.transform is not None:
-            save_transform(self.transform, folder)
+            rundir.save_transform(folder, *transform_state(self.transform))
         if self.learned_sign is not None:
-            save_learned_sign(self.learned_sign, folder)
+            rundir.save_learned_sign(folder, self.learned_sign.layers, self.learned_sign.logits)
         mid_epoch = not float(state.epoch or 0).is_integer()  # at an epoch's end the next epoch draws afresh
         record = {"step": state.global_step, "elapsed_s": self.clock(),
                   "sampler_order": self.sampler.order if mid_epoch and self.sampler is not None else None}
@@ -126,21 +125,18 @@ class Resumable:
             record["early"] = {name: getattr(early, name) for name in
                                ("best_loss", "best_step", "misses", "stopped_early", "last_eval_step")}
             if early._best is not None:
-                save_file({str(i): t.contiguous() for i, t in enumerate(early._best)}, str(folder / EARLY_BEST))
+                files.atomic_save_tensors(folder / EARLY_BEST, {str(i): t.contiguous() for i, t in enumerate(early._best)})
         rundir.write_json(folder / STATE, record)
 
     def load(self, folder: Path, max_steps: int) -> int:
         """Restore our state from a checkpoint folder in place (the Trainer restores the rest) and log from which
         step the run goes on; that step."""
-        from innerdpo_bench.methods.learned_sign import STATE_FILE as SIGN_FILE
-        from innerdpo_bench.methods.transforms import STATE_FILE as TRANSFORM_FILE
-
         record = json.loads((folder / STATE).read_text())
         with torch.no_grad():
-            if self.transform is not None and (folder / TRANSFORM_FILE).is_file():
-                self.transform.load_state_dict(load_file(str(folder / TRANSFORM_FILE)))
+            if self.transform is not None and (folder / rundir.TRANSFORMS_WEIGHTS).is_file():
+                self.transform.load_state_dict(rundir.load_transform(folder)[1])
             if self.learned_sign is not None:
-                self.learned_sign.logits.copy_(load_file(str(folder / SIGN_FILE))["logits"])
+                self.learned_sign.logits.copy_(rundir.load_learned_sign(folder)[1])
         if self.early is not None and "early" in record:
             for name, value in record["early"].items():
                 setattr(self.early, name, value)
@@ -172,27 +168,27 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 def mark_complete(folder: Path) -> None:
     """Write `complete.json` last: the size and sha256 of every file in the folder (recursively), whose modes
-    follow the umask (`rundir.share_modes`)."""
-    rundir.share_modes(folder)
-    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": rundir.sha256_file(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
-    rundir.write_json(folder / MARKER, {"written": rundir.now_iso(), "files": files})
+    follow the umask (`files.share_modes`)."""
+    files.share_modes(folder)
+    listing = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": files.sha256_file(p)}
+               for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
+    rundir.write_json(folder / MARKER, {"written": rundir.now_iso(), "files": listing})
 
 
 def check(folder: Path) -> str | None:
     """None if the checkpoint is whole and intact, else why not."""
     try:
-        files = json.loads((folder / MARKER).read_text())["files"]
+        listing = json.loads((folder / MARKER).read_text())["files"]
     except FileNotFoundError:
         return "it has no completion marker (killed while saving?)"
     except (OSError, ValueError, KeyError, TypeError):
         return f"its {MARKER} is unreadable"
-    if STATE not in files:
+    if STATE not in listing:
         return f"it lacks {STATE}"
-    for name, expected in files.items():
+    for name, expected in listing.items():
         path = folder / name
         try:
-            if path.stat().st_size != expected["size"] or rundir.sha256_file(path) != expected["sha256"]:
+            if path.stat().st_size != expected["size"] or files.sha256_file(path) != expected["sha256"]:
                 return f"{name} differs from what was saved"
         except OSError:
             return f"{name} is missing"
@@ -283,7 +279,7 @@ def truncate_metrics(path: Path, step: int) -> None:
             continue  # a line cut by the kill
         if isinstance(record, dict) and record.get("step", 0) <= step and "train_runtime" not in record:
             kept.append(line + "\n")
-    rundir.atomic_write_text(path, "".join(kept))
+    files.atomic_write_text(path, "".join(kept))
 
 
 def check_same_run(run_dir: Path, options: dict) -> None:

@@ -23,24 +23,25 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from innerdpo_bench import rundir
+from innerdpo_bench import files, rundir
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.config.naming import display_name
+from innerdpo_bench.config.trackers import parse_report_to
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import duplicate_rows, load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
 from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
-from innerdpo_bench.methods.learned_sign import LearnedSign, save_learned_sign
+from innerdpo_bench.methods.learned_sign import LearnedSign
 from innerdpo_bench.methods.pooling import completion_pool
-from innerdpo_bench.methods.transforms import build_transform, save_transform
+from innerdpo_bench.methods.transforms import build_transform, transform_state
 from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_model
 from innerdpo_bench.models.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.runlog import attach_file_log, detach_file_log, installed_versions
+from innerdpo_bench.train import resume, trackers
 from innerdpo_bench.train.callbacks import RunFilesCallback, attach_trackers, progress_callback
 from innerdpo_bench.train.refcache import BUILD_BATCH_FACTOR, ReferenceCache, cached_spec, reference_cache
-from innerdpo_bench.train import resume, trackers
 from innerdpo_bench.train.validation import EarlyStopping, attach_early_stopping, split_rows
 
 log = logging.getLogger("innerdpo_bench")
@@ -274,7 +275,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         log.warning("%d duplicate rows in %s", duplicates, dataset_desc)
 
     accumulation = max(1, cfg.effective_batch // (cfg.batch_size * world))
-    report_to = trackers.parse_report_to(cfg.report_to)
+    report_to = parse_report_to(cfg.report_to)
     save_steps = cfg.resolved_save_steps
     resolved = {
         **cfg.to_dict(),
@@ -328,8 +329,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         dataloader_num_workers=0,
     )
     resumable = resume.Resumable(transform, learned_sign)
-    files = RunFilesCallback(run_dir, clock=resumable.clock)
-    callbacks = [files, resume.CheckpointCallback(run_dir, resumable, cfg.save_total_limit)]
+    run_files = RunFilesCallback(run_dir, clock=resumable.clock)
+    callbacks = [run_files, resume.CheckpointCallback(run_dir, resumable, cfg.save_total_limit)]
     callbacks += [progress_callback(display_name(cfg.to_dict()))] if progress else []
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
     held_out = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)[0] if eval_rows else []
@@ -360,9 +361,9 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         early = attach_early_stopping(trainer, held_out, collator, cfg.batch_size, cfg.eval_steps, cfg.patience)
     resumable.early = early
     if checkpoint is not None:
-        files.resumed_from = resumable.load(checkpoint, cfg.max_steps)
+        run_files.resumed_from = resumable.load(checkpoint, cfg.max_steps)
     attach_trackers(trainer, report_to, run_dir, resolved, resumable.resumed_from)
-    return Prepared(trainer, transform, resolved, files, trainer.learned_sign, early, resumable)
+    return Prepared(trainer, transform, resolved, run_files, trainer.learned_sign, early, resumable)
 
 
 def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> Path:
@@ -377,7 +378,7 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
     returned as it is; a missing or empty one starts afresh. Under torchrun every rank picks the same checkpoint.
     """
     cfg.validate()
-    trackers.require_installed(trackers.parse_report_to(cfg.report_to))
+    trackers.require_installed(parse_report_to(cfg.report_to))
     base_path = resolve_base_model(cfg.base_model)
     dataset_ref = parse_dataset(cfg.dataset)
     rows, eval_rows = split_rows(load_pairs(dataset_ref, cfg.max_rows), cfg.eval_fraction, cfg.seed)
@@ -404,14 +405,14 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
         if trainer.is_world_process_zero():
             adapter_tmp = run_dir / (rundir.ADAPTER + ".tmp")
             trainer.accelerator.unwrap_model(trainer.model).save_pretrained(str(adapter_tmp))
-            rundir.share_modes(adapter_tmp)
+            files.share_modes(adapter_tmp)
             adapter_tmp.rename(run_dir / rundir.ADAPTER)
             if prepared.transform is not None:
-                save_transform(prepared.transform, run_dir)
+                rundir.save_transform(run_dir, *transform_state(prepared.transform))
             if prepared.learned_sign is not None:
-                save_learned_sign(prepared.learned_sign, run_dir)
+                rundir.save_learned_sign(run_dir, prepared.learned_sign.layers, prepared.learned_sign.logits)
             shutil.rmtree(resume.checkpoints_dir(run_dir), ignore_errors=True)  # the adapter is the result now
-            rundir.share_modes(run_dir)  # safetensors' save_file writes 0600 (transform, learned sign)
+            files.share_modes(run_dir)  # safetensors' save_file writes 0600 (transform, learned sign)
             seconds = time.time() - started
             runtime = prepared.files.summary.get("train_runtime", seconds)
             early = prepared.early_stopping.summary() if prepared.early_stopping is not None else {}
