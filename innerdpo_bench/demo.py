@@ -19,7 +19,9 @@ from dataclasses import asdict, dataclass
 
 from innerdpo_bench import progress
 from innerdpo_bench.evaluation import suites
-from innerdpo_bench.queue.runspec import base_spec, train_specs
+from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.config.spec import RunSpec
+from innerdpo_bench.queue.runspec import base_spec, eval_spec, train_specs
 from innerdpo_bench.queue.worker import Worker, WorkerOptions
 from innerdpo_bench.results import table
 from innerdpo_bench.rundir import RunPaths
@@ -64,32 +66,28 @@ class DemoPlan:
         return suites.train_dataset(self.suite)
 
 
-def demo_specs(plan: DemoPlan) -> list[dict]:
+def demo_specs(plan: DemoPlan) -> list[RunSpec]:
     """The six run specs: the base model ("none") and one training run per method."""
     specs = [base_spec(plan.base_model, suite=plan.suite, limit=plan.rows_per_shift, samples=plan.samples)]
+    evaluation = eval_spec(plan.suite, plan.rows_per_shift, plan.samples)
     for method in DEMO_METHODS:
-        config = dict(method=method, base_model=plan.base_model, dataset=plan.dataset, max_rows=plan.train_rows,
-                      max_steps=plan.max_steps, learning_rate=plan.learning_rate, batch_size=plan.batch_size,
-                      effective_batch=plan.batch_size, max_length=plan.max_length,
-                      max_prompt_length=plan.max_length * 3 // 4, logging_steps=1, seed=plan.seed)
+        config = TrainConfig(method=method, base_model=plan.base_model, dataset=plan.dataset, max_rows=plan.train_rows,
+                             max_steps=plan.max_steps, learning_rate=plan.learning_rate, batch_size=plan.batch_size,
+                             effective_batch=plan.batch_size, max_length=plan.max_length,
+                             max_prompt_length=plan.max_length * 3 // 4, logging_steps=1, seed=plan.seed)
         # named by method alone: every run shares the demo's sizes and learning rate
-        specs.extend({**spec, "name": method} for spec in train_specs(config, suite=plan.suite, limit=plan.rows_per_shift,
-                                                                            samples=plan.samples))
+        specs.extend(spec.replace(name=method) for spec in train_specs(config, evaluation=evaluation))
     return specs
 
 
-def _same(spec: dict, run: Run) -> bool:
-    return json.dumps(spec, sort_keys=True) == json.dumps(run.spec, sort_keys=True)
-
-
-def enqueue(store: Store, specs: list[dict]) -> list[int]:
+def enqueue(store: Store, specs: list[RunSpec]) -> list[int]:
     """Queue each spec unless an identical run exists; failed or cancelled twins are retried."""
     existing = store.list_runs()
     ids = []
     for spec in specs:
-        twin = next((r for r in reversed(existing) if _same(spec, r) and r.status != "cancelled"), None)
+        twin = next((r for r in reversed(existing) if r.spec == spec and r.status != "cancelled"), None)
         if twin is None:
-            ids.append(store.add_run(spec, kind="eval" if "train" not in spec else "train_eval"))
+            ids.append(store.add_run(spec, kind="eval" if spec.train is None else "train_eval"))
             continue
         if twin.status == "failed":
             store.retry(twin.id)
@@ -99,7 +97,7 @@ def enqueue(store: Store, specs: list[dict]) -> list[int]:
 
 def _current_step(run: Run) -> tuple[int, int]:
     """(steps logged, max steps) of a running training run, from its metrics.jsonl."""
-    total = (run.spec.get("train") or {}).get("max_steps", 0)
+    total = run.spec.train.max_steps if run.spec.train is not None else 0
     if not run.run_dir:
         return 0, total
     return progress.last_step(RunPaths.of(run).checkpoint.metrics) or 0, total

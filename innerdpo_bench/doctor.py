@@ -98,11 +98,12 @@ def check_store(home: Path) -> tuple[list[Finding], list[Run] | None]:
 
 
 def _eval_command(run: Run, paths: RunPaths) -> str:
-    evaluation = run.spec.get("eval", {})
-    flags = "".join(f" --{key} {evaluation[key]}" for key in ("suite", "limit") if evaluation.get(key) is not None)
+    evaluation = run.spec.eval
+    flags = "".join(f" --{key} {getattr(evaluation, key)}" for key in ("suite", "limit")
+                    if getattr(evaluation, key) is not None)
     if run.kind == "train_eval":
         return f"innerdpo eval {paths.checkpoint.root}{flags}"
-    return f"innerdpo eval {evaluation.get('checkpoint')}{flags} --output {paths.eval_json}"
+    return f"innerdpo eval {evaluation.checkpoint}{flags} --output {paths.eval_json}"
 
 
 def safetensors_problem(path: Path) -> str | None:

@@ -146,11 +146,10 @@ class RunPaths:
 def slug(run: Run) -> str:
     """File-name-safe label for the run directory, e.g. `hs-none-InnerDPO-align-logodds-s1`."""
     label = run.name
-    seed = run.spec.get("train", {}).get("seed")
-    if seed is not None:
-        label += f"-s{seed}"
+    if run.spec.seed is not None:
+        label += f"-s{run.spec.seed}"
     elif run.kind == "eval":
-        label += "-" + Path(str(run.spec.get("eval", {}).get("checkpoint", ""))).name
+        label += "-" + Path(str(run.spec.eval.checkpoint or "")).name
     return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-.")[:80] or "run"
 
 

@@ -139,11 +139,13 @@ def test_commands_that_need_no_model_start_without_torch(tmp_path):
 
 
 def spec_file(tmp_path, **config):
-    """A queued run's spec["train"] (what the worker hands `train --config`), as a file."""
+    """A queued run's training config as the worker hands it to `train --config` (RUN/train_spec.json)."""
+    from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.queue.runspec import train_specs
 
     path = tmp_path / "train_spec.json"
-    path.write_text(json.dumps(train_specs({"base_model": "tiny-random", "dataset": "mini:in_domain", **config})[0]["train"]))
+    spec, = train_specs(TrainConfig(**{"base_model": "tiny-random", "dataset": "mini:in_domain", **config}))
+    path.write_text(json.dumps(spec.to_json()["train"]))
     return path
 
 

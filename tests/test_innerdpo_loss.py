@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, hidden_term, preference_loss
+from innerdpo_bench.methods.innerdpo import SideOutputs, hidden_term, preference_loss
+
+from helpers import loss_config
 
 
 def sides(seed=0, pairs=4, layers=3, hidden=6):
@@ -22,11 +24,11 @@ def sides(seed=0, pairs=4, layers=3, hidden=6):
 @pytest.mark.parametrize("output_loss", ["dpo", "ipo"])
 def test_alpha_zero_equals_output_loss_and_its_gradients(output_loss):
     pol_a, ref_a = sides()
-    loss_a, _ = preference_loss(pol_a, ref_a, LossConfig(output_loss=output_loss, alpha=0.0))
+    loss_a, _ = preference_loss(pol_a, ref_a, loss_config(output_loss=output_loss, alpha=0.0))
     loss_a.backward()
     pol_b, ref_b = sides()
     plain = SideOutputs(pol_b.logp_sum, pol_b.n_tokens)  # no hidden states at all
-    loss_b, _ = preference_loss(plain, SideOutputs(ref_b.logp_sum, ref_b.n_tokens), LossConfig(output_loss=output_loss))
+    loss_b, _ = preference_loss(plain, SideOutputs(ref_b.logp_sum, ref_b.n_tokens), loss_config(output_loss=output_loss))
     loss_b.backward()
     assert loss_a.item() == loss_b.item()
     assert torch.equal(pol_a.logp_sum.grad, pol_b.logp_sum.grad)
@@ -34,14 +36,14 @@ def test_alpha_zero_equals_output_loss_and_its_gradients(output_loss):
 
 def test_hidden_term_adds_alpha_times_its_loss():
     pol, ref = sides()
-    base, _ = preference_loss(pol, ref, LossConfig(alpha=0.0))
-    full, metrics = preference_loss(pol, ref, LossConfig(alpha=0.5))
+    base, _ = preference_loss(pol, ref, loss_config(alpha=0.0))
+    full, metrics = preference_loss(pol, ref, loss_config(alpha=0.5))
     assert full.item() == pytest.approx(base.item() + 0.5 * metrics["loss_hidden"], rel=1e-6)
 
 
 def test_hidden_loss_at_zero_score_is_log2_for_dpo_family():
     pooled = torch.randn(2, 4, 3)
-    loss, scores = hidden_term(pooled, pooled, LossConfig(align_method="cosine_cross_model", beta_h=1.0))
+    loss, scores = hidden_term(pooled, pooled, loss_config(align_method="cosine_cross_model", beta_h=1.0))
     assert torch.allclose(scores, torch.zeros_like(scores), atol=1e-6)
     assert torch.allclose(loss, torch.full((2,), math.log(2)), atol=1e-6)
 
@@ -53,11 +55,11 @@ def test_trust_region_caps_the_reward_for_far_moves():
     far[0, 0, 0] = 100.0  # s = 100
     near = ref.clone()
     near[0, 0, 0] = 2.0   # s = 2
-    cfg = LossConfig(trust_region=2.0)
+    cfg = loss_config(trust_region=2.0)
     far_loss, _ = hidden_term(far, ref, cfg)
     near_loss, _ = hidden_term(near, ref, cfg)
     assert far_loss.item() == pytest.approx(near_loss.item())
-    free_far, _ = hidden_term(far, ref, LossConfig())
+    free_far, _ = hidden_term(far, ref, loss_config())
     assert free_far.item() < near_loss.item()
 
 
@@ -68,11 +70,11 @@ def test_trust_region_forms():
     scores = torch.tensor([-5.0, -1.0, 0.5, 1.0, 3.0], requires_grad=True)
     expected = {"both": [-2.0, -1.0, 0.5, 1.0, 2.0], "top": [-5.0, -1.0, 0.5, 1.0, 2.0], "bottom": [2.0, 2.0, 2.0, 2.0, 3.0]}
     for form, values in expected.items():
-        clamped = trust_clamp(scores, LossConfig(trust_region=2.0, trust_region_form=form))
+        clamped = trust_clamp(scores, loss_config(trust_region=2.0, trust_region_form=form))
         assert clamped.tolist() == values, form
         (grad,) = torch.autograd.grad(clamped.sum(), scores)
         assert grad.tolist() == [float(v == c) for v, c in zip(scores.tolist(), values)], form  # 0 where clamped
-    off = trust_clamp(scores, LossConfig(trust_region=0.0, trust_region_form="bottom"))
+    off = trust_clamp(scores, loss_config(trust_region=0.0, trust_region_form="bottom"))
     assert torch.equal(off, scores)
 
 
@@ -82,7 +84,7 @@ def test_clamp_bottom_gives_no_hidden_gradient_below_the_floor():
     policy = ref.clone()
     policy[0, 0, 0] = 1.5  # para_signed s = 1.5 < T
     policy.requires_grad_(True)
-    loss, _ = hidden_term(policy, ref, LossConfig(trust_region=2.0, trust_region_form="bottom"))
+    loss, _ = hidden_term(policy, ref, loss_config(trust_region=2.0, trust_region_form="bottom"))
     (grad,) = torch.autograd.grad(loss.sum(), policy)
     assert torch.count_nonzero(grad) == 0
     assert loss.item() == pytest.approx(math.log1p(math.exp(-2.0)))  # −log σ(β_h·T)
@@ -90,8 +92,8 @@ def test_clamp_bottom_gives_no_hidden_gradient_below_the_floor():
 
 def test_layer_reduce_score_averages_scores_before_the_loss():
     pooled_pi, pooled_ref = torch.randn(3, 4, 5), torch.randn(3, 4, 5)
-    by_loss, scores = hidden_term(pooled_pi, pooled_ref, LossConfig(layer_reduce="loss"))
-    by_score, _ = hidden_term(pooled_pi, pooled_ref, LossConfig(layer_reduce="score"))
+    by_loss, scores = hidden_term(pooled_pi, pooled_ref, loss_config(layer_reduce="loss"))
+    by_score, _ = hidden_term(pooled_pi, pooled_ref, loss_config(layer_reduce="score"))
     assert torch.allclose(by_loss, -torch.nn.functional.logsigmoid(scores).mean(0))
     assert torch.allclose(by_score, -torch.nn.functional.logsigmoid(scores.mean(0)))
 
@@ -99,7 +101,7 @@ def test_layer_reduce_score_averages_scores_before_the_loss():
 def test_nll_term_is_mean_token_nll_of_chosen():
     pol = SideOutputs(torch.tensor([-6.0, -1.0]), torch.tensor([3, 1]))
     ref = SideOutputs(torch.tensor([-6.0, -1.0]), torch.tensor([3, 1]))
-    base, _ = preference_loss(pol, ref, LossConfig())
-    with_nll, metrics = preference_loss(pol, ref, LossConfig(nll_weight=0.5))
+    base, _ = preference_loss(pol, ref, loss_config())
+    with_nll, metrics = preference_loss(pol, ref, loss_config(nll_weight=0.5))
     assert with_nll.item() == pytest.approx(base.item() + 0.5 * 2.0)
     assert metrics["nll_chosen_pi"] == pytest.approx(2.0)

@@ -199,3 +199,11 @@ def test_results_commands_start_without_torch(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
+
+
+def test_the_evaluation_cache_keys_on_files_that_exist():
+    """A moved module must move in the cache key's list too, or every evaluation fails to compute its key."""
+    from innerdpo_bench.evaluation.cache import SCORING_CODE
+
+    missing = [name for name in SCORING_CODE if not (ROOT / "innerdpo_bench" / name).is_file()]
+    assert not missing, missing

@@ -7,15 +7,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, hidden_term, preference_loss
+from innerdpo_bench.methods.innerdpo import SideOutputs, hidden_term, preference_loss
 from innerdpo_bench.methods.output_losses import dpo_loss, ipo_loss, simper_loss, simper_score_loss, wpo_weights
+
+from helpers import loss_config
 
 
 def test_dpo_hand_values_two_pairs():
     # ptheta = (lpc - lpr) - (refc - refr): pair 1: (-2 - -4) - (-3 - -3) = 2; pair 2: (-5 - -4) - (-1 - -1) = -1
     policy = SideOutputs(torch.tensor([-2.0, -5.0, -4.0, -4.0]), torch.ones(4))
     ref = SideOutputs(torch.tensor([-3.0, -1.0, -3.0, -1.0]), torch.ones(4))
-    loss, metrics = preference_loss(policy, ref, LossConfig(output_loss="dpo", beta=0.5, logp_agg="sum"))
+    loss, metrics = preference_loss(policy, ref, loss_config(output_loss="dpo", beta=0.5, logp_agg="sum"))
     expected = (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(0.5))) / 2
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     assert metrics["reward_acc"] == 0.5
@@ -25,7 +27,7 @@ def test_dpo_hand_values_two_pairs():
 def test_ipo_hand_values_two_pairs():
     policy = SideOutputs(torch.tensor([-2.0, -5.0, -4.0, -4.0]), torch.ones(4))
     ref = SideOutputs(torch.tensor([-3.0, -1.0, -3.0, -1.0]), torch.ones(4))
-    loss, _ = preference_loss(policy, ref, LossConfig(output_loss="ipo", beta=0.25, logp_agg="sum"))
+    loss, _ = preference_loss(policy, ref, loss_config(output_loss="ipo", beta=0.25, logp_agg="sum"))
     # target 1/(2*0.25) = 2: (2-2)^2 = 0, (-1-2)^2 = 9
     assert loss.item() == pytest.approx(4.5)
 
@@ -55,7 +57,7 @@ def test_simper_at_identical_policy_and_reference_is_its_hand_value():
     n = torch.tensor([3, 2])
     for beta, agg, ref_logp in ((0.1, "mean", logp), (2.0, "sum", logp), (0.1, "mean", torch.tensor([-1.0, -9.0]))):
         loss, metrics = preference_loss(SideOutputs(logp, n), SideOutputs(ref_logp, n),
-                                        LossConfig(output_loss="simper", beta=beta, logp_agg=agg))
+                                        loss_config(output_loss="simper", beta=beta, logp_agg=agg))
         assert loss.item() == pytest.approx(0.25 - 0.5, abs=1e-7)
     assert metrics["loss_output"] == pytest.approx(-0.25, abs=1e-7)
 
@@ -78,7 +80,7 @@ def test_simper_hidden_term_is_minus_slog_of_the_score():
     ref[0, 0] = torch.tensor([1.0, 0.0])  # d_ref = (1, 0)
     policy = ref.clone()
     policy[0, 0, 0] = 3.0                 # s = 3
-    loss, scores = hidden_term(policy, ref, LossConfig(output_loss="simper", beta_h=5.0))
+    loss, scores = hidden_term(policy, ref, loss_config(output_loss="simper", beta_h=5.0))
     assert scores.item() == pytest.approx(3.0) and loss.item() == pytest.approx(-math.log(4.0))
 
 
@@ -93,9 +95,9 @@ def test_wpo_weights_the_preference_terms_not_the_sft_term():
     logp = torch.tensor([-2.0, -5.0, -4.0, -4.0])
     ref = SideOutputs(torch.tensor([-3.0, -1.0, -3.0, -1.0]), torch.ones(4))
     adjusted = torch.tensor([0.0, -1.0, 0.0, -5.0])  # pair weights as in the hand fixture: 1.615, 0.385
-    plain, _ = preference_loss(SideOutputs(logp, torch.ones(4)), ref, LossConfig(logp_agg="sum", beta=0.5))
+    plain, _ = preference_loss(SideOutputs(logp, torch.ones(4)), ref, loss_config(logp_agg="sum", beta=0.5))
     weighted, metrics = preference_loss(SideOutputs(logp, torch.ones(4), wpo_sum=adjusted), ref,
-                                        LossConfig(logp_agg="sum", beta=0.5, wpo=True, nll_weight=0.5))
+                                        loss_config(logp_agg="sum", beta=0.5, wpo=True, nll_weight=0.5))
     per_pair = torch.tensor([math.log1p(math.exp(-1.0)), math.log1p(math.exp(0.5))])  # ptheta 2, −1 at β 0.5
     w = wpo_weights(adjusted[:2], adjusted[2:])
     nll_chosen = torch.tensor([2.0, 5.0])
@@ -143,7 +145,7 @@ def test_parity_with_trl(beta, loss_type):
     ref_sum = ref_per_token.sum(1)
 
     trl = _trl_loss(per_token, completion_mask, ref_sum, beta, loss_type)
-    ours_cfg = LossConfig(output_loss="dpo" if loss_type == "sigmoid" else "ipo", beta=beta,
+    ours_cfg = loss_config(output_loss="dpo" if loss_type == "sigmoid" else "ipo", beta=beta,
                           logp_agg="sum" if loss_type == "sigmoid" else "mean")
     n_tokens = shifted.sum(1)
     ours, _ = preference_loss(SideOutputs(per_token.sum(1), n_tokens), SideOutputs(ref_sum, n_tokens), ours_cfg)

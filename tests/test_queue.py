@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from innerdpo_bench import rundir
 from innerdpo_bench.cli import app as cli_app
 from innerdpo_bench.cli.main import app
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.queue import launch, process, runspec
 from innerdpo_bench.queue import worker as queue_worker
@@ -87,7 +88,7 @@ import json, sys
 from innerdpo_bench.queue import worker
 script = sys.argv[1]
 worker.stage_command = lambda run, stage, run_dir, resume_train=False: [sys.executable, script, stage, str(run_dir), run.kind,
-                                                                      json.dumps(run.spec)]
+                                                                      json.dumps(run.spec.to_json())]
 from innerdpo_bench.cli.main import app
 app(sys.argv[2:], prog_name="innerdpo")
 '''
@@ -99,7 +100,7 @@ def fake_stage(tmp_path, monkeypatch):
     script = tmp_path / "fake_stage.py"
     script.write_text(FAKE_STAGE)
     monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False: [
-        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
+        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec.to_json())])
     return script
 
 
@@ -179,21 +180,22 @@ def test_train_specs_one_per_seed_canonical_and_validated(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text('{"hidden_size": 64, "num_hidden_layers": 4}')
-    specs = runspec.train_specs({"method": "HS-NONE-innerdpo", "base_model": "model", "alpha": 1.0, "seed": 7},
-                              seeds=[1, 2], suite="mini", limit=8)
-    assert [spec["train"]["seed"] for spec in specs] == [1, 2]
-    assert {spec["name"] for spec in specs} == {"hs-none-InnerDPO α=1"}
-    assert specs[0]["train"]["method"] == "hs-none-InnerDPO"
-    assert specs[0]["train"]["base_model"] == str(tmp_path / "model")  # the worker runs elsewhere
-    assert "output_dir" not in specs[0]["train"] and specs[0]["eval"] == {"suite": "mini", "limit": 8}
-    assert [spec["train"]["seed"] for spec in runspec.train_specs({"method": "dpo", "seed": 7})] == [7]
+    specs = runspec.train_specs(TrainConfig(method="HS-NONE-innerdpo", base_model="model", alpha=1.0, seed=7),
+                                seeds=[1, 2], evaluation=runspec.eval_spec("mini", 8))
+    assert [spec.train.seed for spec in specs] == [1, 2]
+    assert {spec.name for spec in specs} == {"hs-none-InnerDPO α=1"}
+    assert specs[0].train.method == "hs-none-InnerDPO"
+    assert specs[0].train.base_model == str(tmp_path / "model")  # the worker runs elsewhere
+    stored = specs[0].to_json()
+    assert "output_dir" not in stored["train"] and stored["eval"] == {"suite": "mini", "limit": 8}
+    assert [spec.train.seed for spec in runspec.train_specs(TrainConfig(method="dpo", seed=7))] == [7]
     with pytest.raises(UserError, match="unknown method 'dpx'"):
-        runspec.train_specs({"method": "dpx"})
+        runspec.train_specs(TrainConfig(method="dpx"))
     with pytest.raises(UserError, match="suite"):
-        runspec.train_specs({"method": "dpo"}, suite="nope")
+        runspec.eval_spec(suite="nope")
     with pytest.raises(UserError, match="no config.json"):  # checked at queue time, not by the worker
-        runspec.train_specs({"method": "dpo", "base_model": str(tmp_path)})
-    assert runspec.base_spec("tiny-random", "mini", 4) == {
+        runspec.train_specs(TrainConfig(method="dpo", base_model=str(tmp_path)))
+    assert runspec.base_spec("tiny-random", "mini", 4).to_json() == {
         "name": "none", "eval": {"checkpoint": "tiny-random", "suite": "mini", "limit": 4}}
 
 
@@ -278,7 +280,8 @@ def test_a_run_trains_evaluates_and_records_results_and_logs(home, fake_stage):
     worker_log = (run_dir / "worker.log").read_text()
     assert "attempt 1 claimed" in worker_log and "attempt 1 done" in worker_log
     assert rundir.read_status(run_dir / "checkpoint")["state"] == "complete"
-    assert json.loads((run_dir / "train_spec.json").read_text()) == fake_spec(seed=2)["train"]  # train's --config
+    written = TrainConfig.from_file(run_dir / "train_spec.json")  # train's --config: the spec's whole config
+    assert written == TrainConfig.from_mapping(fake_spec(seed=2)["train"], "the spec")
     base = get(home, base_id)
     assert base.status == "done" and (Path(base.run_dir) / "eval.json").is_file()
 
@@ -527,7 +530,7 @@ def test_two_device_loops_each_set_cuda_visible_devices(home, tmp_path, monkeypa
     script.write_text(FAKE_STAGE.replace('print(f"{stage} started", flush=True)',
                                          'print("CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)'))
     monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False: [
-        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec)])
+        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec.to_json())])
     run_ids = add(home, *[fake_spec(seed=seed, train={"sleep": 0.5}) for seed in range(4)])
     assert launch.serve(home, ["0", "1"], options(), threading.Event()) == 4
     seen = {(run_dir_of(home, run_id) / "train.log").read_text().split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
@@ -549,21 +552,27 @@ def test_submitit_jobs_run_workers_that_drain_the_queue(home, fake_stage):
 # --------------------------------------------------------------------------- real train subprocesses
 
 
-def test_a_bad_key_in_the_spec_fails_the_run_with_trains_usage_error(home, tiny_model_path):
-    spec = runspec.train_specs({"method": "dpo", "base_model": "tiny-random", "dataset": "mini:train"})[0]
-    spec["train"]["bogus_flag"] = 1
+def test_a_bad_key_in_the_spec_fails_the_run_naming_it_and_starts_nothing(home):
+    """A spec the store holds but this version cannot read (edited by hand, or written by a newer version): the claim
+    fails the run with one line naming the key and the way out; no stage starts."""
+    spec = runspec.train_specs(TrainConfig(method="dpo", base_model="tiny-random", dataset="mini:train"))[0]
     (run_id,) = add(home, spec)
+    stored = spec.to_json()
+    stored["train"]["bogus_flag"] = 1
+    with sqlite3.connect(home / STORE_FILE) as con:
+        con.execute("UPDATE runs SET spec = ? WHERE id = ?", (json.dumps(stored), run_id))
     work(home)
-    run = get(home, run_id)
-    assert (run.status, run.exit_code) == ("failed", 2)
-    assert run.error.startswith(f"train exited with code 2: --config {run.run_dir}/train_spec.json: unknown key "
-                                "'bogus_flag'.")
+    with sqlite3.connect(home / STORE_FILE) as con:
+        status, exit_code, run_dir, error = con.execute(
+            "SELECT status, exit_code, run_dir, error FROM runs WHERE id = ?", (run_id,)).fetchone()
+    assert (status, exit_code, run_dir) == ("failed", None, None)
+    assert "unknown key 'bogus_flag'" in error and f"innerdpo queue rm {run_id}" in error
 
 
 def test_nan_in_a_real_train_fails_the_run_with_the_loss_error(home, tiny_model_path):
-    config = {"method": "ipo", "base_model": "tiny-random", "dataset": "mini:in_domain", "max_steps": 6,
-              "learning_rate": 1e30, "max_grad_norm": 1e30, "beta": 0.01, "warmup_ratio": 0.0}
-    (run_id,) = add(home, *runspec.train_specs(config, suite="mini", limit=4))
+    config = TrainConfig(method="ipo", base_model="tiny-random", dataset="mini:in_domain", max_steps=6,
+                         learning_rate=1e30, max_grad_norm=1e30, beta=0.01, warmup_ratio=0.0)
+    (run_id,) = add(home, *runspec.train_specs(config, evaluation=runspec.eval_spec("mini", 4)))
     work(home, stale_after_s=10.0)
     run = get(home, run_id)
     assert (run.status, run.exit_code) == ("failed", 1)

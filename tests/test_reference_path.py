@@ -4,8 +4,10 @@ and the reference's pooled states alike; transforms without parameters are unaff
 import torch
 import torch.nn.functional as F
 
-from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, hidden_term, preference_loss
+from innerdpo_bench.methods.innerdpo import SideOutputs, hidden_term, preference_loss
 from innerdpo_bench.methods.transforms import EtherTransform, IdentityTransform, SupressedHS
+
+from helpers import loss_config
 
 D, LAYERS, PAIRS, TOKENS = 12, (1, 2, 3), 3, 6
 ALPHA, BETA_H = 0.5, 1.0
@@ -43,7 +45,7 @@ def our_loss(transform, pi_states, ref_states, mask, detach_reference=False):
     logp_pi, logp_ref, n = output_sides()
     ref_pooled = pooled[1].detach() if detach_reference else pooled[1]
     loss, _ = preference_loss(SideOutputs(logp_pi, n, pooled[0]), SideOutputs(logp_ref, n, ref_pooled),
-                              LossConfig(alpha=ALPHA, beta_h=BETA_H))
+                              loss_config(alpha=ALPHA, beta_h=BETA_H))
     return loss
 
 
@@ -99,7 +101,7 @@ def test_transforms_without_parameters_are_unchanged():
         pooled_pi = torch.stack([transform.pool(pi_states, mask, last)[k] for k in layers])
         results = []
         for ref in (ref_pooled, ref_pooled.detach()):
-            loss, _ = hidden_term(pooled_pi, ref, LossConfig())
+            loss, _ = hidden_term(pooled_pi, ref, loss_config())
             results.append(torch.autograd.grad(loss.mean(), [pi_states[k] for k in layers], retain_graph=True))
         for a, b in zip(*results):
             assert torch.equal(a, b)

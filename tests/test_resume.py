@@ -233,6 +233,6 @@ def test_the_worker_resumes_a_reclaimed_run_from_its_checkpoint(tmp_path, tiny_m
     assert "resuming from checkpoint-4: step 4 of 8" in train_log
     resumed_steps = train_log.split("resuming from checkpoint-4")[1]
     assert "step 4 loss" not in resumed_steps and "step 5 loss" in resumed_steps  # only the remaining steps
-    reference = train(TrainConfig(**{**run.spec["train"], "output_dir": str(tmp_path / "uninterrupted")}),
+    reference = train(dataclasses.replace(run.spec.train, output_dir=str(tmp_path / "uninterrupted")),
                       progress=False)
     assert_same_run(paths.checkpoint.root, reference)

@@ -18,6 +18,7 @@ from innerdpo_bench.data.mini import write_mini_jsonl
 from innerdpo_bench.evaluation.checkpoint import resolve_checkpoint
 from innerdpo_bench.evaluation.samplefile import read_samples, samples_path_for
 from innerdpo_bench.evaluation.samples import SampleSettings, base_cache_key, generate_samples, prompts_of
+from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.queue.runspec import base_spec
 from innerdpo_bench.queue.worker import stage_command
 from innerdpo_bench.store import Run
@@ -123,7 +124,7 @@ def test_a_queue_entry_asks_eval_for_samples(tmp_path):
     command = stage_command(asked, "eval", tmp_path)
     assert command[command.index("--samples") + 1] == "2"
     plain = base_spec("tiny-random", "mini", 4)
-    assert "samples" not in plain["eval"]      # entries queued without samples keep their old identity
+    assert "samples" not in plain.to_json()["eval"]      # entries queued without samples keep their old identity
 
 
 @pytest.mark.slow
@@ -151,7 +152,7 @@ def _store_run(run_id: int, name: str, samples: dict | None) -> Run:
     results = {"in_domain": {"acc": 0.5}, "coherence": {"nll_ratio": 1.0 + run_id / 10}}
     if samples is not None:
         results["samples"] = samples
-    spec = {"name": name, "train": {"method": name, "seed": 0}, "eval": {"suite": "mini"}}
+    spec = RunSpec.from_json({"name": name, "train": {"method": name, "seed": 0}, "eval": {"suite": "mini"}})
     return Run(run_id, name, "train_eval", spec, "done", float(run_id), 0.0, None, None, None, None, None, 1, None,
                None, False, results)
 

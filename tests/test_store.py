@@ -73,7 +73,7 @@ def test_resolve_home_prefers_argument_then_env_then_cwd(tmp_path, monkeypatch):
 def test_open_creates_wal_store_at_current_schema_and_reopens_without_loss(tmp_path):
     home = tmp_path / "a" / "b"
     with Store(home) as store:
-        run_id = store.add_run({"method": "dpo"})
+        run_id = store.add_run({"name": "dpo"})
     path = home / STORE_FILE
     con = raw(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(store_module.MIGRATIONS)
@@ -97,7 +97,7 @@ def test_open_refuses_a_store_from_a_newer_version(tmp_path):
 
 def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing(tmp_path, monkeypatch):
     with Store(tmp_path) as store:
-        run_id = store.add_run({"method": "ipo"})
+        run_id = store.add_run({"name": "ipo"})
     good = (*store_module.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN note TEXT",))
     bad = (*store_module.MIGRATIONS, ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"))
 
@@ -111,7 +111,7 @@ def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing
 
     monkeypatch.setattr(store_module, "MIGRATIONS", list(good))
     with Store(tmp_path) as store:
-        assert store.get_run(run_id).spec == {"method": "ipo"}
+        assert store.get_run(run_id).spec.name == "ipo"
     assert con.execute("PRAGMA user_version").fetchone()[0] == len(good)
     assert "note" in {row[1] for row in con.execute("PRAGMA table_info(runs)")}
     con.close()
@@ -133,35 +133,35 @@ def test_a_store_locked_past_the_busy_timeout_is_a_user_error(tmp_path):
         with Store(tmp_path, busy_timeout_s=0.1) as store:  # WAL: opening and reading still work
             assert store.counts()["queued"] == 0
             with pytest.raises(UserError, match="locked") as caught:
-                store.add_run({"method": "dpo"})
+                store.add_run({"name": "dpo"})
             assert str(tmp_path / STORE_FILE) in str(caught.value)
             assert "another process" in str(caught.value)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     with Store(tmp_path, busy_timeout_s=0.1) as store:
-        assert store.add_run({"method": "dpo"}) == 1
+        assert store.add_run({"name": "dpo"}) == 1
 
 
 # --- adding, claiming, reordering ---------------------------------------------------------------
 
 
 def test_add_run_names_parses_spec_and_checks_kind(store, clock):
-    by_method = store.add_run({"method": "dpo", "seed": 3, "limit": None})
-    by_name = store.add_run({"method": "dpo", "name": "dpo-seed4"}, kind="eval")
-    explicit = store.add_run({"method": "dpo"}, name="mine")
+    by_method = store.add_run({"train": {"method": "dpo", "seed": 3}, "other": None})
+    by_name = store.add_run({"name": "dpo-seed4", "train": {"method": "dpo"}}, kind="eval")
+    explicit = store.add_run({"name": "dpo"}, name="mine")
     runs = {run.id: run for run in store.list_runs()}
     assert [runs[i].name for i in (by_method, by_name, explicit)] == ["dpo", "dpo-seed4", "mine"]
-    assert runs[by_method].spec == {"method": "dpo", "seed": 3, "limit": None}
+    assert (runs[by_method].spec.train.seed, runs[by_method].spec.extra) == (3, {"other": None})
     assert runs[by_name].kind == "eval"
     assert (runs[by_method].status, runs[by_method].priority, runs[by_method].created_at) == ("queued", 1.0, clock.now)
     assert (runs[by_method].attempts, runs[by_method].cancel_requested, runs[by_method].results) == (0, False, {})
     with pytest.raises(UserError, match="Did you mean 'eval'"):
-        store.add_run({"method": "dpo"}, kind="evl")
+        store.add_run({"name": "dpo"}, kind="evl")
 
 
 def test_claim_takes_lowest_priority_first_and_marks_the_run(store, clock):
-    ids = store.add_runs([{"method": m} for m in ("a", "b", "c", "d", "e")])
+    ids = store.add_runs([{"name": m} for m in ("a", "b", "c", "d", "e")])
     assert ids == [1, 2, 3, 4, 5]
     store.move(4, to_front=True)
     store.move(5, before=2)
@@ -175,7 +175,7 @@ def test_claim_takes_lowest_priority_first_and_marks_the_run(store, clock):
 
 
 def test_move_matches_a_list_model_and_new_runs_still_go_last(store):
-    queue = store.add_runs([{"method": "dpo", "seed": seed} for seed in range(30)])
+    queue = store.add_runs([{"name": "dpo", "seed": seed} for seed in range(30)])
     model = list(queue)
     rng = random.Random(0)
     for _ in range(300):
@@ -189,12 +189,12 @@ def test_move_matches_a_list_model_and_new_runs_still_go_last(store):
             store.move(run_id, before=before)
             model.remove(run_id)
             model.insert(model.index(before), run_id)
-    newest = store.add_run({"method": "ipo"})
+    newest = store.add_run({"name": "ipo"})
     assert claim_order(store) == model + [newest]
 
 
 def test_move_refuses_runs_that_are_not_queued(store):
-    running, queued = store.add_runs([{"method": "a"}, {"method": "b"}])
+    running, queued = store.add_runs([{"name": "a"}, {"name": "b"}])
     store.claim_next("w")
     with pytest.raises(UserError, match="run 1 is running"):
         store.move(running, to_front=True)
@@ -225,7 +225,7 @@ print(json.dumps(claimed))
 
 def test_four_processes_racing_claim_every_run_exactly_once(tmp_path):
     with Store(tmp_path) as store:
-        run_ids = store.add_runs([{"method": "dpo", "seed": seed} for seed in range(200)])
+        run_ids = store.add_runs([{"name": "dpo", "seed": seed} for seed in range(200)])
     workers = [f"worker{i}" for i in range(4)]
     procs = [
         subprocess.Popen([sys.executable, "-c", _CLAIM_WORKER, str(tmp_path), worker],
@@ -257,7 +257,7 @@ def test_four_processes_racing_claim_every_run_exactly_once(tmp_path):
 
 
 def test_a_stale_worker_cannot_heartbeat_or_finish_a_run_another_worker_took(store, clock):
-    run_id = store.add_run({"method": "dpo"})
+    run_id = store.add_run({"name": "dpo"})
     store.claim_next("old")
     assert store.heartbeat(run_id, "old") is True
     assert store.heartbeat(run_id, "intruder") is False
@@ -280,7 +280,7 @@ def test_a_stale_worker_cannot_heartbeat_or_finish_a_run_another_worker_took(sto
 
 
 def test_requeue_stale_spares_live_workers_and_fails_after_max_attempts(store, clock):
-    flaky, healthy = store.add_runs([{"method": "flaky"}, {"method": "healthy"}])
+    flaky, healthy = store.add_runs([{"name": "flaky"}, {"name": "healthy"}])
     store.claim_next("w1")
     store.claim_next("w2")
     clock.advance(40)
@@ -303,7 +303,7 @@ def test_requeue_stale_spares_live_workers_and_fails_after_max_attempts(store, c
 
 
 def test_cancel_is_immediate_when_queued_and_requested_when_running(store, clock):
-    queued, running = store.add_runs([{"method": "a"}, {"method": "b"}])
+    queued, running = store.add_runs([{"name": "a"}, {"name": "b"}])
     store.move(running, to_front=True)
     store.claim_next("w")
     assert store.cancel(queued) == "cancelled"
@@ -323,7 +323,7 @@ def test_cancel_is_immediate_when_queued_and_requested_when_running(store, clock
 
 
 def test_a_silent_worker_with_a_pending_cancel_ends_cancelled_not_requeued(store, clock):
-    run_id = store.add_run({"method": "dpo"})
+    run_id = store.add_run({"name": "dpo"})
     store.claim_next("w")
     store.cancel(run_id)
     clock.advance(100)
@@ -333,7 +333,7 @@ def test_a_silent_worker_with_a_pending_cancel_ends_cancelled_not_requeued(store
 
 
 def test_retry_requeues_a_failed_run_as_new(store):
-    run_id = store.add_run({"method": "dpo"})
+    run_id = store.add_run({"name": "dpo"})
     store.claim_next("w")
     store.set_run_dir(run_id, "/runs/1")
     store.record_results(run_id, {"in_domain": {"acc": 0.5}}, {"in_domain": {"split": "test"}})
@@ -349,7 +349,7 @@ def test_retry_requeues_a_failed_run_as_new(store):
 
 
 def test_remove_refuses_a_running_run_and_deletes_results_and_never_reuses_the_id(store):
-    running, finished = store.add_runs([{"method": "a"}, {"method": "b"}])
+    running, finished = store.add_runs([{"name": "a"}, {"name": "b"}])
     store.claim_next("w")
     with pytest.raises(UserError, match=f"run {running} is running"):
         store.remove(running)
@@ -362,14 +362,14 @@ def test_remove_refuses_a_running_run_and_deletes_results_and_never_reuses_the_i
         store.get_run(finished)
     with pytest.raises(UserError, match=f"no run with id {finished}"):
         store.get_provenance(finished)
-    assert store.add_run({"method": "c"}) == finished + 1  # run dirs are named by id
+    assert store.add_run({"name": "c"}) == finished + 1  # run dirs are named by id
 
 
 # --- results ------------------------------------------------------------------------------------
 
 
 def test_record_results_upserts_and_list_runs_attaches_and_filters(store):
-    done, other = store.add_runs([{"method": "dpo"}, {"method": "ipo"}])
+    done, other = store.add_runs([{"name": "dpo"}, {"name": "ipo"}])
     store.record_results(
         done,
         {"in_domain": {"acc": 0.5, "n": 100}, "orthogonal": {"acc_stderr": math.nan}},
@@ -397,7 +397,7 @@ def test_record_results_upserts_and_list_runs_attaches_and_filters(store):
 
 
 def test_counts_cover_every_status(store):
-    a, b, c = store.add_runs([{"method": "x"}] * 3)
+    a, b, c = store.add_runs([{"name": "x"}] * 3)
     store.claim_next("w")
     store.cancel(c)
     assert store.counts() == {"queued": 1, "running": 1, "done": 0, "failed": 0, "cancelled": 1}
@@ -406,7 +406,7 @@ def test_counts_cover_every_status(store):
 def test_list_runs_of_ten_thousand_runs_with_results(tmp_path):
     with Store(tmp_path) as store:
         started = time.perf_counter()
-        run_ids = store.add_runs([{"method": "dpo", "seed": seed} for seed in range(10_000)])
+        run_ids = store.add_runs([{"name": "dpo", "seed": seed} for seed in range(10_000)])
         for run_id in run_ids:
             store.record_results(
                 run_id, {shift: {metric: run_id + 0.5 for metric in METRICS} for shift in SHIFTS}
@@ -425,7 +425,7 @@ def test_list_runs_of_ten_thousand_runs_with_results(tmp_path):
 
 def test_release_requeues_only_a_run_its_worker_holds_and_gives_the_attempt_back(store, clock):
     """A graceful stop is no failed attempt: `attempts` goes back, `claims` (worker.log's numbering) does not."""
-    run_id, later = store.add_runs([{"method": "dpo"}, {"method": "ipo"}])
+    run_id, later = store.add_runs([{"name": "dpo"}, {"name": "ipo"}])
     store.claim_next("w1")
     assert store.release(run_id, "intruder") is False
     assert store.release(run_id, "w1") is True
@@ -442,7 +442,7 @@ def test_release_requeues_only_a_run_its_worker_holds_and_gives_the_attempt_back
 
 
 def test_all_provenance_matches_get_provenance_per_run(store):
-    first, second, empty = store.add_runs([{"method": "dpo"}] * 3)
+    first, second, empty = store.add_runs([{"name": "dpo"}] * 3)
     store.record_results(first, {"in_domain": {"acc": 1.0}}, {"in_domain": {"dataset": "a"}, "orthogonal": {"N": 8}})
     store.record_results(second, {"in_domain": {"acc": 0.5}}, {"in_domain": {"dataset": "b"}})
     assert store.all_provenance() == {run_id: store.get_provenance(run_id) for run_id in (first, second)}

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.config.naming import display_name
 from innerdpo_bench.store import Store
 
@@ -38,21 +39,21 @@ def test_two_grid_axes_times_seeds_queue_the_product_with_one_sweep_id(home):
                     "--home", home)
     assert result.exit_code == 0, result.output
     runs = queued(home)
-    cells = [(r.spec["train"]["align_method"], r.spec["train"]["alpha"], r.spec["train"]["seed"]) for r in runs]
+    cells = [(r.spec.train.align_method, r.spec.train.alpha, r.spec.train.seed) for r in runs]
     assert cells == [(align, alpha, seed) for align in ("para_signed", "logodds") for alpha in (0.1, 1.0)
                      for seed in (1, 2)]
-    assert len({r.spec["sweep"] for r in runs}) == 1
+    assert len({r.spec.sweep for r in runs}) == 1
     assert [r.name for r in runs[::2]] == [
         "hs-none-InnerDPO align=para_signed α=0.1", "hs-none-InnerDPO align=para_signed α=1",
         "hs-none-InnerDPO align=logodds α=0.1", "hs-none-InnerDPO align=logodds α=1"]
-    assert all(r.spec["eval"] == {"suite": "mini", "limit": 16} and r.spec["train"]["max_steps"] == 3 for r in runs)
-    assert f"sweep {runs[0].spec['sweep']}: 8 runs" in result.output
+    assert all(r.spec.eval.to_json() == {"suite": "mini", "limit": 16} and r.spec.train.max_steps == 3 for r in runs)
+    assert f"sweep {runs[0].spec.sweep}: 8 runs" in result.output
 
 
 def test_a_method_axis_needs_no_method_argument(home):
     result = invoke("queue", "add", "--grid", "method=dpo,hs-ether-InnerDPO", *TINY, "--home", home)
     assert result.exit_code == 0, result.output
-    assert [r.spec["train"]["method"] for r in queued(home)] == ["dpo", "hs-ether-InnerDPO"]
+    assert [r.spec.train.method for r in queued(home)] == ["dpo", "hs-ether-InnerDPO"]
 
 
 def test_dry_run_prints_the_runs_and_queues_nothing(home):
@@ -67,7 +68,7 @@ def test_dry_run_prints_the_runs_and_queues_nothing(home):
     (["hs-ether-InnerDPO", "--grid", "ether_blocks=2,7", "--seeds", "1,2"],
      "run 3 of 4 (ether_blocks=7 seed 1): --ether-blocks 7 must divide the hidden size 64"),
     (["hs-none-InnerDPO", "--grid", "layers=1,9"], "run 2 of 2 (layers=9 seed 0): --layers '9': index 9 is outside"),
-    (["dpo", "--grid", "alpha=0.1,x"], "--grid 'alpha=0.1,x': alpha takes a number, not 'x'"),
+    (["dpo", "--grid", "alpha=0.1,x"], "--grid 'alpha=0.1,x': 'alpha' must be a number, not a string 'x'"),
     (["dpo", "--grid", "lr=1,2"], "unknown train option 'lr'"),
     (["dpo", "--grid", "seed=1,2"], "seed cannot be a grid axis (use --seeds)"),
     (["--grid", "method=dpo,dpx"], "run 2 of 2 (method=dpx seed 0): unknown method 'dpx'"),
@@ -113,16 +114,16 @@ def test_a_sweep_file_gives_base_grid_seeds_and_eval_options_and_flags_override_
     result = invoke("queue", "add", "--sweep", sweep, "--max-steps", "4", "--grid", "alpha=0,2", "--home", home)
     assert result.exit_code == 0, result.output
     runs = queued(home)
-    assert [(r.spec["train"]["alpha"], r.spec["train"]["seed"]) for r in runs] == [(0.0, 1), (0.0, 2), (2.0, 1),
+    assert [(r.spec.train.alpha, r.spec.train.seed) for r in runs] == [(0.0, 1), (0.0, 2), (2.0, 1),
                                                                                     (2.0, 2)]
-    train = runs[0].spec["train"]
-    assert (train["max_steps"], train["learning_rate"], train["align_method"]) == (4, 1e-4, "logodds")
-    assert runs[0].spec["eval"] == {"suite": "mini", "limit": 16}
+    train = runs[0].spec.train
+    assert (train.max_steps, train.learning_rate, train.align_method) == (4, 1e-4, "logodds")
+    assert runs[0].spec.eval.to_json() == {"suite": "mini", "limit": 16}
     assert runs[0].name == "hs-none-InnerDPO align=logodds α=0 lr=0.0001"
 
 
 @pytest.mark.parametrize("text, message", [
-    ("method: dpo\ngrid:\n  beta: [0.1, fast]\n", "beta must be a number, not a string 'fast'"),
+    ("method: dpo\ngrid:\n  beta: [0.1, fast]\n", "'beta' must be a number, not a string 'fast'"),
     ("method: dpo\ngird: {}\n", "unknown key 'gird'. Did you mean 'grid'?"),
     ("[1, 2]\n", "must hold a mapping"),
 ])
@@ -156,8 +157,13 @@ def test_a_sweep_without_a_method_says_where_to_give_one(home, tmp_path):
      "hs-none-InnerDPO no-norm_before_pool"),
 ])
 def test_display_names_show_what_differs_from_the_methods_defaults(train, name):
-    assert display_name(train) == name
+    assert display_name(TrainConfig(**train)) == name
 
 
 def test_a_swept_setup_key_shows_in_the_name():
-    assert display_name({"method": "dpo", "max_steps": 3}, always=["max_steps"]) == "dpo max_steps=3"
+    assert display_name(TrainConfig(method="dpo", max_steps=3), always=["max_steps"]) == "dpo max_steps=3"
+
+
+def test_bookkeeping_never_shows_in_a_name():
+    """Where a run logs or checkpoints does not make it another experiment (issue 32: report_to showed)."""
+    assert display_name(TrainConfig(method="dpo", report_to="tensorboard", save_steps=5, ref_cache="off")) == "dpo"

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
+from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results import table
 from innerdpo_bench.store import STORE_FILE, Run, Store
@@ -40,7 +41,8 @@ def make_run(run_id, accs=None, *, method="dpo", seed=0, status="done", nll_rati
                 "eval": {"suite": "mini", "limit": 8}}
         if sweep is not None:
             spec["sweep"] = sweep
-    return Run(run_id, spec["name"], kind, spec, status, float(run_id), 0.0, None, None, None, None, None, 1, None, None,
+    spec = RunSpec.from_json(spec)
+    return Run(run_id, spec.name, kind, spec, status, float(run_id), 0.0, None, None, None, None, None, 1, None, None,
                False, results)
 
 

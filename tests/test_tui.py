@@ -495,7 +495,7 @@ async def test_add_form_queues_one_run_per_seed(home):
         form.query_one("#base_model").value = "tiny-random"
         form.query_one("#max_steps").value = "zero"
         await pilot.click("#submit")
-        assert "max steps must be a whole number" in form.error
+        assert "the form: 'max_steps' must be an integer, not a string 'zero'" in form.error
         form.query_one("#max_steps").value = "5"
         form.query_one("#seeds").value = "3,4"
         form.query_one("#suite").value = "mini"
@@ -506,11 +506,11 @@ async def test_add_form_queues_one_run_per_seed(home):
         await wait_for(pilot, lambda: "9" in order(app), what="the queued runs")
     with Store(home) as store:
         added = [store.get_run(8), store.get_run(9)]
-    assert [run.spec["train"]["seed"] for run in added] == [3, 4]
-    assert {run.spec["train"]["method"] for run in added} == {"hs-ether-InnerDPO"}
-    assert {run.spec["train"]["align_method"] for run in added} == {"logodds"}
-    assert {run.spec["train"]["max_steps"] for run in added} == {5}
-    assert added[0].spec["eval"] == {"suite": "mini", "limit": 10}
+    assert [run.spec.train.seed for run in added] == [3, 4]
+    assert {run.spec.train.method for run in added} == {"hs-ether-InnerDPO"}
+    assert {run.spec.train.align_method for run in added} == {"logodds"}
+    assert {run.spec.train.max_steps for run in added} == {5}
+    assert added[0].spec.eval.to_json() == {"suite": "mini", "limit": 10}
 
 
 # --------------------------------------------------------------------------- detail
@@ -557,8 +557,8 @@ async def test_detail_screen_config_diff_curves_results_log_and_keys(home):
     with Store(home) as store:
         evaluation = store.list_runs()[-1]
     assert evaluation.kind == "eval" and evaluation.status == "queued"
-    assert evaluation.spec["eval"]["checkpoint"] == str(home / "runs" / "1" / "checkpoint")
-    assert evaluation.spec["source_run"] == 1 and evaluation.spec["train"]["method"] == "dpo"
+    assert evaluation.spec.eval.checkpoint == str(home / "runs" / "1" / "checkpoint")
+    assert evaluation.spec.source_run == 1 and evaluation.spec.train.method == "dpo"
 
 
 def write_samples(checkpoint: Path) -> None:
@@ -743,8 +743,8 @@ def test_eval_spec_targets_the_checkpoint_and_refuses_unfinished_runs(home):
     with Store(home) as store:
         done, running = store.get_run(4), store.get_run(5)
     spec = eval_spec(done)
-    assert spec["eval"] == {"checkpoint": str(home / "runs" / "4" / "checkpoint"), "suite": "mini", "limit": 50}
-    assert spec["train"]["method"] == "hs-ether-InnerDPO"
+    assert spec.eval.to_json() == {"checkpoint": str(home / "runs" / "4" / "checkpoint"), "suite": "mini", "limit": 50}
+    assert spec.train.method == "hs-ether-InnerDPO"
     with pytest.raises(UserError, match="no finished checkpoint"):
         eval_spec(running)
 

@@ -249,11 +249,11 @@ class InnerDPOApp(App):
 
     def enqueue(self, request: AddRequest) -> None:
         def enqueue(store: Store) -> str:
-            from innerdpo_bench.queue.runspec import train_specs
+            from innerdpo_bench.queue.runspec import eval_spec, train_specs
 
-            specs = train_specs(request.config, request.seeds, request.suite, request.limit)
+            specs = train_specs(request.config, request.seeds, eval_spec(request.suite, request.limit))
             ids = store.add_runs(specs)
-            return f"queued run{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}: {specs[0]['name']}"
+            return f"queued run{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}: {specs[0].name}"
         self.intent(enqueue)
 
     # ------------------------------------------------------------------ actions

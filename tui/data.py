@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from innerdpo_bench import rundir
+from innerdpo_bench.config.naming import eval_name
+from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.progress import last_count_line, last_metrics_record
 from innerdpo_bench.queue.runspec import base_spec
@@ -81,8 +83,7 @@ def checkpoint_paths(run: Run) -> TrainPaths | None:
 def progress_of(run: Run, now: float) -> Progress:
     """A run's progress from its spec (max_steps) and, while it runs, its checkpoint's status.json and
     metrics.jsonl (only running runs touch files: a poll reads hundreds of runs every second)."""
-    max_steps = run.spec.get("train", {}).get("max_steps")
-    max_steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else None
+    max_steps = run.spec.train.max_steps if run.spec.train is not None else None
     if run.status == "queued":
         return Progress("queued", None, max_steps)
     if run.status != "running":
@@ -189,19 +190,25 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def spec_config(spec: RunSpec) -> dict[str, Any]:
+    """A run spec as flat config keys: the train options top-level (as config.json has them), the rest dotted."""
+    train = {key: value for key, value in spec.train.to_dict().items() if key != "output_dir"} if spec.train else {}
+    rest = {"eval": spec.eval.to_json(), "sweep": spec.sweep, "source_run": spec.source_run}
+    return {**train, **flatten({key: value for key, value in rest.items() if value is not None})}
+
+
 def run_config(run: Run) -> tuple[dict[str, Any], str]:
-    """The run's resolved config and where it came from: checkpoint/config.json once training has
-    started (versions, resolved layers...), else the queued spec."""
+    """The run's config by the one rule (`config.spec`: the stored spec's values) and where it came from: once
+    training has started, what it resolved and recorded in checkpoint/config.json (versions, resolved layers...)
+    adds the keys the spec does not have; before that, the queued spec alone."""
+    config = spec_config(run.spec)
     checkpoint = checkpoint_paths(run)
     if checkpoint is not None:
         try:
-            return flatten(json.loads(checkpoint.config.read_text(encoding="utf-8"))), rundir.CONFIG
+            return {**flatten(json.loads(checkpoint.config.read_text(encoding="utf-8"))), **config}, rundir.CONFIG
         except (OSError, ValueError):
             pass
-    # The spec's train section holds the same TrainConfig fields as config.json: keep its keys top-level
-    # so a run that has not started compares key by key with one that has.
-    spec = {key: value for key, value in run.spec.items() if key not in ("train", "name")}
-    return {**flatten(run.spec.get("train", {})), **flatten(spec)}, "spec"
+    return config, "spec"
 
 
 def differing_keys(config: dict[str, Any], baseline: dict[str, Any]) -> set[str]:
@@ -209,24 +216,20 @@ def differing_keys(config: dict[str, Any], baseline: dict[str, Any]) -> set[str]
     return {key for key in config.keys() | baseline.keys() if config.get(key, ...) != baseline.get(key, ...)}
 
 
-def eval_spec(run: Run) -> dict[str, Any]:
+def eval_spec(run: Run) -> RunSpec:
     """An eval-only run spec that scores `run`'s model again: a trained run's RUN/checkpoint (training must
-    be complete), or the checkpoint an eval-only run scored. The train section is carried over so the
+    be complete), or the checkpoint an eval-only run scored. The train config is carried over so the
     results table shows the method and seed; UserError when there is nothing to evaluate yet."""
-    evaluation = run.spec.get("eval", {})
+    evaluation = run.spec.eval
     if run.kind == "train_eval":
         checkpoint = checkpoint_paths(run)
         if checkpoint is None or rundir.read_status(checkpoint.root).get("state") != "complete":
             raise UserError(f"run {run.id} has no finished checkpoint to evaluate yet (status {run.status})")
         target = str(checkpoint.root)
     else:
-        target = str(evaluation.get("checkpoint") or "")
-    spec = base_spec(target, evaluation.get("suite"), evaluation.get("limit"), evaluation.get("samples"))
-    spec["name"] = f"{run.name} (eval of run {run.id})"
-    if run.spec.get("train"):
-        spec["train"] = run.spec["train"]
-    spec["source_run"] = run.id
-    return spec
+        target = str(evaluation.checkpoint or "")
+    spec = base_spec(target, evaluation.suite, evaluation.limit, evaluation.samples)
+    return spec.replace(name=eval_name(run.name, run.id), train=run.spec.train, source_run=run.id)
 
 
 # --------------------------------------------------------------------------- growing files

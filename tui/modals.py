@@ -15,6 +15,7 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Select, SelectionList, Static
 
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.queue.runspec import parse_seeds
 from innerdpo_bench.results import table
@@ -133,7 +134,6 @@ class FormChoices:
 
 def load_form_choices() -> FormChoices:
     """The add-run form's choices and defaults (torch-free: the training config and the method catalog)."""
-    from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.evaluation.suites import DEFAULT_SUITE, SUITES
     from innerdpo_bench.methods.catalog import ALIGN_METHODS, CURRENT_ALIGN_METHODS, METHODS
 
@@ -149,9 +149,9 @@ def load_form_choices() -> FormChoices:
 
 @dataclass(frozen=True)
 class AddRequest:
-    """The form's answer: `runspec.train_specs(config, seeds, suite, limit)` arguments."""
+    """The form's answer: what `runspec.train_specs` takes (the training config, seeds) and the evaluation's."""
 
-    config: dict[str, Any]
+    config: TrainConfig
     seeds: list[int]
     suite: str | None
     limit: int | None
@@ -216,10 +216,11 @@ class AddRunModal(ModalScreen[AddRequest | None]):
                  for name in ("dataset", "base_model", "seeds", "max_steps", "limit")}
         if not value["dataset"]:
             raise UserError("dataset is empty")
-        config = {"method": self.query_one("#method", Select).value,
-                  "align_method": self.query_one("#align_method", Select).value,
-                  "dataset": value["dataset"], "base_model": value["base_model"] or self.choices.defaults["base_model"],
-                  "max_steps": _positive_int(value["max_steps"], "max steps", required=True)}
+        config = TrainConfig.from_mapping(
+            {"method": self.query_one("#method", Select).value,
+             "align_method": self.query_one("#align_method", Select).value, "dataset": value["dataset"],
+             "base_model": value["base_model"] or self.choices.defaults["base_model"],
+             "max_steps": value["max_steps"]}, "the form", text=True)
         seeds = parse_seeds(value["seeds"] or str(self.choices.defaults["seed"]))
         return AddRequest(config, seeds, self.query_one("#suite", Select).value,
                           _positive_int(value["limit"], "eval limit", required=False))

@@ -63,7 +63,7 @@ def queue_rows(runs: list[Run], progress: dict[int, Progress]) -> list[tuple[str
         run_progress = progress.get(run.id)
         note = running_note(run)
         status = run.status + (f" ({note})" if note else "")
-        seed = run.spec.get("train", {}).get("seed")
+        seed = run.spec.seed
         running = run.status == "running"
         cells = {
             "id": Text(str(run.id)),

@@ -116,8 +116,7 @@ def descriptive_values(run: Run) -> dict[str, str | None]:
     method = table.method_of(run)
     catalog_entry = METHODS.get(method)
     hidden = catalog_entry is not None and catalog_entry.has_hidden_term
-    train = run.spec.get("train", {})
-    return {"method": method, "align": train.get("align_method") if hidden else None,
+    return {"method": method, "align": run.spec.train.align_method if hidden else None,
             "transform": catalog_entry.transform if hidden else None}
 
 

@@ -103,13 +103,13 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
     if dry_run:
         console.print(f"would queue {len(specs)} run(s) (--dry-run: nothing queued):", soft_wrap=True)
         for index, spec in enumerate(specs, 1):
-            console.print(f"  {index}. {spec['name']} seed {spec['train']['seed']}", soft_wrap=True, markup=False)
+            console.print(f"  {index}. {spec.name} seed {spec.train.seed}", soft_wrap=True, markup=False)
         return
     with open_store(home, create=True) as store:
         run_ids = store.add_runs(specs)
         home_path = store.home
     for run_id, spec in zip(run_ids, specs):
-        console.print(f"queued run {run_id}: {spec['name']} seed {spec['train']['seed']}", soft_wrap=True,
+        console.print(f"queued run {run_id}: {spec.name} seed {spec.train.seed}", soft_wrap=True,
                       markup=False)
     if len(specs) > 1:
         console.print(f"sweep {ident}: {len(specs)} runs (innerdpo runs --filter sweep:{ident})", soft_wrap=True)
@@ -136,7 +136,7 @@ def add_base_command(
     spec = base_spec(base_model, suite, limit, samples)
     with open_store(home, create=True) as store:
         run_id = store.add_run(spec, kind="eval")
-    console.print(f"queued run {run_id}: base model {spec['eval']['checkpoint']} (eval only)", soft_wrap=True)
+    console.print(f"queued run {run_id}: base model {spec.eval.checkpoint} (eval only)", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- queue ls, cancel, retry, rm, move
@@ -170,7 +170,7 @@ def ls_command(
     styles = {"running": "cyan", "queued": "", "failed": "red", "cancelled": "yellow", "done": "green"}
     for run in shown:
         status = claims.running_note(run) or run.status
-        seed = run.spec.get("train", {}).get("seed")
+        seed = run.spec.seed
         view.add_row(str(run.id), f"[{styles[run.status]}]{status}[/]" if styles[run.status] else status,
                      escape(run.name), "-" if seed is None else str(seed), str(run.attempts), run.worker or "-",
                      _age(run.heartbeat_at) if run.status == "running" else "-", escape(run.error or ""))

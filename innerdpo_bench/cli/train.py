@@ -22,14 +22,14 @@ def config_parameters() -> list[inspect.Parameter]:
     hints = typing.get_type_hints(TrainConfig)
     params = []
     for field in dataclasses.fields(TrainConfig):
-        meta = field.metadata
+        info = TrainConfig.info(field.name)
         if field.name == "method":
-            option = typer.Argument(..., help=meta["help"], show_default=False)
+            option = typer.Argument(..., help=info.help, show_default=False)
         elif hints[field.name] is bool:
             flag = flag_name(field.name)
-            option = typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=meta["help"], rich_help_panel=meta["group"])
+            option = typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=info.help, rich_help_panel=info.group)
         else:
-            option = typer.Option(field.default, flag_name(field.name), help=meta["help"], rich_help_panel=meta["group"])
+            option = typer.Option(field.default, flag_name(field.name), help=info.help, rich_help_panel=info.group)
         params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[field.name]))
     params.append(inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                     default=typer.Option(False, "--quiet", "-q", help="No progress bar.")))
@@ -71,8 +71,8 @@ def _train_config(ctx: typer.Context, config: str | None, values: dict, resume: 
 
         from innerdpo_bench.train.resume import stored_options
 
-        stored = stored_options(Path(values["output_dir"]), {f.name for f in dataclasses.fields(TrainConfig)})
-        return TrainConfig(**{**stored, **given})
+        stored = stored_options(Path(values["output_dir"]), set(TrainConfig.names()))
+        return TrainConfig.from_mapping(stored, f"{values['output_dir']}/config.json", **given)
     if config is None:
         if values["method"] is None:
             raise UserError("give METHOD (e.g. innerdpo train dpo), --config FILE, or --resume --output-dir RUN")
@@ -98,7 +98,7 @@ def train_command(ctx: typer.Context, **kwargs) -> None:
     quiet, config, resume = kwargs.pop("quiet"), kwargs.pop("config"), kwargs.pop("resume")
     use_genies_dir(kwargs.pop("genies_dir"))
     quiet_libraries()
-    cfg = _train_config(ctx, config, kwargs, resume).validate()
+    cfg = _train_config(ctx, config, kwargs, resume).validate()   # the boundary where training starts
     if resume and not cfg.output_dir:
         raise UserError("--resume needs --output-dir RUN, the run directory to continue")
     from innerdpo_bench.train.trainer import train

@@ -16,28 +16,8 @@ from torch import Tensor
 
 from innerdpo_bench.methods.align import ALIGN_FUNCTIONS
 from innerdpo_bench.methods.geometry import PrefGeometry
+from innerdpo_bench.methods.loss_config import LossConfig
 from innerdpo_bench.methods.output_losses import SCORE_LOSSES, dpo_loss, simper_loss, wpo_weights
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """The loss knobs; defaults are the spec's (§8, §10)."""
-
-    output_loss: str = "dpo"        # dpo | ipo | simper; the hidden term uses the same family
-    beta: float = 0.1
-    label_smoothing: float = 0.0    # cDPO ε, dpo only
-    logp_agg: str = "mean"          # mean | sum over completion tokens
-    alpha: float = 0.0              # hidden-state weight; 0 = plain DPO/IPO
-    beta_h: float = 1.0
-    align_method: str = "para_signed"
-    layer_reduce: str = "loss"      # loss | score
-    trust_region: float = 0.0       # 0 = off
-    trust_region_form: str = "both"  # both: [−T, T] | top: ≤ T | bottom: ≥ T (the reference's clamp_bottom)
-    norm_p: int = 1
-    topk_dims: int = 100            # pars_rat_topk's k (capped at hidden/4)
-    nll_weight: float = 0.0
-    wpo: bool = False               # WPO per-pair weights on the preference terms (spec §3)
-    eps: float = 1e-5
 
 
 @dataclass

@@ -1,17 +1,17 @@
-"""Run specs, what `queue add` stores for a worker: one per seed, validated now, and the order workers take runs in.
-
-A spec is {"name": display name, "train": every TrainConfig field but output_dir (a train_eval run; the
-worker writes it to RUN/train_spec.json for `innerdpo train --config`), "eval": {"suite", "limit"}, and
-for an eval-only run "checkpoint"}; "eval" also holds "samples" (prompts per shift for `innerdpo eval --samples`)
-when the entry asks for sample generations, and only then (so specs queued without it keep their identity). Importing this module loads no torch: the TUI and the CLI use it.
+"""Making run specs (`config.spec.RunSpec`) for `queue add`: one per seed, each checked now, so a queued run never
+fails on a bad flag. Importing this module loads no torch: the TUI and the CLI use it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
+from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.config.naming import display_name
+from innerdpo_bench.config.spec import EvalSpec, RunSpec
 from innerdpo_bench.errors import UserError
 
 
@@ -33,27 +33,24 @@ def check_eval_options(suite: str | None, limit: int | None, samples: int | None
         raise UserError(f"--samples must be 0 (none) or a positive number of prompts per shift, got {samples}")
 
 
-def _eval_spec(suite: str | None, limit: int | None, samples: int | None) -> dict[str, Any]:
-    return {"suite": suite, "limit": limit, **({"samples": samples} if samples else {})}
-
-
-def train_specs(config: dict[str, Any], seeds: list[int] | None = None, suite: str | None = None,
-                limit: int | None = None, samples: int | None = None) -> list[dict[str, Any]]:
-    """One run spec per seed (`seeds` overrides config["seed"]), each validated as `innerdpo train` would,
-    including against the base model's shape and the dataset reference (`check_run`); the method is stored by
-    its canonical name, existing relative paths made absolute."""
-    from innerdpo_bench.config import TrainConfig
-    from innerdpo_bench.config.naming import display_name
-
+def eval_spec(suite: str | None = None, limit: int | None = None, samples: int | None = None,
+              checkpoint: str | None = None) -> EvalSpec:
+    """The evaluation options, checked as `innerdpo eval` would check them."""
     check_eval_options(suite, limit, samples)
+    return EvalSpec(suite=suite, limit=limit, samples=samples or None, checkpoint=checkpoint)
+
+
+def train_specs(config: TrainConfig, seeds: list[int] | None = None, evaluation: EvalSpec | None = None,
+                always: Iterable[str] = (), sweep: str | None = None) -> list[RunSpec]:
+    """One run spec per seed (`seeds` overrides config.seed), each checked completely (`check_run`, the queue's
+    boundary); the method is stored by its canonical name, existing relative paths made absolute, the run directory
+    left to the worker. Named by what differs from the method's defaults, `always` (a sweep's axes) included."""
     specs = []
-    for seed in seeds if seeds else [config.get("seed", 0)]:
-        cfg = check_run(TrainConfig(**{**config, "seed": seed}))
-        cfg.method = cfg.canonical_method
-        cfg.base_model = _absolute_if_path(cfg.base_model)
-        cfg.dataset = _absolute_if_path(cfg.dataset)
-        train = {key: value for key, value in cfg.to_dict().items() if key != "output_dir"}  # the worker's choice
-        specs.append({"name": display_name(train), "train": train, "eval": _eval_spec(suite, limit, samples)})
+    for seed in seeds if seeds else [config.seed]:
+        cfg = check_run(dataclasses.replace(config, seed=seed, output_dir=None))
+        cfg = dataclasses.replace(cfg, method=cfg.canonical_method, base_model=_absolute_if_path(cfg.base_model),
+                                  dataset=_absolute_if_path(cfg.dataset))
+        specs.append(RunSpec(name=display_name(cfg, always), train=cfg, eval=evaluation or EvalSpec(), sweep=sweep))
     return specs
 
 
@@ -64,7 +61,7 @@ def _shape(base_model: str) -> tuple[int, int] | None:
     return model_shape(base_model)
 
 
-def check_run(cfg):
+def check_run(cfg: TrainConfig) -> TrainConfig:
     """`cfg.validate()` plus what a worker would otherwise find out only when it runs: the dataset reference
     parses (a mini split exists, a file exists), the base model exists, and the layers, ETHER blocks and supr
     layers fit its shape, read from its config.json (no weights; a hub model whose config.json cannot be read
@@ -88,12 +85,11 @@ def check_run(cfg):
 
 
 def base_spec(base_model: str, suite: str | None = None, limit: int | None = None,
-              samples: int | None = None) -> dict[str, Any]:
+              samples: int | None = None) -> RunSpec:
     """An eval-only run of a base model (method "none"): the base-model row of the results table."""
-    check_eval_options(suite, limit, samples)
     if not base_model.strip():
         raise UserError("BASE_MODEL is empty; give a hub id, a model directory, or tiny-random")
-    return {"name": "none", "eval": {"checkpoint": _absolute_if_path(base_model), **_eval_spec(suite, limit, samples)}}
+    return RunSpec(name="none", eval=eval_spec(suite, limit, samples, _absolute_if_path(base_model)))
 
 
 def parse_seeds(text: str | None) -> list[int] | None:

@@ -29,25 +29,27 @@ from __future__ import annotations
 import itertools
 import secrets
 import time
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from innerdpo_bench.errors import UserError, did_you_mean, unknown_choice
+from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.config.fields import coerce, field_name, hints
+from innerdpo_bench.config.spec import RunSpec
+from innerdpo_bench.errors import UserError, did_you_mean
 
 GRID_HELP = ("KEY=V1,V2: queue one run per value (repeat for more axes: the cartesian product, times --seeds). KEY "
              "is any train option (snake_case or kebab-case), method included, e.g. --grid align_method=logodds,"
              "cosine_cross_model --grid alpha=0.1,1.")
 NOT_AXES = ("seed", "output_dir")
 FILE_KEYS = ("method", "base", "grid", "seeds", "suite", "limit", "samples")
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 @dataclass
 class Sweep:
-    """What a sweep queues: `base` train options, `grid` axes (key → values), seeds and evaluation options."""
+    """What a sweep queues: `base` train options, `grid` axes (key → values), seeds and evaluation options; values
+    already of their field's type (`fields.coerce`), so the cells are `TrainConfig.from_mapping`'s input as they are."""
 
     base: dict[str, Any] = field(default_factory=dict)
     grid: dict[str, list[Any]] = field(default_factory=dict)
@@ -57,66 +59,27 @@ class Sweep:
     samples: int | None = None
 
 
-def _hints() -> dict[str, Any]:
-    from innerdpo_bench.config import TrainConfig
-
-    return typing.get_type_hints(TrainConfig)
-
-
-def option_key(key: str, where: str) -> str:
+def option_key(key: str, where: str, config: type[TrainConfig] = TrainConfig) -> str:
     """A train option's field name from `alpha`, `align-method` or `--align-method`; UserError naming `where`."""
-    name = key.strip().lstrip("-").replace("-", "_")
-    hints = _hints()
-    if name not in hints:
-        raise UserError(f"{where}: unknown train option {key!r}.{did_you_mean(name, hints)} Options are the "
+    name = field_name(key)
+    if name not in hints(config):
+        raise UserError(f"{where}: unknown train option {key!r}.{did_you_mean(name, hints(config))} Options are the "
                         "`innerdpo train` flags.")
     return name
 
 
-def coerce(key: str, text: str, where: str) -> Any:
-    """A command-line value as the option's type (int, float, bool, str, or None for "none" where allowed)."""
-    hint = _hints()[key]
-    args = [arm for arm in typing.get_args(hint) if arm is not type(None)]
-    optional = bool(typing.get_args(hint)) and type(None) in typing.get_args(hint)
-    target = args[0] if args else hint
-    text = text.strip()
-    if optional and text.lower() in ("none", "null"):
-        return None
-    try:
-        if target is bool:
-            if text.lower() not in _TRUE + _FALSE:
-                raise ValueError
-            return text.lower() in _TRUE
-        return target(text)
-    except ValueError:
-        from innerdpo_bench.typecheck import describe
-
-        raise UserError(f"{where}: {key} takes {describe(hint)}, not {text!r}") from None
+def _value(key: str, value: Any, where: str, config: type[TrainConfig], text: bool = False) -> Any:
+    return coerce(hints(config)[key], value, key, where, text=text)
 
 
-def _check_value(key: str, value: Any, where: str) -> Any:
-    """A value read from a file, type-checked against the option (an integer is accepted as a float)."""
-    from innerdpo_bench.typecheck import describe, json_type, mismatch
-
-    hint = _hints()[key]
-    if hint in (float, float | None) and isinstance(value, str):
-        try:  # PyYAML reads 1e-4 (no dot) as a string
-            value = float(value)
-        except ValueError:
-            pass
-    if mismatch(value, hint) is not None:
-        raise UserError(f"{where}: {key} must be {describe(hint)}, not {json_type(value)} {value!r}")
-    return float(value) if hint in (float, float | None) and isinstance(value, int) else value
-
-
-def _axis(key: str, where: str) -> str:
-    name = option_key(key, where)
+def _axis(key: str, where: str, config: type[TrainConfig] = TrainConfig) -> str:
+    name = option_key(key, where, config)
     if name in NOT_AXES:
         raise UserError(f"{where}: {name} cannot be a grid axis" + (" (use --seeds)" if name == "seed" else ""))
     return name
 
 
-def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+def parse_grid(items: Sequence[str], config: type[TrainConfig] = TrainConfig) -> dict[str, list[Any]]:
     """["alpha=0.1,1", ...] → {"alpha": [0.1, 1.0]}; UserError naming the --grid item."""
     grid: dict[str, list[Any]] = {}
     for item in items or ():
@@ -124,17 +87,17 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise UserError(f"{where}: expected KEY=V1,V2 (e.g. --grid alpha=0.1,1)")
-        name = _axis(key, where)
+        name = _axis(key, where, config)
         if name in grid:
             raise UserError(f"{where}: {name} is already an axis; give its values once")
-        parsed = [coerce(name, text, where) for text in values.split(",") if text.strip()]
+        parsed = [_value(name, text, where, config, text=True) for text in values.split(",") if text.strip()]
         if len(set(map(repr, parsed))) != len(parsed):
             raise UserError(f"{where}: a value repeats")
         grid[name] = parsed
     return grid
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, config: type[TrainConfig] = TrainConfig) -> Sweep:
     """The Sweep a YAML or JSON file describes (see the module docstring); UserError naming the file and key."""
     import yaml
 
@@ -148,33 +111,33 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(data, dict):
         raise UserError(f"--sweep {path} must hold a mapping with method, base, grid, seeds, suite, limit, samples")
     sweep = Sweep()
-    hints = _hints()
+    names = hints(config)
     base = data.pop("base", None) or {}
     if not isinstance(base, dict):
         raise UserError(f"--sweep {path}: base must be a mapping of train options")
     for key in list(data):
-        if key not in FILE_KEYS and str(key).replace("-", "_") in hints:
+        if key not in FILE_KEYS and field_name(key) in names:
             base[key] = data.pop(key)   # a train option at the top level
     for key in data:
         if key not in FILE_KEYS:
-            raise UserError(f"--sweep {path}: unknown key {key!r}.{did_you_mean(str(key), FILE_KEYS + tuple(hints))}")
+            raise UserError(f"--sweep {path}: unknown key {key!r}.{did_you_mean(str(key), FILE_KEYS + tuple(names))}")
     if data.get("method") is not None:
         base["method"] = data["method"]
     for key, value in base.items():
-        name = option_key(str(key), f"--sweep {path} base")
+        name = option_key(str(key), f"--sweep {path} base", config)
         if name == "output_dir":
             raise UserError(f"--sweep {path}: output_dir is the worker's choice")
-        sweep.base[name] = _check_value(name, value, f"--sweep {path} base")
+        sweep.base[name] = _value(name, value, f"--sweep {path} base", config)
     grid = data.get("grid") or {}
     if not isinstance(grid, dict):
         raise UserError(f"--sweep {path}: grid must map train options to lists of values")
     for key, values in grid.items():
         where = f"--sweep {path} grid"
-        name = _axis(str(key), where)
+        name = _axis(str(key), where, config)
         values = values if isinstance(values, list) else [values]
         if not values:
             raise UserError(f"{where}: {name} has no values")
-        sweep.grid[name] = [_check_value(name, value, f"{where} {name}") for value in values]
+        sweep.grid[name] = [_value(name, value, f"{where} {name}", config) for value in values]
     seeds = data.get("seeds")
     if seeds is not None:
         from innerdpo_bench.queue.runspec import parse_seeds
@@ -208,14 +171,15 @@ def _describe_cell(cell: Mapping[str, Any], seed: Any) -> str:
     return " ".join([*(f"{key}={value}" for key, value in cell.items()), f"seed {seed}"])
 
 
-def sweep_specs(sweep: Sweep, sweep_ident: str | None = None) -> list[dict[str, Any]]:
-    """Every run of the sweep as a run spec (`runspec.train_specs`, named by what differs from the method's
-    defaults plus every axis), each checked completely; UserError "run K of N (cell): why" for the first bad
-    one, so nothing is queued. Each spec records `sweep_ident` under "sweep"."""
-    from innerdpo_bench.config.naming import display_name
-    from innerdpo_bench.queue.runspec import check_eval_options, train_specs
+def sweep_specs(sweep: Sweep, sweep_ident: str | None = None,
+                config: type[TrainConfig] = TrainConfig) -> list[RunSpec]:
+    """Every run of the sweep as a run spec (`runspec.train_specs`: each cell's options through
+    `TrainConfig.from_mapping`, the one parser, then checked completely; named by what differs from the method's
+    defaults plus every axis); UserError "run K of N (cell): why" for the first bad one, so nothing is queued. Each
+    spec records `sweep_ident`."""
+    from innerdpo_bench.queue.runspec import eval_spec, train_specs
 
-    check_eval_options(sweep.suite, sweep.limit, sweep.samples)
+    evaluation = eval_spec(sweep.suite, sweep.limit, sweep.samples)
     if "method" not in sweep.base and "method" not in sweep.grid:
         raise UserError("give METHOD (e.g. innerdpo queue add dpo), a method axis (--grid method=dpo,ipo) or a "
                         "sweep file with method")
@@ -223,15 +187,11 @@ def sweep_specs(sweep: Sweep, sweep_ident: str | None = None) -> list[dict[str, 
             for seed in (sweep.seeds or [sweep.base.get("seed", 0)])]
     specs = []
     for index, (cell, seed) in enumerate(runs, 1):
+        prefix = f"run {index} of {len(runs)} ({_describe_cell(cell, seed)}): " if len(runs) > 1 else ""
         try:
-            spec, = train_specs({**sweep.base, **cell}, [seed], sweep.suite, sweep.limit, sweep.samples)
+            cfg = config.from_mapping({**sweep.base, **cell}, "a sweep cell")
+            spec, = train_specs(cfg, [seed], evaluation, always=sweep.grid, sweep=sweep_ident)
         except UserError as err:
-            prefix = f"run {index} of {len(runs)} ({_describe_cell(cell, seed)}): " if len(runs) > 1 else ""
             raise UserError(f"{prefix}{err}") from None
-        except TypeError as err:  # an option TrainConfig does not take: cannot happen past option_key
-            raise unknown_choice("train option", str(err), _hints()) from None
-        spec["name"] = display_name(spec["train"], always=sweep.grid)
-        if sweep_ident is not None:
-            spec["sweep"] = sweep_ident
         specs.append(spec)
     return specs

@@ -59,12 +59,12 @@ def stage_command(run: Run, stage: str, run_dir: Path, resume_train: bool = Fals
     if stage == "train":
         return [*python, "train", "--config", str(paths.train_spec), "--output-dir", str(paths.checkpoint.root),
                 "--quiet", *(["--resume"] if resume_train else [])]
-    evaluation = run.spec.get("eval", {})
-    eval_flags = [arg for key in ("suite", "limit", "samples") if evaluation.get(key) is not None
-                  for arg in (flag_name(key), str(evaluation[key]))]
+    evaluation = run.spec.eval
+    eval_flags = [arg for key in ("suite", "limit", "samples") if getattr(evaluation, key) is not None
+                  for arg in (flag_name(key), str(getattr(evaluation, key)))]
     if run.kind == "train_eval":
         return [*python, "eval", str(paths.checkpoint.root), *eval_flags]
-    return [*python, "eval", str(evaluation.get("checkpoint")), *eval_flags, "--output", str(paths.eval_json)]
+    return [*python, "eval", str(evaluation.checkpoint), *eval_flags, "--output", str(paths.eval_json)]
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ class Worker:
             aside = next(paths.aside(n) for n in range(1, 10_000) if not paths.aside(n).exists())
             checkpoint.rename(aside)
             self._note(paths, f"moved the unfinished {checkpoint.name}/ of an earlier attempt to {aside.name}/")
-        rundir.write_json(paths.train_spec, run.spec.get("train", {}))
+        rundir.write_json(paths.train_spec, run.spec.to_json()["train"])
         code = self._stage(run, "train", paths, resumable)
         status = rundir.read_status(checkpoint)
         if status.get("state") != "complete":
@@ -294,7 +294,7 @@ class Worker:
         `_wait` calls at each heartbeat: a line at about every 10% of a training run's steps (metrics.jsonl)."""
         lines = progress.ProgressLines(self.say)
         label = f"run {run.id} ({run.name}): {'training' if stage == 'train' else 'evaluating'}"
-        total = run.spec.get("train", {}).get("max_steps") if stage == "train" else None
+        total = run.spec.train.max_steps if stage == "train" and run.spec.train is not None else None
         total = total if isinstance(total, int) and total > 0 else None
 
         def report() -> object:
@@ -360,7 +360,7 @@ class Worker:
         unreadable (noted)."""
         from innerdpo_bench.evaluation.samplefile import sample_columns
 
-        if not run.spec.get("eval", {}).get("samples"):
+        if not run.spec.eval.samples:
             return {}
         try:
             return sample_columns(paths.eval_json)

@@ -131,8 +131,7 @@ def provenance_caption(runs: Sequence[Run | locate.RunRows],
 def _run_source(run: Run, provenance_by_run: Mapping[int, Mapping[str, dict]]) -> CaptionSource:
     report = locate.eval_report(run)
     recorded = provenance_by_run.get(run.id) or report.get("provenance") or {}
-    base = (report.get("base_model") or run.spec.get("train", {}).get("base_model")
-            or run.spec.get("eval", {}).get("checkpoint"))
+    base = report.get("base_model") or run.spec.base_model
     return CaptionSource(str(run.id), dict(recorded), report, base)
 
 

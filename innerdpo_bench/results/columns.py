@@ -2,7 +2,7 @@
 
 `COLUMNS` maps a column name to a `Column` (how to read it off a store run, whether it is a number, a help
 line). Any other name is a config column: the run's train (else eval) option of that name, present only where
-the run's method uses it (`naming.applies`: `align_method` is no column of a dpo run), so a filter or a
+the run's method uses it (`TrainConfig.applies`: `align_method` is no column of a dpo run), so a filter or a
 column on a config key matches only the runs that have it. Another module adds columns by adding entries to
 `COLUMNS` (a plain dict: text statistics of samples, say). In a group row a column shows the shared value,
 else a registered numeric column's mean, else the distinct values joined by ", ".
@@ -27,12 +27,11 @@ HARNESS_KEY = scoring.METRICS["acc"].harness_key    # what the shift cells hold 
 
 def method_of(run: Run) -> str:
     """The training method, or "none" for a base-model (eval-only) run."""
-    return str(run.spec.get("train", {}).get("method") or "none")
+    return run.spec.method
 
 
 def seed_of(run: Run) -> int | None:
-    seed = run.spec.get("train", {}).get("seed")
-    return seed if isinstance(seed, int) else None
+    return run.spec.seed
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -73,16 +72,12 @@ class Column:
     numeric: bool = False
 
 
-def _spec_key(key: str) -> Callable[[Run], Any]:
-    return lambda run: run.spec.get(key)
-
-
 COLUMNS: dict[str, Column] = {
     "method": Column("the training method (none: a base model)", method_of),
     "kind": Column("train_eval, or eval for an evaluation-only run", lambda run: run.kind),
-    "sweep": Column("the sweep id of the `queue add` that queued the run", _spec_key("sweep")),
-    "source_run": Column("for an evaluation-only re-run: the run whose model it scored", _spec_key("source_run"),
-                         numeric=True),
+    "sweep": Column("the sweep id of the `queue add` that queued the run", lambda run: run.spec.sweep),
+    "source_run": Column("for an evaluation-only re-run: the run whose model it scored",
+                         lambda run: run.spec.source_run, numeric=True),
     "attempts": Column("how many times a worker claimed the run", lambda run: run.attempts, numeric=True),
 }
 
@@ -103,14 +98,15 @@ def _sample_stat(name: str) -> Callable[[Run], float | None]:
 COLUMNS.update({name: Column(help_, _sample_stat(name), numeric=True) for name, help_ in _SAMPLE_HELP.items()})
 
 
+EVAL_KEYS = ("suite", "limit", "samples", "checkpoint")
+
+
 def config_value(run: Run, key: str) -> Any:
     """The run's train option `key` where its method uses it, else its eval option `key`, else None."""
-    from innerdpo_bench.config.naming import applies
-
-    train = run.spec.get("train", {})
-    if key in train:
-        return train[key] if applies(key, train) else None
-    return run.spec.get("eval", {}).get(key)
+    train = run.spec.train
+    if train is not None and key in train.__dataclass_fields__:
+        return getattr(train, key) if train.applies(key) else None
+    return getattr(run.spec.eval, key) if key in EVAL_KEYS else None
 
 
 def value(run: Run, name: str) -> Any:
@@ -120,10 +116,12 @@ def value(run: Run, name: str) -> Any:
 
 
 def config_keys(runs: Iterable[Run]) -> set[str]:
-    """Every train and eval option name found in the runs' specs."""
+    """Every train and eval option name found in the runs' specs (an eval option only where a run sets it)."""
     keys: set[str] = set()
     for run in runs:
-        keys.update(run.spec.get("train", {}), run.spec.get("eval", {}))
+        if run.spec.train is not None:
+            keys.update(run.spec.train.__dataclass_fields__)
+        keys.update(key for key in EVAL_KEYS if key in ("suite", "limit") or getattr(run.spec.eval, key) is not None)
     return keys
 
 

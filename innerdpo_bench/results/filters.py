@@ -34,7 +34,7 @@ def _field_value(run: Run, key: str) -> Any:
     if key in _RUN_COLUMNS:
         return columns.run_values(run)[key]
     if key == "base_model":
-        return run.spec.get("train", {}).get("base_model", run.spec.get("eval", {}).get("checkpoint"))
+        return run.spec.base_model
     return columns.value(run, key)
 
 

@@ -117,7 +117,7 @@ def load_run(ref: RunRef, home: str | None = None, store: Store | None = None) -
     if not shifts:
         raise UserError(f"{label} has no per-row records: {rows_path} is empty; re-run innerdpo eval")
     if run is not None:
-        config = dict(run.spec.get("train", {}))
+        config = run.spec.train.to_dict() if run.spec.train is not None else {}
     elif eval_path.name == rundir.EVAL and TrainPaths(eval_path.parent).config.is_file():  # a run directory's
         config = rundir.read_config(eval_path.parent)
     else:
@@ -174,5 +174,5 @@ def target_candidates(rows: RunRows, home: str | None = None) -> list[RunRows]:
     wanted = {key for key in (transfer.eval_data_key(prov) for prov in recorded.values()) if key is not None}
     with _existing_store(home) as store:
         trained = [run for run in store.list_runs("done") if run.kind == "train_eval"
-                   and transfer.train_data_key(run.spec.get("train", {}).get("dataset")) in wanted]
+                   and run.spec.train is not None and transfer.train_data_key(run.spec.train.dataset) in wanted]
         return _loadable(store, trained, [rows])

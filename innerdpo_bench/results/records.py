@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RunRows:
     """A run's eval.json (`report`), its rows per shift (in SHIFTS order), the store run if it came from
-    the store, and its training config (spec["train"], else the run directory's config.json)."""
+    the store, and its training config (the spec's, else the run directory's config.json: `config.spec`'s rule)."""
 
     eval_path: Path
     rows_path: Path

@@ -18,18 +18,21 @@ RunOrRows = TypeVar("RunOrRows")
 def seed_group_key(run: Run | RunRows) -> str:
     """Everything that defines a run except its seed: a store run's kind and spec without its seed, display
     name (derived from the rest), sweep id (the same run queued by two sweeps is one group) and
-    `config.BOOKKEEPING` options (checkpoints, trackers, reference cache); for a run directory outside the store,
-    its training config (less seed, device and BOOKKEEPING) plus the eval suite and row limit. Runs with equal
-    keys differ only by seed."""
-    from innerdpo_bench.config import BOOKKEEPING, TrainConfig
+    bookkeeping options (checkpoints, trackers, reference cache); for a run directory outside the store, its
+    training config (less seed, device and bookkeeping) plus the eval suite and row limit. Runs with equal keys
+    differ only by seed."""
+    from innerdpo_bench.config import TrainConfig
 
+    bookkeeping = TrainConfig.names(role="bookkeeping")
     store_run = run if isinstance(run, Run) else run.run
     if store_run is not None:
-        spec = {key: value for key, value in store_run.spec.items() if key not in ("name", "sweep")}
-        spec["train"] = {key: value for key, value in spec.get("train", {}).items()
-                         if key != "seed" and key not in BOOKKEEPING}
-        return json.dumps([store_run.kind, spec], sort_keys=True, default=str)
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"seed", "device"} - BOOKKEEPING
+        spec = store_run.spec
+        if spec.train is not None:
+            defaults = TrainConfig()
+            spec = spec.replace(train=dataclasses.replace(spec.train, seed=0, **{
+                name: getattr(defaults, name) for name in bookkeeping}))
+        return json.dumps([store_run.kind, spec.replace(name="", sweep=None).to_json()], sort_keys=True, default=str)
+    fields = set(TrainConfig.names()) - {"seed", "device", *bookkeeping}
     config = {key: value for key, value in run.config.items() if key in fields}
     identity = {key: run.report.get(key) for key in ("method", "base_model", "suite", "limit", "data_dir")}
     if not config:

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.store.failures import sqlite_errors
 from innerdpo_bench.store.integrity import CorruptStore, quick_check
 from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
-                                      run_from_row, spec_problem)
+                                      run_from_row, spec_json, spec_problem)
 from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES, version_problem
 
 __all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION",
@@ -152,25 +153,28 @@ class Store:
 
     # --- queue ------------------------------------------------------------------------------------
 
-    def add_run(self, spec: dict[str, Any], kind: str = "train_eval", name: str | None = None) -> int:
-        """Queue one run and return its id. `name` defaults to spec["name"], else spec["method"]."""
+    def add_run(self, spec: RunSpec | dict[str, Any], kind: str = "train_eval", name: str | None = None) -> int:
+        """Queue one run and return its id. `name` defaults to the spec's name."""
         return self.add_runs([spec], kind=kind, name=name)[0]
 
-    def add_runs(self, specs: Iterable[dict[str, Any]], kind: str = "train_eval", name: str | None = None) -> list[int]:
-        """Queue several runs in one transaction (a sweep is queued whole or not at all); their ids, in order.
+    def add_runs(self, specs: Iterable[RunSpec | dict[str, Any]], kind: str = "train_eval",
+                 name: str | None = None) -> list[int]:
+        """Queue several runs in one transaction (a sweep is queued whole or not at all); their ids, in order. A spec
+        is a `RunSpec`, or its JSON form (read as a stored one would be: `RunSpec.from_json`).
 
         Each run's priority starts as its id, so the queue is FIFO until `move` reorders it.
         """
         if kind not in KINDS:
             raise unknown_choice("run kind", kind, KINDS)
         now = self._clock()
+        texts = [spec_json(spec) for spec in specs]
         ids = []
         with self._transaction() as con:
-            for spec in specs:
-                display_name = name or spec.get("name") or spec.get("method") or "run"
+            for text in texts:
+                display_name = name or json.loads(text)["name"]
                 cursor = con.execute(
                     "INSERT INTO runs (name, kind, spec, status, priority, created_at) VALUES (?, ?, ?, 'queued', 0, ?)",
-                    (str(display_name), kind, json.dumps(spec, sort_keys=True), now),
+                    (str(display_name), kind, text, now),
                 )
                 con.execute("UPDATE runs SET priority = id WHERE id = ?", (cursor.lastrowid,))
                 ids.append(cursor.lastrowid)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store.schema import FINISHED
 
@@ -20,14 +21,14 @@ DEFAULT_HOME = "innerdpo"
 class Run:
     """One row of `runs`: a snapshot that later writes never change.
 
-    `spec` is the parsed JSON of the run's flags; `results` is {shift: {metric: value}} (filled by
+    `spec` is what `queue add` stored (`config.spec.RunSpec`); `results` is {shift: {metric: value}} (filled by
     `get_run` and `list_runs`; empty from `claim_next`). Times are unix seconds.
     """
 
     id: int
     name: str
     kind: str
-    spec: dict[str, Any]
+    spec: RunSpec
     status: str
     priority: float
     created_at: float
@@ -55,26 +56,43 @@ RUN_COLUMNS = ", ".join(
 )
 
 
-def spec_problem(run_id: int, text: Any) -> str | None:
-    """Why a stored spec cannot be used (not JSON, not an object), as one line naming the run and the way out;
-    None when it is fine."""
+def parse_spec(run_id: int, text: Any) -> RunSpec | str:
+    """The stored spec of run `run_id`, or why it cannot be used (not JSON, not an object, not a run spec) as one
+    line naming the run and the way out."""
     try:
-        spec = json.loads(text)
+        data = json.loads(text)
     except (TypeError, ValueError, RecursionError) as err:
         why = f"is not valid JSON ({getattr(err, 'msg', None) or type(err).__name__})"
     else:
-        if isinstance(spec, dict):
-            return None
-        why = f"is a JSON {type(spec).__name__}, not an object"
+        if not isinstance(data, dict):
+            why = f"is a JSON {type(data).__name__}, not an object"
+        else:
+            try:
+                return RunSpec.from_json(data, f"run {run_id}'s spec")
+            except UserError as err:
+                return f"{err}; remove the run (innerdpo queue rm {run_id}) and queue it again"
     return f"run {run_id}'s spec in the store {why}; remove the run (innerdpo queue rm {run_id}) and queue it again"
 
 
+def spec_problem(run_id: int, text: Any) -> str | None:
+    """Why a stored spec cannot be used (`parse_spec`), None when it is fine."""
+    parsed = parse_spec(run_id, text)
+    return parsed if isinstance(parsed, str) else None
+
+
+def spec_json(spec: RunSpec | dict[str, Any]) -> str:
+    """The text the store keeps for a spec (a mapping is read as a stored spec would be first)."""
+    if not isinstance(spec, RunSpec):
+        spec = RunSpec.from_json(dict(spec), "spec")
+    return json.dumps(spec.to_json(), sort_keys=True)
+
+
 def run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
-    """Build a Run from a `SELECT {RUN_COLUMNS}` row; UserError (`spec_problem`) when its spec is unusable."""
-    problem = spec_problem(row[0], row[3])
-    if problem is not None:
-        raise UserError(problem)
-    return Run(*row[:3], json.loads(row[3]), *row[4:15], bool(row[15]), results, row[16])
+    """Build a Run from a `SELECT {RUN_COLUMNS}` row; UserError (`parse_spec`) when its spec is unusable."""
+    spec = parse_spec(row[0], row[3])
+    if isinstance(spec, str):
+        raise UserError(spec)
+    return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16])
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:

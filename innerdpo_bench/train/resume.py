@@ -48,7 +48,7 @@ from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
 from innerdpo_bench import files, rundir
-from innerdpo_bench.config import BOOKKEEPING
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
 
 log = logging.getLogger("innerdpo_bench")
@@ -284,13 +284,13 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 def check_same_run(run_dir: Path, options: dict) -> None:
     """UserError when the options differ from the ones the run directory was trained with (other than
-    `BOOKKEEPING`): a resumed run must be the same run."""
+    bookkeeping ones, `TrainConfig.names(role="bookkeeping")`): a resumed run must be the same run."""
     try:
         stored = json.loads((Path(run_dir) / rundir.CONFIG).read_text())
     except (OSError, ValueError):
         return  # killed before config.json: nothing to compare, and nothing to resume either
     changed = [f"{name} ({stored.get(name)!r} → {value!r})" for name, value in options.items()
-               if name not in BOOKKEEPING and name in stored and stored[name] != value]
+               if name not in TrainConfig.names(role="bookkeeping") and name in stored and stored[name] != value]
     if changed:
         raise UserError(f"--resume: {run_dir} was trained with other options: {', '.join(changed)}; resume it with "
                         "its own (omit the flags) or train into another --output-dir")

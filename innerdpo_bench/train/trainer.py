@@ -30,7 +30,6 @@ from innerdpo_bench.config.trackers import parse_report_to
 from innerdpo_bench.data.encode import PackedPairCollator, PairCollator, encode_pairs
 from innerdpo_bench.data.pairs import duplicate_rows, load_pairs, parse_dataset
 from innerdpo_bench.errors import RunFailed, UserError
-from innerdpo_bench.methods.catalog import resolve_method
 from innerdpo_bench.methods.innerdpo import LossConfig, SideOutputs, preference_loss
 from innerdpo_bench.methods.layers import resolve_layers
 from innerdpo_bench.methods.learned_sign import LearnedSign
@@ -177,18 +176,6 @@ class PreferenceTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def loss_config_of(cfg: TrainConfig) -> LossConfig:
-    """The LossConfig a run trains with (α forced to 0 for dpo/ipo)."""
-    has_hidden = resolve_method(cfg.method).has_hidden_term
-    return LossConfig(
-        output_loss=cfg.resolved_output_loss, beta=cfg.beta, label_smoothing=cfg.label_smoothing,
-        logp_agg=cfg.logp_agg, alpha=cfg.alpha if has_hidden else 0.0, beta_h=cfg.beta_h,
-        align_method=cfg.align_method, layer_reduce=cfg.layer_reduce, trust_region=cfg.trust_region,
-        trust_region_form=cfg.trust_region_form,
-        norm_p=cfg.norm_p, topk_dims=cfg.topk_dims, nll_weight=cfg.nll_weight, wpo=cfg.wpo,
-    )
-
-
 def default_output_dir(cfg: TrainConfig) -> Path:
     dataset = cfg.dataset.replace("/", "_").replace(":", "_").replace("#", "_")
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -277,10 +264,11 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     accumulation = max(1, cfg.effective_batch // (cfg.batch_size * world))
     report_to = parse_report_to(cfg.report_to)
     save_steps = cfg.resolved_save_steps
+    name = display_name(cfg)
     resolved = {
         **cfg.to_dict(),
         "method": cfg.canonical_method,
-        "display_name": display_name(cfg.to_dict()),
+        "display_name": name,
         "base_model_path": base_path,
         "dataset_ref": dataset_desc,
         "n_rows": len(rows),
@@ -317,7 +305,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         save_steps=save_steps or 500,
         save_total_limit=None,  # resume.rotate keeps --save-total-limit, once the newer checkpoint is whole
         report_to=report_to,
-        run_name=display_name(cfg.to_dict()),
+        run_name=name,
         remove_unused_columns=False,
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -331,7 +319,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
     resumable = resume.Resumable(transform, learned_sign)
     run_files = RunFilesCallback(run_dir, clock=resumable.clock)
     callbacks = [run_files, resume.CheckpointCallback(run_dir, resumable, cfg.save_total_limit)]
-    callbacks += [progress_callback(display_name(cfg.to_dict()))] if progress else []
+    callbacks += [progress_callback(name)] if progress else []
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
     held_out = encode_pairs(tokenizer, eval_rows, cfg.max_prompt_length, cfg.max_length)[0] if eval_rows else []
     spec, why_not = cached_spec(cfg, transform, layers, causal_lm.dtype)
@@ -347,7 +335,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         collator = ref_cache.collator(collator)
     trainer = PreferenceTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(encoded), data_collator=collator, callbacks=callbacks,
-        loss_config=loss_config_of(cfg), layers=layers, transform=transform,
+        loss_config=cfg.loss, layers=layers, transform=transform,
         norm_before_pool=cfg.norm_before_pool, filter_sinks=cfg.filter_sinks,
         learned_sign=learned_sign, learned_sign_lr=cfg.learned_sign_lr, resumable=resumable,
         ref_cache=ref_cache,
@@ -376,8 +364,9 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
     `resume_run` (`innerdpo train --resume`): an existing run directory trained with the same options continues
     from its newest intact checkpoint (`resume.start_attempt`; from step 0 without one), a complete one is
     returned as it is; a missing or empty one starts afresh. Under torchrun every rank picks the same checkpoint.
+
+    `cfg` has been validated where it came in (`innerdpo train`, `queue add`; `TrainConfig.validate`).
     """
-    cfg.validate()
     trackers.require_installed(parse_report_to(cfg.report_to))
     base_path = resolve_base_model(cfg.base_model)
     dataset_ref = parse_dataset(cfg.dataset)
