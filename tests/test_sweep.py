@@ -167,3 +167,33 @@ def test_a_swept_setup_key_shows_in_the_name():
 def test_bookkeeping_never_shows_in_a_name():
     """Where a run logs or checkpoints does not make it another experiment (issue 32: report_to showed)."""
     assert display_name(TrainConfig(method="dpo", report_to="tensorboard", save_steps=5, ref_cache="off")) == "dpo"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["add", "dpo", "--learning-rate", "inf"], "--learning-rate must be a finite number, got inf"),
+    (["add", "hs-none-InnerDPO", "--grid", "alpha=0.1,nan"], "run 2 of 2 (alpha=nan seed 0): --alpha must be a finite "
+                                                            "number, got nan"),
+    (["add", "dpo", "--max-length", "5000"], "--max-length 5000 exceeds the 1024 positions of tiny-random"),
+    (["add", "dpo", "--max-steps", "100000000000000000000"], "--max-steps must be in [1, 10000000], got 1"),
+    (["add", "dpo", "--lora-r", "1000000"], "--lora-r must be in [1, 65536], got 1000000"),
+    (["add", "dpo", "--lora-r", "128"], "--lora-r 128 exceeds the hidden size 64 of tiny-random"),
+    (["add", "dpo", "--lora-dropout", "1.5"], "--lora-dropout must be in [0, 1), got 1.5"),
+    (["add", "dpo", "--seed", "-1"], "--seed must be in [0, 4294967295], got -1"),
+    (["add-base", "./no/such/model"], "BASE_MODEL ./no/such/model does not exist"),
+])
+def test_queue_add_refuses_what_can_only_fail_or_run_forever(home, args, message):
+    """Issue 33 point 5: everything `queue add` can know is checked there: one line naming the flag, exit 2,
+    nothing queued."""
+    extra = ["--base-model", "tiny-random", "--dataset", "mini:train"] if args[0] == "add" else []
+    result = invoke("queue", *args, *extra, "--home", home)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and queued(home) == []
+
+
+def test_an_unusual_value_is_queued_with_a_warning(home):
+    result = invoke("queue", "add", "dpo", "--learning-rate", "1e10", "--base-model", "tiny-random", "--dataset",
+                    "mini:train", "--home", home)
+    assert result.exit_code == 0, result.output
+    assert "warning: --learning-rate 1e+10 is unusual (usually 1e-07 to 0.1)" in " ".join(result.output.split())
+    assert [run.spec.train.learning_rate for run in queued(home)] == [1e10]

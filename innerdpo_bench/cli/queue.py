@@ -100,6 +100,8 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
     plan.samples = samples if samples else plan.samples
     ident = sweeps.sweep_id()
     specs = sweeps.sweep_specs(plan, ident)
+    for line in dict.fromkeys(line for spec in specs for line in spec.train.warnings()):
+        err_console.print(f"[yellow]warning:[/yellow] {line}", soft_wrap=True, highlight=False)
     if dry_run:
         console.print(f"would queue {len(specs)} run(s) (--dry-run: nothing queued):", soft_wrap=True)
         for index, spec in enumerate(specs, 1):

@@ -10,7 +10,8 @@ import typing
 
 import typer
 
-from innerdpo_bench.cli.app import HELP, app, console, genies_dir_option, handle_errors, quiet_libraries, use_genies_dir
+from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_option, handle_errors, quiet_libraries,
+                                    use_genies_dir)
 from innerdpo_bench.config import TrainConfig, flag_name
 from innerdpo_bench.errors import UserError
 
@@ -99,6 +100,8 @@ def train_command(ctx: typer.Context, **kwargs) -> None:
     use_genies_dir(kwargs.pop("genies_dir"))
     quiet_libraries()
     cfg = _train_config(ctx, config, kwargs, resume).validate()   # the boundary where training starts
+    for line in cfg.warnings():
+        err_console.print(f"[yellow]warning:[/yellow] {line}", soft_wrap=True, highlight=False)
     if resume and not cfg.output_dir:
         raise UserError("--resume needs --output-dir RUN, the run directory to continue")
     from innerdpo_bench.train.trainer import train

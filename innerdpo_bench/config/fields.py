@@ -38,13 +38,48 @@ class FieldInfo:
     applies: Callable[[Any], bool] | None = None
     role: str = "experiment"
     reference: bool = False
+    bounds: Bounds | None = None
+    usual: tuple[float, float] | None = None   # outside: queued, with a warning that the value is unusual
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a number field accepts (`TrainConfig.validate` refuses others): `low`/`high`, each inclusive
+    unless `*_open`; None: unbounded on that side. Every float field must also be finite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def problem(self, value: float) -> str | None:
+        """Why `value` is outside, as the end of a sentence ("must be ..."); None inside."""
+        below = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        above = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if not (below or above):
+            return None
+        if self.high is None:
+            return "must be positive" if self.low == 0 and self.low_open else f"must be at least {_number(self.low)}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"must be in {left}{_number(self.low)}, {_number(self.high)}{right}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def opt(default: Any, help: str, group: str = "Training", *, label: str | None = None,
-        applies: Callable[[Any], bool] | None = None, role: str = "experiment", reference: bool = False):
+        applies: Callable[[Any], bool] | None = None, role: str = "experiment", reference: bool = False,
+        bounds: Bounds | None = None, usual: tuple[float, float] | None = None):
     """A config field with its metadata (`FieldInfo`)."""
     assert role in ROLES, role
-    return field(default=default, metadata={"info": FieldInfo(help, group, label, applies, role, reference)})
+    return field(default=default, metadata={"info": FieldInfo(help, group, label, applies, role, reference, bounds,
+                                                              usual)})
+
+
+AT_LEAST_1 = Bounds(1)
+AT_LEAST_0 = Bounds(0)
+POSITIVE = Bounds(0, low_open=True)
 
 
 @functools.cache

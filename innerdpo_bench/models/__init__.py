@@ -10,6 +10,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
 
 from innerdpo_bench import files
 from innerdpo_bench.errors import UserError
@@ -62,19 +63,24 @@ def resolve_base_model(name: str) -> str:
     return key
 
 
-SMOLLM2_SHAPE = dict(hidden_size=576, num_hidden_layers=30)   # SmolLM2-135M-Instruct's config.json
+SMOLLM2_SHAPE = dict(hidden_size=576, num_hidden_layers=30, max_position_embeddings=8192)   # its config.json
 
 
-def model_shape(name: str) -> tuple[int, int] | None:
-    """(hidden size, block count) of a `--base-model` from its config.json alone (no weights, nothing built):
+class ModelShape(NamedTuple):
+    hidden_size: int
+    n_blocks: int
+    max_positions: int | None   # max_position_embeddings; None where config.json does not say
+
+
+def model_shape(name: str) -> ModelShape | None:
+    """The shape of a `--base-model` from its config.json alone (no weights, nothing built):
     the built-ins' known shapes, a local directory's config.json, a hub id's config.json from the local hub
     cache or (when the hub is reachable) the hub. None when it cannot be read without loading the model: the
     checks that need it are then left to the worker, where training would report them."""
     key = name.strip()
-    if key.lower() == TINY_RANDOM:
-        return TINY_RANDOM_SHAPE["hidden_size"], TINY_RANDOM_SHAPE["num_hidden_layers"]
-    if key.lower() == SMOLLM2:
-        return SMOLLM2_SHAPE["hidden_size"], SMOLLM2_SHAPE["num_hidden_layers"]
+    builtin = {TINY_RANDOM: TINY_RANDOM_SHAPE, SMOLLM2: SMOLLM2_SHAPE}.get(key.lower())
+    if builtin is not None:
+        return ModelShape(builtin["hidden_size"], builtin["num_hidden_layers"], builtin["max_position_embeddings"])
     path = Path(key).expanduser() / "config.json"
     if not path.is_file():
         path = _hub_config(key)
@@ -85,8 +91,11 @@ def model_shape(name: str) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     config = config.get("text_config", config) if isinstance(config, dict) else {}
-    hidden, blocks = config.get("hidden_size"), config.get("num_hidden_layers")
-    return (hidden, blocks) if isinstance(hidden, int) and isinstance(blocks, int) else None
+    hidden, blocks, positions = (config.get(key) for key in
+                                 ("hidden_size", "num_hidden_layers", "max_position_embeddings"))
+    if not (isinstance(hidden, int) and isinstance(blocks, int)):
+        return None
+    return ModelShape(hidden, blocks, positions if isinstance(positions, int) else None)
 
 
 def _hub_config(repo_id: str) -> str | None:

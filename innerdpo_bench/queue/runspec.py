@@ -55,7 +55,7 @@ def train_specs(config: TrainConfig, seeds: list[int] | None = None, evaluation:
 
 
 @functools.lru_cache(maxsize=32)
-def _shape(base_model: str) -> tuple[int, int] | None:
+def _shape(base_model: str):
     from innerdpo_bench.models import model_shape
 
     return model_shape(base_model)
@@ -63,25 +63,32 @@ def _shape(base_model: str) -> tuple[int, int] | None:
 
 def check_run(cfg: TrainConfig) -> TrainConfig:
     """`cfg.validate()` plus what a worker would otherwise find out only when it runs: the dataset reference
-    parses (a mini split exists, a file exists), the base model exists, and the layers, ETHER blocks and supr
-    layers fit its shape, read from its config.json (no weights; a hub model whose config.json cannot be read
-    offline is left to the worker). Returns cfg; UserError naming the flag."""
+    parses (a mini split exists, a file exists), the base model exists, and --max-length, --lora-r, the layers,
+    ETHER blocks and supr layers fit its shape, read from its config.json (no weights; a hub model whose
+    config.json cannot be read offline is left to the worker). Returns cfg; UserError naming the flag."""
     from innerdpo_bench.data.pairs import parse_dataset
-    from innerdpo_bench.models import BUILTIN_MODELS, key_is_path
 
     cfg.validate()
     parse_dataset(cfg.dataset)
-    key = cfg.base_model.strip()
-    path = Path(key).expanduser()
-    if key.lower() not in BUILTIN_MODELS:
-        if path.exists() and not (path / "config.json").is_file():
-            raise UserError(f"--base-model {key}: directory has no config.json (is it a model directory?)")
-        if not path.exists() and key_is_path(key):
-            raise UserError(f"--base-model {key} does not exist")
-    shape = _shape(str(path.resolve()) if path.exists() else key)
+    shape = _shape(_check_base_model(cfg.base_model, "--base-model"))
     if shape is not None:
         cfg.check_model(*shape)
     return cfg
+
+
+def _check_base_model(key: str, flag: str) -> str:
+    """UserError naming `flag` for a model path that does not exist or is no model directory; the key `model_shape`
+    reads (an existing path made absolute)."""
+    from innerdpo_bench.models import BUILTIN_MODELS, key_is_path
+
+    key = key.strip()
+    path = Path(key).expanduser()
+    if key.lower() not in BUILTIN_MODELS:
+        if path.exists() and not (path / "config.json").is_file():
+            raise UserError(f"{flag} {key}: directory has no config.json (is it a model directory?)")
+        if not path.exists() and key_is_path(key):
+            raise UserError(f"{flag} {key} does not exist")
+    return str(path.resolve()) if path.exists() else key
 
 
 def base_spec(base_model: str, suite: str | None = None, limit: int | None = None,
@@ -89,6 +96,7 @@ def base_spec(base_model: str, suite: str | None = None, limit: int | None = Non
     """An eval-only run of a base model (method "none"): the base-model row of the results table."""
     if not base_model.strip():
         raise UserError("BASE_MODEL is empty; give a hub id, a model directory, or tiny-random")
+    _check_base_model(base_model, "BASE_MODEL")
     return RunSpec(name="none", eval=eval_spec(suite, limit, samples, _absolute_if_path(base_model)))
 
 
