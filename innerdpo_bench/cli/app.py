@@ -54,7 +54,9 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except (UserError, RunFailed) as err:
-            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            from rich.markup import escape   # a message may hold brackets: pip install 'innerdpo-bench[postgres]'
+
+            err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except OSError as err:  # a path the user gave that the filesystem cannot hold (--home, --output-dir, RUN)
             if err.errno != errno.ENAMETOOLONG:

@@ -9,6 +9,7 @@ otherwise show an empty table, or queue runs where no worker looks); `innerdpo s
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,9 +79,9 @@ def bound_url(home: Path) -> StoreURL | None:
     workspace, or a mistyped --home)."""
     try:
         text = (home / URL_FILE).read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return default_url(home) if (home / STORE_FILE).is_file() else None
     except OSError as err:
+        if isinstance(err, (FileNotFoundError, NotADirectoryError)) or err.errno == errno.ENAMETOOLONG:
+            return default_url(home) if _is_file(home / STORE_FILE) else None   # (a too long name fails on open)
         raise UserError(f"cannot read {home / URL_FILE} ({err.strerror}); check its permissions") from err
     return parse_url(text, base=home)
 
@@ -114,7 +115,14 @@ def remember(home: Path, url: StoreURL) -> None:
 def has_store(home: Path) -> bool:
     """Whether commands that only read have a store to open here (a bound workspace, a store.sqlite, or
     $INNERDPO_STORE), so a mistyped --home is caught before anything is opened."""
-    return bool(os.environ.get(STORE_ENV)) or (home / URL_FILE).is_file() or (home / STORE_FILE).is_file()
+    return bool(os.environ.get(STORE_ENV)) or _is_file(home / URL_FILE) or _is_file(home / STORE_FILE)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:   # a name too long for the filesystem: no file there
+        return False
 
 
 def _with_password(text: str, password: str | None) -> str:
