@@ -42,3 +42,45 @@ def trained_run(tmp_path_factory, tiny_model_path):
                       batch_size=4, effective_batch=4, learning_rate=5e-3, logging_steps=2, output_dir=str(out),
                       max_rows=64)
     return train(cfg, progress=False)
+
+
+# --------------------------------------------------------------------------- PostgreSQL (tests/pgserver.py)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throw-away PostgreSQL server for the whole session, started when a test first asks for one and stopped at
+    the end, pass or fail. Skips (with the reason) only where PostgreSQL or psycopg is missing or cannot start."""
+    import atexit
+    import subprocess
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'innerdpo-bench[postgres]'")
+    from pgserver import PostgresServer
+
+    try:
+        server = PostgresServer()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+        pytest.skip(f"PostgreSQL cannot be set up here: {err}")
+    atexit.register(server.destroy)   # also when the session is interrupted before the fixture's teardown
+    try:
+        server.start()
+    except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+        server.destroy()
+        pytest.skip(f"PostgreSQL cannot be started here: {err}")
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL (password included) of a new, empty database on the session's server."""
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request) -> str | None:
+    """Each backend in turn, for the store's contract tests: None (the workspace's own store.sqlite) or a new
+    PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("pg_url")

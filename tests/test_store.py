@@ -1,21 +1,26 @@
-"""The run store: migrations, transitions as compare-and-set, a multi-process claim race, user-facing errors."""
+"""The run store's contract, one suite run against both backends (the `store_url` fixture: the workspace's own SQLite
+file, then a new database on the session's PostgreSQL server): migrations, transitions as compare-and-set, a
+multi-process claim race, user-facing errors, and a lost commit that must not be done twice. A few tests are of one
+backend's own machinery (SQLite's WAL file and its lock; the two schemas' equality)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from innerdpo_bench import store as store_module
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.store import SCHEMA_VERSION, STORE_FILE, Store, resolve_home
+from innerdpo_bench.store import SCHEMA_VERSION, STORE_FILE, Store, resolve_home, schema
+from innerdpo_bench.store.postgres import ConnectionLost
 
 SHIFTS = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
 METRICS = ("acc", "acc_stderr", "acc_sum", "logratio", "n", "nll_ratio")
@@ -40,9 +45,37 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path, clock):
-    with Store(tmp_path / "home", clock=clock) as opened:
+def open_store(tmp_path, store_url):
+    """Open (again) the store under test: Store(HOME, url=the backend's URL, **options)."""
+    return lambda **options: Store(tmp_path / "home", url=store_url, **options)
+
+
+@pytest.fixture
+def store(open_store, clock):
+    with open_store(clock=clock) as opened:
         yield opened
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    """The drivers' own exception types: what a bug in our SQL raises (never dressed up as a UserError)."""
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.Error,)
+    return (sqlite3.Error, psycopg.Error)
+
+
+def set_version(store: Store, version: int) -> None:
+    """Write a schema version behind the Store's back, through its own dialect (PRAGMA user_version or
+    innerdpo_schema)."""
+    store._db.write(lambda con: store._db.dialect.set_version(con, version))
+
+
+def columns(store: Store, table: str) -> list[str]:
+    if store.backend == "sqlite":
+        return [row[1] for row in store._con.execute(f"PRAGMA table_info({table})")]
+    return [name for (name,) in store._con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", (table,))]
 
 
 def raw(path: Path) -> sqlite3.Connection:
@@ -76,7 +109,7 @@ def test_open_creates_wal_store_at_current_schema_and_reopens_without_loss(tmp_p
         run_id = store.add_run({"name": "dpo"})
     path = home / STORE_FILE
     con = raw(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(store_module.MIGRATIONS)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == len(schema.MIGRATIONS)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"runs", "results", "provenance"} <= tables
@@ -85,36 +118,77 @@ def test_open_creates_wal_store_at_current_schema_and_reopens_without_loss(tmp_p
         assert [run.id for run in store.list_runs()] == [run_id]
 
 
-def test_open_refuses_a_store_from_a_newer_version(tmp_path):
-    Store(tmp_path).close()
-    con = raw(tmp_path / STORE_FILE)
-    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    con.close()
+def test_open_refuses_a_store_from_a_newer_version_and_writes_nothing(open_store):
+    with open_store() as store:
+        store.add_run({"name": "dpo"})
+        set_version(store, SCHEMA_VERSION + 1)
+        where = store.where
     with pytest.raises(UserError, match="newer") as caught:
-        Store(tmp_path)
-    assert str(tmp_path / STORE_FILE) in str(caught.value)
+        open_store()
+    assert where in str(caught.value) and "nothing was written" in str(caught.value)
 
 
-def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing(tmp_path, monkeypatch):
-    with Store(tmp_path) as store:
+def test_a_database_that_is_not_ours_is_refused_and_left_as_it_was(tmp_path, store_url):
+    """A database holding someone else's tables: migrating would mix ours into it."""
+    if store_url is None:
+        (tmp_path / "home").mkdir()
+        con = raw(tmp_path / "home" / STORE_FILE)
+        con.execute("CREATE TABLE invoices (id INTEGER, total REAL)")
+        con.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(store_url, autocommit=True) as con:
+            con.execute("CREATE TABLE invoices (id INTEGER, total REAL)")
+    with pytest.raises(UserError, match="is not an innerdpo store: it holds other tables \\(invoices\\)"):
+        Store(tmp_path / "home", url=store_url)
+    with pytest.raises(UserError, match="not an innerdpo store"):
+        Store(tmp_path / "home", url=store_url, readonly=True)
+    if store_url is None:
+        con = raw(tmp_path / "home" / STORE_FILE)
+        tables = [name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert (tables, con.execute("PRAGMA user_version").fetchone()[0]) == (["invoices"], 0)
+    else:
+        with psycopg.connect(store_url) as con:
+            tables = [name for (name,) in con.execute("SELECT table_name FROM information_schema.tables "
+                                                      "WHERE table_schema = 'public'")]
+        assert tables == ["invoices"]
+    assert not (tmp_path / "home" / "store.url").exists()
+
+
+def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing(open_store, monkeypatch):
+    with open_store() as store:
         run_id = store.add_run({"name": "ipo"})
-    good = (*store_module.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN note TEXT",))
-    bad = (*store_module.MIGRATIONS, ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"))
+        name = "MIGRATIONS" if store.backend == "sqlite" else "POSTGRES_MIGRATIONS"
+    shipped = getattr(schema, name)
+    good = (*shipped, ("ALTER TABLE runs ADD COLUMN note TEXT",))
+    bad = (*shipped, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", list(bad))
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", len(bad))
-    with pytest.raises(sqlite3.OperationalError):
-        Store(tmp_path)
-    con = raw(tmp_path / STORE_FILE)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(bad) - 1
-    assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'half_done'").fetchone()[0] == 0
+    monkeypatch.setattr(schema, name, list(bad))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(bad))
+    with pytest.raises(driver_errors()):
+        open_store()
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(shipped))   # to open it as it is and look
+    with open_store() as store:
+        assert store._db.read(store._db.dialect.version) == len(shipped)
+        assert "half_done" not in store._db.read(store._db.dialect.tables)
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", list(good))
-    with Store(tmp_path) as store:
+    monkeypatch.setattr(schema, name, list(good))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(good))
+    with open_store() as store:
         assert store.get_run(run_id).spec.name == "ipo"
-    assert con.execute("PRAGMA user_version").fetchone()[0] == len(good)
-    assert "note" in {row[1] for row in con.execute("PRAGMA table_info(runs)")}
-    con.close()
+        assert store._db.read(store._db.dialect.version) == len(good)
+        assert columns(store, "runs")[-1] == "note"
+
+
+def test_both_backends_build_the_same_tables_and_columns_at_every_version(tmp_path, pg_url):
+    with Store(tmp_path / "sqlite") as on_sqlite, Store(tmp_path / "pg", url=pg_url) as on_postgres:
+        for table in ("runs", "results", "provenance"):
+            assert columns(on_sqlite, table) == columns(on_postgres, table), table
+        assert sorted(on_sqlite._db.read(on_sqlite._db.dialect.tables)) == ["provenance", "results", "runs"]
+        assert sorted(on_postgres._db.read(on_postgres._db.dialect.tables)) == [
+            "innerdpo_schema", "provenance", "results", "runs"]
+    assert len(schema.MIGRATIONS) == len(schema.POSTGRES_MIGRATIONS) == SCHEMA_VERSION
 
 
 def test_a_file_that_is_not_sqlite_is_a_user_error_naming_it(tmp_path):
@@ -125,22 +199,33 @@ def test_a_file_that_is_not_sqlite_is_a_user_error_naming_it(tmp_path):
     assert "--home" in str(caught.value)
 
 
-def test_a_store_locked_past_the_busy_timeout_is_a_user_error(tmp_path):
-    Store(tmp_path).close()
-    holder = raw(tmp_path / STORE_FILE)
-    holder.execute("BEGIN EXCLUSIVE")
+def test_a_store_locked_past_the_busy_timeout_is_a_user_error(open_store, store_url, tmp_path):
+    """Another process holds the lock a write needs (SQLite: the file; PostgreSQL: the run's row): reading goes on,
+    the write waits the busy timeout and gives one line naming the store."""
+    with open_store() as store:
+        run_id = store.add_run({"name": "dpo"})
+        where = store.where
+    if store_url is None:
+        holder = raw(tmp_path / "home" / STORE_FILE)
+        holder.execute("BEGIN EXCLUSIVE")
+    else:
+        import psycopg
+
+        holder = psycopg.connect(store_url, autocommit=True)
+        holder.execute("BEGIN")
+        holder.execute("SELECT id FROM runs WHERE id = %s FOR UPDATE", (run_id,))
     try:
-        with Store(tmp_path, busy_timeout_s=0.1) as store:  # WAL: opening and reading still work
-            assert store.counts()["queued"] == 0
+        with open_store(busy_timeout_s=0.1) as store:  # WAL, MVCC: opening and reading still work
+            assert store.counts()["queued"] == 1
             with pytest.raises(UserError, match="locked") as caught:
-                store.add_run({"name": "dpo"})
-            assert str(tmp_path / STORE_FILE) in str(caught.value)
-            assert "another process" in str(caught.value)
+                store.cancel(run_id)
+            assert where in str(caught.value)
+            assert "another process" in str(caught.value) or "stuck session" in str(caught.value)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    with Store(tmp_path, busy_timeout_s=0.1) as store:
-        assert store.add_run({"name": "dpo"}) == 1
+    with open_store(busy_timeout_s=0.1) as store:
+        assert store.cancel(run_id) == "cancelled"
 
 
 # --- adding, claiming, reordering ---------------------------------------------------------------
@@ -209,8 +294,8 @@ def test_move_refuses_runs_that_are_not_queued(store):
 _CLAIM_WORKER = """
 import json, pathlib, sys, time
 from innerdpo_bench.store import Store
-home, worker = sys.argv[1], sys.argv[2]
-with Store(home) as store:
+home, worker, url = sys.argv[1], sys.argv[2], sys.argv[3] or None
+with Store(home, url=url) as store:
     pathlib.Path(home, worker + ".ready").touch()
     deadline = time.time() + 60
     while not pathlib.Path(home, "go").exists() and time.time() < deadline:
@@ -223,19 +308,20 @@ print(json.dumps(claimed))
 """
 
 
-def test_four_processes_racing_claim_every_run_exactly_once(tmp_path):
-    with Store(tmp_path) as store:
+def test_four_processes_racing_claim_every_run_exactly_once(open_store, store_url, tmp_path):
+    home = tmp_path / "home"
+    with open_store() as store:
         run_ids = store.add_runs([{"name": "dpo", "seed": seed} for seed in range(200)])
     workers = [f"worker{i}" for i in range(4)]
     procs = [
-        subprocess.Popen([sys.executable, "-c", _CLAIM_WORKER, str(tmp_path), worker],
+        subprocess.Popen([sys.executable, "-c", _CLAIM_WORKER, str(home), worker, store_url or ""],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for worker in workers
     ]
     deadline = time.time() + 60
-    while not all((tmp_path / f"{worker}.ready").exists() for worker in workers) and time.time() < deadline:
+    while not all((home / f"{worker}.ready").exists() for worker in workers) and time.time() < deadline:
         time.sleep(0.01)
-    (tmp_path / "go").touch()  # release all four at once
+    (home / "go").touch()  # release all four at once
     claimed_by: dict[str, list[int]] = {}
     for worker, proc in zip(workers, procs):
         stdout, stderr = proc.communicate(timeout=120)
@@ -246,7 +332,7 @@ def test_four_processes_racing_claim_every_run_exactly_once(tmp_path):
     assert sum(1 for claims in claimed_by.values() if claims) >= 2  # the race really was contended
     assert len(every_claim) == 200
     assert set(every_claim) == set(run_ids)
-    with Store(tmp_path) as store:
+    with open_store() as store:
         runs = {run.id: run for run in store.list_runs()}
     assert {run.status for run in runs.values()} == {"running"}
     assert {run.attempts for run in runs.values()} == {1}  # a double claim would have made it 2
@@ -447,3 +533,83 @@ def test_all_provenance_matches_get_provenance_per_run(store):
     store.record_results(second, {"in_domain": {"acc": 0.5}}, {"in_domain": {"dataset": "b"}})
     assert store.all_provenance() == {run_id: store.get_provenance(run_id) for run_id in (first, second)}
     assert store.get_provenance(empty) == {}
+
+
+# --- a lost connection: reconnect, and never do a lost commit twice -----------------------------
+
+
+def lose_the_next_commit(store: Store, monkeypatch) -> list[str]:
+    """Make the store's next write commit and then lose its connection before the caller hears back: what a server
+    restart at the moment of COMMIT does. Injected at our own seam (the dialect's transaction), on a real database;
+    the returned list records that it fired."""
+    real = store._db.dialect.transaction
+    fired: list[str] = []
+
+    @contextlib.contextmanager
+    def transaction(write: bool):
+        with real(write) as con:
+            yield con
+        if write and not fired:
+            fired.append("lost")
+            raise ConnectionLost("connection lost after COMMIT (injected)", during_commit=True)
+
+    monkeypatch.setattr(store._db.dialect, "transaction", transaction)
+    return fired
+
+
+def test_a_commit_lost_with_the_connection_is_recorded_once(store, clock, monkeypatch):
+    """After a lost commit each write asks whether it landed before doing it again: one claim, not two runs held by
+    a worker that knows of one; one finish that reports True; queued runs not queued twice."""
+    fired = lose_the_next_commit(store, monkeypatch)
+    assert store.add_runs([{"name": "a"}, {"name": "b"}]) == [1, 2] and fired
+    assert [run.id for run in store.list_runs()] == [1, 2]
+
+    fired = lose_the_next_commit(store, monkeypatch)
+    claimed = store.claim_next("w")
+    assert fired and (claimed.id, claimed.attempts, claimed.claims) == (1, 1, 1)
+    assert store.get_run(2).status == "queued"      # the retry did not take a second run
+
+    fired = lose_the_next_commit(store, monkeypatch)
+    clock.advance(3)
+    assert store.finish(1, "w", "done", exit_code=0) is True and fired
+    assert (store.get_run(1).status, store.get_run(1).finished_at) == ("done", clock.now)
+
+    fired = lose_the_next_commit(store, monkeypatch)
+    assert store.cancel(2) == "cancelled" and fired
+    store.retry(2)
+    store.claim_next("w2")
+    fired = lose_the_next_commit(store, monkeypatch)
+    assert store.release(2, "w2") is True and fired
+    assert (store.get_run(2).status, store.get_run(2).attempts, store.get_run(2).claims) == ("queued", 0, 1)
+
+
+def test_a_server_restart_between_calls_is_survived(pg_server, pg_url, tmp_path):
+    with Store(tmp_path / "home", url=pg_url) as store:
+        run_id = store.add_run({"name": "dpo"})
+        store.claim_next("w")
+        before = store._db.dialect.session
+        pg_server.restart()                             # every connection cut, the server back
+        assert store.heartbeat(run_id, "w") is True
+        assert store._db.dialect.session is not before  # it reconnected
+        start_again = pg_server.pause()                 # down: the next write waits for it
+        outcome: list[bool] = []
+        writer = threading.Thread(target=lambda: outcome.append(store.finish(run_id, "w", "done")))
+        writer.start()
+        start_again()
+        writer.join(60)
+        assert outcome == [True] and store.get_run(run_id).status == "done"
+
+
+def test_a_server_that_stays_away_is_one_line_after_the_bounded_wait(pg_server, pg_url, tmp_path):
+    with Store(tmp_path / "home", url=pg_url, reconnect_s=1.0) as store:
+        store.add_run({"name": "dpo"})
+        start_again = pg_server.pause()
+        try:
+            with pytest.raises(UserError, match="could not get it back within 1s") as caught:
+                store.counts()
+        finally:
+            start_again()
+        message = str(caught.value)
+        assert "\n" not in message and pg_server.password not in message
+        assert f"innerdpo:***@127.0.0.1:{pg_server.port}/" in message
+        assert store.counts()["queued"] == 1            # and it works again once the server is back

@@ -54,7 +54,9 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except (UserError, RunFailed) as err:
-            err_console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+            from rich.markup import escape   # a message may hold brackets: pip install 'innerdpo-bench[postgres]'
+
+            err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
         except OSError as err:  # a path the user gave that the filesystem cannot hold (--home, --output-dir, RUN)
             if err.errno != errno.ENAMETOOLONG:
@@ -88,8 +90,11 @@ def quiet_libraries() -> None:
 
 # --------------------------------------------------------------------------- the workspace
 
-HOME_HELP = ("Workspace holding store.sqlite and runs/ (default: $INNERDPO_HOME, else ./innerdpo); it names store "
-             "run ids.")
+HOME_HELP = ("Workspace holding runs/ and the store (store.sqlite, or the server it remembers) (default: "
+             "$INNERDPO_HOME, else ./innerdpo); it names store run ids.")
+STORE_HELP = ("The store: sqlite:///PATH, or postgresql://USER@HOST:PORT/DATABASE for workers on many nodes (password "
+              "from $PGPASSWORD or ~/.pgpass). Default: $INNERDPO_STORE, else the one the workspace remembers, else "
+              "HOME/store.sqlite. A new workspace remembers it, so later commands need only --home.")
 STORE_BUSY_TIMEOUT_S = 30.0   # how long a command waits for another process's write lock
 
 
@@ -97,15 +102,20 @@ def home_option(panel: str | None = None):
     return typer.Option(None, "--home", help=HOME_HELP, show_default=False, rich_help_panel=panel)
 
 
-def open_store(home: str | None, *, create: bool = False, readonly: bool = False):
-    """The store under `home`, waiting up to STORE_BUSY_TIMEOUT_S for another process's write lock.
+def store_option(panel: str | None = None):
+    return typer.Option(None, "--store", help=STORE_HELP, show_default=False, rich_help_panel=panel)
+
+
+def open_store(home: str | None, *, create: bool = False, readonly: bool = False, store: str | None = None):
+    """The store of the workspace `home` (`store`: --store), waiting up to STORE_BUSY_TIMEOUT_S for another
+    process's lock.
 
     Only the commands that start work (`queue add`, `queue add-base`, `worker`, `demo`) create a workspace;
     the others refuse a home without a store in one line (a mistyped --home), and those that only read open
     it read-only, so they work on read-only media too."""
     from innerdpo_bench.store import Store
 
-    return Store(home, busy_timeout_s=STORE_BUSY_TIMEOUT_S, create=create, readonly=readonly)
+    return Store(home, url=store, busy_timeout_s=STORE_BUSY_TIMEOUT_S, create=create, readonly=readonly)
 
 
 # --------------------------------------------------------------------------- evaluation options

@@ -11,7 +11,7 @@ import time
 import typer
 
 from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_option, handle_errors, home_option,
-                                    limit_option, open_store, suite_option, use_genies_dir)
+                                    limit_option, open_store, store_option, suite_option, use_genies_dir)
 from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results import table as results_table
@@ -68,6 +68,7 @@ def _add_parameters() -> list[inspect.Parameter]:
         "limit": (int | None, limit_option("Queue")),
         "samples": (int, queue_samples_option("Queue")),
         "home": (str | None, home_option("Queue")),
+        "store": (str | None, store_option("Queue")),
     }
     for name, (annotation, option) in extra.items():
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation))
@@ -88,6 +89,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
 
     seeds, grid, sweep_file, dry_run = (kwargs.pop(key) for key in ("seeds", "grid", "sweep", "dry_run"))
     suite, limit, samples, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("samples"), kwargs.pop("home")
+    store_url = kwargs.pop("store")
     plan = sweeps.load_sweep(sweep_file) if sweep_file else sweeps.Sweep()
     # typer vendors its own click: its ParameterSource is compared by name
     given = {name: value for name, value in kwargs.items()
@@ -107,7 +109,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
         for index, spec in enumerate(specs, 1):
             console.print(f"  {index}. {spec.name} seed {spec.train.seed}", soft_wrap=True, markup=False)
         return
-    with open_store(home, create=True) as store:
+    with open_store(home, create=True, store=store_url) as store:
         run_ids = store.add_runs(specs)
         home_path = store.home
     for run_id, spec in zip(run_ids, specs):
@@ -131,12 +133,13 @@ def add_base_command(
     limit: int | None = limit_option(),
     samples: int = queue_samples_option(),
     home: str | None = home_option(),
+    store_url: str | None = store_option(),
 ) -> None:
     """Queue an eval-only run of a base model (method "none"): the reference row of the results table."""
     from innerdpo_bench.queue.runspec import base_spec
 
     spec = base_spec(base_model, suite, limit, samples)
-    with open_store(home, create=True) as store:
+    with open_store(home, create=True, store=store_url) as store:
         run_id = store.add_run(spec, kind="eval")
     console.print(f"queued run {run_id}: base model {spec.eval.checkpoint} (eval only)", soft_wrap=True)
 
@@ -298,6 +301,7 @@ def move_command(
 @handle_errors
 def worker_command(
     home: str | None = home_option(),
+    store_url: str | None = store_option(),
     devices: str | None = typer.Option(None, "--devices", help="GPU indices, one worker loop each, e.g. 0,1 "
                                        "(sets CUDA_VISIBLE_DEVICES per run); cpu for one CPU loop. Default: every "
                                        "visible GPU, else cpu.", show_default=False),
@@ -344,7 +348,7 @@ def worker_command(
                             once=once, max_runs=max_runs).validate()
     if submitit:
         _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition,
-                parse_devices(devices) if devices is not None else None, wait)
+                parse_devices(devices) if devices is not None else None, wait, store_url)
         return
     device_list = parse_devices(devices)
     stop = threading.Event()
@@ -357,12 +361,15 @@ def worker_command(
         signalled.append(signum)
         stop.set()
 
-    open_store(home, create=True).close()  # a corrupt, locked or newer store: one clear line before anything starts
+    with open_store(home, create=True, store=store_url) as opened:  # corrupt, locked, newer, unreachable: one line
+        where = opened.where
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        console.print(f"worker on {', '.join(device_list)}: {resolve_home(home)}", soft_wrap=True, markup=False)
+        console.print(f"worker on {', '.join(device_list)}: {resolve_home(home)} (store {where})", soft_wrap=True,
+                      markup=False)
         processed = serve(home, device_list, options, stop, say=lambda message: console.print(message, soft_wrap=True,
-                                                                                               markup=False))
+                                                                                               markup=False),
+                          store_url=store_url)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -372,7 +379,7 @@ def worker_command(
 
 
 
-def _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices, wait) -> None:
+def _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices, wait, store_url) -> None:
     from innerdpo_bench.errors import RunFailed
     from innerdpo_bench.queue.launch import submit_workers
 
@@ -380,7 +387,7 @@ def _submit(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, 
         from innerdpo_bench.errors import unknown_choice
 
         raise unknown_choice("--cluster", cluster, ("slurm", "local", "debug"))
-    submitted = submit_workers(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices)
+    submitted = submit_workers(home, options, jobs, cluster, gpus_per_job, timeout_min, partition, devices, store_url)
     for job in submitted:
         console.print(f"submitted worker job {job.job_id}: log {job.paths.stdout}", soft_wrap=True, markup=False)
     if not wait:

@@ -321,9 +321,10 @@ def _default_plot_path(home: str | None, metric: str):
     """HOME/plots/shifts-METRIC.png; a UserError (give --out) when HOME holds no workspace (plots of run
     directories alone), so nothing lands in the current directory."""
     from innerdpo_bench.store import STORE_FILE, resolve_home
+    from innerdpo_bench.store.location import has_store
 
     workspace = resolve_home(home)
-    if not (workspace / STORE_FILE).is_file():
+    if not has_store(workspace):
         raise UserError(f"no store at {workspace / STORE_FILE} to hold the plot: give --out FILE (or --home)")
     return workspace / "plots" / f"shifts-{metric}.png"
 

@@ -35,15 +35,15 @@ def parse_devices(text: str | None) -> list[str]:
 
 
 def serve(home: str | os.PathLike | None, devices: list[str], options: WorkerOptions, stop: threading.Event,
-          say: Say = lambda message: None) -> int:
+          say: Say = lambda message: None, store_url: str | None = None) -> int:
     """Run one Worker loop per device, each on its own thread with its own store connection, until all end;
     the number of runs processed. The caller sets `stop` (from a signal handler) to shut down. A store error
-    in one loop stops them all and is re-raised here."""
+    in one loop stops them all and is re-raised here. `store_url` is --store (default: the workspace's store)."""
     options.validate()
-    Store(home).close()  # a corrupt or newer store: one clear error before any thread starts
+    Store(home, url=store_url).close()  # a corrupt, newer or unreachable store: one clear error before any thread
     budget = Budget(options.max_runs)
     errors: list[BaseException] = []
-    workers = [Worker(home, device, options, stop, say, budget) for device in devices]
+    workers = [Worker(home, device, options, stop, say, budget, store_url) for device in devices]
 
     def run(worker: Worker) -> None:
         try:
@@ -72,7 +72,7 @@ def submitit_job(home: str, options: WorkerOptions, devices: list[str] | None = 
 
 def submit_workers(home: str | os.PathLike | None, options: WorkerOptions, jobs: int = 1, cluster: str | None = None,
                    gpus_per_job: int | None = None, timeout_min: int = 24 * 60, partition: str | None = None,
-                   devices: list[str] | None = None) -> list:
+                   devices: list[str] | None = None, store_url: str | None = None) -> list:
     """Start `jobs` workers through submitit (`innerdpo worker --submitit`); their submitit Job objects.
 
     `cluster` None lets submitit's AutoExecutor choose: SLURM where `sbatch` exists, else local subprocesses
@@ -80,6 +80,10 @@ def submit_workers(home: str | os.PathLike | None, options: WorkerOptions, jobs:
     1 on SLURM and to no GPU locally. Each job runs `submitit_job`; its log is HOME/submitit/<job id>_0_log.out.
     A job killed by SLURM (preemption, time limit) takes its subprocesses with it and its run is re-queued
     when it goes stale, as with any killed worker.
+
+    The jobs find the store from HOME, which `store_url` (--store) binds first: a store every node reaches
+    (PostgreSQL) when they run on other nodes. They are never handed a password (submitit writes a job's
+    arguments to HOME/submitit/): they read $PGPASSWORD, which they inherit, or ~/.pgpass.
     """
     try:
         import submitit
@@ -89,7 +93,11 @@ def submit_workers(home: str | os.PathLike | None, options: WorkerOptions, jobs:
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     home = resolve_home(home)
-    Store(home).close()  # a bad store fails here, not in every job
+    with Store(home, url=store_url) as store:  # a bad store fails here, not in every job
+        if store.url.masked != store.url.text and store_url:
+            raise UserError(f"--submitit: the jobs cannot be given the password in --store {store.url.masked} (it "
+                            "would be written to HOME/submitit/); drop it from the URL and put it in ~/.pgpass or "
+                            "$PGPASSWORD, which the jobs read")
     executor = submitit.AutoExecutor(folder=home / "submitit", cluster=cluster)
     if gpus_per_job is None and executor.cluster == "slurm":
         gpus_per_job = 1

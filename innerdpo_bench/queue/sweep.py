@@ -21,7 +21,7 @@ command line override the file's base, `--grid KEY=...` replaces the file's axis
 seeds. Choices: runs are ordered axis by axis in the order the axes were given (the last axis varies
 fastest), seeds innermost, so a seed group's runs sit together in the queue; `seed` and `output_dir` cannot
 be axes (seeds are `--seeds`; the worker chooses run directories); every queued run records the sweep id
-(`spec["sweep"]`, `sweep_id()`), a single run as a sweep of one.
+(`RunSpec.sweep`, `sweep_id()`), a single run as a sweep of one.
 """
 
 from __future__ import annotations

@@ -45,7 +45,6 @@ from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.queue import process
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run, Store, claims, resolve_home
-from innerdpo_bench.train import resume
 
 Say = Callable[[str], None]
 RETRY_DELAYS_S = (1.0, 2.0, 4.0)   # between tries of a store write that ends a run
@@ -133,8 +132,10 @@ class Worker:
     """One claim loop on one device (None: inherit CUDA_VISIBLE_DEVICES; "cpu": hide every GPU)."""
 
     def __init__(self, home: str | os.PathLike | None, device: str | None, options: WorkerOptions,
-                 stop: threading.Event, say: Say = lambda message: None, budget: Budget | None = None) -> None:
+                 stop: threading.Event, say: Say = lambda message: None, budget: Budget | None = None,
+                 store_url: str | None = None) -> None:
         self.home = resolve_home(home)
+        self.store_url = store_url      # --store; None: the workspace's store
         self.device = device
         self.options = options
         self.stop = stop
@@ -149,7 +150,7 @@ class Worker:
 
     def loop(self) -> int:
         """Claim and process runs until stopped, out of budget, or (with `once`) drained; runs processed."""
-        self.store = Store(self.home)
+        self.store = Store(self.home, url=self.store_url)
         try:
             self._requeue_stale()
             while not self.stop.is_set():
@@ -233,6 +234,8 @@ class Worker:
         self._stop_leftover(paths)
 
     def _train(self, run: Run, paths: RunPaths) -> None:
+        from innerdpo_bench.train import resume   # here, not at the top: a worker process starts without torch
+
         checkpoint = paths.checkpoint.root
         if rundir.read_status(checkpoint).get("state") == "complete":
             self._note(paths, f"{checkpoint} is complete from an earlier attempt; not training again")

@@ -24,6 +24,7 @@ from innerdpo_bench.results.rowsfile import load_evaluation, read_json
 from innerdpo_bench.results.seeds import seed_group_key
 from innerdpo_bench.rundir import RunPaths, TrainPaths
 from innerdpo_bench.store import STORE_FILE, Run, Store, resolve_home
+from innerdpo_bench.store.location import has_store
 
 RunRef = str | int | Path | Run
 
@@ -34,8 +35,8 @@ RunRef = str | int | Path | Run
 def _existing_store(home: str | None) -> Store:
     """Open the store under `home` read-only (results only read it), never creating one where there is none (a
     mistyped --home): the check here names what else a RUN can be."""
-    path = resolve_home(home) / STORE_FILE
-    if not path.is_file():
+    if not has_store(resolve_home(home)):
+        path = resolve_home(home) / STORE_FILE
         raise UserError(f"no store at {path}: give --home (or set $INNERDPO_HOME), or name the run by its directory "
                         "or eval.json")
     return Store(home, readonly=True)

@@ -1,13 +1,15 @@
-"""The run store: one SQLite file (`HOME/store.sqlite`), the only state shared by the CLI, queue workers and TUI.
+"""The run store, the only state shared by the CLI, queue workers and TUI: `HOME/store.sqlite` by default (SQLite,
+one machine), or a PostgreSQL server every node of a cluster reaches (`--store`, `location.py`).
 
-This package is the only place with SQL: `Store` here, the schema and its migrations in `schema.py`, the
-`Run` snapshot it returns in `run.py`, what SQLite's failures mean in `failures.py`.
+This package is the only place with SQL: `Store` here, written once for both backends; the dialect seam in
+`sqlite.py` and `postgres.py`; reconnecting and migrating in `database.py`; the schema in `schema.py`; the `Run`
+snapshot in `run.py`.
 
-Rules, after optuna's RDB storage: every state change is a compare-and-set inside one transaction;
-claims take SQLite's write lock first with `BEGIN IMMEDIATE` (SQLite has no SELECT … FOR UPDATE, and a
-plain read-then-write double-claims); workers heartbeat and `requeue_stale` returns the silent to the
-queue. WAL mode lets readers (the TUI) read while a worker writes. Local disks only: SQLite locking
-is unreliable over NFS. One `Store` per process (and per thread): each opens its own connection.
+Rules, after optuna's RDB storage: every state change is a compare-and-set inside one transaction; a claim locks
+the run it takes before changing it (SQLite: `BEGIN IMMEDIATE`, the whole file; PostgreSQL: `FOR UPDATE SKIP
+LOCKED`, the row), as a plain read-then-write double-claims; workers heartbeat and `requeue_stale` returns the silent
+to the queue. Each operation is a function of the open transaction (`_db.write(body, landed)`): after a server's
+restart it runs again, and `landed` first asks whether the lost commit happened, so nothing is recorded twice.
 """
 
 from __future__ import annotations
@@ -15,91 +17,67 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError, unknown_choice
-from innerdpo_bench.store.failures import sqlite_errors
-from innerdpo_bench.store.integrity import CorruptStore, quick_check
+from innerdpo_bench.store.integrity import CorruptStore
+from innerdpo_bench.store.database import NOT_LANDED, RECONNECT_S, Database
+from innerdpo_bench.store.location import STORE_ENV, choose_url, parse_url, remember
 from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
-                                      run_from_row, spec_json, spec_problem)
-from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES, version_problem
+                                      results_by_run, run_from_row, spec_json, spec_problem)
+from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, POSTGRES_MIGRATIONS, SCHEMA_VERSION, STATUSES
 
-__all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION",
-           "STATUSES", "STORE_FILE", "Run", "Store", "resolve_home"]
+__all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "POSTGRES_MIGRATIONS",
+           "SCHEMA_VERSION", "STATUSES", "STORE_ENV", "STORE_FILE", "Run", "Store", "resolve_home"]
 
 
 class Store:
-    """The run store under `home` (see `resolve_home`); created, and migrated, on open.
+    """The run store of the workspace `home` (see `resolve_home`); created, and migrated, on open.
 
-    Use as a context manager or call `close()`. Not shareable across threads or processes: open one
-    per process. `busy_timeout_s` is how long a write waits for another process's write lock before
-    a UserError; `clock` returns unix seconds (tests pass a fake one).
+    `url` is `--store` (else $INNERDPO_STORE, else the store the workspace remembers, else HOME/store.sqlite;
+    `location.choose_url`); a workspace's first non-default store is remembered once it opened. `bind=False` opens
+    `url` as given, whatever the workspace uses (`store copy`'s destination).
+
+    Use as a context manager or call `close()`. Not shareable across threads or processes: open one per process.
+    `busy_timeout_s` is how long a write waits for another's lock before a UserError; `clock` returns unix seconds
+    (default: this machine's for SQLite, the server's for PostgreSQL; tests pass a fake one). `reconnect_s` bounds
+    the wait for a server that went away.
 
     `create=False` refuses a home without a store (a mistyped --home) instead of making one. `readonly=True`
-    (implies create=False) opens the file read-only (`mode=ro`, journal mode untouched, no migration), for
-    commands that only read: they then work on a read-only directory or medium too; a store older than this
-    package's schema must be opened once read-write to migrate it.
+    (implies create=False) opens the store read-only (no migration), for commands that only read: they then work on
+    a read-only directory or medium too; a store older than this package's schema must be opened once read-write to
+    migrate it.
     """
 
-    def __init__(
-        self,
-        home: str | os.PathLike | None = None,
-        *,
-        busy_timeout_s: float = 30.0,
-        clock: Callable[[], float] = time.time,
-        create: bool = True,
-        readonly: bool = False,
-    ) -> None:
+    def __init__(self, home: str | os.PathLike | None = None, *, url: str | None = None, bind: bool = True,
+                 busy_timeout_s: float = 30.0, clock: Callable[[], float] | None = None, create: bool = True,
+                 readonly: bool = False, reconnect_s: float = RECONNECT_S) -> None:
         self.home = resolve_home(home)
-        self.path = self.home / STORE_FILE
+        if bind:
+            self.url, bound_now = choose_url(self.home, url)
+        else:
+            self.url, bound_now = parse_url(url or ""), False
         self.busy_timeout_s = busy_timeout_s
         self.readonly = readonly
-        self._clock = clock
-        if (readonly or not create) and not self.path.is_file():
-            raise UserError(f"no store at {self.path}: check --home (or $INNERDPO_HOME), or queue a run first "
-                            "(innerdpo queue add ...) to create the workspace")
-        try:
-            self.home.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"cannot create store directory {self.home} ({e.strerror}); use another --home") from e
-        self._con = self._connect()
-        try:
-            with self._errors():
-                if not readonly and self._con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    self._con.execute("PRAGMA journal_mode = WAL")
-                # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last commits.
-                self._con.execute("PRAGMA synchronous = NORMAL")
-                self._con.execute("PRAGMA foreign_keys = ON")
-                quick_check(self._con, self.path)   # a corrupt page: CorruptStore now, not an empty table later
-            self._migrate()
-        except BaseException:
-            self._con.close()
-            raise
-
-    def _connect(self) -> sqlite3.Connection:
-        """isolation_level=None: the driver never opens transactions behind our back; _transaction does. Read-only:
-        `mode=ro`, falling back to `immutable=1` where the directory cannot hold WAL's shared-memory file
-        (read-only media), which reads a consistent file as long as nothing writes it meanwhile."""
-        with self._errors():
-            if not self.readonly:
-                return sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
-            uri = self.path.absolute().as_uri()
-            con = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=self.busy_timeout_s, isolation_level=None)
+        self._db = Database(self.url, busy_timeout_s=busy_timeout_s, create=create, readonly=readonly,
+                            reconnect_s=reconnect_s)
+        self.backend = self._db.backend      # "sqlite" | "postgresql"
+        self.where = self._db.where          # what messages name: the file, or the URL with its password masked
+        self.path = self.url.path            # the SQLite file; None on a server
+        self._clock = clock or self._db.clock
+        if bound_now and create and not readonly:
             try:
-                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-                return con
-            except sqlite3.OperationalError:
-                con.close()
-            return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=self.busy_timeout_s, isolation_level=None)
+                self.home.mkdir(parents=True, exist_ok=True)
+                remember(self.home, self.url)
+            except OSError as e:
+                self.close()
+                raise UserError(f"cannot record the store in {self.home} ({e.strerror}); use another --home") from e
 
     def close(self) -> None:
-        """Close this process's connection; the file stays."""
-        self._con.close()
+        """Close this process's connection; the store stays."""
+        self._db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -108,45 +86,18 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({str(self.home)!r})"
+        return f"Store({str(self.home)!r}, url={self.url.masked!r})"
 
-    # --- plumbing ---------------------------------------------------------------------------------
+    @property
+    def _con(self):
+        """The connection outside any transaction, taking `?` SQL on both backends (tests reach behind the API)."""
+        return self._db.con
 
-    def _errors(self) -> AbstractContextManager[None]:
-        return sqlite_errors(self.path, self.busy_timeout_s)
-
-    @contextmanager
-    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """One transaction: IMMEDIATE takes the write lock up front (every write goes through here);
-        DEFERRED gives reads one consistent snapshot. Rolls back on any exception."""
-        with self._errors():
-            self._con.execute(f"BEGIN {mode}")
-            try:
-                yield self._con
-                self._con.execute("COMMIT")
-            except BaseException:
-                if self._con.in_transaction:
-                    self._con.execute("ROLLBACK")
-                raise
-
-    def _migrate(self) -> None:
-        """Apply the migrations this file lacks, one transaction each; refuse a newer schema."""
-        with self._errors():
-            version = self._con.execute("PRAGMA user_version").fetchone()[0]
-        problem = version_problem(self.path, version, self.readonly)
-        if problem:
-            raise UserError(problem)
-        for target in range(version + 1, SCHEMA_VERSION + 1):
-            with self._transaction() as con:
-                if con.execute("PRAGMA user_version").fetchone()[0] >= target:
-                    continue  # another process migrated while we waited for the lock
-                for statement in MIGRATIONS[target - 1]:
-                    con.execute(statement)
-                con.execute(f"PRAGMA user_version = {target}")
-
-    @staticmethod
-    def _status_of(con: sqlite3.Connection, run_id: int) -> str:
-        row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    def _status_of(self, con, run_id: int, lock: bool = False) -> str:
+        """The run's status; `lock` holds its row until the transaction ends (a server's row lock; SQLite's
+        IMMEDIATE transaction already holds the file)."""
+        row = con.execute(f"SELECT status FROM runs WHERE id = ?{self._db.row_lock if lock else ''}",
+                          (run_id,)).fetchone()
         if row is None:
             raise UserError(f"no run with id {run_id}")
         return row[0]
@@ -168,40 +119,54 @@ class Store:
             raise unknown_choice("run kind", kind, KINDS)
         now = self._clock()
         texts = [spec_json(spec) for spec in specs]
-        ids = []
-        with self._transaction() as con:
-            for text in texts:
-                display_name = name or json.loads(text)["name"]
-                cursor = con.execute(
-                    "INSERT INTO runs (name, kind, spec, status, priority, created_at) VALUES (?, ?, ?, 'queued', 0, ?)",
-                    (str(display_name), kind, text, now),
-                )
-                con.execute("UPDATE runs SET priority = id WHERE id = ?", (cursor.lastrowid,))
-                ids.append(cursor.lastrowid)
-        return ids
+        rows = [(str(name or json.loads(text)["name"]), kind, text, now) for text in texts]
+
+        def insert(con) -> list[int]:
+            ids = []
+            for row in rows:
+                (run_id,) = con.execute("INSERT INTO runs (name, kind, spec, status, priority, created_at) "
+                                        "VALUES (?, ?, ?, 'queued', 0, ?) RETURNING id", row).fetchone()
+                ids.append(run_id)
+            con.executemany("UPDATE runs SET priority = id WHERE id = ?", [(run_id,) for run_id in ids])
+            return ids
+
+        def landed(con):  # runs are stamped with this call's `now`: all of them there means the lost commit landed
+            ids = [run_id for (run_id,) in con.execute("SELECT id FROM runs WHERE created_at = ? AND kind = ? "
+                                                       "ORDER BY id", (now, kind))]
+            return ids if len(ids) == len(rows) else NOT_LANDED
+
+        return self._db.write(insert, landed) if rows else []
 
     def claim_next(self, worker: str) -> Run | None:
         """Move the queued run with the lowest (priority, id) to running, held by `worker`; None if none.
 
-        BEGIN IMMEDIATE takes the write lock before the read, so no two workers can take the same run.
+        The choice locks the run before it changes (`claim_lock`), so no two workers can take the same run.
         """
         now = self._clock()
-        with self._transaction() as con:
+
+        def claim(con) -> Run | None:
             while True:
                 rows = con.execute(
                     f"""UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ?,
                                         attempts = attempts + 1, claims = claims + 1
-                        WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY priority, id LIMIT 1)
+                        WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY priority, id
+                                    LIMIT 1{self._db.claim_lock}) AND status = 'queued'
                         RETURNING {RUN_COLUMNS}""",
                     (worker, now, now),
                 ).fetchall()  # fetch all: a RETURNING statement must finish before COMMIT
                 problem = spec_problem(rows[0][0], rows[0][3]) if rows else None
                 if problem is None:
-                    break
+                    return run_from_row(rows[0], {}) if rows else None
                 # a spec no worker can read (edited by hand, a bad disk): failed with why, never handed out
                 con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
                             (now, problem, rows[0][0]))
-        return run_from_row(rows[0], {}) if rows else None
+
+        def landed(con):
+            row = con.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND worker = ? AND "
+                              "started_at = ?", (worker, now)).fetchone()
+            return run_from_row(row, {}) if row else NOT_LANDED
+
+        return self._db.write(claim, landed)
 
     def heartbeat(self, run_id: int, worker: str) -> bool:
         """Record that `worker` is alive on `run_id`. True: keep going. False: stop.
@@ -210,69 +175,97 @@ class Store:
         cancel was requested; `get_run(run_id).cancel_requested` tells the two apart. The heartbeat
         is recorded even when a cancel is pending, so a worker that is shutting down is not requeued.
         """
-        with self._transaction() as con:
+        now = self._clock()
+
+        def beat(con) -> bool:
             rows = con.execute(
                 """UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running' AND worker = ?
                    RETURNING cancel_requested""",
-                (self._clock(), run_id, worker),
+                (now, run_id, worker),
             ).fetchall()
-        return bool(rows) and not rows[0][0]
+            return bool(rows) and not rows[0][0]
+
+        return self._db.write(beat)
 
     def set_run_dir(self, run_id: int, path: str | os.PathLike) -> None:
         """Remember where the run's artefacts (adapter, logs, eval.json) live."""
-        with self._transaction() as con:
-            self._status_of(con, run_id)
+
+        def update(con) -> None:
+            self._status_of(con, run_id, lock=True)
             con.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (str(path), run_id))
 
-    def finish(
-        self, run_id: int, worker: str, status: str, exit_code: int | None = None, error: str | None = None
-    ) -> bool:
+        self._db.write(update)
+
+    def finish(self, run_id: int, worker: str, status: str, exit_code: int | None = None,
+               error: str | None = None) -> bool:
         """Move a run that `worker` holds to done, failed or cancelled. False if it no longer holds it
         (the run was requeued and perhaps claimed by another worker, or removed): nothing is changed."""
         if status not in FINISHED:
             raise ValueError(f"finish() needs one of {sorted(FINISHED)}, not {status!r}")
-        with self._transaction() as con:
+        now = self._clock()
+
+        def end(con) -> bool:
             cursor = con.execute(
                 """UPDATE runs SET status = ?, finished_at = ?, exit_code = ?, error = ?
                    WHERE id = ? AND status = 'running' AND worker = ?""",
-                (status, self._clock(), exit_code, error, run_id, worker),
+                (status, now, exit_code, error, run_id, worker),
             )
-        return cursor.rowcount == 1
+            return cursor.rowcount == 1
+
+        def landed(con):
+            row = con.execute("SELECT status, worker, finished_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return True if row is not None and tuple(row) == (status, worker, now) else NOT_LANDED
+
+        return self._db.write(end, landed)
 
     def release(self, run_id: int, worker: str) -> bool:
         """Give a run that `worker` holds back to the queue at its old priority (the worker is shutting
         down and stopped the run): a graceful stop is no failed attempt, so the claim's attempt is given back
         (`claims` keeps it). False, changing nothing, if `worker` no longer holds it or a cancel is pending
         (then the worker should `finish` it as cancelled)."""
-        with self._transaction() as con:
+
+        def give_back(con) -> bool:
             cursor = con.execute(
                 """UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL, heartbeat_at = NULL,
-                                   attempts = max(attempts - 1, 0)
+                                   attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
                    WHERE id = ? AND status = 'running' AND worker = ? AND cancel_requested = 0""",
                 (run_id, worker),
             )
-        return cursor.rowcount == 1
+            return cursor.rowcount == 1
+
+        def landed(con):
+            row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return True if row is not None and row[0] == "queued" else NOT_LANDED
+
+        return self._db.write(give_back, landed)
 
     def cancel(self, run_id: int) -> str:
         """Cancel a run. A queued run becomes 'cancelled' at once (returns "cancelled"); a running run
         gets cancel_requested, its worker stops it at the next heartbeat (returns "cancelling")."""
-        with self._transaction() as con:
-            status = self._status_of(con, run_id)
+        now = self._clock()
+
+        def cancel(con) -> str:
+            status = self._status_of(con, run_id, lock=True)
             if status == "queued":
-                con.execute(
-                    "UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ?", (self._clock(), run_id)
-                )
+                con.execute("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ?", (now, run_id))
                 return "cancelled"
             if status == "running":
                 con.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
                 return "cancelling"
             raise UserError(f"run {run_id} is already {status}")
 
+        def landed(con):
+            row = con.execute("SELECT status, finished_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return "cancelled" if row is not None and tuple(row) == ("cancelled", now) else NOT_LANDED
+
+        return self._db.write(cancel, landed)
+
     def retry(self, run_id: int) -> None:
         """Queue a failed or cancelled run again, at its old priority, as if new: worker, times, exit
         code, error, attempts, cancel flag, results and provenance are cleared. run_dir is kept."""
-        with self._transaction() as con:
-            status = self._status_of(con, run_id)
+
+        def requeue(con) -> None:
+            status = self._status_of(con, run_id, lock=True)
             if status not in ("failed", "cancelled"):
                 raise UserError(f"run {run_id} is {status}; only failed or cancelled runs can be retried")
             con.execute(
@@ -285,12 +278,17 @@ class Store:
             con.execute("DELETE FROM results WHERE run_id = ?", (run_id,))
             con.execute("DELETE FROM provenance WHERE run_id = ?", (run_id,))
 
+        self._db.write(requeue)
+
     def remove(self, run_id: int) -> None:
         """Delete a run that is not running, with its results and provenance. Its run dir is left on disk."""
-        with self._transaction() as con:
-            if self._status_of(con, run_id) == "running":
+
+        def delete(con) -> None:
+            if self._status_of(con, run_id, lock=True) == "running":
                 raise UserError(f"run {run_id} is running; cancel it first")
             con.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # results, provenance: ON DELETE CASCADE
+
+        self._db.write(delete)
 
     def move(self, run_id: int, *, before: int | None = None, to_front: bool = False) -> None:
         """Reorder the queue: put queued run `run_id` first (`to_front`) or just ahead of queued run `before`.
@@ -302,12 +300,14 @@ class Store:
             raise ValueError("move() needs exactly one of before=<run id> or to_front=True")
         if before == run_id:
             raise UserError(f"cannot move run {run_id} before itself")
-        with self._transaction() as con:
+
+        def permute(con) -> None:
             for queued_id in (run_id, before) if before is not None else (run_id,):
-                status = self._status_of(con, queued_id)
+                status = self._status_of(con, queued_id, lock=True)
                 if status != "queued":
                     raise UserError(f"run {queued_id} is {status}; only queued runs can be reordered")
-            queue = con.execute("SELECT id, priority FROM runs WHERE status = 'queued' ORDER BY priority, id").fetchall()
+            queue = con.execute("SELECT id, priority FROM runs WHERE status = 'queued' ORDER BY priority, id"
+                                + self._db.row_lock).fetchall()
             old_order = [queued_id for queued_id, _ in queue]
             new_order = [queued_id for queued_id in old_order if queued_id != run_id]
             new_order.insert(0 if to_front else new_order.index(before), run_id)
@@ -316,18 +316,22 @@ class Store:
                 [(priority, new) for (old, priority), new in zip(queue, new_order) if new != old],
             )
 
+        self._db.write(permute)
+
     def requeue_stale(self, timeout_s: float, max_attempts: int = 3, dead_workers: Iterable[str] = ()) -> list[int]:
         """Deal with running runs whose worker has not heartbeaten for `timeout_s`, or is one of `dead_workers`
         (known to be gone: no need to wait for the silence); the ids touched.
 
         Such a run goes back to the queue if it has had fewer than `max_attempts` attempts, else it
         fails with "worker stopped heartbeating (attempt N)"; one with a pending cancel is cancelled.
-        Its old worker's later heartbeat and finish return False. One IMMEDIATE transaction.
+        Its old worker's later heartbeat and finish return False. One write transaction.
         """
         now = self._clock()
         dead = list(dead_workers)
-        stale = f"status = 'running' AND (heartbeat_at < ? OR worker IN ({', '.join('?' * len(dead))}))"
-        with self._transaction() as con:
+        gone = f" OR worker IN ({', '.join('?' * len(dead))})" if dead else ""
+        stale = f"status = 'running' AND (heartbeat_at < ?{gone})"
+
+        def requeue(con) -> list[int]:
             cancelled = con.execute(
                 f"""UPDATE runs SET status = 'cancelled', finished_at = ?,
                                     error = 'worker stopped heartbeating while cancelling'
@@ -345,30 +349,25 @@ class Store:
                     WHERE {stale} RETURNING id""",
                 (now, now - timeout_s, *dead),
             ).fetchall()
-        return sorted(run_id for (run_id,) in cancelled + requeued + failed)
+            return sorted(run_id for (run_id,) in cancelled + requeued + failed)
+
+        return self._db.write(requeue)
 
     # --- results ----------------------------------------------------------------------------------
 
-    def record_results(
-        self,
-        run_id: int,
-        results: dict[str, dict[str, float]],
-        provenance: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
+    def record_results(self, run_id: int, results: dict[str, dict[str, float]],
+                       provenance: dict[str, dict[str, Any]] | None = None) -> None:
         """Upsert {shift: {metric: value}} and {shift: provenance} for a run, in one transaction.
 
-        Metrics and shifts not named are left as they were; NaN round-trips (stored as NULL).
+        Metrics and shifts not named are left as they were; NaN round-trips (stored as NULL on both backends).
         """
-        metric_rows = [
-            (run_id, shift, metric, float(value))
-            for shift, metrics in results.items()
-            for metric, value in metrics.items()
-        ]
-        provenance_rows = [
-            (run_id, shift, json.dumps(data, sort_keys=True)) for shift, data in (provenance or {}).items()
-        ]
-        with self._transaction() as con:
-            self._status_of(con, run_id)
+        metric_rows = [(run_id, shift, metric, None if math.isnan(float(value)) else float(value))
+                       for shift, metrics in results.items() for metric, value in metrics.items()]
+        provenance_rows = [(run_id, shift, json.dumps(data, sort_keys=True))
+                           for shift, data in (provenance or {}).items()]
+
+        def upsert(con) -> None:
+            self._status_of(con, run_id, lock=True)
             con.executemany(
                 """INSERT INTO results (run_id, shift, metric, value) VALUES (?, ?, ?, ?)
                    ON CONFLICT (run_id, shift, metric) DO UPDATE SET value = excluded.value""",
@@ -380,17 +379,22 @@ class Store:
                 provenance_rows,
             )
 
+        self._db.write(upsert)
+
     def get_provenance(self, run_id: int) -> dict[str, dict[str, Any]]:
         """{shift: provenance} for a run (empty if none recorded)."""
-        with self._transaction("DEFERRED") as con:
+
+        def read(con) -> dict[str, dict[str, Any]]:
             self._status_of(con, run_id)
             rows = con.execute("SELECT shift, data FROM provenance WHERE run_id = ? ORDER BY shift", (run_id,))
             return {shift: json.loads(data) for shift, data in rows}
 
+        return self._db.read(read)
+
     def all_provenance(self) -> dict[int, dict[str, dict[str, Any]]]:
         """{run_id: {shift: provenance}} for every run with any, in one query (`runs --json` over 10,000 runs)."""
-        with self._transaction("DEFERRED") as con:
-            rows = con.execute("SELECT run_id, shift, data FROM provenance ORDER BY run_id, shift").fetchall()
+        rows = self._db.read(lambda con: con.execute(
+            "SELECT run_id, shift, data FROM provenance ORDER BY run_id, shift").fetchall())
         provenance: dict[int, dict[str, dict[str, Any]]] = {}
         for run_id, shift, data in rows:
             provenance.setdefault(run_id, {})[shift] = json.loads(data)
@@ -421,26 +425,20 @@ class Store:
     def _select_runs(self, where: str | None, params: tuple) -> list[Run]:
         run_filter = f"WHERE {where}" if where else ""
         result_filter = f"WHERE run_id IN (SELECT id FROM runs {run_filter})" if where else ""
-        with self._transaction("DEFERRED") as con:
+
+        def read(con) -> tuple[list, list]:
             run_rows = con.execute(f"SELECT {RUN_COLUMNS} FROM runs {run_filter} ORDER BY id", params).fetchall()
             result_rows = con.execute(
                 f"SELECT run_id, shift, metric, value FROM results {result_filter} ORDER BY run_id, shift, metric",
                 params,
             ).fetchall()
-        # Rows come sorted by (run_id, shift): start a new dict only when either changes. This loop is
-        # most of list_runs' Python time (10,000 runs x 24 metrics = 240,000 rows).
-        results: dict[int, dict[str, dict[str, float]]] = {}
-        run_key = shift_key = None
-        for run_id, shift, metric, value in result_rows:
-            if run_id != run_key:
-                run_key, shift_key, run_results = run_id, None, results.setdefault(run_id, {})
-            if shift != shift_key:
-                shift_key, metrics = shift, run_results.setdefault(shift, {})
-            metrics[metric] = math.nan if value is None else value
+            return run_rows, result_rows
+
+        run_rows, result_rows = self._db.read(read)
+        results = results_by_run(result_rows)
         return [run_from_row(row, results.get(row[0], {})) for row in run_rows]
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status, every status present (0 when none)."""
-        with self._transaction("DEFERRED") as con:
-            rows = con.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+        rows = self._db.read(lambda con: con.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall())
         return {status: 0 for status in STATUSES} | dict(rows)

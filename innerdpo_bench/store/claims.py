@@ -24,11 +24,12 @@ def cmdline(pid: int) -> str | None:
 
 def innerdpo_alive(pid: int) -> bool:
     """Whether `pid` is still an innerdpo process (Linux /proc; elsewhere assumed alive, so only staleness
-    requeues). A pid reused by an unrelated program counts as gone."""
+    requeues). A pid reused by an unrelated program counts as gone. A submitit job's worker runs as
+    `python -m submitit.core._submit HOME/submitit`, whose command line need not name innerdpo."""
     if not sys.platform.startswith("linux"):
         return True
     command = cmdline(pid)
-    return command is not None and "innerdpo" in command
+    return command is not None and ("innerdpo" in command or "submitit.core._submit" in command)
 
 
 def worker_gone(worker: str | None, host: str | None = None) -> bool:

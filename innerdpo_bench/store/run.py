@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,21 @@ def run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
     if isinstance(spec, str):
         raise UserError(spec)
     return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16])
+
+
+def results_by_run(rows: list[tuple]) -> dict[int, dict[str, dict[str, float]]]:
+    """{run_id: {shift: {metric: value}}} from (run_id, shift, metric, value) rows sorted by run and shift; NULL is
+    NaN. Rows come sorted by (run_id, shift): a new dict starts only when either changes. This loop is most of
+    list_runs' Python time (10,000 runs x 24 metrics = 240,000 rows)."""
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    run_key = shift_key = None
+    for run_id, shift, metric, value in rows:
+        if run_id != run_key:
+            run_key, shift_key, run_results = run_id, None, results.setdefault(run_id, {})
+        if shift != shift_key:
+            shift_key, metrics = shift, run_results.setdefault(shift, {})
+        metrics[metric] = math.nan if value is None else value
+    return results
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
