@@ -20,6 +20,8 @@ A directory whose status is not `complete` is never presented as a finished run.
 
 A queue run directory is `HOME/runs/<id>-<slug>/`, where a worker runs one store run (`RunPaths`):
 
+    run.json                 the store's row of the run (id, name, kind, spec), written at each claim: `innerdpo doctor
+                             --repair` puts a run back into a store that lost it from this and the files below
     worker.log               what workers did with the run: claims, commands, exit codes, requeues, errors
     train.log, eval.log      the subprocesses' stdout and stderr, appended over attempts (a file, never a pipe)
     worker.json              the subprocess running now (host, pid, stage), so a later attempt can stop a leftover
@@ -68,6 +70,8 @@ CHECKPOINT = "checkpoint"
 WORKER_LOG = "worker.log"
 EVAL_LOG = "eval.log"
 CHILD = "worker.json"
+RUN_RECORD = "run.json"
+REMOVED_NOTE = "removed from the store (innerdpo queue rm)"   # worker.log's last line for a removed run
 TRAIN_SPEC = "train_spec.json"
 LOG_NAMES = (TRAIN_LOG, EVAL_LOG, WORKER_LOG)
 
@@ -126,6 +130,7 @@ class RunPaths:
     train_log = property(lambda self: self.root / TRAIN_LOG)
     eval_log = property(lambda self: self.root / EVAL_LOG)
     child = property(lambda self: self.root / CHILD)
+    record = property(lambda self: self.root / RUN_RECORD)
     train_spec = property(lambda self: self.root / TRAIN_SPEC)
     checkpoint = property(lambda self: TrainPaths(self.root / CHECKPOINT))
 
@@ -157,6 +162,18 @@ def slug(run: Run) -> str:
 def default_run_dir(home: Path, run: Run) -> Path:
     """HOME/runs/<id>-<slug>."""
     return home / RUNS_DIR / f"{run.id}-{slug(run)}"
+
+
+def write_run_record(paths: RunPaths, run: Run) -> None:
+    """RUN/run.json: what the store knows of the run before it has results (`RUN_RECORD`)."""
+    write_json(paths.record, {"id": run.id, "name": run.name, "kind": run.kind, "spec": run.spec,
+                              "priority": run.priority, "created_at": run.created_at})
+
+
+def append_note(log: Path, message: str) -> None:
+    """One timestamped line in a worker.log, as the worker writes them."""
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"{now_iso()} {message.rstrip()}\n")
 
 
 # --------------------------------------------------------------------------- checksums

@@ -79,23 +79,25 @@ def _old_temp(path: Path) -> Path:
 
 
 # fault name → (make it: (checkpoint, cache) → the path it is about, words of the problem, whether --repair fixes it)
+# A run's untrusted files are repaired by queueing the run again (after which doctor skips it: queued runs are
+# being worked on); a run whose directory is gone has nothing to repair from.
 FAULTS = {
     "temp file of a killed write": (lambda ck, cache: _old_temp(ck / "eval.json.a1b2c3d4"),
                                     "left by a write that never finished", True),
     "half-saved adapter": (lambda ck, cache: (ck / "adapter.tmp").mkdir() or ck / "adapter.tmp",
                            "an adapter whose save never finished", True),
     "rows file missing": (lambda ck, cache: (ck / "eval_rows.jsonl").unlink() or ck / "eval_rows.jsonl",
-                          "is missing", False),
+                          "is missing", True),
     "rows file changed": (lambda ck, cache: open(ck / "eval_rows.jsonl", "a").write("{}\n") and ck / "eval_rows.jsonl",
-                          "does not match the rows_sha256", False),
+                          "does not match", True),
     "eval.json cut short": (lambda ck, cache: (ck / "eval.json").write_text('{"shifts": ') and ck / "eval.json",
-                            "is not valid JSON", False),
+                            "is not valid JSON", True),
     "status not complete": (lambda ck, cache: (ck / "status.json").write_text('{"state": "failed"}') and ck,
-                            "says 'failed', not 'complete'", False),
+                            "says 'failed', not 'complete'", True),
     "adapter truncated": (lambda ck, cache: _truncate(ck / "adapter" / "adapter_model.safetensors"),
-                          "truncated?", False),
+                          "truncated?", True),
     "adapter config missing": (lambda ck, cache: (ck / "adapter" / "adapter_config.json").unlink()
-                               or ck / "adapter" / "adapter_config.json", "is missing or not JSON", False),
+                               or ck / "adapter" / "adapter_config.json", "is missing or not JSON", True),
     "run directory deleted": (lambda ck, cache: shutil.rmtree(ck.parent) or ck.parent, "is missing", False),
     "evaluation cache entry clobbered": (lambda ck, cache: cache_entry(cache, "x\n", "0" * 64),
                                          "does not match the rows_sha256", True),
@@ -103,6 +105,8 @@ FAULTS = {
     "half-built model": (lambda ck, cache: (cache / "tiny-random-v1-s0").mkdir() or cache / "tiny-random-v1-s0",
                          "has no config.json", True),
 }
+REEVALUATE = ("rows file missing", "rows file changed", "eval.json cut short")
+RETRAIN = ("status not complete", "adapter truncated", "adapter config missing")
 
 
 def _truncate(path: Path) -> Path:
@@ -129,13 +133,21 @@ def test_each_fault_is_reported_and_only_the_safe_ones_repaired(workspace, fault
     problems = [line for line in result.output.splitlines() if line.startswith("problem:")]
     assert len(problems) == 1 and words in problems[0] and str(path) in problems[0], result.output
     assert ("--repair would" in result.output) == repairable
-    if not repairable and fault not in ("status not complete", "adapter truncated", "adapter config missing",
-                                        "run directory deleted"):
+    if fault in REEVALUATE:
         assert f"fix: rebuild them: innerdpo eval {checkpoint} --suite mini" in result.output
+        assert "--repair would queue run 1 again to score its checkpoint anew" in result.output
+    if fault in RETRAIN:
+        assert "--repair would move checkpoint/ aside (kept) and queue run 1 again" in result.output
+    before = {run.id: run.results for run in Store(home, readonly=True, create=False).list_runs()}
     repaired = doctor_run(home, "--repair")
     assert repaired.exit_code == (0 if repairable else 1), repaired.output
     after = doctor_run(home)
     assert after.exit_code == (0 if repairable else 1), after.output
+    with Store(home, readonly=True, create=False) as store:
+        run = store.get_run(1)
+    assert run.results == before[1]   # no repair deletes a result
+    assert run.status == ("queued" if fault in REEVALUATE + RETRAIN else "done")
+    assert (checkpoint.parent / "checkpoint.attempt-1").is_dir() == (fault in RETRAIN)
     if fault == "score cache cut short":
         assert len((cache / "scores" / "b.jsonl").read_text().splitlines()) == 2
 

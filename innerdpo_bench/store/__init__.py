@@ -1,7 +1,8 @@
 """The run store: one SQLite file (`HOME/store.sqlite`), the only state shared by the CLI, queue workers and TUI.
 
 This package is the only place with SQL: `Store` here, the schema and its migrations in `schema.py`, the
-`Run` snapshot it returns in `run.py`, what SQLite's failures mean in `failures.py`.
+`Run` snapshot it returns in `run.py`, what SQLite's failures mean in `failures.py`, the writes only `doctor --repair`
+makes in `repair.py`.
 
 Rules, after optuna's RDB storage: every state change is a compare-and-set inside one transaction;
 claims take SQLite's write lock first with `BEGIN IMMEDIATE` (SQLite has no SELECT … FOR UPDATE, and a
