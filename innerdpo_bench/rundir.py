@@ -36,6 +36,7 @@ exist before train starts; so a train_eval run's eval.json is `checkpoint/eval.j
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -380,10 +381,26 @@ def read_status(run_dir: Path) -> dict:
 
 
 def write_status(run_dir: Path, state: str, **extra) -> None:
+    """status.json (`RunStatus`), written atomically. On a full disk, where the temporary file cannot be written,
+    the existing status.json is overwritten in place instead: its block is already allocated, so a run that fails
+    because the disk is full still ends `failed` with the reason (a write cut short leaves a file `read_status`
+    calls unreadable, never complete). OSError when neither works."""
     previous = read_status(run_dir)
     record = {k: v for k, v in previous.items() if k not in ("state", "error", "unreadable")}
     record.update(state=state, updated=now_iso(), **extra)
-    write_json(Path(run_dir) / STATUS, record)
+    path = Path(run_dir) / STATUS
+    try:
+        write_json(path, record)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.is_file():
+            raise
+        data = (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+        try:
+            with open(path, "r+b") as handle:
+                handle.write(data)
+                handle.truncate(len(data))
+        except OSError:
+            raise err from None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -391,12 +408,21 @@ def is_run_dir(path: Path) -> bool:
 
 
 def prepare_run_dir(path: Path) -> Path:
-    """Create a fresh run directory; refuse one that already holds a run."""
+    """Create a fresh run directory; refuse a file, and a directory that already holds a run (naming --resume for
+    one that did not finish)."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--output-dir {path} is a file, not a directory; choose another --output-dir")
     if path.exists() and any(path.iterdir()):
         state = read_status(path).get("state", "unknown")
+        if state in ("running", "interrupted", "failed"):
+            raise UserError(f"output directory {path} holds a run that did not finish (status {state}); continue it "
+                            "with --resume (the same flags), or choose another --output-dir")
         raise UserError(f"output directory {path} is not empty (holds a run with status {state}); choose another --output-dir")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--output-dir {path}: a parent of it is a file; choose another --output-dir") from None
     return path
 
 

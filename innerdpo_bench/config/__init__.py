@@ -161,6 +161,10 @@ class TrainConfig:
         parse_report_to(self.report_to)
         if self.max_rows is not None and self.max_rows < 1:
             raise UserError(f"--max-rows must be at least 1, got {self.max_rows}")
+        if not 0 <= self.lora_dropout < 1:
+            raise UserError(f"--lora-dropout is a probability in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.seed < 2**32:   # numpy's (and transformers' set_seed's) range
+            raise UserError(f"--seed must be in [0, 2**32 - 1] (numpy's range), got {self.seed}")
         if not 0 <= self.label_smoothing < 0.5:
             raise UserError(f"--label-smoothing must be in [0, 0.5), got {self.label_smoothing}")
         if self.max_prompt_length >= self.max_length:

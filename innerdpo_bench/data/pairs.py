@@ -100,11 +100,21 @@ def normalize_row(raw: dict, where: str) -> dict[str, str]:
 
 
 def _read_local(path: Path) -> list[dict]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    """The rows of a local .parquet, .json or .jsonl file; UserError naming the file when it cannot be read as one."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow
+            import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    text = decode_utf8(path.read_bytes(), str(path))
+            try:
+                return pq.read_table(path).to_pylist()
+            except pyarrow.ArrowException as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(f"dataset file {path} is not a readable parquet file ({first})") from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read dataset file {path} ({err.strerror or err})") from None
+    text = decode_utf8(data, str(path))
     if path.suffix == ".json" and text.lstrip().startswith("["):
         return parse_json(text, str(path))
     return parse_jsonl(text, str(path))

@@ -146,7 +146,7 @@ class Store:
 
     @staticmethod
     def _status_of(con: sqlite3.Connection, run_id: int) -> str:
-        row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone() if 0 < run_id < 2**63 else None
         if row is None:
             raise UserError(f"no run with id {run_id}")
         return row[0]
@@ -397,7 +397,7 @@ class Store:
 
     def get_run(self, run_id: int) -> Run:
         """One run with its results; UserError if there is none with that id."""
-        runs = self._select_runs("id = ?", (run_id,))
+        runs = self._select_runs("id = ?", (run_id,)) if 0 < run_id < 2**63 else []   # past SQLite's integers: none
         if not runs:
             raise UserError(f"no run with id {run_id}")
         return runs[0]
