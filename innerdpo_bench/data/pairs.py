@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from innerdpo_bench import hub
 from innerdpo_bench.data import real
 from innerdpo_bench.data.textio import decode_utf8, parse_json, parse_jsonl
 from innerdpo_bench.errors import UserError, unknown_choice
@@ -121,13 +122,15 @@ def _read_local(path: Path) -> list[dict]:
 
 
 def _read_hub(ref: DatasetRef) -> list[dict]:
+    offline = hub.offline_reason()   # no network: fail at once, not after five retries per file
     import datasets
 
     try:
         data = datasets.load_dataset(ref.path, ref.config, split=ref.split)
     except Exception as err:  # offline, missing config, missing split: all surface as one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load dataset {ref.describe()}: {first}") from err
+        why = f" ({offline}; the genies:, ethics: and medical: datasets ship with the package)" if offline else ""
+        raise UserError(f"cannot load dataset {ref.describe()}: {first}{why}") from err
     return list(data)
 
 

@@ -44,7 +44,7 @@ def check_store(home: Path) -> tuple[list[Finding], list[Run] | None, dict[int, 
     except CorruptStore as err:
         return [Finding(f"store {err.path} fails its integrity check ({err.detail})", recovery_hint(err.path))], None, {}
     except UserError as err:
-        if "no store at" in str(err):
+        if not path.is_file():   # no store and nothing to rebuild it from: a mistyped --home, or a file
             raise
         return [Finding(str(err))], None, {}
 

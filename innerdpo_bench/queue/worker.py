@@ -299,6 +299,9 @@ class Worker:
         total = total if isinstance(total, int) and total > 0 else None
 
         def report() -> object:
+            if stage == "eval":   # eval's own count lines in eval.log: scoring, then sample generation
+                counted = progress.last_count_line(paths.eval_log)
+                return lines.update(f"{label}: {counted[0]}", *counted[1:]) if counted else lines.update(label)
             return lines.update(label, (progress.last_step(paths.checkpoint.metrics) or 0) if total else None, total)
 
         report()

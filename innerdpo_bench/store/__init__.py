@@ -25,8 +25,8 @@ from typing import Any
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.store.failures import sqlite_errors
 from innerdpo_bench.store.integrity import CorruptStore, quick_check
-from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
-                                      run_from_row, spec_problem)
+from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, no_store_problem,
+                                      resolve_home, run_from_row, spec_problem)
 from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, SCHEMA_VERSION, STATUSES, version_problem
 
 __all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "SCHEMA_VERSION",
@@ -60,9 +60,8 @@ class Store:
         self.busy_timeout_s = busy_timeout_s
         self.readonly = readonly
         self._clock = clock
-        if (readonly or not create) and not self.path.is_file():
-            raise UserError(f"no store at {self.path}: check --home (or $INNERDPO_HOME), or queue a run first "
-                            "(innerdpo queue add ...) to create the workspace")
+        if ((readonly or not create) and not self.path.is_file()) or self.home.is_file():
+            raise UserError(no_store_problem(self.home, self.path))
         try:
             self.home.mkdir(parents=True, exist_ok=True)
         except OSError as e:
