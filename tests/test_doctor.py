@@ -175,3 +175,56 @@ def test_leftover_files_matches_the_temp_names_of_atomic_writes(tmp_path):
     for name in ("eval.json.k3j_x9a2", "eval_rows.jsonl.abcdefgh", "notes.txt.abcdefgh", "eval.json"):
         (tmp_path / name).write_text("x")
     assert [p.name for p in doctor.leftover_files(tmp_path)] == ["eval.json.k3j_x9a2", "eval_rows.jsonl.abcdefgh"]
+
+
+# --------------------------------------------------------------------------- worker.log, read back for an import
+
+LOG = """2026-01-01T10:00:00+00:00 attempt 1 claimed by host:11:cpu (1 of --max-attempts 3 counted: graceful stops are not)
+2026-01-01T10:00:01+00:00 train: python -m innerdpo_bench train ...
+2026-01-01T10:05:00+00:00 run 7: its worker stopped heartbeating for over 60s; now queued
+2026-01-01T10:06:00+00:00 attempt 2 claimed by host:12:cpu (1 of --max-attempts 3 counted: graceful stops are not)
+"""
+ENDINGS = {   # the last line → (state, error) the import takes from it
+    "": ("running", None),
+    "2026-01-01T10:09:00+00:00 attempt 2 failed: train exited with code 1: loss became nan\n":
+        ("failed", "train exited with code 1: loss became nan"),
+    "2026-01-01T10:09:00+00:00 attempt 2 cancelled: cancelled while running\n": ("cancelled", "cancelled while running"),
+    "2026-01-01T10:09:00+00:00 worker stopping: attempt 2 stopped, run returned to the queue (not counted)\n":
+        ("queued", None),
+    "2026-01-01T10:09:00+00:00 run 7: its worker stopped heartbeating for over 60s; now failed (worker stopped "
+    "heartbeating (attempt 3))\n": ("failed", "worker stopped heartbeating (attempt 3)"),
+    "2026-01-01T10:09:00+00:00 attempt 2 done\n": ("done", None),
+}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_worker_log_gives_the_state_an_orphan_is_imported_in(tmp_path, ending):
+    from innerdpo_bench.doctor.orphans import plan_import, read_history
+
+    log = tmp_path / "worker.log"
+    log.write_text(LOG + ending)
+    history = read_history(log)
+    assert (history.state, history.error) == ENDINGS[ending] and history.claims == 2
+    assert history.worker == "host:12:cpu" and history.first_seen < history.started_at
+    run_dir = tmp_path / "runs" / "7-dpo-s0"   # no eval.json: nothing verified, so worker.log decides
+    run_dir.mkdir(parents=True)
+    log.rename(run_dir / "worker.log")
+    (run_dir / "run.json").write_text(json.dumps({"id": 7, "name": "dpo", "kind": "train_eval", "spec": {"name": "dpo"},
+                                                  "priority": 7, "created_at": 1.0}))
+    plan = plan_import(run_dir, taken={7})
+    assert plan.run_id is None   # id 7 is taken: a new id
+    state = ENDINGS[ending][0]
+    if state in ("failed", "cancelled", "queued"):
+        assert (plan.status, plan.error) == ENDINGS[ending]
+    else:   # unfinished, or done with no results to show for it: failed, saying why, for queue retry
+        assert plan.status == "failed" and plan.error.startswith("imported by innerdpo doctor: ")
+        assert ("its last attempt ended done but" in plan.error) == (state == "done")
+
+
+def test_queue_rm_marks_the_directory_so_it_is_no_orphan(workspace):
+    home, checkpoint, _ = workspace
+    assert runner.invoke(app, ["queue", "rm", "1", "--home", str(home)]).exit_code == 0
+    assert (checkpoint.parent / "worker.log").read_text().splitlines()[-1].endswith("removed from the store "
+                                                                                     "(innerdpo queue rm) (run 1)")
+    result = doctor_run(home)
+    assert result.exit_code == 0 and "(0 run(s))" in result.output, result.output

@@ -42,7 +42,8 @@ def check_store(home: Path) -> tuple[list[Finding], list[Run] | None, dict[int, 
         with Store(home, create=False, readonly=True) as store:
             return [], store.list_runs(), store.all_provenance()
     except CorruptStore as err:
-        return [Finding(f"store {err.path} fails its integrity check ({err.detail})", recovery_hint(err.path))], None, {}
+        corrupt = Finding(f"store {err.path} fails its integrity check ({err.detail})", recovery_hint(err.path))
+        return [corrupt], None, {}
     except UserError as err:
         if not path.is_file():   # no store and nothing to rebuild it from: a mistyped --home, or a file
             raise

@@ -144,8 +144,8 @@ def plan_import(path: Path, taken: set[int]) -> Plan:
         plan.status, plan.error = history.state, history.error
     else:
         why = _some(found.retrain + found.reevaluate) or "its files hold no results"
-        plan.error = (f"imported by innerdpo doctor: {'its last attempt ended done but ' if history.state == 'done' else ''}"
-                      f"{why}; innerdpo queue retry runs it again")
+        ended = "its last attempt ended done but " if history.state == "done" else ""
+        plan.error = f"imported by innerdpo doctor: {ended}{why}; innerdpo queue retry runs it again"
     return plan
 
 
@@ -195,11 +195,10 @@ def check_orphans(home: Path, runs: list[Run]) -> list[Finding]:
         if plan.run_id is not None:
             taken.add(plan.run_id)
         as_id = f"run {plan.run_id}" if plan.run_id is not None else "a new run (its id is taken)"
-        what = "with the results of its verified eval.json" if plan.status == "done" else \
-            f"{plan.status}" + (f" ({plan.error})" if plan.error else "")
+        what = "done with the results of its verified eval.json" if plan.status == "done" else \
+            plan.status + (f" ({plan.error})" if plan.error else "")
         findings.append(Finding(problem, None, _importer(home, plan),
-                                f"import it as {as_id} {plan.name!r}, {what if plan.status != 'done' else 'done ' + what}"
-                                f", from its {plan.source}"))
+                                f"import it as {as_id} {plan.name!r}, {what}, from its {plan.source}"))
     return findings
 
 

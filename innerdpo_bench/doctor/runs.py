@@ -285,7 +285,8 @@ def check_run(run: Run, home: Path, stored_provenance: dict[str, dict]) -> list[
     differences = store_differences(run.results, results, stored_provenance, found.report.get("provenance") or {})
     if differences:
         findings.append(Finding(
-            f"{label}: the store's results differ from {paths.eval_json}, which its rows confirm: " + _some(differences),
+            f"{label}: the store's results differ from {paths.eval_json}, which its rows confirm: "
+            + _some(differences),
             None, _record(home, run.id, results, found.report.get("provenance") or {}),
             f"record the results of {paths.eval_json.name} (checked against its rows) in the store"))
     return findings

@@ -42,7 +42,8 @@ def import_run(store: Store, run_id: int | None, *, name: str, kind: str, spec: 
         con.executemany("INSERT INTO results (run_id, shift, metric, value) VALUES (?, ?, ?, ?)",
                         [(new_id, *row) for row in metric_rows])
         con.executemany("INSERT INTO provenance (run_id, shift, data) VALUES (?, ?, ?)",
-                        [(new_id, shift, json.dumps(data, sort_keys=True)) for shift, data in (provenance or {}).items()])
+                        [(new_id, shift, json.dumps(data, sort_keys=True))
+                         for shift, data in (provenance or {}).items()])
     return new_id
 
 
