@@ -123,7 +123,12 @@ class _PlainDisplay:
             return
         stage, step, total = _stage(running)
         label = f"run {min(finished + 1, self.n_runs)}/{self.n_runs} {running.name}: {stage}"
-        self.lines.update(label, step if stage == "training" else None, total if stage == "training" else None)
+        counted = progress.last_count_line(RunPaths.of(running).eval_log) \
+            if stage == "evaluating" and running.run_dir else None
+        if counted:   # evaluation's own count lines (scoring, sample generation), which take most of a run
+            self.lines.update(f"{label}: {counted[0]}", counted[1], counted[2])
+        else:
+            self.lines.update(label, step if stage == "training" else None, total if stage == "training" else None)
 
 
 def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | None = None, console=None,
@@ -131,14 +136,16 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
     """Queue the demo's runs, work through them with a progress display, and return the markdown table."""
     from rich.console import Console
 
-    from innerdpo_bench.models import resolve_base_model
+    from innerdpo_bench.models import SMOLLM2, builtin_name, needs_building, resolve_base_model
 
     console = console or Console()
     suites.suite_refs(suite)   # an unknown suite: one line before any model is prepared
     plan = DemoPlan.for_model(base_model, quick, suite)
     home_path = resolve_home(home)
     console.print(f"[bold]innerdpo demo[/bold] in {home_path}: {json.dumps(asdict(plan))}")
-    preparing = f"preparing base model {plan.base_model} (first time: fetch and convert)"
+    first = ("fetch and convert" if builtin_name(plan.base_model) == SMOLLM2 else "build it") \
+        if needs_building(plan.base_model) else None
+    preparing = f"preparing base model {plan.base_model}" + (f" (first time: {first})" if first else "")
     if not console.is_terminal:   # the status spinner below draws only on a terminal
         console.print(preparing, markup=False, highlight=False)
     with console.status(preparing):
@@ -172,8 +179,9 @@ def run_demo(base_model: str = "smollm2-135m", quick: bool = False, home: str | 
                   f"{plan.rows_per_shift} rows per shift, {plan.max_steps} training steps "
                   f"({time.time() - started:.0f}s):\n")
     console.print(markdown, markup=False, highlight=False, soft_wrap=True)
-    console.print("\nOpen the dashboard with [bold]innerdpo tui[/bold]"
-                  + (f" --home {home}" if home else "") + "; compare runs with [bold]innerdpo runs[/bold].")
+    at_home = f" --home {home}" if home else ""
+    console.print(f"\nOpen the dashboard with [bold]innerdpo tui{at_home}[/bold]; compare runs with "
+                  f"[bold]innerdpo runs{at_home}[/bold].")
     return markdown
 
 

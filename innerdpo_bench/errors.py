@@ -57,3 +57,25 @@ def _exists(path) -> bool:
         return path.exists()
     except OSError:
         return False
+
+
+DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "file write failed")   # OS, torch.save's writer
+
+
+def disk_full(err: BaseException) -> str | None:
+    """One line for a failure caused by a full disk (or quota): "the disk is full: cannot write PATH (reason)", or
+    with the library's own words; None for any other failure. Looks through the exception's causes: torch and
+    safetensors wrap the OS error in their own."""
+    import errno
+
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"the disk is full: cannot write {err.filename} ({err.strerror})" if err.filename else \
+                f"the disk is full ({err.strerror})"
+        if any(words in str(err) for words in DISK_FULL_WORDS):
+            return f"the disk is full ({str(err).strip().splitlines()[0]})"
+        err = err.__cause__ or err.__context__
+    return None
+

@@ -23,6 +23,7 @@ from pathlib import Path
 
 Say = Callable[[str], None]
 TAIL_BYTES = 8192   # how much of a growing metrics.jsonl or log is read for its last record
+ATTEMPT_HEADER = "===== "   # the line a worker writes into train.log / eval.log before each attempt's stage
 
 
 def is_terminal(stream=None) -> bool:
@@ -102,8 +103,10 @@ def _tail(path: Path) -> str | None:
 
 def last_count_line(log: Path) -> tuple[str, int, int] | None:
     """(stage, done, total) of the last `ProgressLines` line with a count in a log (an eval.log: "scoring with
-    the base model", 120, 400); None before the first one."""
+    the base model", 120, 400) since the worker's last attempt header ("===== ..."); None before the first one."""
     for line in reversed((_tail(log) or "").splitlines()):
+        if line.startswith(ATTEMPT_HEADER):
+            return None
         match = _LINE.match(line.strip())
         if match is not None:
             return match["stage"], int(match["done"]), int(match["total"])

@@ -20,6 +20,8 @@ A directory whose status is not `complete` is never presented as a finished run.
 
 A queue run directory is `HOME/runs/<id>-<slug>/`, where a worker runs one store run (`RunPaths`):
 
+    run.json                 the store's row of the run (id, name, kind, spec), written at each claim: `innerdpo doctor
+                             --repair` puts a run back into a store that lost it from this and the files below
     worker.log               what workers did with the run: claims, commands, exit codes, requeues, errors
     train.log, eval.log      the subprocesses' stdout and stderr, appended over attempts (a file, never a pipe)
     worker.json              the subprocess running now (host, pid, stage), so a later attempt can stop a leftover
@@ -34,6 +36,7 @@ exist before train starts; so a train_eval run's eval.json is `checkpoint/eval.j
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -68,6 +71,8 @@ CHECKPOINT = "checkpoint"
 WORKER_LOG = "worker.log"
 EVAL_LOG = "eval.log"
 CHILD = "worker.json"
+RUN_RECORD = "run.json"
+REMOVED_NOTE = "removed from the store (innerdpo queue rm)"   # worker.log's last line for a removed run
 TRAIN_SPEC = "train_spec.json"
 LOG_NAMES = (TRAIN_LOG, EVAL_LOG, WORKER_LOG)
 
@@ -126,6 +131,7 @@ class RunPaths:
     train_log = property(lambda self: self.root / TRAIN_LOG)
     eval_log = property(lambda self: self.root / EVAL_LOG)
     child = property(lambda self: self.root / CHILD)
+    record = property(lambda self: self.root / RUN_RECORD)
     train_spec = property(lambda self: self.root / TRAIN_SPEC)
     checkpoint = property(lambda self: TrainPaths(self.root / CHECKPOINT))
 
@@ -156,6 +162,18 @@ def slug(run: Run) -> str:
 def default_run_dir(home: Path, run: Run) -> Path:
     """HOME/runs/<id>-<slug>."""
     return home / RUNS_DIR / f"{run.id}-{slug(run)}"
+
+
+def write_run_record(paths: RunPaths, run: Run) -> None:
+    """RUN/run.json: what the store knows of the run before it has results (`RUN_RECORD`)."""
+    write_json(paths.record, {"id": run.id, "name": run.name, "kind": run.kind, "spec": run.spec.to_json(),
+                              "priority": run.priority, "created_at": run.created_at})
+
+
+def append_note(log: Path, message: str) -> None:
+    """One timestamped line in a worker.log, as the worker writes them."""
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"{now_iso()} {message.rstrip()}\n")
 
 
 # --------------------------------------------------------------------------- checksums
@@ -362,10 +380,26 @@ def read_status(run_dir: Path) -> dict:
 
 
 def write_status(run_dir: Path, state: str, **extra) -> None:
+    """status.json (`RunStatus`), written atomically. On a full disk, where the temporary file cannot be written,
+    the existing status.json is overwritten in place instead: its block is already allocated, so a run that fails
+    because the disk is full still ends `failed` with the reason (a write cut short leaves a file `read_status`
+    calls unreadable, never complete). OSError when neither works."""
     previous = read_status(run_dir)
     record = {k: v for k, v in previous.items() if k not in ("state", "error", "unreadable")}
     record.update(state=state, updated=now_iso(), **extra)
-    write_json(Path(run_dir) / STATUS, record)
+    path = Path(run_dir) / STATUS
+    try:
+        write_json(path, record)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.is_file():
+            raise
+        data = (json.dumps(record, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+        try:
+            with open(path, "r+b") as handle:
+                handle.write(data)
+                handle.truncate(len(data))
+        except OSError:
+            raise err from None
 
 
 def is_run_dir(path: Path) -> bool:
@@ -373,12 +407,21 @@ def is_run_dir(path: Path) -> bool:
 
 
 def prepare_run_dir(path: Path) -> Path:
-    """Create a fresh run directory; refuse one that already holds a run."""
+    """Create a fresh run directory; refuse a file, and a directory that already holds a run (naming --resume for
+    one that did not finish)."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--output-dir {path} is a file, not a directory; choose another --output-dir")
     if path.exists() and any(path.iterdir()):
         state = read_status(path).get("state", "unknown")
+        if state in ("running", "interrupted", "failed"):
+            raise UserError(f"output directory {path} holds a run that did not finish (status {state}); continue it "
+                            "with --resume (the same flags), or choose another --output-dir")
         raise UserError(f"output directory {path} is not empty (holds a run with status {state}); choose another --output-dir")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--output-dir {path}: a parent of it is a file; choose another --output-dir") from None
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -32,12 +33,21 @@ def installed_versions(*packages: str, python: bool = False) -> dict[str, str | 
 def attach_file_log(path: Path) -> logging.Handler:
     """From now on the library loggers (`LOGGERS`) also write timestamped lines to `path`; undo with
     `detach_file_log`."""
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _RunLogHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in LOGGERS:
         logging.getLogger(name).addHandler(handler)
     logging.getLogger("innerdpo_bench").setLevel(logging.INFO)
     return handler
+
+
+class _RunLogHandler(logging.FileHandler):
+    """A FileHandler that drops a line it cannot write (a full disk) instead of printing logging's traceback on
+    stderr: the command's own error line says what happened."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handleError(record)
 
 
 def detach_file_log(handler: logging.Handler | None) -> None:

@@ -1,6 +1,8 @@
 """Shared fixtures: a per-session model cache with the tiny random Llama built once, offline settings."""
 
 import os
+import signal
+import subprocess
 
 import pytest
 
@@ -84,3 +86,35 @@ def store_url(request) -> str | None:
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(autouse=True)
+def reap_processes():
+    """Kill every process a test starts, pass or fail: each `subprocess.Popen` made while the test runs (by the test,
+    or by the code under test: a worker's stages) that is still alive when it ends, with its process group when it
+    leads one (`start_new_session`), so no worker outlives a failed assertion. Processes of module- or
+    session-scoped fixtures are set up before this fixture and are theirs to stop."""
+    started: list[tuple[subprocess.Popen, bool]] = []
+    original = subprocess.Popen.__init__
+
+    def tracked(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        started.append((self, bool(kwargs.get("start_new_session")) or kwargs.get("process_group") == 0))
+
+    subprocess.Popen.__init__ = tracked
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = original
+        for proc, leads_group in started:
+            if leads_group:   # its group may outlive it (grandchildren): the group, even when the leader is gone
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if proc.poll() is None:
+                proc.kill()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass

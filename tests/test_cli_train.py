@@ -116,6 +116,9 @@ def test_sigterm_marks_the_run_interrupted(tmp_path, tiny_model_path):
     assert "Traceback" not in err
     assert rundir.read_status(out)["state"] == "interrupted"
     assert not (out / "adapter").exists()
+    rerun = invoke("train", "hs-none-InnerDPO", "--base-model", "tiny-random", "--dataset", "mini:train",
+                   "--max-steps", "100000", "--output-dir", str(out), "--quiet")   # the same command again
+    assert rerun.exit_code == 2 and "did not finish (status interrupted); continue it with --resume" in rerun.output
 
 
 def test_commands_that_need_no_model_start_without_torch(tmp_path):

@@ -17,6 +17,9 @@ def test_quick_demo_on_tiny_random(tmp_path, tiny_model_path):
     home = tmp_path / "home"
     result = runner.invoke(app, ["demo", "--base-model", "tiny-random", "--quick", "--suite", "mini", "--home", str(home)])
     assert result.exit_code == 0, result.output
+    # true hints: both commands of the last line keep --home; tiny-random is built already, so no "first time"
+    assert f"innerdpo tui --home {home}; compare runs with innerdpo runs --home {home}." in result.output
+    assert "preparing base model tiny-random\n" in result.output and "first time" not in result.output
     names = ["none", *DEMO_METHODS]
     for name in names:
         assert f"| {name} |" in result.output
@@ -35,6 +38,10 @@ def test_quick_demo_on_tiny_random(tmp_path, tiny_model_path):
     markdown = runner.invoke(app, ["runs", "--home", str(home), "--format", "markdown", "--baseline", "1"]).output
     assert "| none (baseline) | " in markdown and "Shift cells: Δ acc against run 1 (none)" in markdown
     assert "- moral_transfer: mini:moral_transfer, N=8" in markdown
+
+    # doctor recomputes every recorded number of the six runs (samples, transforms included): no false alarm
+    checked = runner.invoke(app, ["doctor", "--home", str(home)])
+    assert checked.exit_code == 0 and "healthy" in checked.output, checked.output
 
     # a second demo reuses the finished runs instead of training again
     again = runner.invoke(app, ["demo", "--base-model", "tiny-random", "--quick", "--suite", "mini", "--home", str(home)])

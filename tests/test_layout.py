@@ -18,7 +18,7 @@ LONG_BY_DESIGN = {"innerdpo_bench.data.mini"}   # the synthetic data tables
 
 # The layers, lowest first: each is a set of module-name prefixes under innerdpo_bench.
 LAYERS = {
-    "base": ("errors", "typecheck", "files"),
+    "base": ("errors", "typecheck", "files", "hub"),
     "methods": ("methods",),
     "data": ("data",),
     "config": ("config",),

@@ -24,9 +24,10 @@ TRAIN_PATHS = {
 }
 QUEUE_PATHS = {  # kind → property → path under the run directory
     "train_eval": {"worker_log": "worker.log", "train_log": "train.log", "eval_log": "eval.log",
-                   "child": "worker.json", "train_spec": "train_spec.json", "eval_json": "checkpoint/eval.json"},
+                   "child": "worker.json", "train_spec": "train_spec.json", "eval_json": "checkpoint/eval.json",
+                   "record": "run.json"},
     "eval": {"worker_log": "worker.log", "train_log": "train.log", "eval_log": "eval.log", "child": "worker.json",
-             "train_spec": "train_spec.json", "eval_json": "eval.json"},
+             "train_spec": "train_spec.json", "eval_json": "eval.json", "record": "run.json"},
 }
 
 

@@ -240,10 +240,14 @@ def test_runs_command_formats(home):
     assert markdown.output.startswith(expected_table)
     caption = markdown.output[len(expected_table):]
     assert "made up of:" in caption and "- in_domain: mini:in_domain" in caption  # the provenance caption
-    as_json = invoke("runs", "--home", home, "--json", "--sort", "mean", "--reverse")
+    as_json = invoke("runs", "--home", home, "--json", "--sort", "mean")   # a score: the best first
     assert as_json.exit_code == 0
     records = json.loads(as_json.output)
     assert [record["id"] for record in records] == [1, 3, 2, 5, 4]
+    worst_first = json.loads(invoke("runs", "--home", home, "--json", "--sort", "mean", "--reverse").output)
+    assert [record["id"] for record in worst_first] == [5, 2, 3, 1, 4]   # missing still last
+    by_name = json.loads(invoke("runs", "--home", home, "--json", "--sort", "name").output)
+    assert [record["id"] for record in by_name] == [1, 2, 3, 4, 5]   # not a score: ascending
     assert records[0]["provenance"]["in_domain"]["dataset"] == "mini:in_domain"
     rich = invoke("runs", "--home", home, "--baseline", "5")
     assert rich.exit_code == 0 and "Δ vs run 5" in rich.output and "-0.050" in rich.output

@@ -80,14 +80,15 @@ SUITE_VALUES = {  # shift → (hub id, config, split), from the reference's TRAI
 
 def test_suite_table_values():
     assert {n for n in suites.SUITES if not n.startswith(suites.REAL_PREFIX)} == set(SUITE_VALUES) | {"mini"}
-    assert suites.DEFAULT_SUITE == "alpaca_easy" and suites.DEFAULT_ROWS == 500
+    assert suites.DEFAULT_SUITE == "genies:alpaca_easy" and suites.DEFAULT_ROWS == 500   # shipped: no network
     for name, expected in SUITE_VALUES.items():
         refs = suites.suite_refs(name)
         got = {s: None if r is None else (r.path, r.config, r.split) for s, r in refs.items()}
         assert got == expected, name
         assert all(r is None or r.kind == "hub" for r in refs.values())
     assert {s: (r.kind, r.path) for s, r in suites.suite_refs("mini").items()} == {s: ("mini", s) for s in SHIFTS}
-    assert suites.suite_refs() == suites.suite_refs("alpaca_easy")
+    assert suites.suite_refs() == suites.suite_refs("genies:alpaca_easy")
+    assert all(ref.kind != "hub" for ref in suites.suite_refs().values())
 
 
 def test_mini_suite_rows_default_cap_and_limit():

@@ -9,7 +9,7 @@ import os
 import typer
 from rich.console import Console
 
-from innerdpo_bench.errors import RunFailed, UserError, name_too_long, unknown_choice
+from innerdpo_bench.errors import RunFailed, UserError, disk_full, name_too_long, unknown_choice
 from innerdpo_bench.evaluation.suites import DEFAULT_ROWS, DEFAULT_SUITE, MINI_SUITE, SUITES
 
 app = typer.Typer(
@@ -58,14 +58,21 @@ def handle_errors(func):
 
             err_console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from None
-        except OSError as err:  # a path the user gave that the filesystem cannot hold (--home, --output-dir, RUN)
-            if err.errno != errno.ENAMETOOLONG:
-                raise
-            err_console.print(f"[red]error:[/red] {name_too_long(err)}", soft_wrap=True)
-            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None
+        except Exception as err:
+            if isinstance(err, OSError) and err.errno == errno.ENAMETOOLONG:  # a path the user gave (--home, RUN)
+                err_console.print(f"[red]error:[/red] {name_too_long(err)}", soft_wrap=True)
+                raise typer.Exit(2) from None
+            full = disk_full(err)
+            if full is None:
+                raise
+            from rich.markup import escape
+
+            err_console.print(f"[red]error:[/red] {escape(full)}; free space and run it again (innerdpo train "
+                              "--resume continues a run from its last checkpoint)", soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -1,4 +1,4 @@
-"""`innerdpo doctor`: check a workspace and its caches, say what is wrong and what repairs it; `--repair` does the safe part."""
+"""`innerdpo doctor`: check what a workspace's files claim against what they are; `--repair` does what needs no guess."""
 
 from __future__ import annotations
 
@@ -11,23 +11,25 @@ from innerdpo_bench.cli.app import HELP, app, console, handle_errors, home_optio
 @handle_errors
 def doctor_command(
     home: str | None = home_option(),
-    repair: bool = typer.Option(False, "--repair", help="Do the safe repairs: delete leftovers of killed writes, "
-                                "broken cache entries and half-built models (all rebuilt on demand), rewrite a score "
-                                "cache without its cut lines. Never touches the store or a run's results."),
+    repair: bool = typer.Option(False, "--repair", help="Do the repairs that need no guess, none deleting a result: "
+                                "record a run's verified results in the store again, queue a run whose files cannot "
+                                "be trusted again (its checkpoint moved aside when that is what is wrong), import run "
+                                "directories the store does not know (rebuilding a lost store), delete leftovers of "
+                                "killed writes and broken cache entries."),
 ) -> None:
-    """Check the workspace: the store (SQLite quick_check), each finished run's directory (status.json, adapter
-    files and their headers, eval.json, its rows file and sha256), the caches (evaluations, base-model scores,
-    built models) and leftovers of killed writes. Prints each problem with the file and the command that fixes it,
-    and what --repair would do.
+    """Check what each file of the workspace claims against what it is: the store (SQLite quick_check), each
+    finished run's files (status.json, config.json, metrics.jsonl, the adapter and its sha256 against eval.json's,
+    eval.json against its rows and against the store), run directories the store does not know and store runs whose
+    directory is gone, the caches (evaluations, base-model scores, built models) and leftovers of killed writes.
+    Prints each problem with the file, and what --repair does about it or the command that fixes it.
 
-    --repair never changes the store and never requeues a run (that would replace recorded results): a corrupt
-    store gets the sqlite3 .recover command, a run whose eval.json or rows are missing or mismatched gets the
-    `innerdpo eval` command that rebuilds them. Exit code 0: healthy (or, with --repair, every problem repaired);
-    1: problems remain; 2: no store at --home.
+    A corrupt store gets the sqlite3 .recover command and is never touched. Exit code 0: healthy (or, with
+    --repair, every problem repaired); 1: problems remain; 2: no store and no run directories at --home.
     """
     from rich.markup import escape
 
     from innerdpo_bench.doctor import diagnose
+    from innerdpo_bench.errors import UserError
     from innerdpo_bench.models import cache_dir
     from innerdpo_bench.store import resolve_home
 
@@ -48,9 +50,10 @@ def doctor_command(
         else:
             try:
                 finding.repair()
-                console.print(f"  [green]repaired:[/green] {finding.repair_text}", soft_wrap=True)
-            except OSError as err:
-                console.print(f"  [red]repair failed:[/red] {err.strerror or err}", soft_wrap=True)
+                console.print(f"  [green]repaired:[/green] {escape(finding.repair_text)}", soft_wrap=True)
+            except (OSError, UserError) as err:
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+                console.print(f"  [red]repair failed:[/red] {escape(str(reason))}", soft_wrap=True)
                 left += 1
     if not findings:
         console.print("[green]healthy[/green]: the store, every finished run's files and the caches check out")

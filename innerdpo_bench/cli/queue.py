@@ -7,9 +7,11 @@ import json
 import signal
 import threading
 import time
+from pathlib import Path
 
 import typer
 
+from innerdpo_bench import rundir
 from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_option, handle_errors, home_option,
                                     limit_option, open_store, store_option, suite_option, use_genies_dir)
 from innerdpo_bench.cli.train import config_parameters
@@ -274,6 +276,11 @@ def rm_command(run_id: int = typer.Argument(..., help="Run id of a run that is n
         except UserError:  # no such run (remove says so), or a row whose spec is unreadable: removing it is the fix
             run_dir = None
         store.remove(run_id)
+    if run_dir and Path(run_dir).is_dir():   # so that `doctor --repair` does not import it back
+        try:
+            rundir.append_note(Path(run_dir) / rundir.WORKER_LOG, f"{rundir.REMOVED_NOTE} (run {run_id})")
+        except OSError:
+            pass
     console.print(f"run {run_id} removed" + (f"; its directory {run_dir} is kept" if run_dir else ""), soft_wrap=True)
 
 

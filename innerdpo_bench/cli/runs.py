@@ -18,8 +18,9 @@ def runs_command(
                                  "results and provenance."),
     sort: str | None = typer.Option(None, "--sort", help="Column to sort by: name, in_domain, difficulty_scaling, "
                                     "moral_transfer, orthogonal, mean, nll_ratio, status, seed, id (default), n. "
-                                    "Missing values go last.", show_default=False),
-    reverse: bool = typer.Option(False, "--reverse", help="Sort descending (missing values still last)."),
+                                    "Scores (the shifts, mean) sort best first, the rest ascending; missing values "
+                                    "go last.", show_default=False),
+    reverse: bool = typer.Option(False, "--reverse", help="Sort the other way (missing values still last)."),
     group_seeds: bool = typer.Option(False, "--group-seeds", help="One row per set of runs that differ only by "
                                      "seed: mean ± sample std, and n."),
     baseline: int | None = typer.Option(None, "--baseline", help="Show the four shift columns as differences from "
@@ -59,6 +60,7 @@ def runs_command(
         provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
         workspace = store.home
     shown = _columns(workspace, columns, runs)
+    reverse = reverse != results_table.best_first(sort)   # a score's best (highest) first, unless --reverse
     view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
                                     group_seeds=group_seeds, baseline=baseline, shift_values=shift_values,
                                     significance=significance, group_by=_split(group_by), columns_shown=shown,

@@ -126,7 +126,8 @@ app.command("train", context_settings=HELP)(train_command)
 @handle_errors
 def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the methods, InnerDPO align methods (formula and when to use each) and transforms."""
-    from innerdpo_bench.methods.catalog import ALIGN_METHODS, METHODS, OUTPUT_LOSS_NAMES, TRANSFORMS
+    from innerdpo_bench.methods.catalog import (ALIGN_METHODS, METHODS, OUTPUT_LOSS_NAMES, TRANSFORM_SUMMARIES,
+                                                TRANSFORMS)
 
     data = {
         "methods": [{"name": m.name, "output_loss": m.output_loss, "transform": m.transform, "summary": m.summary}
@@ -152,6 +153,12 @@ def methods_command(as_json: bool = typer.Option(False, "--json", help="Machine-
     table.add_column("g and when to use it")
     for a in data["align_methods"]:
         table.add_row(a["name"] + ("" if a["current"] else " (older)"), a["description"])
+    console.print(table)
+    table = Table(title="transforms (of the hidden states, before pooling)", title_justify="left")
+    table.add_column("name")
+    table.add_column("what it does")
+    for name in data["transforms"]:
+        table.add_row(name, TRANSFORM_SUMMARIES[name])
     console.print(table)
 
 

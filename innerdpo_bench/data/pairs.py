@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from innerdpo_bench import hub
 from innerdpo_bench.data import real
 from innerdpo_bench.data.textio import decode_utf8, parse_json, parse_jsonl
 from innerdpo_bench.errors import UserError, unknown_choice
@@ -100,24 +101,36 @@ def normalize_row(raw: dict, where: str) -> dict[str, str]:
 
 
 def _read_local(path: Path) -> list[dict]:
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    """The rows of a local .parquet, .json or .jsonl file; UserError naming the file when it cannot be read as one."""
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow
+            import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    text = decode_utf8(path.read_bytes(), str(path))
+            try:
+                return pq.read_table(path).to_pylist()
+            except pyarrow.ArrowException as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(f"dataset file {path} is not a readable parquet file ({first})") from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise UserError(f"cannot read dataset file {path} ({err.strerror or err})") from None
+    text = decode_utf8(data, str(path))
     if path.suffix == ".json" and text.lstrip().startswith("["):
         return parse_json(text, str(path))
     return parse_jsonl(text, str(path))
 
 
 def _read_hub(ref: DatasetRef) -> list[dict]:
+    offline = hub.offline_reason()   # no network: fail at once, not after five retries per file
     import datasets
 
     try:
         data = datasets.load_dataset(ref.path, ref.config, split=ref.split)
     except Exception as err:  # offline, missing config, missing split: all surface as one line
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load dataset {ref.describe()}: {first}") from err
+        why = f" ({offline}; the genies:, ethics: and medical: datasets ship with the package)" if offline else ""
+        raise UserError(f"cannot load dataset {ref.describe()}: {first}{why}") from err
     return list(data)
 
 

@@ -114,6 +114,16 @@ def read_eval_report(path: str | Path, required: Iterable[str] = ()) -> EvalRepo
     return report
 
 
+def results_of(report: EvalReport, extra: dict[str, dict] | None = None) -> dict[str, dict[str, float]]:
+    """What the store records for an eval.json: each shift's metrics and the coherence section (and `extra`, the
+    sample statistics), numbers only, None as NaN. The worker records it; `innerdpo doctor` checks the store
+    against it and records it again."""
+    sections = {**report["shifts"], "coherence": report.get("coherence") or {}, **(extra or {})}
+    return {shift: {metric: float("nan") if value is None else value for metric, value in metrics.items()
+                    if value is None or isinstance(value, (int, float))}  # coherence may hold more
+            for shift, metrics in sections.items()}
+
+
 def rebuild_command(path: str | Path, report: Any = None) -> str:
     """The command that writes eval.json at `path` and its rows again: `innerdpo eval CHECKPOINT --suite S
     --limit N --output PATH`, from what `report` recorded (CHECKPOINT when it does not say)."""

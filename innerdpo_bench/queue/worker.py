@@ -41,7 +41,7 @@ from pathlib import Path
 from innerdpo_bench import progress, rundir
 from innerdpo_bench.config import flag_name
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evaluation.report import read_eval_report
+from innerdpo_bench.evaluation.report import read_eval_report, results_of
 from innerdpo_bench.queue import process
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run, Store, claims, resolve_home
@@ -226,6 +226,7 @@ class Worker:
         paths.root.mkdir(parents=True, exist_ok=True)
         if run.run_dir is None:
             self.store.set_run_dir(run.id, paths.root)
+        rundir.write_run_record(paths, run)   # what `doctor --repair` re-imports if the store is lost
         if missing:
             self.say(f"run {run.id}: its directory {paths.root} was missing (deleted?); recreated it")
             self._note(paths, "the run directory was missing (deleted?); recreated it, earlier logs are gone")
@@ -301,6 +302,9 @@ class Worker:
         total = total if isinstance(total, int) and total > 0 else None
 
         def report() -> object:
+            if stage == "eval":   # eval's own count lines in eval.log: scoring, then sample generation
+                counted = progress.last_count_line(paths.eval_log)
+                return lines.update(f"{label}: {counted[0]}", *counted[1:]) if counted else lines.update(label)
             return lines.update(label, (progress.last_step(paths.checkpoint.metrics) or 0) if total else None, total)
 
         report()
@@ -351,10 +355,7 @@ class Worker:
             raise _Failed(f"eval exited with code 0 but {paths.eval_json} scored no shift")
         if not self._holds(run):  # requeued or removed while eval ran: its new owner records
             raise _Interrupted("lost")
-        results = {**report["shifts"], "coherence": report.get("coherence") or {}, **self._sample_columns(run, paths)}
-        results = {shift: {metric: float("nan") if value is None else value for metric, value in metrics.items()
-                           if value is None or isinstance(value, (int, float))}  # coherence may hold more
-                   for shift, metrics in results.items()}
+        results = results_of(report, self._sample_columns(run, paths))
         self._retry(lambda: self.store.record_results(run.id, results, report.get("provenance")), run, "record results")
         return self._end(run, paths, "done", None, 0)
 

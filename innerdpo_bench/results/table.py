@@ -227,6 +227,14 @@ def apply_baseline(rows: list[Row], baseline: Run | Sequence[Run], shift_values:
 # --------------------------------------------------------------------------- sort
 
 
+BEST_FIRST = frozenset({*SHIFTS, "mean"})   # scores: higher is better, so `runs --sort` puts them highest first
+
+
+def best_first(column: str | None) -> bool:
+    """Whether `runs --sort column` lists the highest values first (the scores: a shift, mean) before --reverse."""
+    return column in BEST_FIRST
+
+
 def sort_rows(rows: list[Row], column: str, reverse: bool = False) -> list[Row]:
     """Rows ordered by `column` (ascending, or descending with `reverse`); missing values always last. Numbers
     sort before text when a column holds both (a group's joined values); a baseline row sorts by its zero

@@ -3,7 +3,7 @@ one machine), or a PostgreSQL server every node of a cluster reaches (`--store`,
 
 This package is the only place with SQL: `Store` here, written once for both backends; the dialect seam in
 `sqlite.py` and `postgres.py`; reconnecting and migrating in `database.py`; the schema in `schema.py`; the `Run`
-snapshot in `run.py`.
+snapshot in `run.py`; the writes only `doctor --repair` makes in `repair.py`.
 
 Rules, after optuna's RDB storage: every state change is a compare-and-set inside one transaction; a claim locks
 the run it takes before changing it (SQLite: `BEGIN IMMEDIATE`, the whole file; PostgreSQL: `FOR UPDATE SKIP
@@ -97,7 +97,7 @@ class Store:
         """The run's status; `lock` holds its row until the transaction ends (a server's row lock; SQLite's
         IMMEDIATE transaction already holds the file)."""
         row = con.execute(f"SELECT status FROM runs WHERE id = ?{self._db.row_lock if lock else ''}",
-                          (run_id,)).fetchone()
+                          (run_id,)).fetchone() if 0 < run_id < 2**63 else None   # past a BIGINT: no such run
         if row is None:
             raise UserError(f"no run with id {run_id}")
         return row[0]
@@ -404,7 +404,7 @@ class Store:
 
     def get_run(self, run_id: int) -> Run:
         """One run with its results; UserError if there is none with that id."""
-        runs = self._select_runs("id = ?", (run_id,))
+        runs = self._select_runs("id = ?", (run_id,)) if 0 < run_id < 2**63 else []   # past a BIGINT: no such run
         if not runs:
             raise UserError(f"no run with id {run_id}")
         return runs[0]

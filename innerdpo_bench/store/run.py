@@ -115,3 +115,13 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     """The store's root directory: `home` if given, else $INNERDPO_HOME, else ./innerdpo (made absolute)."""
     chosen = home if home not in (None, "") else (os.environ.get(HOME_ENV) or DEFAULT_HOME)
     return Path(chosen).expanduser().absolute()
+
+
+def no_store_problem(home: Path, path: Path) -> str:
+    """Why a command that needs a store finds none at `home`: a file given as --home, or no store file (a mistyped
+    --home)."""
+    if home.is_file():
+        return f"--home {home} is a file, not a workspace directory; give the directory that holds store.sqlite"
+    return (f"no store at {path}: check --home (or $INNERDPO_HOME), or queue a run first (innerdpo queue add ...) to "
+            "create the workspace")
+

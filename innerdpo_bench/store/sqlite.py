@@ -17,6 +17,7 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.store.failures import sqlite_errors
 from innerdpo_bench.store.integrity import quick_check
 from innerdpo_bench.store.location import StoreURL
+from innerdpo_bench.store.run import no_store_problem
 
 
 class SQLiteBackend:
@@ -34,9 +35,8 @@ class SQLiteBackend:
         self.where = str(self.path)
         self.busy_timeout_s = busy_timeout_s
         self.readonly = readonly
-        if (readonly or not create) and not self.path.is_file():
-            raise UserError(f"no store at {self.path}: check --home (or $INNERDPO_HOME), or queue a run first "
-                            "(innerdpo queue add ...) to create the workspace")
+        if ((readonly or not create) and not self.path.is_file()) or self.path.parent.is_file():
+            raise UserError(no_store_problem(self.path.parent, self.path))
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:

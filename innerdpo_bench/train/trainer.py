@@ -417,8 +417,12 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
         raise
     except BaseException as err:
         if rank == 0:
-            rundir.write_status(run_dir, "failed", error=str(err).splitlines()[0] if str(err) else type(err).__name__)
-            log.error("run failed: %s", err)
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            try:
+                rundir.write_status(run_dir, "failed", error=reason)
+            except OSError as status_error:   # a full disk: the error that got us here is the one to report
+                log.error("cannot mark %s failed (%s)", run_dir / rundir.STATUS, status_error.strerror or status_error)
+            log.error("run failed: %s", reason)
         raise
     finally:
         detach_file_log(handler)
