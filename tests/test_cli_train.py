@@ -51,7 +51,7 @@ def write_jsonl(path, rows):
     (["dpx"], "unknown method 'dpx'. Did you mean 'dpo'?"),
     (["hs-none-InnerDPO", "--align-method", "para_sign"], "unknown --align-method 'para_sign'"),
     (["hs-ether-InnerDPO", "--ether-type", "householder"], "unknown --ether-type"),
-    (["dpo", "--max-steps", "0"], "--max-steps must be at least 1"),
+    (["dpo", "--max-steps", "0"], "--max-steps must be in [1, 10000000], got 0"),
     (["dpo", "--base-model", "./no/such/model"], "base model path ./no/such/model does not exist"),
     (["dpo", "--dataset", "missing.jsonl"], "dataset file missing.jsonl does not exist"),
     (["dpo", "--logp-agg", "median"], "unknown --logp-agg 'median'"),

@@ -95,7 +95,8 @@ def test_the_worker_says_each_stage_of_a_run(home, fake_stage):  # noqa: F811
     queue_worker.Worker(home, None, queue_worker.WorkerOptions(poll_s=0.05, once=True), threading.Event(),
                         say=said.append).loop()
     stages = [line.split("] ", 1)[1] for line in said if LINE.match(line)]
-    assert stages == ["run 1 (dpo): training", "run 1 (dpo): evaluating"], said
+    # the spec holds the whole config (max_steps 500 by default); the fake stage logs no step
+    assert stages == ["run 1 (dpo): training 0/500 (0%)", "run 1 (dpo): evaluating"], said
 
 
 # --------------------------------------------------------------------------- tables in full

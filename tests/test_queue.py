@@ -619,7 +619,7 @@ def test_queue_commands(home):
     (["queue", "add", "dpx"], "unknown method 'dpx'. Did you mean 'dpo'?"),
     (["queue", "add", "dpo", "--seeds", "1,a"], "--seeds takes comma-separated integers"),
     (["queue", "add", "dpo", "--suite", "alpaca_eazy"], "alpaca_eazy"),
-    (["queue", "add", "dpo", "--max-steps", "0"], "--max-steps must be at least 1"),
+    (["queue", "add", "dpo", "--max-steps", "0"], "--max-steps must be in [1, 10000000], got 0"),
     (["queue", "add", "dpo", "--limit", "0"], "--limit must be at least 1, got 0"),
     (["queue", "cancel", "99"], "no run with id 99"),
     (["queue", "retry", "1"], "run 1 is running; only failed or cancelled runs can be retried"),

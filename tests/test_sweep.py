@@ -72,7 +72,7 @@ def test_dry_run_prints_the_runs_and_queues_nothing(home):
     (["dpo", "--grid", "lr=1,2"], "unknown train option 'lr'"),
     (["dpo", "--grid", "seed=1,2"], "seed cannot be a grid axis (use --seeds)"),
     (["--grid", "method=dpo,dpx"], "run 2 of 2 (method=dpx seed 0): unknown method 'dpx'"),
-    (["dpo", "--grid", "max_steps=5,0"], "run 2 of 2 (max_steps=0 seed 0): --max-steps must be at least 1"),
+    (["dpo", "--grid", "max_steps=5,0"], "run 2 of 2 (max_steps=0 seed 0): --max-steps must be in [1, 10000000], got 0"),
 ])
 def test_a_bad_cell_is_rejected_naming_run_and_flag_and_nothing_is_queued(home, args, message):
     invoke("queue", "add-base", "tiny-random", "--home", home)  # a workspace with one run already

@@ -101,7 +101,7 @@ def fill_store(home: Path) -> Path:
             assert run.id == run_id
             run_dir = home / "runs" / str(run_id)
             store.set_run_dir(run_id, run_dir)
-            write_checkpoint(run_dir, run.spec["train"], range(10, 101 if scores else 41, 10), bool(scores))
+            write_checkpoint(run_dir, run.spec.to_json()["train"], range(10, 101 if scores else 41, 10), bool(scores))
             if scores:
                 results = {shift: {"acc": value, "acc_stderr": 0.017, "n": 50}
                            for shift, value in scores.items() if shift != "nll_ratio"}
