@@ -68,10 +68,10 @@ def test_quick_demo_on_real_genies_rows(tmp_path, tiny_model_path):
 def test_default_plan_covers_six_rows():
     plan = DemoPlan.for_model("smollm2-135m", quick=False)
     specs = demo_specs(plan)
-    assert [s["name"] for s in specs] == ["none", *DEMO_METHODS]
-    assert all((s["eval"]["suite"], s["eval"]["limit"]) == ("genies:alpaca_easy", 20) for s in specs)
-    assert {(s["train"]["dataset"], s["train"]["max_steps"], s["train"]["max_length"]) for s in specs[1:]} == {
+    assert [s.name for s in specs] == ["none", *DEMO_METHODS]
+    assert all((s.eval.suite, s.eval.limit) == ("genies:alpaca_easy", 20) for s in specs)
+    assert {(s.train.dataset, s.train.max_steps, s.train.max_length) for s in specs[1:]} == {
         ("genies:alpaca_easy#train", 20, 256)}
-    assert all(s["eval"]["suite"] == "mini" for s in demo_specs(DemoPlan.for_model("smollm2-135m", False, "mini")))
-    assert {s["train"]["dataset"] for s in demo_specs(DemoPlan.for_model("tiny-random", True, "mini"))[1:]} == {
+    assert all(s.eval.suite == "mini" for s in demo_specs(DemoPlan.for_model("smollm2-135m", False, "mini")))
+    assert {s.train.dataset for s in demo_specs(DemoPlan.for_model("tiny-random", True, "mini"))[1:]} == {
         "mini:train"}

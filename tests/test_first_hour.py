@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from innerdpo_bench import hub, progress
 from innerdpo_bench.cli.main import app
+from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.store import Run
 
 runner = CliRunner()
@@ -114,7 +115,7 @@ def test_the_worker_and_the_demo_relay_evaluation_counts_from_eval_log(tmp_path)
     from innerdpo_bench.queue.worker import Worker, WorkerOptions
     from innerdpo_bench.rundir import RunPaths
 
-    run = Run(id=3, name="dpo", kind="train_eval", spec={"train": {"max_steps": 10}}, status="running", priority=3,
+    run = Run(id=3, name="dpo", kind="train_eval", spec=RunSpec.from_json({"name": "dpo", "train": {"max_steps": 10}}), status="running", priority=3,
               created_at=0.0, started_at=0.0, finished_at=None, worker="w", heartbeat_at=0.0, run_dir=str(tmp_path),
               attempts=1, exit_code=None, error=None, cancel_requested=False)
     log = _eval_log(tmp_path)
