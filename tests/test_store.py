@@ -98,7 +98,7 @@ def test_open_refuses_a_store_from_a_newer_version(tmp_path):
 def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing(tmp_path, monkeypatch):
     with Store(tmp_path) as store:
         run_id = store.add_run({"method": "ipo"})
-    good = (*store_module.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN note TEXT",))
+    good = (*store_module.MIGRATIONS, ("ALTER TABLE runs ADD COLUMN future_column TEXT",))
     bad = (*store_module.MIGRATIONS, ("CREATE TABLE half_done (x)", "THIS IS NOT SQL"))
 
     monkeypatch.setattr(store_module, "MIGRATIONS", list(bad))
@@ -113,7 +113,7 @@ def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing
     with Store(tmp_path) as store:
         assert store.get_run(run_id).spec == {"method": "ipo"}
     assert con.execute("PRAGMA user_version").fetchone()[0] == len(good)
-    assert "note" in {row[1] for row in con.execute("PRAGMA table_info(runs)")}
+    assert "future_column" in {row[1] for row in con.execute("PRAGMA table_info(runs)")}
     con.close()
 
 

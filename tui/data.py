@@ -204,9 +204,49 @@ def run_config(run: Run) -> tuple[dict[str, Any], str]:
     return {**flatten(run.spec.get("train", {})), **flatten(spec)}, "spec"
 
 
+# What two runs' configs may differ in without being different experiments: where they log, checkpoint and
+# cache, and the names derived from the rest.
+NOISE = frozenset({"display_name", "output_dir", "report_to", "save_steps", "save_total_limit", "ref_cache",
+                   "save_steps_resolved", "base_model_path", "name", "sweep"})
+
+
+def is_noise(key: str) -> bool:
+    return key in NOISE or key.startswith("versions.")
+
+
 def differing_keys(config: dict[str, Any], baseline: dict[str, Any]) -> set[str]:
-    """Keys whose value differs from the baseline's, or that only one of the two has."""
-    return {key for key in config.keys() | baseline.keys() if config.get(key, ...) != baseline.get(key, ...)}
+    """Keys whose value differs from the baseline's, or that only one of the two has; bookkeeping (`NOISE`) left out."""
+    return {key for key in config.keys() | baseline.keys()
+            if not is_noise(key) and config.get(key, ...) != baseline.get(key, ...)}
+
+
+def comparable_config(run: Run) -> dict[str, Any]:
+    """A run's settings from its spec (train options, then eval.* options), the same source for every run, so two
+    runs compare key by key whatever stage each reached (config.json adds resolved values only a started run has)."""
+    spec = read_spec(run)
+    evaluation = {f"eval.{key}": value for key, value in spec.get("eval", {}).items()}
+    return {**spec.get("train", {}), **evaluation}
+
+
+def read_spec(run: Run) -> dict[str, Any]:
+    """The run's spec as a plain mapping: the one place the dashboard reads `Run.spec` for a diff."""
+    return dict(run.spec) if isinstance(run.spec, dict) else {"train": run.spec.train, "eval": run.spec.eval}
+
+
+def config_diff(run_a: Run, run_b: Run) -> list[tuple[str, str, str]]:
+    """(key, A's value, B's value) for every setting that differs, bookkeeping left out, in key order."""
+    a, b = comparable_config(run_a), comparable_config(run_b)
+    return [(key, value_text(a.get(key)), value_text(b.get(key))) for key in sorted(differing_keys(a, b))]
+
+
+def value_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return str(value)
 
 
 def eval_spec(run: Run) -> dict[str, Any]:

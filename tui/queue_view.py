@@ -114,16 +114,25 @@ class QueueView(Vertical):
         labels = [ColumnSpec(key, Text(label, justify="right" if key in RIGHT else "left"), width=WIDTHS.get(key))
                   for key, label in COLUMNS]
         table.set_columns(labels)
-        if self.runs:
-            self.apply_runs(list(self.runs.values()), self.progress)
+        if self.runs and self.parent is not None and self.parent.display:
+            self.refresh_table()
 
     def apply_runs(self, runs: list[Run], progress: dict[int, Progress]) -> None:
-        if list(self.runs.values()) == runs and progress == self.progress and self.query_one(QueueTable).row_count:
+        """A new snapshot: shown now if the queue is on screen, else when it is (`refresh_table`)."""
+        if list(self.runs.values()) == runs and progress == self.progress and not self._stale:
             return
         self.runs = {run.id: run for run in runs}
         self.progress = progress
+        self._stale = True
+        if self.parent is not None and self.parent.display:
+            self.refresh_table()
+
+    _stale = True
+
+    def refresh_table(self) -> None:
         table = self.query_one(QueueTable)
-        if table.columns:  # else on_mount lays out and shows them
+        if table.columns and self._stale:  # else on_mount lays out and shows them
+            self._stale = False
             table.show(queue_rows(list(self.runs.values()), self.progress))
             self._show_status()
 

@@ -2,9 +2,10 @@
 sweep can be told apart at a glance, e.g. `hs-none-InnerDPO align=logodds α=1`.
 
 Rules (choices the spec leaves open):
-  * only settings that change what is learned count: where the run is set up (base model, dataset, seed,
-    steps, batch sizes, truncation lengths, device, precision, logging, output directory) does not, unless a sweep varies it
-    (`always`), since a sweep's own axes must always show;
+  * only settings that change the experiment count: the data (dataset, as its file name for a path, and a row
+    limit) does, last; where the run is set up (base model, seed, steps, batch sizes, truncation lengths, device,
+    precision, logging) does not, unless a sweep varies it (`always`), since a sweep's own axes must always show;
+    bookkeeping (`config.BOOKKEEPING`: output directory, trackers, checkpoints, reference cache) never does;
   * a setting counts only where the method uses it: the hidden-term settings for InnerDPO, `ether_*` for the
     ether transform, `supr_tau` for supr, `topk_dims` for `pars_rat_topk`, `learned_sign_lr` for
     `learned_sign`, β except for SimPER, label smoothing for a dpo output term, the trust-region form only
@@ -19,15 +20,16 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.config import BOOKKEEPING, TrainConfig
 from innerdpo_bench.methods.catalog import resolve_method
 
 LABELS = {"align_method": "align", "alpha": "α", "beta": "β", "beta_h": "β_h", "learning_rate": "lr",
           "output_loss": "out", "trust_region": "trust", "trust_region_form": "trust_form",
           "layer_reduce": "reduce", "topk_dims": "topk", "nll_weight": "nll", "logp_agg": "agg",
           "ether_type": "ether", "ether_blocks": "ether_blocks", "ether_reduction": "ether_r",
-          "label_smoothing": "ε", "warmup_ratio": "warmup", "weight_decay": "wd", "max_grad_norm": "clip"}
-SETUP = frozenset({"method", "base_model", "dataset", "max_rows", "seed", "output_dir", "max_steps", "device",
+          "label_smoothing": "ε", "warmup_ratio": "warmup", "weight_decay": "wd", "max_grad_norm": "clip",
+          "dataset": "data", "max_rows": "rows"}
+SETUP = frozenset({"method", "base_model", "seed", "output_dir", "max_steps", "device",
                    "precision", "logging_steps", "gradient_checkpointing", "pack_prompt", "batch_size",
                    "effective_batch", "max_length", "max_prompt_length"})
 HIDDEN_TERM = frozenset({"alpha", "beta_h", "align_method", "layers", "layer_reduce", "trust_region",
@@ -35,6 +37,7 @@ HIDDEN_TERM = frozenset({"alpha", "beta_h", "align_method", "layers", "layer_red
                          "topk_dims", "learned_sign_lr", "ether_type", "ether_blocks", "ether_reduction",
                          "supr_tau"})
 FIRST = ("align_method", "alpha")
+LAST = ("dataset", "max_rows")   # the data: what most often differs between workspaces, not between a sweep's runs
 FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 
 
@@ -58,6 +61,10 @@ def applies(key: str, train: Mapping[str, Any]) -> bool:
 
 def _label(key: str, value: Any) -> str:
     label = LABELS.get(key, key)
+    if key == "dataset" and isinstance(value, str) and ("/" in value or value.endswith((".json", ".jsonl", ".parquet"))):
+        from pathlib import PurePath
+
+        value = PurePath(value).name if PurePath(value).suffix else value   # a file: its name; a hub id as given
     if isinstance(value, bool):
         return label if value else f"no-{label}"
     if isinstance(value, float):
@@ -71,10 +78,11 @@ def differing(train: Mapping[str, Any], always: Iterable[str] = ()) -> list[str]
     defaults = dataclasses.asdict(TrainConfig(method=method.name))
     always = set(always) - {"method", "seed"}
     shown = []
-    for key in (*FIRST, *(key for key in FIELDS if key not in FIRST)):
+    for key in (*FIRST, *(key for key in FIELDS if key not in FIRST + LAST), *LAST):
         if key not in train:
             continue
-        if key in always or (key not in SETUP and applies(key, train) and train[key] != defaults[key]):
+        if key in always or (key not in SETUP and key not in BOOKKEEPING and applies(key, train)
+                             and train[key] != defaults[key]):
             shown.append(key)
     return shown
 

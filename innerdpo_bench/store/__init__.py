@@ -152,29 +152,38 @@ class Store:
 
     # --- queue ------------------------------------------------------------------------------------
 
-    def add_run(self, spec: dict[str, Any], kind: str = "train_eval", name: str | None = None) -> int:
+    def add_run(self, spec: dict[str, Any], kind: str = "train_eval", name: str | None = None, **notes: Any) -> int:
         """Queue one run and return its id. `name` defaults to spec["name"], else spec["method"]."""
-        return self.add_runs([spec], kind=kind, name=name)[0]
+        return self.add_runs([spec], kind=kind, name=name, **notes)[0]
 
-    def add_runs(self, specs: Iterable[dict[str, Any]], kind: str = "train_eval", name: str | None = None) -> list[int]:
+    def add_runs(self, specs: Iterable[dict[str, Any]], kind: str = "train_eval", name: str | None = None,
+                 tags: Iterable[str] = (), note: str = "") -> list[int]:
         """Queue several runs in one transaction (a sweep is queued whole or not at all); their ids, in order.
-
-        Each run's priority starts as its id, so the queue is FIFO until `move` reorders it.
-        """
+        Each run's priority starts as its id, so the queue is FIFO until `move` reorders it."""
         if kind not in KINDS:
             raise unknown_choice("run kind", kind, KINDS)
-        now = self._clock()
-        ids = []
+        now, ids, labels = self._clock(), [], json.dumps(list(dict.fromkeys(tags)))
         with self._transaction() as con:
             for spec in specs:
                 display_name = name or spec.get("name") or spec.get("method") or "run"
                 cursor = con.execute(
-                    "INSERT INTO runs (name, kind, spec, status, priority, created_at) VALUES (?, ?, ?, 'queued', 0, ?)",
-                    (str(display_name), kind, json.dumps(spec, sort_keys=True), now),
+                    "INSERT INTO runs (name, kind, spec, status, priority, created_at, tags, note) "
+                    "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
+                    (str(display_name), kind, json.dumps(spec, sort_keys=True), now, labels, note),
                 )
                 con.execute("UPDATE runs SET priority = id WHERE id = ?", (cursor.lastrowid,))
                 ids.append(cursor.lastrowid)
         return ids
+
+    def annotate(self, run_id: int, *, name: str | None = None, tags: Iterable[str] | None = None,
+                 note: str | None = None) -> None:
+        """Set a run's name, tags (replacing them) and note, whatever its status; None leaves a field as it is."""
+        with self._transaction() as con:
+            self._status_of(con, run_id)
+            for column, value in (("name", name), ("tags", None if tags is None else json.dumps(list(dict.fromkeys(
+                    tags)))), ("note", note)):
+                if value is not None:
+                    con.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, run_id))
 
     def claim_next(self, worker: str) -> Run | None:
         """Move the queued run with the lowest (priority, id) to running, held by `worker`; None if none.
@@ -396,16 +405,14 @@ class Store:
 
     def get_run(self, run_id: int) -> Run:
         """One run with its results; UserError if there is none with that id."""
-        runs = self._select_runs("id = ?", (run_id,))
-        if not runs:
-            raise UserError(f"no run with id {run_id}")
-        return runs[0]
+        for run in self._select_runs("id = ?", (run_id,)):
+            return run
+        raise UserError(f"no run with id {run_id}")
 
     def list_runs(self, status: str | Iterable[str] | None = None) -> list[Run]:
         """All runs (or those with the given status or statuses) by id, with results attached.
 
-        Two queries in one read snapshot: the runs, then all their results at once (not one per run).
-        """
+        Two queries in one read snapshot: the runs, then all their results at once (not one per run)."""
         if status is None:
             return self._select_runs(None, ())
         wanted = [status] if isinstance(status, str) else list(status)
