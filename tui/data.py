@@ -42,12 +42,16 @@ class Progress:
 
     @property
     def eval_text(self) -> str:
-        """"eval" and, once eval.log has a count, the pass and its share: "eval base 30%"."""
+        """"eval" and, once eval.log has a count, the pass, whose model and how far: "scoring base 30%",
+        "samples adapter 2/12"."""
         if self.scoring is None:
             return "eval"
         stage, done, total = self.scoring
+        if stage.startswith("generating samples with the "):
+            who = stage.removeprefix("generating samples with the ").removesuffix(" model")
+            return f"samples {who} {min(done, total)}/{total}"
         who = stage.removeprefix("scoring with the ").removesuffix(" model")
-        return f"eval {who} {min(done, total) / total:.0%}" if total else "eval"
+        return f"scoring {who} {min(done, total) / total:.0%}" if total else "eval"
 
     @property
     def fraction(self) -> float | None:
@@ -96,7 +100,10 @@ def progress_of(run: Run, now: float) -> Progress:
         return Progress("eval", None, max_steps, elapsed, scoring=_scoring(run))
     if rundir.read_status(checkpoint.root).get("state") == "complete":
         return Progress("eval", max_steps, max_steps, elapsed, scoring=_scoring(run))
-    record = last_metrics_record(checkpoint.metrics)
+    beat = rundir.read_progress(checkpoint.root)
+    if beat is not None:
+        return progress_from_beat(beat, max_steps, elapsed, now)
+    record = last_metrics_record(checkpoint.metrics)   # a run trained before heartbeats
     step = int(record["step"]) if record is not None else None
     first = first_metrics_record(checkpoint.metrics) if record is not None else None
     last_time, first_time = _record_time(record), _record_time(first)
@@ -109,6 +116,18 @@ def progress_of(run: Run, now: float) -> Progress:
     else:  # one record so far, or one written before records had a time: the time since the run started
         eta = elapsed / step * max(0, max_steps - step) if step and max_steps and elapsed is not None else None
     return Progress("train", step, max_steps, elapsed, eta)
+
+
+def progress_from_beat(beat: dict[str, Any], max_steps: int | None, elapsed: float | None, now: float) -> Progress:
+    """Training progress from its per-step heartbeat (progress.json): the step, and the ETA from the recent step
+    rate (seconds per step over the last steps) times the steps left, less the time since the beat (at most one
+    step's: a slow step does not make the ETA 0)."""
+    step, total = beat["step"], beat.get("max_steps") or max_steps
+    step_s, at = beat.get("step_s"), beat.get("time")
+    eta = None
+    if isinstance(step_s, (int, float)) and isinstance(at, (int, float)) and total:
+        eta = max(0.0, max(0, total - step) * step_s - min(max(0.0, now - at), step_s))
+    return Progress("train", step, total, elapsed, eta)
 
 
 def _scoring(run: Run) -> tuple[str, int, int] | None:

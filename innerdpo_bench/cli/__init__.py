@@ -3,7 +3,7 @@
     app.py     the typer app, consoles, error handling, the options commands share
     train.py   train, methods, demo          eval.py    eval, tasks-path
     queue.py   queue add/ls/..., worker       runs.py    runs (the results table)
-    stats.py   rescore, compare, transfer, plot
+    stats.py   rescore, compare, transfer   plot.py    plot (charts.py: its line plots)
     gate.py    gate                          tui.py     tui
     main.py    imports every command module onto `app`; `main()` is the console script
 

@@ -9,7 +9,8 @@ import innerdpo_bench.cli.models  # noqa: F401  models path
 import innerdpo_bench.cli.samples  # noqa: F401  samples
 import innerdpo_bench.cli.queue  # noqa: F401  queue ..., worker
 import innerdpo_bench.cli.runs  # noqa: F401  runs
-import innerdpo_bench.cli.stats  # noqa: F401  rescore, compare, transfer, plot
+import innerdpo_bench.cli.stats  # noqa: F401  rescore, compare, transfer
+import innerdpo_bench.cli.plot  # noqa: F401  plot
 import innerdpo_bench.cli.gate  # noqa: F401  gate
 import innerdpo_bench.cli.tui  # noqa: F401  tui
 import innerdpo_bench.cli.doctor  # noqa: F401  doctor
