@@ -532,7 +532,8 @@ async def test_detail_screen_config_diff_curves_results_log_and_keys(home):
         highlighted = [row.key.value for row in config.ordered_rows if config.get_cell(row.key, "key").plain[0] == "≠"]
         assert set(highlighted) == {"method", "align_method"}   # only what differs from run 1's config
         assert config.get_cell("method", "value").plain == "hs-none-InnerDPO"
-        assert screen.query_one("#loss-curve").data == [0.66, 0.62, 0.58, 0.54]
+        chart = screen.query_one("#detail-chart")
+        assert chart.lines == [("loss", [10, 20, 30, 40], [0.66, 0.62, 0.58, 0.54])]   # metrics.jsonl's, with axes
         assert "(step 40)" in screen.curve_labels["loss"]
         log = screen.query_one("#log")
         assert log.lines[-1] == "step 40 loss=0.540"

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import cells, table
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui import view as view_model
@@ -20,7 +21,7 @@ from innerdpo_bench.tui.runs_actions import RunsActions
 # Full header names need this many columns; narrower terminals get in_dom, diff, moral, orth.
 WIDE_LAYOUT_COLUMNS = 170
 COMPACT_BELOW = 120         # narrower: shift cells leave out a group's ± std so that all four shifts fit 80 columns
-NAME_MIN = 14               # the name column is never cut narrower than this
+NAME_MIN = 12               # the name column is never cut narrower than this (80 columns: all four shifts show)
 
 
 class RunsTable(KeyedTable):
@@ -107,7 +108,7 @@ class RunsView(RunsActions, Vertical):
         """Write the view state to the workspace when it changed (best effort: a read-only one forgets)."""
         from innerdpo_bench.results import views as viewprefs
 
-        data = self.state.to_json()
+        data = {key: value for key, value in self.state.to_json().items() if key != "marked"}  # marks: this session
         home = getattr(self.app, "home", None)
         if home is not None and data != self._saved:
             viewprefs.save(home, "tui", data)
@@ -189,8 +190,11 @@ class RunsView(RunsActions, Vertical):
             label = view_model.header_label(column, self.view, short=not self.wide, sort="", reverse=False)
             return max([label.cell_len, *(view_model.cell_text(row, column, self.view, self.compact).cell_len
                                           for row in sample)]) + 2
-        longest = max(Text(str(row.values.get("name") or "")).cell_len for row in self.view.rows)
-        others = 1 + 2 + sum(width(column) for column in shown if column != "name")
+        longest = max(view_model.cell_text(row, "name", self.view, self.compact).cell_len for row in sample)
+        # Priority: the run, its name and the four shifts fit the width; the columns after them may scroll.
+        first = shown[:shown.index("name")] + tuple(column for column in shown if column in SHIFTS)
+        others = 1 + 2 + sum(width(column) for column in shown if column != "name" and (
+            self.wide or column in first))
         room = self.app.size.width - 2 - others - 2
         return None if room >= longest else max(NAME_MIN, room)
 

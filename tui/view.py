@@ -37,6 +37,7 @@ class ViewTable(table.Table):
     shown: tuple[str, ...] = COLUMNS
     pinned: frozenset[int] = frozenset()
     marked: frozenset[int] = frozenset()
+    common: frozenset[str] = frozenset()   # name parts every row's name has after its method (compact names drop them)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -150,7 +151,23 @@ def build_view(runs: list[Run], state: ViewState) -> ViewTable:
     rows = [row for row in made.rows if is_pinned(row, pinned)] + [row for row in made.rows if not is_pinned(row, pinned)]
     return ViewTable(rows, grouped=made.grouped, baseline=made.baseline, baseline_ids=made.baseline_ids,
                      group_keys=made.group_keys, metric=made.metric, shown=shown, pinned=pinned,
-                     marked=frozenset(state.marked))
+                     marked=frozenset(state.marked), common=common_parts(rows))
+
+
+def common_parts(rows: list[table.Row]) -> frozenset[str]:
+    """The `key=value` parts that every multi-part name of the rows has (`data=mini:in_domain` in a sweep on one
+    dataset): they tell no row apart, so a narrow terminal leaves them out of the name column."""
+    parts = [set(str(row.values.get("name") or "").split()[1:]) for row in rows]
+    parts = [found for found in parts if found]
+    return frozenset(set.intersection(*parts)) if parts else frozenset()
+
+
+def short_name(name: str, common: frozenset[str]) -> str:
+    """A name for a narrow terminal: the method without its `-InnerDPO` family suffix, the parts every row shares
+    left out (`hs-none-InnerDPO align=logodds α=1 data=mini:in_domain` → `hs-none align=logodds α=1`). Exports and
+    the status line keep the full name."""
+    method, *rest = name.split(" ") or [""]
+    return " ".join([method.removesuffix("-InnerDPO"), *(part for part in rest if part not in common)])
 
 
 def is_pinned(row: table.Row, pinned: Iterable[int]) -> bool:
@@ -192,6 +209,8 @@ def cell_text(row: table.Row, column: str, view: ViewTable, compact: bool = Fals
     leaves a group's ± std out of the shift cells and writes the marks short (ns, ?, k/n), so that all four
     shifts fit 80 columns (the std stays in the exports and the detail screen)."""
     plain = table.cell(row, column, view)
+    if compact and column == "name":
+        plain = short_name(plain, view.common)
     if compact and column in SHIFTS:
         plain = _STD.sub("", plain).replace(" (ns)", " ns").replace(" (?)", " ?")
         plain = re.sub(r" \((\d+/\d+)\)", r" \1", plain)
