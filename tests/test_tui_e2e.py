@@ -162,3 +162,32 @@ def test_the_detail_screen_follows_a_running_training_log_in_a_real_terminal(tmp
         assert "EXIT=0" in tmux.wait_for(lambda text: "EXIT=" in text, "the dashboard to exit")
     finally:
         tmux.kill()
+
+
+def test_a_sweep_workspace_in_a_real_terminal_marks_two_runs_and_opens_curves_and_compare(tmp_path: Path):
+    """Issue 32's done-when, under tmux: every run told apart by its name, two runs marked with space, their curves
+    overlaid (l), then compared (c) with the paired statistics and the two-sided config diff."""
+    from sweep_workspace import build
+
+    home = build(tmp_path / "home")
+    tmux = Tmux()
+    try:
+        tmux.start_tui(home, 100, 30)
+        screen = tmux.wait_for(lambda text: "align=logodds α=1" in text and "align=para_signed α=0.1" in text,
+                               "the sweep's names")
+        for key in ("j", "space", "j", "j", "j", "j", "j", "j", "space"):   # runs 2 and 8
+            tmux("send-keys", "-t", "tui", key)
+        tmux.wait_for(lambda text: "2 marked" in text, "two marked runs")
+        tmux("send-keys", "-t", "tui", "l")
+        screen = tmux.wait_for(lambda text: "curves of 2 run(s)" in text and "step" in text and "┤" in text,
+                               "the curves chart")
+        assert "2 hs-none-InnerDPO" in screen and "8 hs-none-InnerDPO" in screen     # the legend names both
+        tmux("send-keys", "-t", "tui", "Escape")
+        tmux.wait_for(lambda text: "2 marked" in text, "back on the runs")
+        tmux("send-keys", "-t", "tui", "c")
+        screen = tmux.wait_for(lambda text: "p McNemar" in text and "+0.175" in text, "the comparison")
+        assert "alpha" in screen and "para_signed" in screen and "logodds" in screen   # both sides of the diff
+        tmux("send-keys", "-t", "tui", "q")
+        assert "EXIT=0" in tmux.wait_for(lambda text: "EXIT=" in text, "the dashboard to exit")
+    finally:
+        tmux.kill()

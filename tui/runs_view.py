@@ -152,13 +152,20 @@ class RunsView(RunsActions, Vertical):
         if view.shown != self._laid_out or first:  # a column was added, removed or moved
             self._set_columns(view.shown)
         token = (view.baseline, view.shown, view.pinned, view.marked, view.grouped, self.compact)
-        rows = [(view_model.row_key(row), view_model.signature(row, token),
-                 lambda row=row: {"mark": view_model.marker(row, view), **view_model.row_cells(row, view, self.compact)})
+        token = (*token, self._name_width)
+        rows = [(view_model.row_key(row), view_model.signature(row, token), lambda row=row: self._cells(row, view))
                 for row in view.rows]
         self.table.relabel(self._labels())
         self.table.show(rows, cursor_key)
         self._show_status()
+        self.call_after_refresh(self._show_status)   # the scroll hint needs the laid-out widths
         self._remember()
+
+    def _cells(self, row, view: view_model.ViewTable) -> dict[str, Text]:
+        cells = {"mark": view_model.marker(row, view), **view_model.row_cells(row, view, self.compact)}
+        if self._name_width and "name" in cells and cells["name"].cell_len > self._name_width:
+            cells["name"].truncate(self._name_width, overflow="ellipsis")   # cut names end in …
+        return cells
 
     def _labels(self) -> dict[str, Text]:
         return {column: view_model.header_label(column, self.view, short=not self.wide, sort=self.state.sort,
