@@ -372,3 +372,45 @@ def test_snapshot_sweep_workspace(workspace, hermetic, snap_compare, size):
 
     assert snap_compare(InnerDPOApp(workspace, poll_s=60.0, clock=lambda: NOW, theme="textual-dark"),
                         run_before=run_before, terminal_size=size)
+
+
+# --------------------------------------------------------------------------- small items (issue 32, point 8)
+
+
+def test_snake_case_flags_mean_their_kebab_case_flags_and_help_keeps_brackets():
+    from innerdpo_bench.cli.main import normalise_flags
+
+    assert normalise_flags(["queue", "add", "dpo", "--learning_rate", "1e-4", "--grid", "learning_rate=1e-4,2e-4",
+                            "--max_steps=5", "--", "--not_a_flag"]) == [
+        "queue", "add", "dpo", "--learning-rate", "1e-4", "--grid", "learning_rate=1e-4,2e-4", "--max-steps=5", "--",
+        "--not_a_flag"]
+    help_text = " ".join(invoke("train", "--help").split())
+    assert "innerdpo-bench[tensorboard]" in help_text.replace("│ ", "").replace(" │", "")
+
+
+def test_a_retried_runs_elapsed_time_counts_every_attempts_training(fresh):
+    """Run 2 trained 300 s (metrics.jsonl elapsed_s) but its last claim lasted 316 s after a retry took 20 s: the
+    elapsed time is the larger, training over both attempts, once it was claimed more than once."""
+    import sqlite3
+
+    with Store(fresh) as store:
+        run = store.get_run(2)
+    assert progress_of(run, NOW).elapsed_s == 316.0                      # one claim: its wall time
+    con = sqlite3.connect(fresh / "store.sqlite")
+    con.execute("UPDATE runs SET claims = 2, started_at = finished_at - 20 WHERE id = 2")
+    con.commit()
+    con.close()
+    with Store(fresh) as store:
+        run = store.get_run(2)
+    assert progress_of(run, NOW).elapsed_s == 300.0                      # 20 steps x 15 s, over both attempts
+
+
+def test_the_eval_stage_says_which_pass_and_how_far(tmp_path, monkeypatch, capfd):
+    from innerdpo_bench.evaluation.evaluate import quiet_git_hash
+    from innerdpo_bench.tui.data import Progress
+
+    assert Progress("eval", scoring=("scoring with the base model", 30, 100)).eval_text == "scoring base 30%"
+    assert Progress("eval", scoring=("generating samples with the adapter", 3, 12)).eval_text == "samples adapter 3/12"
+    monkeypatch.chdir(tmp_path)                                           # no repository here: None, and silent
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert quiet_git_hash() is None and "fatal" not in capfd.readouterr().err

@@ -91,6 +91,8 @@ def progress_of(run: Run, now: float) -> Progress:
         return Progress("queued", None, max_steps)
     if run.status != "running":
         elapsed = run.finished_at - run.started_at if run.finished_at and run.started_at else None
+        if run.claims > 1 and elapsed is not None:
+            elapsed = max(elapsed, _training_seconds(run) or 0.0)   # a retried run: every attempt's training
         return Progress(run.status, max_steps if run.status == "done" else None, max_steps, elapsed)
     elapsed = max(0.0, now - run.started_at) if run.started_at else None
     checkpoint = checkpoint_paths(run)
@@ -124,10 +126,22 @@ def progress_from_beat(beat: dict[str, Any], max_steps: int | None, elapsed: flo
     step's: a slow step does not make the ETA 0)."""
     step, total = beat["step"], beat.get("max_steps") or max_steps
     step_s, at = beat.get("step_s"), beat.get("time")
+    if isinstance(beat.get("elapsed_s"), (int, float)) and elapsed is not None:
+        elapsed = max(elapsed, float(beat["elapsed_s"]))   # a resumed run: the earlier attempts' training too
     eta = None
     if isinstance(step_s, (int, float)) and isinstance(at, (int, float)) and total:
         eta = max(0.0, max(0, total - step) * step_s - min(max(0.0, now - at), step_s))
     return Progress("train", step, total, elapsed, eta)
+
+
+def _training_seconds(run: Run) -> float | None:
+    """Training seconds over all of a run's attempts (metrics.jsonl's last `elapsed_s`, which a resumed attempt
+    continues): a retried run's last claim alone misses the earlier attempts."""
+    from innerdpo_bench.results.summaries import last_record
+
+    record = last_record(run)
+    value = record.get("elapsed_s") if record is not None else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _scoring(run: Run) -> tuple[str, int, int] | None:

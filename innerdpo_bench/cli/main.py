@@ -19,8 +19,23 @@ import innerdpo_bench.cli.cache  # noqa: F401  cache ls, cache clear
 from innerdpo_bench.cli.app import app
 
 
+def normalise_flags(argv: list[str]) -> list[str]:
+    """`--learning_rate 1e-4` as `--learning-rate 1e-4`: an option's name in snake_case (as `--grid learning_rate=...`,
+    a sweep file and a config file spell it) means its kebab-case flag. Values are left alone."""
+    out = []
+    for arg in argv:
+        if arg == "--":
+            out += argv[len(out):]
+            break
+        name, equals, value = arg.partition("=")
+        out.append(name.replace("_", "-") + equals + value if arg.startswith("--") and "_" in name else arg)
+    return out
+
+
 def main() -> None:
-    app()
+    import sys
+
+    app(args=normalise_flags(sys.argv[1:]))
 
 
 if __name__ == "__main__":

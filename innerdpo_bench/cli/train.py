@@ -19,10 +19,12 @@ from innerdpo_bench.errors import UserError
 
 def config_parameters() -> list[inspect.Parameter]:
     """typer options generated from TrainConfig's fields, so flags and help text live in one place."""
+    from rich.markup import escape
+
     hints = typing.get_type_hints(TrainConfig)
     params = []
     for field in dataclasses.fields(TrainConfig):
-        meta = field.metadata
+        meta = {**field.metadata, "help": escape(field.metadata["help"])}   # `[tensorboard]` is text, not markup
         if field.name == "method":
             option = typer.Argument(..., help=meta["help"], show_default=False)
         elif hints[field.name] is bool:
