@@ -60,6 +60,9 @@ class MainScreen(Screen):
 
     AUTO_FOCUS = "#runs-table"
 
+    def on_mount(self) -> None:
+        self.app.views_mounted()
+
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "queue":
@@ -155,6 +158,9 @@ class InnerDPOApp(App):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._poll_finished()
+        self._apply(message)
+
+    def _apply(self, message: SnapshotReady) -> None:
         snapshot = self.snapshot = message.snapshot
         if self.poll_error is not None:
             self.poll_error = None
@@ -169,7 +175,18 @@ class InnerDPOApp(App):
                     screen.apply_run(by_id[screen.run.id], snapshot.progress.get(screen.run.id),
                                      runs_view.baseline_run())
         except NoMatches:
-            pass  # a poll that lands while the app shuts down, after its widgets are gone
+            # Before the views are mounted (a fast first read on a busy machine), the snapshot waits for them: dropped,
+            # the first paint waited a whole poll interval. After they are gone (shutting down), it is dropped.
+            if not self.main_screen.is_mounted:
+                self._early = message
+
+    _early: SnapshotReady | None = None
+
+    def views_mounted(self) -> None:
+        """MainScreen is up: show a snapshot that arrived before it."""
+        early, self._early = self._early, None
+        if early is not None:
+            self._apply(early)
 
     def on_poll_failed(self, message: PollFailed) -> None:
         if message.corrupt is not None:

@@ -149,8 +149,8 @@ class RunsView(RunsActions, Vertical):
             return
         first = self.view is None
         self.view = view
-        if view.shown != self._laid_out or first:  # a column was added, removed or moved
-            self._set_columns(view.shown)
+        if view.shown != self._laid_out or first or self._fit_name(view.shown) != self._name_width:
+            self._set_columns(view.shown)   # a column was added, removed or moved, or the name needs another width
         token = (view.baseline, view.shown, view.pinned, view.marked, view.grouped, self.compact)
         token = (*token, self._name_width)
         rows = [(view_model.row_key(row), view_model.signature(row, token), lambda row=row: self._cells(row, view))
