@@ -1,4 +1,5 @@
-"""`innerdpo tui` end to end in a real terminal (tmux): live rows from another process, a sort key, quit.
+"""`innerdpo tui` end to end in a real terminal (tmux): live rows from another process, a sort key, quit; a sweep
+workspace's curves and compare views.
 
 A background process plays the worker: it claims the queued runs and records their results through the
 Store API (training itself is tested elsewhere). The test reads the screen with `tmux capture-pane`,
@@ -100,9 +101,9 @@ def test_tui_shows_rows_as_they_land_sorts_on_a_key_and_quits(tmp_path: Path):
             assert writer.wait(timeout=30) == 0
         assert row_order(screen) == [1, 2, 3]           # landed in place, still in id order
 
-        tmux("send-keys", "-t", "tui", "s")              # sort: id → method
-        tmux.wait_for(lambda text: "method▲" in text, "the method sort")
-        tmux("send-keys", "-t", "tui", "s")              # → in_domain, best first
+        tmux("send-keys", "-t", "tui", ">")              # sort: id → name
+        tmux.wait_for(lambda text: "name▲" in text, "the name sort")
+        tmux("send-keys", "-t", "tui", ">")              # → in_domain, best first
         # The header can be repainted a frame before the rows: wait for both, then check the order.
         best_first = sorted(SCORES, key=SCORES.get, reverse=True)
         assert best_first == [2, 3, 1]

@@ -83,8 +83,8 @@ def run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
     spec, problem = _parse_spec(row[0], row[3])
     if problem is not None:
         raise UserError(problem)
-    return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16], tuple(json.loads(row[17] or "[]")),
-               row[18] or "")
+    tags = () if row[17] in (None, "", "[]") else tuple(json.loads(row[17]))   # most runs have none: no parse
+    return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16], tags, row[18] or "")
 
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
