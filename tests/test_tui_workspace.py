@@ -302,11 +302,9 @@ async def test_a_view_saved_in_the_dashboard_is_what_runs_view_prints(fresh):
     assert "final_loss" not in plain[0] and "in_domain" in plain[0]      # --columns/--view never stick
 
 
-def test_grouping_keeps_runs_on_different_data_apart(workspace, tmp_path):
-    import shutil
-
-    home = tmp_path / "home"
-    shutil.copytree(workspace, home)
+@pilot_test
+async def test_grouping_keeps_runs_on_different_data_apart(fresh):
+    home = fresh
     with Store(home) as store:
         run_id = store.add_run({"name": "dpo data=custom.jsonl", "train": {"method": "dpo", "seed": 1,
                                 "dataset": "/data/custom.jsonl", "base_model": "tiny-random", "max_steps": 20},
@@ -318,6 +316,16 @@ def test_grouping_keeps_runs_on_different_data_apart(workspace, tmp_path):
                                                   "method:dpo", "--format", "csv", "--home", home))))
     assert sorted((row["name"], row["n"], row["in_domain"]) for row in rows) == [
         ("dpo data=custom.jsonl", "1", "0.9"), ("dpo data=mini:in_domain", "2", "0.625")]
+    app = make(home)                                     # the dashboard's g: the same two rows, told apart
+    async with app.run_test(size=(160, 45)) as pilot:
+        await ready(pilot, rows=18)
+        app.runs_view.set_filter("method:dpo")
+        app.runs_view.state.group_by = ("align_method", "alpha")
+        app.runs_view.refresh_rows()
+        await wait_for(pilot, lambda: runs_table(app).row_count == 2, what="two groups")
+        table = runs_table(app)
+        assert sorted(table.get_cell(key, "name").plain for key in table.keys_in_order()) == [
+            "dpo data=custom.jsonl", "dpo data=mini:in_domain"]
 
 
 # --------------------------------------------------------------------------- 7. layout and keys
