@@ -65,13 +65,13 @@ def build(home: Path) -> Path:
             clock[0] = T0 + 60 * index
             if kind == "eval":
                 spec = {"name": "none", "eval": {"checkpoint": "tiny-random", **EVAL}}
-                run_id = store.add_run(spec, kind="eval")
+                store.add_run(spec, kind="eval")
             else:
                 train = {**BASE, **train}
                 name = display_name(train, always=GRID if kind == "sweep" else ())
                 spec = {"name": name, "train": train, "eval": EVAL, "sweep": "0612-1030-a3" if kind == "sweep"
                         else "0612-1100-b7"}
-                run_id = store.add_run(spec, tags=["sweep-a"] if kind == "sweep" else [])
+                store.add_run(spec, tags=["sweep-a"] if kind == "sweep" else [])
         for index, (kind, train, fate) in enumerate(runs, start=1):
             if fate == "queued":
                 continue

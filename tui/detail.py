@@ -23,11 +23,11 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import scoring, textstats
 from innerdpo_bench.evaluation.samplefile import read_samples, samples_path_for
 from innerdpo_bench.evaluation.suites import SHIFTS
-from innerdpo_bench.store import Run
 from innerdpo_bench.results.curves import CURVE_HELP, parse_series
+from innerdpo_bench.store import Run
 from innerdpo_bench.tui.charts import Chart, available_metrics
-from innerdpo_bench.tui.data import (FileFollower, Progress, checkpoint_paths, default_log, differing_keys,
-                                     format_duration, log_paths, parse_metrics, run_config)
+from innerdpo_bench.tui.data import (FileFollower, Progress, checkpoint_paths, comparable_config, config_diff,
+                                     default_log, format_duration, log_paths, parse_metrics, run_config)
 from innerdpo_bench.tui.messages import LogLines, MetricsRecords
 from innerdpo_bench.tui.view import SHORT_HEADERS, STATUS_STYLES
 
@@ -211,7 +211,11 @@ class RunDetailScreen(Screen):
         differ: set[str] = set()
         title = "config" if self._config_from_file else "config (queued spec)"
         if self.baseline is not None and self.baseline.id != self.run.id:
-            differ = differing_keys(config, run_config(self.baseline)[0])
+            # what differs in the two runs' settings (the same source for both, bookkeeping left out), not in
+            # whatever each one's pane shows: a failed run's config.json lacks the eval options a queued spec has
+            differ = {key for key, _, _ in config_diff(self.run, self.baseline)}
+            mine = comparable_config(self.run)
+            config = {**config, **{key: mine.get(key) for key in differ if key not in config}}
             title += f" · {len(differ)} ≠ run {self.baseline.id}"
         self.query_one("#config-title", Static).update(title)
         table = self.query_one("#config-table", DataTable)
