@@ -39,10 +39,9 @@ class Chart(PlotextPlot):
         for index, (label, xs, ys) in enumerate(lines):
             if not xs:
                 continue
+            plt.plot(xs, ys, label=label, marker="braille")
             if errors is not None and any(errors[index]):
-                plt.error(xs, ys, yerr=errors[index], label=label)
-            else:
-                plt.plot(xs, ys, label=label, marker="braille")
+                plt.error(xs, ys, yerr=errors[index])   # the bars over the line: ± std over seeds
         plt.title(title)
         plt.xlabel(xlabel)
         if ylabel:

@@ -163,11 +163,12 @@ def common_parts(rows: list[table.Row]) -> frozenset[str]:
 
 
 def short_name(name: str, common: frozenset[str]) -> str:
-    """A name for a narrow terminal: the method without its `-InnerDPO` family suffix, the parts every row shares
-    left out (`hs-none-InnerDPO align=logodds α=1 data=mini:in_domain` → `hs-none align=logodds α=1`). Exports and
-    the status line keep the full name."""
+    """A name for a narrow terminal: the method without its `-InnerDPO` family suffix, the align method by its name
+    alone (they are distinct words), the parts every row shares left out (`hs-none-InnerDPO align=logodds α=1
+    data=mini:in_domain` → `hs-none logodds α=1`). Exports and the status line keep the full name."""
     method, *rest = name.split(" ") or [""]
-    return " ".join([method.removesuffix("-InnerDPO"), *(part for part in rest if part not in common)])
+    return " ".join([method.removesuffix("-InnerDPO"),
+                     *(part.removeprefix("align=") for part in rest if part not in common)])
 
 
 def is_pinned(row: table.Row, pinned: Iterable[int]) -> bool:

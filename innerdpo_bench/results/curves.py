@@ -16,6 +16,7 @@ CURVE_HELP = {"loss": "training loss", "loss_output": "output (DPO/IPO) term", "
               "pref_acc": "preference accuracy (pairs)", "nll_chosen_pi": "policy NLL of chosen",
               "learning_rate": "learning rate"}
 Series = tuple[list[int], list[float]]
+NOT_CURVES = frozenset({"step", "elapsed_s", "epoch", "time", "resumed_from_step"})   # bookkeeping, not curves
 
 
 def parse_series(lines: list[str]) -> dict[str, Series]:
@@ -31,7 +32,7 @@ def parse_series(lines: list[str]) -> dict[str, Series]:
                 or "loss" not in record:
             continue
         for key, value in record.items():
-            if key in ("step", "elapsed_s", "epoch") or isinstance(value, bool) or not isinstance(value, (int, float)):
+            if key in NOT_CURVES or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
                 by_step.setdefault(key, {})[record["step"]] = float(value)
