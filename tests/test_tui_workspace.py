@@ -422,3 +422,20 @@ def test_the_eval_stage_says_which_pass_and_how_far(tmp_path, monkeypatch, capfd
     monkeypatch.chdir(tmp_path)                                           # no repository here: None, and silent
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     assert quiet_git_hash() is None and "fatal" not in capfd.readouterr().err
+
+
+def test_plot_curves_and_x_write_the_same_data_as_png(workspace, tmp_path):
+    """`innerdpo plot --curves` and `--x`: the dashboard's data (one line per run; one line per align method) as a
+    PNG of the asked size; a metric no run logged and a key no run has are one line, exit 2."""
+    import matplotlib.image
+
+    out = invoke("plot", "--curves", "rewards_margin", "2", "8", "--out", tmp_path / "curves.png", "--home", workspace)
+    assert "(2 curves)" in out
+    assert matplotlib.image.imread(tmp_path / "curves.png").shape[:2] == (675, 1200)   # 4.5 x 8 in at 150 dpi
+    out = invoke("plot", "--x", "alpha", "--out", tmp_path / "alpha.png", "--home", workspace)
+    assert "(2 lines)" in out and (tmp_path / "alpha.png").stat().st_size > 10_000
+    bad = runner.invoke(cli, ["plot", "--curves", "lossy", "2", "--out", str(tmp_path / "x.png"), "--home",
+                              str(workspace)])
+    assert bad.exit_code == 2 and "no run logged 'lossy'" in bad.output
+    bad = runner.invoke(cli, ["plot", "--x", "alhpa", "--out", str(tmp_path / "x.png"), "--home", str(workspace)])
+    assert bad.exit_code == 2 and "Did you mean 'alpha'" in bad.output
