@@ -118,8 +118,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
             console.print(f"  {index}. {run_name} seed {spec['train']['seed']}", soft_wrap=True, markup=False)
         return
     with open_store(home, create=True) as store:
-        run_ids = [store.add_run(spec, name=run_name, tags=tags, note=note or "")
-                   for spec, run_name in zip(specs, names)] if name else store.add_runs(specs, tags=tags, note=note or "")
+        run_ids = store.add_runs(specs, name=names, tags=tags, note=note or "")   # one transaction: whole or none
         home_path = store.home
     for run_id, spec, run_name in zip(run_ids, specs, names):
         console.print(f"queued run {run_id}: {run_name} seed {spec['train']['seed']}", soft_wrap=True,

@@ -156,16 +156,17 @@ class Store:
         """Queue one run and return its id. `name` defaults to spec["name"], else spec["method"]."""
         return self.add_runs([spec], kind=kind, name=name, **notes)[0]
 
-    def add_runs(self, specs: Iterable[dict[str, Any]], kind: str = "train_eval", name: str | None = None,
+    def add_runs(self, specs: Iterable[dict[str, Any]], kind: str = "train_eval", name: str | list[str] | None = None,
                  tags: Iterable[str] = (), note: str = "") -> list[int]:
         """Queue several runs in one transaction (a sweep is queued whole or not at all); their ids, in order.
-        Each run's priority starts as its id, so the queue is FIFO until `move` reorders it."""
+        Priorities start as ids (FIFO until `move`). `name`: one for all, or one per spec."""
         if kind not in KINDS:
             raise unknown_choice("run kind", kind, KINDS)
         now, ids, labels = self._clock(), [], json.dumps(list(dict.fromkeys(tags)))
         with self._transaction() as con:
-            for spec in specs:
-                display_name = name or spec.get("name") or spec.get("method") or "run"
+            for index, spec in enumerate(specs):
+                given = name[index] if isinstance(name, list) else name
+                display_name = given or spec.get("name") or spec.get("method") or "run"
                 cursor = con.execute(
                     "INSERT INTO runs (name, kind, spec, status, priority, created_at, tags, note) "
                     "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
@@ -180,8 +181,8 @@ class Store:
         """Set a run's name, tags (replacing them) and note, whatever its status; None leaves a field as it is."""
         with self._transaction() as con:
             self._status_of(con, run_id)
-            for column, value in (("name", name), ("tags", None if tags is None else json.dumps(list(dict.fromkeys(
-                    tags)))), ("note", note)):
+            labels = None if tags is None else json.dumps(list(dict.fromkeys(tags)))
+            for column, value in (("name", name), ("tags", labels), ("note", note)):
                 if value is not None:
                     con.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (value, run_id))
 
