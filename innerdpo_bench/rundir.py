@@ -57,6 +57,7 @@ CONFIG = "config.json"
 STATUS = "status.json"
 ADAPTER = "adapter"
 METRICS = "metrics.jsonl"
+PROGRESS = "progress.json"   # training's heartbeat, replaced every step: step, max_steps, time, seconds per step
 TRAIN_LOG = "train.log"
 EVAL = "eval.json"
 ROWS_SUFFIX = "_rows.jsonl"
@@ -108,6 +109,7 @@ class TrainPaths:
     transforms_config = property(lambda self: self.root / TRANSFORMS_CONFIG)
     transforms_weights = property(lambda self: self.root / TRANSFORMS_WEIGHTS)
     metrics = property(lambda self: self.root / METRICS)
+    progress = property(lambda self: self.root / PROGRESS)
     train_log = property(lambda self: self.root / TRAIN_LOG)
     eval_json = property(lambda self: self.root / EVAL)
 
@@ -316,6 +318,24 @@ def write_json(path: Path, data: dict) -> None:
 def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+
+
+def write_progress(run_dir: Path, beat: dict) -> None:
+    """Replace the training heartbeat (PROGRESS) with `beat`: a temporary file renamed over it, without an fsync
+    (written every step; a reader sees the old beat or the new one, and a lost one is replaced a step later)."""
+    path = Path(run_dir) / PROGRESS
+    tmp = path.with_name(f".{PROGRESS}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(beat), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_progress(run_dir: Path) -> dict | None:
+    """The training heartbeat, None when there is none (not started, or written before heartbeats) or unreadable."""
+    try:
+        beat = json.loads((Path(run_dir) / PROGRESS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return beat if isinstance(beat, dict) and isinstance(beat.get("step"), int) else None
 
 
 class RunStatus(TypedDict, total=False):

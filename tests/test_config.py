@@ -13,7 +13,6 @@ import torch
 
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.config.fields import opt
-from innerdpo_bench.config.naming import display_name
 from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.methods.loss_config import LossConfig

@@ -95,8 +95,8 @@ def test_sample_generation_prints_a_count_per_prompt(tiny_model_path, tmp_path):
     said: list[str] = []
     generate_samples("tiny-random", SampleSettings(suite="mini", prompts=2, max_new_tokens=4),
                      output=tmp_path / "samples.jsonl", use_cache=False, progress=said.append)
-    counts = [line for line in said if "generating base" in line and "/8 (" in line]
-    assert [line.split("generating base ")[1].split(" ")[0] for line in counts] == [f"{k}/8" for k in range(1, 9)]
+    counts = [line for line in said if "generating samples with the base model" in line and "/8 (" in line]
+    assert [line.split("base model ")[1].split(" ")[0] for line in counts] == [f"{k}/8" for k in range(1, 9)]
 
 
 def _eval_log(run_dir: Path) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_stats import pattern, write_run
 
-from innerdpo_bench.cli.stats import plot_figure
+from innerdpo_bench.cli.plot import plot_figure
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import locate, plotdata
 

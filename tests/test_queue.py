@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -718,7 +719,8 @@ def test_a_run_held_by_a_dead_worker_on_this_host_is_requeued_without_waiting(ho
             store.claim_next(f"{socket.gethostname()}:{alive.pid}:any")
         # until a worker requeues it, the listing says the run's worker is gone (it cannot say so in the store)
         shown = invoke("queue", "ls", "--home", home).output
-        rows = [[cell.strip() for cell in line.split("│")[1:3]] for line in shown.splitlines() if line.startswith("│")]
+        rows = [re.split(r"\s{2,}", line.strip())[:2] for line in shown.splitlines()
+                if re.match(r"\s*\d+\s", line)]
         assert rows == [[str(dead_id), "worker gone"], [str(alive_id), "running"]], shown
         said = []
         worker = queue_worker.Worker(home, None, options(stale_after_s=3600.0, once=False), threading.Event(),

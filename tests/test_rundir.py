@@ -19,7 +19,8 @@ ROOT = Path("/r")
 
 TRAIN_PATHS = {
     "config": "config.json", "status": "status.json", "adapter": "adapter", "transforms_config": "transforms.json",
-    "transforms_weights": "transforms.safetensors", "metrics": "metrics.jsonl", "train_log": "train.log",
+    "transforms_weights": "transforms.safetensors", "metrics": "metrics.jsonl", "progress": "progress.json",
+    "train_log": "train.log",
     "eval_json": "eval.json",
 }
 QUEUE_PATHS = {  # kind → property → path under the run directory

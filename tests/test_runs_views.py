@@ -55,7 +55,7 @@ def home(tmp_path):
         add_done(store, home, 36, 1, alpha=0.1, align_method="logodds")               # 5
         add_done(store, home, 34, 2, alpha=0.1, align_method="logodds")               # 6
         add_done(store, home, 30, 1, alpha=1.0, align_method="logodds")               # 7
-        store.add_run({"name": "hs-none-InnerDPO align=logodds α=1", "train": {          # 8: still queued
+        store.add_run({"name": "hs-none-InnerDPO align=logodds α=1 data=mini:train", "train": {   # 8: still queued
             "method": "hs-none-InnerDPO", "seed": 2, "align_method": "logodds", "alpha": 1.0, "base_model":
             "tiny-random", "dataset": "mini:train", "learning_rate": 1e-5}, "eval": {"suite": "mini", "limit": None}})
     return home
@@ -65,20 +65,24 @@ def rows_of(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def test_columns_show_config_keys_only_where_the_method_has_them_and_are_remembered(home):
+def test_columns_show_config_keys_only_where_the_method_has_them_for_that_call_only(home):
     out = rows_of(invoke("runs", "--columns", "name,align_method,alpha,learning_rate,sweep,in_domain", "--format",
                          "csv", "--home", home))
     assert list(out[0]) == ["name", "align_method", "alpha", "learning_rate", "sweep", "in_domain"]
     assert (out[0]["align_method"], out[0]["alpha"], out[0]["learning_rate"]) == ("", "", "0.0")  # dpo: no α
-    assert (out[4]["name"], out[4]["align_method"], out[4]["alpha"]) == ("hs-none-InnerDPO align=logodds α=0.1",
-                                                                         "logodds", "0.1")
+    assert (out[4]["name"], out[4]["align_method"], out[4]["alpha"]) == (
+        "hs-none-InnerDPO align=logodds α=0.1 data=mini:train", "logodds", "0.1")
     assert out[2]["sweep"] == "sw1" and out[2]["in_domain"] == "0.5"
-    again = rows_of(invoke("runs", "--format", "csv", "--home", home))  # remembered for this workspace
-    assert list(again[0]) == ["name", "align_method", "alpha", "learning_rate", "sweep", "in_domain"]
-    reset = rows_of(invoke("runs", "--columns", "default", "--format", "csv", "--home", home))
-    assert "difficulty_scaling" in reset[0] and "align_method" not in reset[0]
+    again = rows_of(invoke("runs", "--format", "csv", "--home", home))  # a script's header never changes
+    assert "difficulty_scaling" in again[0] and "align_method" not in again[0]
+    invoke("runs", "--columns", "name,alpha", "--filter", "method:hs-none-InnerDPO", "--save-view", "alphas",
+           "--home", home)
+    saved = rows_of(invoke("runs", "--view", "alphas", "--format", "csv", "--home", home))
+    assert list(saved[0]) == ["name", "alpha"] and len(saved) == 6   # the view's columns and filter
     bad = runner.invoke(app, ["runs", "--columns", "name,alpah", "--home", str(home)])
     assert bad.exit_code == 2 and "unknown --columns column 'alpah'. Did you mean 'alpha'" in bad.output
+    bad = runner.invoke(app, ["runs", "--view", "alhpas", "--home", str(home)])
+    assert bad.exit_code == 2 and "Did you mean 'alphas'" in bad.output
 
 
 def test_a_filter_on_a_config_key_matches_only_runs_that_have_it(home):
@@ -91,10 +95,11 @@ def test_group_by_keys_gives_mean_std_n_and_marks_incomplete_groups(home):
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     assert lines[0].startswith("| name | align_method | alpha | in_domain |") and lines[0].endswith("| n |")
     body = {line.split(" | ")[0][2:]: line for line in lines[1:]}
-    assert set(body) == {"dpo", "hs-none-InnerDPO α=0.1", "hs-none-InnerDPO align=logodds α=0.1",
-                         "hs-none-InnerDPO align=logodds α=1"}
-    assert "| 0.587 ± 0.018 |" in body["dpo"] and body["dpo"].endswith("| 1,2 | 2 |")
-    assert "| 0.750 (1/2) |" in body["hs-none-InnerDPO align=logodds α=1"]  # seed 2 still queued
+    data = " data=mini:train"
+    assert set(body) == {"dpo" + data, "hs-none-InnerDPO α=0.1" + data, "hs-none-InnerDPO align=logodds α=0.1" + data,
+                         "hs-none-InnerDPO align=logodds α=1" + data}
+    assert "| 0.587 ± 0.018 |" in body["dpo" + data] and body["dpo" + data].endswith("| 1,2 | 2 |")
+    assert "| 0.750 (1/2) |" in body["hs-none-InnerDPO align=logodds α=1" + data]  # seed 2 still queued
     by_align = rows_of(invoke("runs", "--group-by", "align_method", "--columns", "name,align_method,alpha,n",
                               "--format", "csv", "--home", home))
     assert [(row["align_method"], row["alpha"], row["n"]) for row in by_align] == [
@@ -116,7 +121,7 @@ def test_a_group_baseline_is_tested_like_compare_group_seeds_and_its_row_shows_i
     assert dpo["in_domain_significant"] is False and dpo["row"]["in_domain"] == 0.0625
     markdown = invoke("runs", "--group-by", "align_method,alpha", "--baseline", 3, "--format", "markdown",
                       "--home", home)
-    assert "| hs-none-InnerDPO α=0.1 (baseline) | para_signed | 0.1 | 0.525 ± 0.035 |" in markdown
+    assert "| hs-none-InnerDPO α=0.1 data=mini:train (baseline) | para_signed | 0.1 | 0.525 ± 0.035 |" in markdown
     assert "| +0.062 ± 0.018 (ns) |" in markdown and "| +0.350 ± 0.035 |" in markdown
     assert "| +0.225 (1/2) |" in markdown      # seed 2 still queued: marked, tested on the seed that is done
     assert "Δ acc against the group of run 3 (runs 3, 4, pooled)" in markdown and "paired bootstrap" in markdown

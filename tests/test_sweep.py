@@ -44,8 +44,9 @@ def test_two_grid_axes_times_seeds_queue_the_product_with_one_sweep_id(home):
                      for seed in (1, 2)]
     assert len({r.spec.sweep for r in runs}) == 1
     assert [r.name for r in runs[::2]] == [
-        "hs-none-InnerDPO align=para_signed α=0.1", "hs-none-InnerDPO align=para_signed α=1",
-        "hs-none-InnerDPO align=logodds α=0.1", "hs-none-InnerDPO align=logodds α=1"]
+        "hs-none-InnerDPO align=para_signed α=0.1 data=mini:in_domain",
+        "hs-none-InnerDPO align=para_signed α=1 data=mini:in_domain",
+        "hs-none-InnerDPO align=logodds α=0.1 data=mini:in_domain", "hs-none-InnerDPO align=logodds α=1 data=mini:in_domain"]
     assert all(r.spec.eval.to_json() == {"suite": "mini", "limit": 16} and r.spec.train.max_steps == 3 for r in runs)
     assert f"sweep {runs[0].spec.sweep}: 8 runs" in result.output
 
@@ -60,7 +61,7 @@ def test_dry_run_prints_the_runs_and_queues_nothing(home):
     result = invoke("queue", "add", "dpo", "--grid", "beta=0.1,0.5", "--seeds", "1,2,3", *TINY, "--dry-run",
                     "--home", home)
     assert result.exit_code == 0, result.output
-    assert "would queue 6 run(s)" in result.output and "6. dpo β=0.5 seed 3" in result.output
+    assert "would queue 6 run(s)" in result.output and "6. dpo β=0.5 data=mini:in_domain seed 3" in result.output
     assert not home.exists() and queued(home) == []
 
 
@@ -119,7 +120,7 @@ def test_a_sweep_file_gives_base_grid_seeds_and_eval_options_and_flags_override_
     train = runs[0].spec.train
     assert (train.max_steps, train.learning_rate, train.align_method) == (4, 1e-4, "logodds")
     assert runs[0].spec.eval.to_json() == {"suite": "mini", "limit": 16}
-    assert runs[0].name == "hs-none-InnerDPO align=logodds α=0 lr=0.0001"
+    assert runs[0].name == "hs-none-InnerDPO align=logodds α=0 lr=0.0001 data=mini:in_domain"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -145,6 +146,8 @@ def test_a_sweep_without_a_method_says_where_to_give_one(home, tmp_path):
 @pytest.mark.parametrize("train, name", [
     ({"method": "dpo"}, "dpo"),
     ({"method": "dpo", "alpha": 1.0, "max_steps": 3, "seed": 4, "base_model": "tiny-random"}, "dpo"),
+    ({"method": "dpo", "report_to": "tensorboard", "save_steps": 3, "ref_cache": "off"}, "dpo"),   # bookkeeping
+    ({"method": "dpo", "dataset": "/data/custom.jsonl", "max_rows": 64}, "dpo data=custom.jsonl rows=64"),
     ({"method": "hs-none-InnerDPO", "align_method": "logodds", "alpha": 1.0}, "hs-none-InnerDPO align=logodds α=1"),
     ({"method": "hs-ether-InnerDPO", "ether_blocks": 4, "supr_tau": 0.5}, "hs-ether-InnerDPO ether_blocks=4"),
     ({"method": "hs-supr-InnerDPO", "ether_blocks": 4, "supr_tau": 0.5}, "hs-supr-InnerDPO supr_tau=0.5"),

@@ -35,7 +35,7 @@ from innerdpo_bench.tui.data import (  # noqa: E402
     run_config,
 )
 from innerdpo_bench.tui.detail import RunDetailScreen  # noqa: E402
-from innerdpo_bench.tui.modals import AddRunModal, ExportModal, HelpScreen  # noqa: E402
+from innerdpo_bench.tui.modals import AddRunModal, EvalModal, ExportModal, HelpScreen  # noqa: E402
 from innerdpo_bench.tui.queue_view import QueueTable, progress_bar  # noqa: E402
 from innerdpo_bench.tui.runs_view import RunsTable  # noqa: E402
 from innerdpo_bench.tui.view import COLUMNS  # noqa: E402
@@ -189,8 +189,8 @@ async def test_sort_by_each_shift_column_and_reverse(home):
         await started(pilot)
         assert order(app) == ["1", "2", "3", "4", "5", "6", "7"]  # by id at start
         seen = []
-        for _ in COLUMNS:                               # `s` walks every column once
-            await pilot.press("s")
+        for _ in COLUMNS:                               # `>` walks every column once
+            await pilot.press("greater_than_sign")
             column = app.runs_view.state.sort
             seen.append(column)
             if column not in ORDERS:
@@ -407,9 +407,9 @@ async def test_export_writes_exactly_the_visible_view(home, tmp_path, monkeypatc
         await pilot.click("#csv")
         await pilot.pause()
         rows = list(csv.reader(io.StringIO((tmp_path / "view.csv").read_text())))
-        assert rows[0][:12] == ["id", "method", "Δin_domain", "Δdifficulty_scaling", "Δmoral_transfer",
-                                "Δorthogonal", "mean", "nll_ratio", "status", "seed", "align", "transform"]
-        assert rows[0][12:15] == ["in_domain_lo", "in_domain_hi", "in_domain_significant"]  # the test, per shift
+        assert rows[0][:11] == ["id", "name", "Δin_domain", "Δdifficulty_scaling", "Δmoral_transfer",
+                                "Δorthogonal", "mean", "nll_ratio", "status", "seed", "tags"]
+        assert rows[0][11:14] == ["in_domain_lo", "in_domain_hi", "in_domain_significant"]  # the test, per shift
         assert [row[0] for row in rows[1:]] == ["2", "4", "1", "3"]
         for exported, on_screen in zip(rows[1:], shown):
             for index, (value, text) in enumerate(zip(exported, on_screen)):
@@ -421,12 +421,14 @@ async def test_export_writes_exactly_the_visible_view(home, tmp_path, monkeypatc
                         text[0] in "+-")                # run 1, the baseline, shows its own values, unsigned
                 elif COLUMNS[index] in ("mean", "nll_ratio"):  # 4 decimals in CSV (0.7125 shows as 0.712)
                     assert abs(float(value) - float(text)) <= 0.0005 + 1e-12
+                elif COLUMNS[index] == "name":          # the screen marks the baseline's row
+                    assert value == text.removesuffix(" (baseline)")
                 else:
                     assert value == text
 
         path = app.export_view("markdown", tmp_path / "view.md")
         lines = path.read_text().splitlines()
-        assert lines[0].startswith("| id | method | Δin_domain |")
+        assert lines[0].startswith("| id | name | Δin_domain |")
         body = [[item.strip() for item in line.strip("|").split("|")] for line in lines[2:]]
         assert body == shown                           # every cell, as displayed, in order
 
@@ -530,7 +532,8 @@ async def test_detail_screen_config_diff_curves_results_log_and_keys(home):
         highlighted = [row.key.value for row in config.ordered_rows if config.get_cell(row.key, "key").plain[0] == "≠"]
         assert set(highlighted) == {"method", "align_method"}   # only what differs from run 1's config
         assert config.get_cell("method", "value").plain == "hs-none-InnerDPO"
-        assert screen.query_one("#loss-curve").data == [0.66, 0.62, 0.58, 0.54]
+        chart = screen.query_one("#detail-chart")
+        assert chart.lines == [("loss", [10, 20, 30, 40], [0.66, 0.62, 0.58, 0.54])]   # metrics.jsonl's, with axes
         assert "(step 40)" in screen.curve_labels["loss"]
         log = screen.query_one("#log")
         assert log.lines[-1] == "step 40 loss=0.540"
@@ -552,7 +555,9 @@ async def test_detail_screen_config_diff_curves_results_log_and_keys(home):
         assert results.get_cell("in_domain", "acc").plain == "0.812 ± 0.017"
         assert results.get_cell("in_domain", "shift").plain == "in_dom"
         assert results.get_cell("coherence", "acc").plain == "1.020"
-        await pilot.press("v", "y")                    # asks first
+        await pilot.press("v")                         # asks first: which suite and limit (the run's own)
+        await wait_for(pilot, lambda: isinstance(app.screen, EvalModal), what="the eval form")
+        await pilot.press("ctrl+s")
         await intents_done(app)
     with Store(home) as store:
         evaluation = store.list_runs()[-1]

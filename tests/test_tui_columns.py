@@ -39,11 +39,15 @@ async def test_C_adds_sample_statistics_and_config_columns_that_sort_and_are_rem
         await pilot.press("C")
         await wait_for(pilot, lambda: isinstance(app.screen, ChooseModal), what="the column picker")
         offered = [option.value for option in app.screen.query_one(SelectionList).options]
-        assert {"rep", "distinct2", "len", "gen_nll_ratio", "sweep", "attempts", "alpha", "align_method"} <= set(offered)
-        assert not {"in_domain", "seed", "id", "method"} & set(offered)      # already shown
+        assert {"rep", "distinct2", "len", "gen_nll_ratio", "sweep", "attempts", "alpha", "align_method",
+                "final_loss", "final_margin", "created", "runtime_s", "method"} <= set(offered)
+        assert "id" not in offered                                        # always shown
+        shown = [key.value for key in runs_table(app).columns][2:]
+        assert offered[:len(shown)] == shown                              # shown first, in order, ticked
+        assert set(app.screen.query_one(SelectionList).selected) == set(shown)
         await choose(pilot, "rep", "distinct2", "alpha")
         await wait_for(pilot, lambda: "rep" in [key.value for key in runs_table(app).columns], what="the rep column")
-        assert [key.value for key in runs_table(app).columns][-3:] == ["rep", "distinct2", "alpha"]
+        assert [key.value for key in runs_table(app).columns][-3:] == ["alpha", "distinct2", "rep"]  # A to Z
         assert cell(app, 1, "rep").plain == "0.250" and cell(app, 4, "distinct2").plain == "0.125"
         assert cell(app, 2, "rep").plain == "-"                   # no samples recorded for run 2
         assert cell(app, 4, "alpha").plain == "0.25" and cell(app, 1, "alpha").plain == "-"   # dpo has no α
@@ -52,11 +56,11 @@ async def test_C_adds_sample_statistics_and_config_columns_that_sort_and_are_rem
         await pilot.pause()
         assert order(app)[:2] == ["4", "1"]                       # missing values last
         chosen = app.runs_view.state.to_json()
-    assert chosen["extra_columns"] == ["rep", "distinct2", "alpha"] and chosen["sort"] == "rep"
+    assert chosen["columns"][-3:] == ["alpha", "distinct2", "rep"] and chosen["sort"] == "rep"
     again = make_app(home)
     async with again.run_test(size=SIZE) as pilot:
         await started(pilot)
-        assert [key.value for key in runs_table(again).columns][-3:] == ["rep", "distinct2", "alpha"]
+        assert [key.value for key in runs_table(again).columns][-3:] == ["alpha", "distinct2", "rep"]
         assert order(again)[:2] == ["4", "1"]
 
 
@@ -72,7 +76,7 @@ async def test_escape_in_the_picker_changes_nothing(tmp_path):
         await pilot.press("escape")
         await wait_for(pilot, lambda: not isinstance(app.screen, ChooseModal), what="the picker to close")
         assert [key.value for key in runs_table(app).columns] == before
-        assert app.runs_view.state.extra_columns == ()
+        assert app.runs_view.state.columns is None
 
 
 @pilot_test
@@ -92,7 +96,7 @@ async def test_g_groups_by_any_key_and_a_group_is_the_baseline(tmp_path):
         await pilot.pause()
         assert app.runs_view.view.baseline_ids == (1, 2)
         assert cell(app, 1, "in_domain").plain == "0.806 ± 0.008"  # the baseline row shows its own values
-        assert "align_method" not in app.runs_view.columns          # the align column already shows it
+        assert app.runs_view.columns.count("align_method") == 1      # a grouping key is a column, once
         await pilot.press("g")
         await choose(pilot, "alpha")                                # a grouping key is a column
         await wait_for(pilot, lambda: "alpha" in app.runs_view.columns, what="the alpha column")
@@ -117,4 +121,4 @@ def test_eval_progress_reads_the_last_count_line_of_eval_log(tmp_path):
                    "[12s] scoring with the adapter 40/400 (10%)\n[12s] scoring with the adapter 80/4")  # a half line
     progress = data.progress_of(run, NOW)
     assert progress.scoring == ("scoring with the adapter", 40, 400)
-    assert progress.eval_text == "eval adapter 10%"
+    assert progress.eval_text == "scoring adapter 10%"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from test_tui import SIZE, fill_store, make_app, order, pilot_test, runs_table, started, wait_for
 
 from innerdpo_bench.store import Store
-from innerdpo_bench.tui.modals import ConfirmModal, HelpScreen
+from innerdpo_bench.tui.modals import ConfirmModal, EvalModal, HelpScreen
 from innerdpo_bench.tui.queue_view import QueueView
 from innerdpo_bench.tui.runs_view import RunsView
 
@@ -80,9 +80,9 @@ async def test_cancel_and_re_evaluate_ask_first(tmp_path):
     app = make_app(home)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot)
-        await pilot.press("v")                          # run 1 (done): evaluate again?
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), what="the question")
-        await pilot.press("n")
+        await pilot.press("v")                          # run 1 (done): evaluate again? with which suite and limit
+        await wait_for(pilot, lambda: isinstance(app.screen, EvalModal), what="the question")
+        await pilot.press("escape")
         await pilot.press("2")                          # the queue view
         await pilot.pause()
         queue = app.query_one(QueueView).query_one("#queue-table")
@@ -111,9 +111,13 @@ async def test_a_long_name_is_cut_with_an_ellipsis_and_keeps_the_other_columns(t
         table = app.query_one(QueueView).query_one("#queue-table")
         await wait_for(pilot, lambda: str(run_id) in table.keys_in_order(), what="the new run")
         name = table.get_cell(str(run_id), "name")
-        assert len(name.plain) <= 36 and name.plain.endswith("…") and long.startswith(name.plain[:-1])
+        width = app.query_one(QueueView).name_width
+        assert width == 160 - 110                           # a wide terminal gives the name what it has spare
+        assert len(name.plain) <= width and name.plain.endswith("…") and long.startswith(name.plain[:-1])
         assert table.get_cell(str(run_id), "seed").plain == "9"
-        assert table.columns["name"].width == 36
+        assert table.columns["name"].width == width
+        await pilot.resize_terminal(200, 30)                 # full names at 200 columns
+        await wait_for(pilot, lambda: table.get_cell(str(run_id), "name").plain == long, what="the full name")
 
 
 @pilot_test

@@ -1,4 +1,5 @@
-"""`innerdpo tui` end to end in a real terminal (tmux): live rows from another process, a sort key, quit.
+"""`innerdpo tui` end to end in a real terminal (tmux): live rows from another process, a sort key, quit; a sweep
+workspace's curves and compare views.
 
 A background process plays the worker: it claims the queued runs and records their results through the
 Store API (training itself is tested elsewhere). The test reads the screen with `tmux capture-pane`,
@@ -100,9 +101,9 @@ def test_tui_shows_rows_as_they_land_sorts_on_a_key_and_quits(tmp_path: Path):
             assert writer.wait(timeout=30) == 0
         assert row_order(screen) == [1, 2, 3]           # landed in place, still in id order
 
-        tmux("send-keys", "-t", "tui", "s")              # sort: id → method
-        tmux.wait_for(lambda text: "method▲" in text, "the method sort")
-        tmux("send-keys", "-t", "tui", "s")              # → in_domain, best first
+        tmux("send-keys", "-t", "tui", ">")              # sort: id → name
+        tmux.wait_for(lambda text: "name▲" in text, "the name sort")
+        tmux("send-keys", "-t", "tui", ">")              # → in_domain, best first
         # The header can be repainted a frame before the rows: wait for both, then check the order.
         best_first = sorted(SCORES, key=SCORES.get, reverse=True)
         assert best_first == [2, 3, 1]
@@ -158,6 +159,35 @@ def test_the_detail_screen_follows_a_running_training_log_in_a_real_terminal(tmp
                           timeout=30.0)
         finally:
             assert stepper.wait(timeout=30) == 0
+        tmux("send-keys", "-t", "tui", "q")
+        assert "EXIT=0" in tmux.wait_for(lambda text: "EXIT=" in text, "the dashboard to exit")
+    finally:
+        tmux.kill()
+
+
+def test_a_sweep_workspace_in_a_real_terminal_marks_two_runs_and_opens_curves_and_compare(tmp_path: Path):
+    """Issue 32's done-when, under tmux: every run told apart by its name, two runs marked with space, their curves
+    overlaid (l), then compared (c) with the paired statistics and the two-sided config diff."""
+    from sweep_workspace import build
+
+    home = build(tmp_path / "home")
+    tmux = Tmux()
+    try:
+        tmux.start_tui(home, 100, 30)
+        screen = tmux.wait_for(lambda text: "align=logodds α=1" in text and "align=para_signed α=0.1" in text,
+                               "the sweep's names")
+        for key in ("j", "space", "j", "j", "j", "j", "j", "j", "space"):   # runs 2 and 8
+            tmux("send-keys", "-t", "tui", key)
+        tmux.wait_for(lambda text: "2 marked" in text, "two marked runs")
+        tmux("send-keys", "-t", "tui", "l")
+        screen = tmux.wait_for(lambda text: "curves of 2 run(s)" in text and "step" in text and "┤" in text,
+                               "the curves chart")
+        assert "2 hs-none-InnerDPO" in screen and "8 hs-none-InnerDPO" in screen     # the legend names both
+        tmux("send-keys", "-t", "tui", "Escape")
+        tmux.wait_for(lambda text: "2 marked" in text, "back on the runs")
+        tmux("send-keys", "-t", "tui", "c")
+        screen = tmux.wait_for(lambda text: "p McNemar" in text and "+0.175" in text, "the comparison")
+        assert "alpha" in screen and "para_signed" in screen and "logodds" in screen   # both sides of the diff
         tmux("send-keys", "-t", "tui", "q")
         assert "EXIT=0" in tmux.wait_for(lambda text: "EXIT=" in text, "the dashboard to exit")
     finally:

@@ -8,6 +8,7 @@ the dashboard never stops one. New state reaches the screen by polling (every `p
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -29,12 +30,11 @@ from innerdpo_bench.store import CorruptStore, Store, resolve_home
 from innerdpo_bench.tui.broken import StoreBrokenScreen
 from innerdpo_bench.tui.data import Snapshot, eval_spec, load_snapshot
 from innerdpo_bench.tui.detail import RunDetailScreen
-from innerdpo_bench.tui.keyed_table import KeyedTable
 from innerdpo_bench.tui.messages import IntentDone, PollFailed, SnapshotReady
 from innerdpo_bench.tui.modals import AddRequest, AddRunModal, ExportModal, FormChoices, HelpScreen, load_form_choices
 from innerdpo_bench.tui.queue_view import QueueTable, QueueView
 from innerdpo_bench.tui.runs_view import RunsTable, RunsView
-from innerdpo_bench.tui.view import COLUMNS
+from innerdpo_bench.tui.view import ViewState, build_view
 
 DEFAULT_THEME = "textual-dark"
 EXPORTERS: dict[str, Callable[[table.Table], str]] = {
@@ -61,8 +61,13 @@ class MainScreen(Screen):
 
     AUTO_FOCUS = "#runs-table"
 
+    def on_mount(self) -> None:
+        self.app.views_mounted()
+
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "queue":
+            self.query_one(QueueView).refresh_table()   # kept up to date only while it is shown
         self.query_one(RunsTable if event.pane.id == "runs" else QueueTable).focus()
 
 
@@ -122,10 +127,15 @@ class InnerDPOApp(App):
             return
         self._polling, self._poll_again = True, False
         self.polls += 1
-        self._poll()
+        try:
+            state = self.runs_view.state.to_json()
+        except NoMatches:
+            state = None
+        self._poll(state)
 
     @work(thread=True, group="poll", exit_on_error=False)
-    def _poll(self) -> None:
+    def _poll(self, state: dict | None) -> None:
+        """Read the store and build the runs view for `state` here, off the UI thread (0.7 s each at 10,000 runs)."""
         try:
             snapshot = load_snapshot(self.home, self.clock)
         except CorruptStore as err:
@@ -134,7 +144,13 @@ class InnerDPOApp(App):
             self.post_message(PollFailed(f"{type(err).__name__}: {err}" if not isinstance(err, UserError)
                                          else str(err)))
         else:
-            self.post_message(SnapshotReady(snapshot))
+            view = None
+            if state is not None:
+                try:
+                    view = build_view(snapshot.runs, ViewState.from_json(state))
+                except UserError:
+                    view = None   # the UI thread builds it and says why
+            self.post_message(SnapshotReady(snapshot, view, state))
 
     def _poll_finished(self) -> None:
         self._polling = False
@@ -143,13 +159,16 @@ class InnerDPOApp(App):
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         self._poll_finished()
+        self._apply(message)
+
+    def _apply(self, message: SnapshotReady) -> None:
         snapshot = self.snapshot = message.snapshot
         if self.poll_error is not None:
             self.poll_error = None
             self.notify("store readable again")
         try:
             runs_view, queue_view = self.runs_view, self.queue_view
-            runs_view.apply_runs(snapshot.runs, snapshot.progress)
+            runs_view.apply_runs(snapshot.runs, snapshot.progress, message.view, message.state)
             queue_view.apply_runs(snapshot.runs, snapshot.progress)
             by_id = {run.id: run for run in snapshot.runs}
             for screen in self.screen_stack:
@@ -157,7 +176,18 @@ class InnerDPOApp(App):
                     screen.apply_run(by_id[screen.run.id], snapshot.progress.get(screen.run.id),
                                      runs_view.baseline_run())
         except NoMatches:
-            pass  # a poll that lands while the app shuts down, after its widgets are gone
+            # Before the views are mounted (a fast first read on a busy machine), the snapshot waits for them: dropped,
+            # the first paint waited a whole poll interval. After they are gone (shutting down), it is dropped.
+            if not self.main_screen.is_mounted:
+                self._early = message
+
+    _early: SnapshotReady | None = None
+
+    def views_mounted(self) -> None:
+        """MainScreen is up: show a snapshot that arrived before it."""
+        early, self._early = self._early, None
+        if early is not None:
+            self._apply(early)
 
     def on_poll_failed(self, message: PollFailed) -> None:
         if message.corrupt is not None:
@@ -239,13 +269,26 @@ class InnerDPOApp(App):
             return f"run {run_id} moved down"
         self.intent(move)
 
-    def evaluate(self, run_id: int) -> None:
-        """Queue an eval-only run of this run's checkpoint (a worker runs it like any other run)."""
+    def evaluate(self, run_id: int, suite: str | None = None, limit: int | None = None, chosen: bool = False) -> None:
+        """Queue an eval-only run of this run's checkpoint (a worker runs it like any other run); `chosen`: with
+        this suite and row limit instead of the run's own."""
         def evaluate(store: Store) -> str:
+            from innerdpo_bench.queue.runspec import check_eval_options
+
             spec = eval_spec(store.get_run(run_id))
+            if chosen:
+                check_eval_options(suite, limit)
+                spec = spec.replace(eval=dataclasses.replace(spec.eval, suite=suite, limit=limit))
             new_id = store.add_run(spec, kind="eval")
-            return f"queued run {new_id}: evaluation of run {run_id}"
+            return f"queued run {new_id}: evaluation of run {run_id} ({spec.eval.suite or 'default suite'}" \
+                   f", {spec.eval.limit or 'all'} rows per shift)"
         self.intent(evaluate)
+
+    def annotate(self, run_id: int, name: str, tags: list[str], note: str) -> None:
+        def annotate(store: Store) -> str:
+            store.annotate(run_id, name=name, tags=tags, note=note)
+            return f"run {run_id}: {name}" + (f" · tags {', '.join(tags)}" if tags else "")
+        self.intent(annotate)
 
     def enqueue(self, request: AddRequest) -> None:
         def enqueue(store: Store) -> str:
@@ -259,9 +302,51 @@ class InnerDPOApp(App):
     # ------------------------------------------------------------------ actions
 
     def action_show_view(self, name: str) -> None:
+        """Show the runs or queue view and give its table the keys now, not when the tab's event lands: keys typed
+        right after `1` used to reach the hidden view."""
         if self.screen is not self.main_screen:
             return
         self.main_screen.query_one(TabbedContent).active = name
+        if name == "queue":
+            self.queue_view.refresh_table()
+        self.main_screen.query_one(RunsTable if name == "runs" else QueueTable).focus()
+
+    def edit_run(self, run) -> None:
+        """`n`: the edit form for a run's name, tags and note."""
+        from innerdpo_bench.tui.modals import EditRunModal
+
+        def saved(answer) -> None:
+            if answer is not None:
+                self.annotate(run.id, answer.name, answer.tags, answer.note)
+        self.push_screen(EditRunModal(run.id, run.name, run.tags, run.note), saved)
+
+    def ask_evaluate(self, run) -> None:
+        """`v`: choose the suite and row limit, then queue the evaluation."""
+        from innerdpo_bench.evaluation.suites import DEFAULT_SUITE, SUITES
+        from innerdpo_bench.tui.modals import EvalModal
+
+        evaluation = run.spec.eval
+        suites = (DEFAULT_SUITE, *(name for name in SUITES if name != DEFAULT_SUITE))
+
+        def chosen(answer) -> None:
+            if answer is not None:
+                self.evaluate(run.id, *answer, chosen=True)
+        self.push_screen(EvalModal(run.id, suites, evaluation.suite, evaluation.limit), chosen)
+
+    def open_compare(self, run_a, run_b) -> None:
+        from innerdpo_bench.tui.compare_view import CompareScreen
+
+        self.push_screen(CompareScreen(run_a, run_b))
+
+    def open_curves(self, runs) -> None:
+        from innerdpo_bench.tui.charts import CurvesScreen
+
+        self.push_screen(CurvesScreen(list(runs)))
+
+    def open_param_plot(self, runs) -> None:
+        from innerdpo_bench.tui.charts import ParamScreen
+
+        self.push_screen(ParamScreen(list(runs)))
 
     def confirm(self, question: str, action: Callable[[], None]) -> None:
         """Ask `question` (y/n) and take `action` only on yes: cancel and re-evaluate go through here."""
@@ -273,31 +358,52 @@ class InnerDPOApp(App):
         self.confirm(f"Cancel run {run_id}? A running run is stopped by its worker.", lambda: self.cancel(run_id))
 
     def confirm_evaluate(self, run_id: int) -> None:
-        self.confirm(f"Queue a new evaluation of run {run_id}'s model?", lambda: self.evaluate(run_id))
+        run = next((run for run in (self.snapshot.runs if self.snapshot else []) if run.id == run_id), None)
+        if run is not None:
+            self.ask_evaluate(run)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(list(self.key_help()), self.home))
 
     def action_add_run(self) -> None:
+        """`a`: the add form, starting from the highlighted run's settings when there is one (once: a second `a`
+        while the form loads or is open does nothing)."""
+        if any(isinstance(screen, AddRunModal) for screen in self.screen_stack) or self._form_loading:
+            return
         if self._form_choices is not None:
             self._show_add_form(self._form_choices)
         else:
+            self._form_loading = True
             self.notify("loading the training config…", timeout=2)
             self._load_form_choices()
+
+    _form_loading = False
+
+    def _start_settings(self) -> dict | None:
+        """The highlighted run's settings (its tab's table), for the add form to start from."""
+        try:
+            tabs = self.main_screen.query_one(TabbedContent)
+            run = self.runs_view.selected_run() if tabs.active == "runs" else self.queue_view.selected_run()
+        except NoMatches:
+            return None
+        if run is None or run.spec.train is None:
+            return None
+        train = {key: value for key, value in run.spec.train.to_dict().items() if key != "output_dir"}
+        return {**train, "run": run.id, "train": train, "suite": run.spec.eval.suite, "limit": run.spec.eval.limit}
 
     @work(thread=True, group="form", exclusive=True, exit_on_error=False)
     def _load_form_choices(self) -> None:
         self.post_message(FormChoicesLoaded(load_form_choices()))  # imports torch: not on the UI thread
 
     def on_form_choices_loaded(self, message: FormChoicesLoaded) -> None:
-        self._form_choices = message.choices
+        self._form_choices, self._form_loading = message.choices, False
         self._show_add_form(message.choices)
 
     def _show_add_form(self, choices: FormChoices) -> None:
         def queued(request: AddRequest | None) -> None:
             if request is not None:
                 self.enqueue(request)
-        self.push_screen(AddRunModal(choices), queued)
+        self.push_screen(AddRunModal(choices, self._start_settings()), queued)
 
     def open_detail(self, run_id: int) -> None:
         run = next((run for run in (self.snapshot.runs if self.snapshot else []) if run.id == run_id), None)
@@ -328,56 +434,15 @@ class InnerDPOApp(App):
 
     def key_help(self) -> Iterable[tuple[str, str, str]]:
         """(where, key, what) for every binding, from the classes' BINDINGS: the help cannot go stale."""
-        places = (("everywhere", InnerDPOApp), ("tables", KeyedTable), ("runs", RunsView), ("queue", QueueView),
-                  ("run detail", RunDetailScreen))
-        yield ("everywhere", "ctrl+p", "command palette: every action by name")
-        for where, owner in places:
-            for binding in owner.BINDINGS:
-                keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in binding.key.split(","))
-                yield where, keys, binding.tooltip or binding.description
-        yield ("tables", "enter", "open the run's detail screen")
-        yield ("tables", "click header", "sort by that column (again: reverse)")
+        from innerdpo_bench.tui.commands import key_help
+
+        return key_help(self)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        from innerdpo_bench.tui.commands import system_commands
+
         yield from super().get_system_commands(screen)
-        if isinstance(screen, RunDetailScreen):
-            yield SystemCommand("Run: evaluate now", "Queue an eval-only run of this checkpoint", screen.action_evaluate)
-            yield SystemCommand("Run: show run directory", "Notify and copy its path", screen.action_show_path)
-            yield SystemCommand("Run: next log", "Follow train.log, eval.log or worker.log", screen.action_next_log)
-            return
-        if screen is not self.main_screen:
-            return
-        runs, queue = self.runs_view, self.queue_view
-        yield SystemCommand("View: runs", "The results table", partial(self.action_show_view, "runs"))
-        yield SystemCommand("View: queue", "Queued, running and finished runs", partial(self.action_show_view, "queue"))
-        yield SystemCommand("Help: keys and filter grammar", "All keys", self.action_help)
-        for column in COLUMNS:
-            yield SystemCommand(f"Runs: sort by {column}", "Scores best first, text A to Z; r reverses",
-                                partial(runs.sort_by, column))
-        yield SystemCommand("Runs: reverse sort", "Missing values stay last", runs.action_reverse_sort)
-        yield SystemCommand("Runs: filter", "Focus the filter bar", runs.action_focus_filter)
-        yield SystemCommand("Runs: group seeds", "One row per method, seeds as mean ± std", runs.action_toggle_groups)
-        yield SystemCommand("Runs: group by…", "Seed groups or any keys (align_method, alpha, ...)",
-                            runs.action_choose_groups)
-        yield SystemCommand("Runs: columns…", "Add sample statistics, sweep, attempts or train options",
-                            runs.action_choose_columns)
-        yield SystemCommand("Runs: set or clear baseline", "Deltas against the highlighted run",
-                            runs.action_toggle_baseline)
-        yield SystemCommand("Runs: pin or unpin", "Keep the highlighted run on top", runs.action_toggle_pin)
-        for fmt, suffix in (("markdown", ".md"), ("csv", ".csv"), ("json", ".json")):
-            yield SystemCommand(f"Runs: export as {fmt}", f"Write innerdpo-runs{suffix} in the current directory",
-                                partial(self.export_view, fmt, Path.cwd() / f"innerdpo-runs{suffix}"))
-        yield SystemCommand("Runs: export…", "Choose format and path", self.action_export)
-        yield SystemCommand("Runs: open detail", "Config, curves, results and log of the highlighted run",
-                            lambda: (run := runs.selected_run()) and self.open_detail(run.id))
-        yield SystemCommand("Runs: evaluate highlighted run", "Queue an eval-only run", runs.action_evaluate)
-        yield SystemCommand("Queue: add runs", "A form: method, align method, dataset, seeds, steps, suite",
-                            self.action_add_run)
-        yield SystemCommand("Queue: cancel highlighted run", "", queue.action_cancel)
-        yield SystemCommand("Queue: retry highlighted run", "", queue.action_retry)
-        yield SystemCommand("Queue: move up", "", queue.action_move_up)
-        yield SystemCommand("Queue: move down", "", queue.action_move_down)
-        yield SystemCommand("Queue: move to front", "", queue.action_move_to_front)
+        yield from system_commands(self, screen)
 
 
 def main(home: str | os.PathLike | None = None, poll_s: float = 1.0) -> None:

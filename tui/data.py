@@ -44,12 +44,16 @@ class Progress:
 
     @property
     def eval_text(self) -> str:
-        """"eval" and, once eval.log has a count, the pass and its share: "eval base 30%"."""
+        """"eval" and, once eval.log has a count, the pass, whose model and how far: "scoring base 30%",
+        "samples adapter 2/12"."""
         if self.scoring is None:
             return "eval"
         stage, done, total = self.scoring
+        if stage.startswith("generating samples with the "):
+            who = stage.removeprefix("generating samples with the ").removesuffix(" model")
+            return f"samples {who} {min(done, total)}/{total}"
         who = stage.removeprefix("scoring with the ").removesuffix(" model")
-        return f"eval {who} {min(done, total) / total:.0%}" if total else "eval"
+        return f"scoring {who} {min(done, total) / total:.0%}" if total else "eval"
 
     @property
     def fraction(self) -> float | None:
@@ -88,6 +92,8 @@ def progress_of(run: Run, now: float) -> Progress:
         return Progress("queued", None, max_steps)
     if run.status != "running":
         elapsed = run.finished_at - run.started_at if run.finished_at and run.started_at else None
+        if run.claims > 1 and elapsed is not None:
+            elapsed = max(elapsed, _training_seconds(run) or 0.0)   # a retried run: every attempt's training
         return Progress(run.status, max_steps if run.status == "done" else None, max_steps, elapsed)
     elapsed = max(0.0, now - run.started_at) if run.started_at else None
     checkpoint = checkpoint_paths(run)
@@ -97,7 +103,10 @@ def progress_of(run: Run, now: float) -> Progress:
         return Progress("eval", None, max_steps, elapsed, scoring=_scoring(run))
     if rundir.read_status(checkpoint.root).get("state") == "complete":
         return Progress("eval", max_steps, max_steps, elapsed, scoring=_scoring(run))
-    record = last_metrics_record(checkpoint.metrics)
+    beat = rundir.read_progress(checkpoint.root)
+    if beat is not None:
+        return progress_from_beat(beat, max_steps, elapsed, now)
+    record = last_metrics_record(checkpoint.metrics)   # a run trained before heartbeats
     step = int(record["step"]) if record is not None else None
     first = first_metrics_record(checkpoint.metrics) if record is not None else None
     last_time, first_time = _record_time(record), _record_time(first)
@@ -110,6 +119,30 @@ def progress_of(run: Run, now: float) -> Progress:
     else:  # one record so far, or one written before records had a time: the time since the run started
         eta = elapsed / step * max(0, max_steps - step) if step and max_steps and elapsed is not None else None
     return Progress("train", step, max_steps, elapsed, eta)
+
+
+def progress_from_beat(beat: dict[str, Any], max_steps: int | None, elapsed: float | None, now: float) -> Progress:
+    """Training progress from its per-step heartbeat (progress.json): the step, and the ETA from the recent step
+    rate (seconds per step over the last steps) times the steps left, less the time since the beat (at most one
+    step's: a slow step does not make the ETA 0)."""
+    step, total = beat["step"], beat.get("max_steps") or max_steps
+    step_s, at = beat.get("step_s"), beat.get("time")
+    if isinstance(beat.get("elapsed_s"), (int, float)) and elapsed is not None:
+        elapsed = max(elapsed, float(beat["elapsed_s"]))   # a resumed run: the earlier attempts' training too
+    eta = None
+    if isinstance(step_s, (int, float)) and isinstance(at, (int, float)) and total:
+        eta = max(0.0, max(0, total - step) * step_s - min(max(0.0, now - at), step_s))
+    return Progress("train", step, total, elapsed, eta)
+
+
+def _training_seconds(run: Run) -> float | None:
+    """Training seconds over all of a run's attempts (metrics.jsonl's last `elapsed_s`, which a resumed attempt
+    continues): a retried run's last claim alone misses the earlier attempts."""
+    from innerdpo_bench.results.summaries import last_record
+
+    record = last_record(run)
+    value = record.get("elapsed_s") if record is not None else None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _scoring(run: Run) -> tuple[str, int, int] | None:
@@ -211,9 +244,50 @@ def run_config(run: Run) -> tuple[dict[str, Any], str]:
     return config, "spec"
 
 
+# What two runs' configs may differ in without being different experiments: where they log, checkpoint and
+# cache, and the names derived from the rest.
+NOISE = frozenset({"display_name", "output_dir", "report_to", "save_steps", "save_total_limit", "ref_cache",
+                   "save_steps_resolved", "base_model_path", "name", "sweep"})
+
+
+def is_noise(key: str) -> bool:
+    return key in NOISE or key.startswith("versions.")
+
+
 def differing_keys(config: dict[str, Any], baseline: dict[str, Any]) -> set[str]:
-    """Keys whose value differs from the baseline's, or that only one of the two has."""
-    return {key for key in config.keys() | baseline.keys() if config.get(key, ...) != baseline.get(key, ...)}
+    """Keys whose value differs from the baseline's, or that only one of the two has; bookkeeping (`NOISE`) left out."""
+    return {key for key in config.keys() | baseline.keys()
+            if not is_noise(key) and config.get(key, ...) != baseline.get(key, ...)}
+
+
+def comparable_config(run: Run) -> dict[str, Any]:
+    """A run's settings from its spec (train options, then eval.* options), the same source for every run, so two
+    runs compare key by key whatever stage each reached (config.json adds resolved values only a started run has)."""
+    spec = read_spec(run)
+    evaluation = {f"eval.{key}": value for key, value in spec.get("eval", {}).items()}
+    return {**spec.get("train", {}), **evaluation}
+
+
+def read_spec(run: Run) -> dict[str, Any]:
+    """The run's spec as its stored JSON (train options, eval options): the one place the dashboard reads `Run.spec`
+    for a diff."""
+    return run.spec.to_json()
+
+
+def config_diff(run_a: Run, run_b: Run) -> list[tuple[str, str, str]]:
+    """(key, A's value, B's value) for every setting that differs, bookkeeping left out, in key order."""
+    a, b = comparable_config(run_a), comparable_config(run_b)
+    return [(key, value_text(a.get(key)), value_text(b.get(key))) for key in sorted(differing_keys(a, b))]
+
+
+def value_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return str(value)
 
 
 def eval_spec(run: Run) -> RunSpec:

@@ -3,6 +3,7 @@ completions of the base and the adapter side by side (when the run has samples.j
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, Sparkline, Static
+from textual.widgets import DataTable, Footer, Log, Static
 from textual.worker import get_current_worker
 
 from innerdpo_bench import rundir
@@ -22,9 +23,11 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import scoring, textstats
 from innerdpo_bench.evaluation.samplefile import read_samples, samples_path_for
 from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.results.curves import CURVE_HELP, parse_series
 from innerdpo_bench.store import Run
-from innerdpo_bench.tui.data import (FileFollower, Progress, checkpoint_paths, default_log, differing_keys,
-                                     format_duration, log_paths, parse_metrics, run_config)
+from innerdpo_bench.tui.charts import Chart, available_metrics
+from innerdpo_bench.tui.data import (FileFollower, Progress, checkpoint_paths, comparable_config, config_diff,
+                                     default_log, format_duration, log_paths, parse_metrics, run_config)
 from innerdpo_bench.tui.messages import LogLines, MetricsRecords
 from innerdpo_bench.tui.view import SHORT_HEADERS, STATUS_STYLES
 
@@ -85,6 +88,9 @@ class RunDetailScreen(Screen):
         Binding("o", "show_path", "Run dir", tooltip="Show (and copy) the run directory's path"),
         Binding("l", "next_log", "Next log", tooltip="Follow the training log (step lines), train.log, eval.log "
                 "or worker.log"),
+        Binding("m", "next_metric(1)", "Next curve", tooltip="Chart the next logged metric (loss, its terms, reward "
+                "margin, pair accuracies, NLL, learning rate)"),
+        Binding("M", "next_metric(-1)", "Prev curve", show=False, tooltip="Chart the previous logged metric"),
         Binding("n", "next_prompt(1)", "Next prompt", show=False, tooltip="Show the next sample prompt of this shift"),
         Binding("N", "next_prompt(-1)", "Prev prompt", show=False, tooltip="Show the previous sample prompt"),
         Binding("s", "next_shift", "Next shift", show=False, tooltip="Show the samples of the next shift"),
@@ -100,6 +106,7 @@ class RunDetailScreen(Screen):
         self.log_name = default_log(run)
         self.metrics: list[dict[str, Any]] = []
         self.curve_labels: dict[str, str] = {}
+        self.metric = "loss"
         self._config_from_file = False
         self._shown_results: dict | None = None
         self.log_loaded = threading.Event()  # tests and snapshots wait for the first read
@@ -116,10 +123,8 @@ class RunDetailScreen(Screen):
             with Vertical(id="detail-right"):
                 yield Static("results", classes="section")
                 yield DataTable(id="results-table", cursor_type="none")
-                yield Static("", id="loss-label")
-                yield Sparkline([], id="loss-curve")
-                yield Static("", id="margin-label")
-                yield Sparkline([], id="margin-curve")
+        yield Static("", id="chart-label")
+        yield Chart(id="detail-chart")
         with Vertical(id="samples-pane"):  # shown only when the run has samples.jsonl
             yield Static("", id="samples-title", classes="section")
             with VerticalScroll(id="samples-scroll"):
@@ -206,18 +211,25 @@ class RunDetailScreen(Screen):
         differ: set[str] = set()
         title = "config" if self._config_from_file else "config (queued spec)"
         if self.baseline is not None and self.baseline.id != self.run.id:
-            differ = differing_keys(config, run_config(self.baseline)[0])
+            # what differs in the two runs' settings (the same source for both, bookkeeping left out), not in
+            # whatever each one's pane shows: a failed run's config.json lacks the eval options a queued spec has
+            differ = {key for key, _, _ in config_diff(self.run, self.baseline)}
+            mine = comparable_config(self.run)
+            config = {**config, **{key: mine.get(key) for key in differ if key not in config}}
             title += f" · {len(differ)} ≠ run {self.baseline.id}"
         self.query_one("#config-title", Static).update(title)
         table = self.query_one("#config-table", DataTable)
         table.clear(columns=True)
         table.add_column("key", key="key")
         table.add_column("value", key="value")
-        # Keys that differ from the baseline come first and highlighted; the rest keep their order.
+        width = max((len(key) for key in config), default=0) + 2
+        # Keys that differ from the baseline come first and highlighted; the rest keep their order. The key column
+        # holds the value too, so a narrow pane still shows it (the value column repeats it for wide ones).
         for key in sorted(config, key=lambda name: name not in differ):
             style = "bold yellow" if key in differ else ""
-            table.add_row(Text(("≠ " if key in differ else "  ") + key, style=style),
-                          Text(_value_text(config.get(key)), style=style), key=key)
+            value = _value_text(config.get(key))
+            table.add_row(Text(("≠ " if key in differ else "  ") + key.ljust(width) + value, style=style),
+                          Text(value, style=style), key=key)
 
     # ------------------------------------------------------------------ samples
 
@@ -328,17 +340,33 @@ class RunDetailScreen(Screen):
         self._show_curves()
 
     def _show_curves(self) -> None:
-        for name, label_id, curve_id, title in (("loss", "#loss-label", "#loss-curve", "loss"),
-                                                  ("rewards_margin", "#margin-label", "#margin-curve", "reward margin")):
-            values = [float(record[name]) for record in self.metrics if isinstance(record.get(name), (int, float))]
-            self.query_one(curve_id, Sparkline).data = values
-            if values:
-                last_step = self.metrics[-1].get("step")
-                text = f"{title} {values[0]:.4g} → {values[-1]:.4g} (step {last_step})"
-            else:
-                text = f"{title}: no metrics yet"
-            self.curve_labels[name] = text
-            self.query_one(label_id, Static).update(Text(text, no_wrap=True, overflow="ellipsis"))
+        """The chart of the metric chosen (m cycles), with axes, from the metrics.jsonl records read so far; the label
+        line gives its first and last values."""
+        series = parse_series([json.dumps(record) for record in self.metrics])
+        metrics = available_metrics({0: series})
+        if metrics and self.metric not in metrics:
+            self.metric = metrics[0]
+        steps, values = series.get(self.metric, ([], []))
+        for name in ("loss", "rewards_margin"):
+            xs, ys = series.get(name, ([], []))
+            self.curve_labels[name] = (f"{name} {ys[0]:.4g} → {ys[-1]:.4g} (step {xs[-1]})" if ys
+                                       else f"{name}: no metrics yet")
+        label = Text(no_wrap=True, overflow="ellipsis")
+        if values:
+            label.append(f"{self.metric}", style="bold")
+            label.append(f" ({CURVE_HELP.get(self.metric, self.metric)}) {values[0]:.4g} → {values[-1]:.4g} at step "
+                         f"{steps[-1]}, {len(steps)} points · m: next of {len(metrics)}", style="dim")
+        else:
+            label.append("curves: no metrics yet", style="dim")
+        self.query_one("#chart-label", Static).update(label)
+        self.query_one(Chart).draw([(self.metric, steps, values)], "", "step")
+
+    def action_next_metric(self, step: int) -> None:
+        metrics = available_metrics({0: parse_series([json.dumps(record) for record in self.metrics])})
+        if metrics:
+            index = metrics.index(self.metric) if self.metric in metrics else -step
+            self.metric = metrics[(index + step) % len(metrics)]
+            self._show_curves()
 
     # ------------------------------------------------------------------ keys
 

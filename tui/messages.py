@@ -12,11 +12,12 @@ from innerdpo_bench.tui.data import Snapshot
 
 
 class SnapshotReady(Message):
-    """A poll of the store finished."""
+    """A poll of the store finished; `view` is the runs view built in the poll's thread for the view state `state`
+    (None when it could not be: the UI thread builds it then)."""
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, view: Any = None, state: dict | None = None) -> None:
         super().__init__()
-        self.snapshot = snapshot
+        self.snapshot, self.view, self.state = snapshot, view, state
 
 
 class PollFailed(Message):

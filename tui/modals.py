@@ -63,27 +63,204 @@ class ConfirmModal(ModalScreen[bool]):
 
 class ChooseModal(ModalScreen[tuple[str, ...] | None]):
     """Tick any of a list of (value, help) options: space ticks, enter applies (dismisses with the ticked values
-    in the list's order), escape cancels (None)."""
+    in the list's order), escape cancels (None). With `reorder`, K/J (or shift+up/down) move the highlighted
+    option up or down: the order of the answer is the list's."""
 
-    BINDINGS = [Binding("enter", "apply", "Apply", priority=True), Binding("escape", "dismiss(None)", "Cancel")]
+    BINDINGS = [Binding("enter", "apply", "Apply", priority=True), Binding("escape", "dismiss(None)", "Cancel"),
+                Binding("K,shift+up", "move(-1)", "Up", show=False), Binding("J,shift+down", "move(1)", "Down",
+                                                                             show=False)]
 
-    def __init__(self, title: str, options: list[tuple[str, str]], ticked: set[str]) -> None:
+    def __init__(self, title: str, options: list[tuple[str, str]], ticked: set[str], reorder: bool = False) -> None:
         super().__init__()
         self.title_text = title
-        self.options = options
-        self.ticked = ticked
+        self.options = list(options)
+        self.ticked = set(ticked)
+        self.reorder = reorder
+
+    def _items(self):
+        width = max((len(value) for value, _ in self.options), default=0)
+        return [(Text(value.ljust(width)) + Text(f"  {help_}", style="dim"), value, value in self.ticked)
+                for value, help_ in self.options]
 
     def compose(self) -> ComposeResult:
-        width = max((len(value) for value, _ in self.options), default=0)
         with Vertical(id="choose-dialog", classes="dialog"):
             yield Label(self.title_text)
-            yield SelectionList[str](*((Text(value.ljust(width)) + Text(f"  {help_}", style="dim"), value,
-                                        value in self.ticked) for value, help_ in self.options), id="choose-list")
-            yield Static("space: tick · enter: apply · escape: cancel", classes="hint")
+            yield SelectionList[str](*self._items(), id="choose-list")
+            yield Static("space: tick · enter: apply · escape: cancel" + (" · K/J: move up/down" if self.reorder
+                                                                          else ""), classes="hint")
+
+    def action_move(self, step: int) -> None:
+        if not self.reorder:
+            return
+        options = self.query_one(SelectionList)
+        index = options.highlighted
+        if index is None or not 0 <= index + step < len(self.options):
+            return
+        self.ticked = set(options.selected)
+        self.options[index], self.options[index + step] = self.options[index + step], self.options[index]
+        options.clear_options()
+        options.add_options(self._items())
+        options.highlighted = index + step
 
     def action_apply(self) -> None:
         ticked = set(self.query_one(SelectionList).selected)
         self.dismiss(tuple(value for value, _ in self.options if value in ticked))
+
+
+class PickModal(ModalScreen[str | None]):
+    """One of a list of (value, label): enter picks the highlighted one, escape cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, options: list[tuple[str, str]], current: str | None = None) -> None:
+        super().__init__()
+        self.title_text, self.options, self.current = title, options, current
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+        from textual.widgets.option_list import Option
+
+        with Vertical(id="choose-dialog", classes="dialog"):
+            yield Label(self.title_text)
+            yield OptionList(*(Option(label, id=value) for value, label in self.options), id="pick-list")
+            yield Static("enter: choose · escape: cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        from textual.widgets import OptionList
+
+        values = [value for value, _ in self.options]
+        if self.current in values:
+            self.query_one(OptionList).highlighted = values.index(self.current)
+
+    def on_option_list_option_selected(self, event) -> None:
+        self.dismiss(event.option.id)
+
+
+class ViewsModal(ModalScreen[tuple[str, str] | None]):
+    """Named views: type a name and press enter to save the current view under it; pick a saved one to load it.
+    Dismisses with ("save" | "load", name) or None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__()
+        self.names = names
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+        from textual.widgets.option_list import Option
+
+        with Vertical(id="views-dialog", classes="dialog"):
+            yield Label("Named views (columns, filter, sort, grouping; innerdpo runs --view NAME)")
+            yield Input(placeholder="a name, then enter: save the current view", id="view-name", compact=True)
+            if self.names:
+                yield OptionList(*(Option(name, id=name) for name in self.names), id="view-list")
+                yield Static("enter on a name: load it · escape: cancel", classes="hint")
+            else:
+                yield Static("no named views yet", classes="hint")
+
+    @on(Input.Submitted, "#view-name")
+    def _save(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(("save", event.value.strip()))
+
+    def on_option_list_option_selected(self, event) -> None:
+        self.dismiss(("load", event.option.id))
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """The edit form's answer: a run's name, tags and note (`Store.annotate`)."""
+
+    name: str
+    tags: list[str]
+    note: str
+
+
+class EditRunModal(ModalScreen[Annotation | None]):
+    """Rename a run, edit its tags (comma-separated) and note; enter or ctrl+s saves, escape cancels."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Save")]
+
+    def __init__(self, run_id: int, name: str, tags: tuple[str, ...], note: str) -> None:
+        super().__init__()
+        self.run_id, self.name_, self.tags, self.note = run_id, name, tags, note
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="edit-dialog", classes="dialog"):
+            yield Label(f"Run {self.run_id}: name, tags, note")
+            with Grid(id="add-form"):
+                yield Label("name")
+                yield Input(value=self.name_, id="edit-name", compact=True)
+                yield Label("tags")
+                yield Input(value=", ".join(self.tags), placeholder="baseline, ablation", id="edit-tags", compact=True)
+                yield Label("note")
+                yield Input(value=self.note, id="edit-note", compact=True)
+            yield Static("", id="edit-error")
+            yield Static("enter or ctrl+s: save · escape: cancel · filter with tag:LABEL", classes="hint")
+
+    def action_submit(self) -> None:
+        from innerdpo_bench.queue.labels import parse_tags
+
+        name = self.query_one("#edit-name", Input).value.strip()
+        try:
+            if not name:
+                raise UserError("the name is empty")
+            tags = parse_tags([self.query_one("#edit-tags", Input).value])
+        except UserError as err:
+            self.query_one("#edit-error", Static).update(Text(str(err), style="red"))
+            return
+        self.dismiss(Annotation(name, tags, self.query_one("#edit-note", Input).value.strip()))
+
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        self.action_submit()
+
+
+class EvalModal(ModalScreen[tuple[str | None, int | None] | None]):
+    """Queue an evaluation of a run's checkpoint: choose the suite and the row limit (the run's own by default)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Queue")]
+
+    def __init__(self, run_id: int, suites: tuple[str, ...], suite: str | None, limit: int | None) -> None:
+        super().__init__()
+        self.run_id, self.suites, self.suite, self.limit = run_id, suites, suite, limit
+
+    def compose(self) -> ComposeResult:
+        suites = list(dict.fromkeys([*(s for s in [self.suite] if s), *self.suites]))
+        with Vertical(id="eval-dialog", classes="dialog"):
+            yield Label(f"Queue a new evaluation of run {self.run_id}'s model")
+            with Grid(id="add-form"):
+                yield Label("eval suite")
+                yield Select([(name, name) for name in suites], value=suites[0], allow_blank=False, id="eval-suite",
+                             compact=True)
+                yield Label("eval limit")
+                yield Input(value="" if self.limit is None else str(self.limit),
+                            placeholder="rows per shift (default 500)", id="eval-limit", compact=True)
+            yield Static("", id="eval-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Queue", id="eval-submit", variant="primary", compact=True)
+                yield Button("Cancel", id="eval-cancel", compact=True)
+
+    def action_submit(self) -> None:
+        try:
+            limit = _positive_int(self.query_one("#eval-limit", Input).value, "eval limit", required=False)
+        except UserError as err:
+            self.query_one("#eval-error", Static).update(Text(str(err), style="red"))
+            return
+        self.dismiss((self.query_one("#eval-suite", Select).value, limit))
+
+    @on(Button.Pressed, "#eval-submit")
+    def _submit(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#eval-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Input.Submitted)
+    def _enter(self) -> None:
+        self.action_submit()
 
 
 class ExportModal(ModalScreen[tuple[str, Path] | None]):
@@ -176,21 +353,26 @@ class AddRunModal(ModalScreen[AddRequest | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Queue")]
 
-    def __init__(self, choices: FormChoices) -> None:
+    def __init__(self, choices: FormChoices, start: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.choices = choices
+        self.start = start or {}   # a run's settings to start from (`a` on a highlighted run)
         self.error = ""
 
     def compose(self) -> ComposeResult:
-        c, d = self.choices, self.choices.defaults
+        c, d = self.choices, {**self.choices.defaults, **{key: value for key, value in self.start.items()
+                                                           if value is not None}}
+        suites = list(dict.fromkeys([*(s for s in [d.get("suite")] if s in c.suites), *c.suites]))
         with Vertical(id="add-dialog", classes="dialog"):
-            yield Label("Queue training runs: one per seed, trained then evaluated by a worker")
+            yield Label("Queue training runs: one per seed, trained then evaluated by a worker" +
+                        (f" (from run {self.start['run']})" if self.start.get("run") else ""))
             with Grid(id="add-form"):
                 yield Label("method")
-                yield Select([(name, name) for name in c.methods], value=d["method"], allow_blank=False, id="method",
-                             compact=True)
+                yield Select([(name, name) for name in c.methods], value=d["method"] if d["method"] in c.methods
+                             else c.defaults["method"], allow_blank=False, id="method", compact=True)
                 yield Label("align method")
-                yield Select([(name, name) for name in c.align_methods], value=d["align_method"], allow_blank=False,
+                yield Select([(name, name) for name in c.align_methods], value=d["align_method"]
+                             if d["align_method"] in c.align_methods else c.defaults["align_method"], allow_blank=False,
                              id="align_method", compact=True)
                 yield Label("dataset")
                 yield Input(value=str(d["dataset"]), id="dataset", compact=True)
@@ -201,10 +383,11 @@ class AddRunModal(ModalScreen[AddRequest | None]):
                 yield Label("max steps")
                 yield Input(value=str(d["max_steps"]), id="max_steps", compact=True)
                 yield Label("eval suite")
-                yield Select([(name, name) for name in c.suites], value=c.suites[0], allow_blank=False, id="suite",
+                yield Select([(name, name) for name in suites], value=suites[0], allow_blank=False, id="suite",
                              compact=True)
                 yield Label("eval limit")
-                yield Input(placeholder="rows per shift (default 500)", id="limit", compact=True)
+                yield Input(value="" if d.get("limit") is None else str(d["limit"]),
+                            placeholder="rows per shift (default 500)", id="limit", compact=True)
             yield Static("", id="add-error")
             with Horizontal(classes="buttons"):
                 yield Button("Queue", id="submit", variant="primary", compact=True)
@@ -216,8 +399,9 @@ class AddRunModal(ModalScreen[AddRequest | None]):
                  for name in ("dataset", "base_model", "seeds", "max_steps", "limit")}
         if not value["dataset"]:
             raise UserError("dataset is empty")
+        start = {key: value for key, value in self.start.get("train", {}).items() if key not in ("seed", "output_dir")}
         config = TrainConfig.from_mapping(
-            {"method": self.query_one("#method", Select).value,
+            {**start, "method": self.query_one("#method", Select).value,
              "align_method": self.query_one("#align_method", Select).value, "dataset": value["dataset"],
              "base_model": value["base_model"] or self.choices.defaults["base_model"],
              "max_steps": value["max_steps"]}, "the form", text=True)

@@ -54,7 +54,8 @@ def progress_cell(run: Run, progress: Progress | None, position: int | None) -> 
     return Text(f"{progress_bar(fraction)} {fraction:4.0%}", style=style)
 
 
-def queue_rows(runs: list[Run], progress: dict[int, Progress]) -> list[tuple[str, dict[str, Text]]]:
+def queue_rows(runs: list[Run], progress: dict[int, Progress], name_width: int = WIDTHS["name"]
+               ) -> list[tuple[str, dict[str, Text]]]:
     """The queue in worker order (running, queued by priority, then finished) as keyed rows of cells."""
     ordered = queue_order(runs)
     positions = {run.id: index + 1 for index, run in enumerate(r for r in ordered if r.status == "queued")}
@@ -71,7 +72,7 @@ def queue_rows(runs: list[Run], progress: dict[int, Progress]) -> list[tuple[str
             "progress": progress_cell(run, run_progress, positions.get(run.id)),
             "eta": Text(format_duration(run_progress.eta_s) if running and run_progress else "-"),
             "elapsed": Text(format_duration(run_progress.elapsed_s) if run_progress else "-"),
-            "name": fitted(run.name, WIDTHS["name"]),
+            "name": fitted(run.name, name_width),
             "seed": Text("-" if seed is None else str(seed)),
             "attempts": Text(str(run.attempts)),
             "worker": fitted(run.worker or "-", WIDTHS["worker"]),
@@ -109,22 +110,43 @@ class QueueView(Vertical):
         yield QueueTable(id="queue-table")
         yield Static("", id="queue-status")
 
+    name_width = WIDTHS["name"]
+
     def on_mount(self) -> None:
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        """Columns for the terminal width: the name column takes what a wide terminal leaves (full names at 200)."""
+        self.name_width = max(WIDTHS["name"], min(100, self.app.size.width - 110))
+        widths = {**WIDTHS, "name": self.name_width}
         table = self.query_one(QueueTable)
-        labels = [ColumnSpec(key, Text(label, justify="right" if key in RIGHT else "left"), width=WIDTHS.get(key))
-                  for key, label in COLUMNS]
-        table.set_columns(labels)
-        if self.runs:
-            self.apply_runs(list(self.runs.values()), self.progress)
+        table.set_columns([ColumnSpec(key, Text(label, justify="right" if key in RIGHT else "left"),
+                                      width=widths.get(key)) for key, label in COLUMNS])
+        self._stale = True
+        if self.runs and self.parent is not None and self.parent.display:
+            self.refresh_table()
+
+    def on_resize(self) -> None:
+        if max(WIDTHS["name"], min(100, self.app.size.width - 110)) != self.name_width:
+            self._lay_out()
 
     def apply_runs(self, runs: list[Run], progress: dict[int, Progress]) -> None:
-        if list(self.runs.values()) == runs and progress == self.progress and self.query_one(QueueTable).row_count:
+        """A new snapshot: shown now if the queue is on screen, else when it is (`refresh_table`)."""
+        if list(self.runs.values()) == runs and progress == self.progress and not self._stale:
             return
         self.runs = {run.id: run for run in runs}
         self.progress = progress
+        self._stale = True
+        if self.parent is not None and self.parent.display:
+            self.refresh_table()
+
+    _stale = True
+
+    def refresh_table(self) -> None:
         table = self.query_one(QueueTable)
-        if table.columns:  # else on_mount lays out and shows them
-            table.show(queue_rows(list(self.runs.values()), self.progress))
+        if table.columns and self._stale:  # else on_mount lays out and shows them
+            self._stale = False
+            table.show(queue_rows(list(self.runs.values()), self.progress, self.name_width))
             self._show_status()
 
     def selected_run(self) -> Run | None:

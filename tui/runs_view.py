@@ -10,16 +10,18 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Static
 
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import cells, table
 from innerdpo_bench.store import Run
 from innerdpo_bench.tui import view as view_model
 from innerdpo_bench.tui.data import Progress, format_duration
 from innerdpo_bench.tui.keyed_table import ColumnSpec, KeyedTable
+from innerdpo_bench.tui.runs_actions import RunsActions
 
 # Full header names need this many columns; narrower terminals get in_dom, diff, moral, orth.
 WIDE_LAYOUT_COLUMNS = 170
-SEED_GROUPS = "seed"        # the grouping chooser's first choice: `innerdpo runs --group-seeds`
 COMPACT_BELOW = 120         # narrower: shift cells leave out a group's ± std so that all four shifts fit 80 columns
+NAME_MIN = 12               # the name column is never cut narrower than this (80 columns: all four shifts show)
 
 
 class RunsTable(KeyedTable):
@@ -38,24 +40,34 @@ class FilterInput(Input):
         await super()._on_key(event)
 
 
-class RunsView(Vertical):
+class RunsView(RunsActions, Vertical):
     """Filter bar, results table and a status line; owns the view state (sort, filter, baseline, pins)."""
 
     BINDINGS = [
+        Binding("enter", "open_detail", "Detail", tooltip="Open the run's detail: config, curves, results, log"),
         Binding("slash", "focus_filter", "Filter", tooltip="Focus the filter bar (? shows the grammar)"),
-        Binding("s", "next_sort", "Sort", tooltip="Sort by the next column"),
-        Binding("S", "previous_sort", "Sort back", show=False, tooltip="Sort by the previous column"),
-        Binding("r", "reverse_sort", "Rev", tooltip="Reverse the sort direction (missing values stay last; retry "
-                "is R in the queue)"),
-        Binding("g", "choose_groups", "Group", tooltip="Group rows: by seed (runs that differ only by seed) or by "
-                "any keys (align_method, alpha, ...)"),
-        Binding("C", "choose_columns", "Columns", show=False, tooltip="Add columns: sample statistics, sweep, attempts or any "
-                "train option"),
-        Binding("b", "toggle_baseline", "Base", tooltip="Show the shift columns as deltas against this run"),
-        Binding("p", "toggle_pin", "Pin", tooltip="Pin this run to the top"),
-        Binding("e", "export", "Export", tooltip="Export the visible view as Markdown, CSV or JSON"),
-        Binding("v", "evaluate", "Eval", show=False, tooltip="Queue an evaluation of this run's checkpoint (asks "
-                "first)"),
+        Binding("s", "choose_sort", "Sort", tooltip="Choose the sort column (a list; r reverses)"),
+        Binding("greater_than_sign", "next_sort", "Next sort", show=False, tooltip="Sort by the next column"),
+        Binding("less_than_sign", "previous_sort", "Prev sort", show=False, tooltip="Sort by the previous column"),
+        Binding("r", "reverse_sort", "Rev", show=False, tooltip="Reverse the sort direction (missing values stay "
+                "last; retry is R in the queue)"),
+        Binding("space", "toggle_mark", "Mark", tooltip="Mark or unmark the run (or group) for compare and curves"),
+        Binding("c", "compare", "Compare", tooltip="Compare the two marked runs (or the highlighted run with the "
+                "baseline): per-shift delta, paired interval, McNemar, and both configs"),
+        Binding("l", "curves", "Curves", tooltip="Overlay the training curves of the marked runs (or the highlighted "
+                "row's runs)"),
+        Binding("x", "param_plot", "Param", tooltip="A sweep key against a shift's accuracy (mean ± std over seeds)"),
+        Binding("C", "choose_columns", "Columns", tooltip="Show, hide and reorder columns (training summaries too)"),
+        Binding("V", "views", "Views", tooltip="Save the view under a name, or load a named one (runs --view NAME)"),
+        Binding("g", "choose_groups", "Group", show=False, tooltip="Group rows: by seed (runs that differ only by "
+                "seed) or by any keys (align_method, alpha, ...)"),
+        Binding("b", "toggle_baseline", "Base", show=False, tooltip="Show the shift columns as deltas against "
+                "this run"),
+        Binding("p", "toggle_pin", "Pin", show=False, tooltip="Pin this run to the top"),
+        Binding("n", "annotate", "Name/tags", show=False, tooltip="Rename the run, edit its tags and note"),
+        Binding("e", "export", "Export", show=False, tooltip="Export the visible view as Markdown, CSV or JSON"),
+        Binding("v", "evaluate", "Eval", tooltip="Queue an evaluation of this run's checkpoint (choose suite and "
+                "limit)"),
     ]
 
     def __init__(self, **kwargs) -> None:
@@ -68,6 +80,7 @@ class RunsView(Vertical):
         self.compact = False
         self.filter_error: str | None = None
         self._laid_out: tuple[str, ...] = ()
+        self._name_width: int | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="filter-bar"):
@@ -95,7 +108,7 @@ class RunsView(Vertical):
         """Write the view state to the workspace when it changed (best effort: a read-only one forgets)."""
         from innerdpo_bench.results import views as viewprefs
 
-        data = self.state.to_json()
+        data = {key: value for key, value in self.state.to_json().items() if key != "marked"}  # marks: this session
         home = getattr(self.app, "home", None)
         if home is not None and data != self._saved:
             viewprefs.save(home, "tui", data)
@@ -107,18 +120,25 @@ class RunsView(Vertical):
     def table(self) -> RunsTable:
         return self.query_one(RunsTable)
 
-    def apply_runs(self, runs: list[Run], progress: dict[int, Progress]) -> None:
-        """A new snapshot of the store: update the rows in place (nothing to do if nothing changed)."""
+    def apply_runs(self, runs: list[Run], progress: dict[int, Progress], view: view_model.ViewTable | None = None,
+                   state: dict | None = None) -> None:
+        """A new snapshot of the store: update the rows in place (nothing to do if nothing they show changed).
+        `view` is the poll thread's view of these runs for the view state `state` (used when it still holds)."""
         if runs == self.runs and progress == self.progress:
             return
+        same_rows = view_model.content_keys(runs) == view_model.content_keys(self.runs)
         self.runs, self.progress = runs, progress
-        if self.is_mounted and self.table.columns:  # else on_mount lays out and shows them
-            self.refresh_rows()
+        if not (self.is_mounted and self.table.columns):  # on_mount lays out and shows them
+            return
+        if same_rows and self.view is not None:   # heartbeats and progress only: the status line
+            self._show_status()
+        else:
+            self.refresh_rows(view=view if state == self.state.to_json() else None)
 
-    def refresh_rows(self, cursor_key: str | None = None) -> None:
+    def refresh_rows(self, cursor_key: str | None = None, view: view_model.ViewTable | None = None) -> None:
         """Rebuild the view from the current runs and state and show it (the table changes in place)."""
         try:
-            view = view_model.build_view(self.runs, self.state)
+            view = view or view_model.build_view(self.runs, self.state)
         except UserError as err:
             if self.state.baseline is not None:  # its results were cleared (retried) or it was removed
                 self.state.baseline = None
@@ -127,15 +147,25 @@ class RunsView(Vertical):
             else:  # the applied filter names a field no run has any more (runs removed)
                 self._show_filter_error(str(err))
             return
+        first = self.view is None
         self.view = view
-        if view.shown != self._laid_out:  # a column was added or removed
-            self._set_columns(view.shown)
-        rows = [(view_model.row_key(row), {"mark": view_model.marker(row, view),
-                                           **view_model.row_cells(row, view, self.compact)}) for row in view.rows]
+        if view.shown != self._laid_out or first or self._fit_name(view.shown) != self._name_width:
+            self._set_columns(view.shown)   # a column was added, removed or moved, or the name needs another width
+        token = (view.baseline, view.shown, view.pinned, view.marked, view.grouped, self.compact)
+        token = (*token, self._name_width)
+        rows = [(view_model.row_key(row), view_model.signature(row, token), lambda row=row: self._cells(row, view))
+                for row in view.rows]
         self.table.relabel(self._labels())
         self.table.show(rows, cursor_key)
         self._show_status()
+        self.call_after_refresh(self._show_status)   # the scroll hint needs the laid-out widths
         self._remember()
+
+    def _cells(self, row, view: view_model.ViewTable) -> dict[str, Text]:
+        cells = {"mark": view_model.marker(row, view), **view_model.row_cells(row, view, self.compact)}
+        if self._name_width and "name" in cells and cells["name"].cell_len > self._name_width:
+            cells["name"].truncate(self._name_width, overflow="ellipsis")   # cut names end in …
+        return cells
 
     def _labels(self) -> dict[str, Text]:
         return {column: view_model.header_label(column, self.view, short=not self.wide, sort=self.state.sort,
@@ -144,20 +174,40 @@ class RunsView(Vertical):
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The columns shown: the dashboard's, then those added with `C` (that the runs still have)."""
+        """The columns shown, in order (`C` chooses them)."""
         return self.view.shown if self.view is not None else view_model.shown_columns(self.state, self.runs)
 
     def _set_columns(self, shown: tuple[str, ...]) -> None:
         labels = {column: view_model.header_label(column, self.view, short=not self.wide, sort=self.state.sort,
                                                   reverse=self.state.reverse) for column in shown}
-        widths = {"method": view_model.COMPACT_METHOD_WIDTH} if self.compact else {}
+        self._name_width = self._fit_name(shown)
+        widths = {"name": self._name_width} if self._name_width else {}
         self.table.set_columns([ColumnSpec("mark", Text(" "), width=1),
                                 *(ColumnSpec(column, labels[column], width=widths.get(column)) for column in shown)])
         self.table.fixed_columns = 2
         self._laid_out = shown
 
+    def _fit_name(self, shown: tuple[str, ...]) -> int | None:
+        """The name column's width: the longest name where everything fits (200 columns), else what the other
+        columns leave, at least NAME_MIN (the names are cut with an ellipsis; → scrolls to the rest)."""
+        if "name" not in shown or self.view is None or not self.view.rows:
+            return None
+        sample = self.view.rows[:500]   # widths of the first rows: enough to lay out, cheap at 10,000 runs
+        def width(column: str) -> int:
+            label = view_model.header_label(column, self.view, short=not self.wide, sort="", reverse=False)
+            return max([label.cell_len, *(view_model.cell_text(row, column, self.view, self.compact).cell_len
+                                          for row in sample)]) + 2
+        longest = max(view_model.cell_text(row, "name", self.view, self.compact).cell_len for row in sample)
+        # Priority: the run, its name and the four shifts fit the width; the columns after them may scroll.
+        first = shown[:shown.index("name")] + tuple(column for column in shown if column in SHIFTS)
+        others = 1 + 2 + sum(width(column) for column in shown if column != "name" and (
+            self.wide or column in first))
+        room = self.app.size.width - 2 - others - 2
+        return None if room >= longest else max(NAME_MIN, room)
+
     def _layout(self) -> None:
-        """(Re)lay out the columns for the terminal width: full header names only where they fit."""
+        """(Re)lay out the columns for the terminal width: full header names only where they fit, the name column
+        as wide as the room left."""
         self.wide = self.app.size.width >= WIDE_LAYOUT_COLUMNS
         keep = self.table.current_key
         self.compact = self.app.size.width < COMPACT_BELOW
@@ -167,7 +217,8 @@ class RunsView(Vertical):
 
     def on_resize(self) -> None:
         width = self.app.size.width
-        if (width >= WIDE_LAYOUT_COLUMNS) != self.wide or (width < COMPACT_BELOW) != self.compact:
+        if (width >= WIDE_LAYOUT_COLUMNS) != self.wide or (width < COMPACT_BELOW) != self.compact or (
+                self.view is not None and self._fit_name(self.view.shown) != self._name_width):
             self._layout()
 
     # ------------------------------------------------------------------ the highlighted run
@@ -209,6 +260,13 @@ class RunsView(Vertical):
             parts.append(f"Δ vs run {view.baseline}")
         if self.state.pinned:
             parts.append(f"{len(self.state.pinned)} pinned")
+        if self.state.marked:
+            parts.append(f"{len(self.state.marked)} marked (c compare, l curves)")
+        hidden = self.columns_off_screen()
+        if hidden:
+            parts.append(f"→ scrolls to {', '.join(hidden)}")
+        if self.table.filling:
+            parts.append("loading rows…")
         if self.state.filter_expr:
             parts.append(f"filter {self.state.filter_expr}")
         summary = Text(" · ".join(parts), style="dim", no_wrap=True, overflow="ellipsis")
@@ -230,6 +288,18 @@ class RunsView(Vertical):
             if problem:
                 line.append(f" · unreadable: {problem}", style="red")
         self.query_one("#runs-status", Static).update(Text("\n").join([line, summary]))
+
+    def columns_off_screen(self) -> list[str]:
+        """The shown columns that start right of the table's visible width (→ scrolls to them)."""
+        table = self.table
+        if not table.size.width or not self._laid_out:
+            return []
+        x, hidden = 0, []
+        for column in table.ordered_columns:
+            if x + 1 > table.scroll_x + table.size.width - 1 and column.key.value in self._laid_out:
+                hidden.append(view_model.HEADERS.get(column.key.value, column.key.value))
+            x += column.get_render_width(table)
+        return hidden
 
     # ------------------------------------------------------------------ filter
 
@@ -303,85 +373,3 @@ class RunsView(Vertical):
             self.action_reverse_sort()
         elif column in self.columns:
             self.sort_by(column)
-
-    # ------------------------------------------------------------------ groups, baseline, pins
-
-    def action_toggle_groups(self) -> None:
-        """Seed groups on or off (the command palette's quick toggle; `g` chooses keys too)."""
-        self.state.group_seeds, self.state.group_by = not (self.state.group_seeds or self.state.group_by), ()
-        self.refresh_rows()
-
-    def action_choose_groups(self) -> None:
-        """`g`: a list of grouping choices (space ticks, enter applies): seed groups, or any keys of the runs."""
-        from innerdpo_bench.tui.modals import ChooseModal
-
-        options = [(SEED_GROUPS, "seed groups: runs that differ only by seed"),
-                   *((name, help_) for name, help_ in view_model.column_choices(self.runs))]
-        ticked = set(self.state.group_by) or ({SEED_GROUPS} if self.state.group_seeds else set())
-
-        def chosen(keys: tuple[str, ...] | None) -> None:
-            if keys is None:
-                return
-            self.state.group_by = tuple(key for key in keys if key != SEED_GROUPS)
-            self.state.group_seeds = SEED_GROUPS in keys and not self.state.group_by
-            self.refresh_rows()
-
-        self.app.push_screen(ChooseModal("Group rows by (none ticked: one row per run)", options, ticked), chosen)
-
-    def action_choose_columns(self) -> None:
-        """`C`: tick the columns to add after the dashboard's (space ticks, enter applies)."""
-        from innerdpo_bench.tui.modals import ChooseModal
-
-        def chosen(names: tuple[str, ...] | None) -> None:
-            if names is not None:
-                self.state.extra_columns = names
-                self.refresh_rows()
-
-        self.app.push_screen(ChooseModal("Add columns", view_model.column_choices(self.runs),
-                                         set(self.state.extra_columns)), chosen)
-
-    def action_toggle_baseline(self) -> None:
-        run = self.selected_run()
-        if run is None:
-            return
-        if self.state.baseline == run.id:
-            self.state.baseline = None
-            self.app.notify("baseline cleared")
-        else:
-            previous = self.state.baseline
-            self.state.baseline = run.id
-            try:
-                view_model.build_view(self.runs, self.state)
-            except UserError as err:
-                self.state.baseline = previous
-                self.app.notify(str(err), severity="error")
-                return
-            self.app.notify(f"baseline: run {run.id} ({run.name}); shift columns show deltas")
-            problem = cells.unreadable(run)
-            if problem:  # the table still shows its store results; per-row deltas are left blank
-                self.app.notify(f"unreadable: {problem}", severity="warning")
-        self.refresh_rows()
-
-    def action_toggle_pin(self) -> None:
-        runs = self.selected_runs()
-        if not runs:
-            return
-        ids = {run.id for run in runs}
-        if ids & self.state.pinned:
-            self.state.pinned -= ids
-        else:
-            self.state.pinned |= ids
-        self.refresh_rows()
-
-    def baseline_run(self) -> Run | None:
-        return next((run for run in self.runs if run.id == self.state.baseline), None)
-
-    # ------------------------------------------------------------------ actions handed to the app
-
-    def action_export(self) -> None:
-        self.app.action_export()
-
-    def action_evaluate(self) -> None:
-        run = self.selected_run()
-        if run is not None:
-            self.app.confirm_evaluate(run.id)

@@ -4,7 +4,7 @@
     train.py   train, methods, demo          eval.py    eval, tasks-path
     queue.py   queue add/ls/..., worker       runs.py    runs (the results table)
     store.py   store show, store copy
-    stats.py   rescore, compare, transfer, plot
+    stats.py   rescore, compare, transfer   plot.py    plot (charts.py: its line plots)
     gate.py    gate                          tui.py     tui
     main.py    imports every command module onto `app`; `main()` is the console script
 

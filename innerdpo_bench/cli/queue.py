@@ -16,6 +16,7 @@ from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_
                                     limit_option, open_store, store_option, suite_option, use_genies_dir)
 from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.queue.labels import parse_tags, run_names
 from innerdpo_bench.results import table as results_table
 from innerdpo_bench.store import STATUSES, claims, resolve_home
 
@@ -66,6 +67,15 @@ def _add_parameters() -> list[inspect.Parameter]:
                                            "it.", rich_help_panel="Queue", show_default=False)),
         "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the runs it would queue (each one checked) "
                                        "and queue nothing.", rich_help_panel="Queue")),
+        "name": (str | None, typer.Option(None, "--name", help="The run's name in `runs` and the dashboard (default: "
+                                          "the display name, the method and every setting that differs from its "
+                                          "defaults); with several runs, NAME then the sweep's values.",
+                                          rich_help_panel="Queue", show_default=False)),
+        "tag": (list[str] | None, typer.Option(None, "--tag", help="A label for the runs (repeatable, or comma-"
+                                               "separated); filter with tag:LABEL.", rich_help_panel="Queue",
+                                               show_default=False)),
+        "note": (str | None, typer.Option(None, "--note", help="Free text kept with the runs (shown and exported).",
+                                          rich_help_panel="Queue", show_default=False)),
         "suite": (str | None, suite_option("Queue")),
         "limit": (int | None, limit_option("Queue")),
         "samples": (int, queue_samples_option("Queue")),
@@ -90,6 +100,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
     from innerdpo_bench.queue.runspec import parse_seeds
 
     seeds, grid, sweep_file, dry_run = (kwargs.pop(key) for key in ("seeds", "grid", "sweep", "dry_run"))
+    name, tags, note = kwargs.pop("name"), parse_tags(kwargs.pop("tag")), kwargs.pop("note")
     suite, limit, samples, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("samples"), kwargs.pop("home")
     store_url = kwargs.pop("store")
     plan = sweeps.load_sweep(sweep_file) if sweep_file else sweeps.Sweep()
@@ -106,16 +117,17 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
     specs = sweeps.sweep_specs(plan, ident)
     for line in dict.fromkeys(line for spec in specs for line in spec.train.warnings()):
         err_console.print(f"[yellow]warning:[/yellow] {line}", soft_wrap=True, highlight=False)
+    names = run_names(name, specs, plan.grid)
     if dry_run:
         console.print(f"would queue {len(specs)} run(s) (--dry-run: nothing queued):", soft_wrap=True)
-        for index, spec in enumerate(specs, 1):
-            console.print(f"  {index}. {spec.name} seed {spec.train.seed}", soft_wrap=True, markup=False)
+        for index, (spec, run_name) in enumerate(zip(specs, names), 1):
+            console.print(f"  {index}. {run_name} seed {spec.train.seed}", soft_wrap=True, markup=False)
         return
     with open_store(home, create=True, store=store_url) as store:
-        run_ids = store.add_runs(specs)
+        run_ids = store.add_runs(specs, name=names, tags=tags, note=note or "")   # one transaction: whole or none
         home_path = store.home
-    for run_id, spec in zip(run_ids, specs):
-        console.print(f"queued run {run_id}: {spec.name} seed {spec.train.seed}", soft_wrap=True,
+    for run_id, spec, run_name in zip(run_ids, specs, names):
+        console.print(f"queued run {run_id}: {run_name} seed {spec.train.seed}", soft_wrap=True,
                       markup=False)
     if len(specs) > 1:
         console.print(f"sweep {ident}: {len(specs)} runs (innerdpo runs --filter sweep:{ident})", soft_wrap=True)
@@ -166,22 +178,19 @@ def ls_command(
         typer.echo(json.dumps(records, indent=2, ensure_ascii=False))
         return
     shown = [run for run in runs if show_all or run.status != "done"]
-    from rich.markup import escape
-    from rich.table import Table
+    from innerdpo_bench.cli.app import print_aligned
 
-    view = Table(title=f"queue ({', '.join(f'{n} {s}' for s, n in _counts(runs).items() if n)})" if runs else
-                 "queue (empty)", title_justify="left")
-    for column, justify in (("id", "right"), ("status", "left"), ("name", "left"), ("seed", "right"),
-                            ("attempts", "right"), ("worker", "left"), ("heartbeat", "right"), ("error", "left")):
-        view.add_column(column, justify=justify, overflow="fold")
-    styles = {"running": "cyan", "queued": "", "failed": "red", "cancelled": "yellow", "done": "green"}
+    title = f"queue ({', '.join(f'{n} {s}' for s, n in _counts(runs).items() if n)})" if runs else "queue (empty)"
+    header = ["id", "status", "name", "seed", "attempts", "worker", "heartbeat", "error"]
+    styles = {"running": "cyan", "failed": "red", "cancelled": "yellow", "done": "green"}
+    rows, paints = [], []
     for run in shown:
-        status = claims.running_note(run) or run.status
         seed = run.spec.seed
-        view.add_row(str(run.id), f"[{styles[run.status]}]{status}[/]" if styles[run.status] else status,
-                     escape(run.name), "-" if seed is None else str(seed), str(run.attempts), run.worker or "-",
-                     _age(run.heartbeat_at) if run.status == "running" else "-", escape(run.error or ""))
-    console.print(view)
+        rows.append([str(run.id), claims.running_note(run) or run.status, run.name, "-" if seed is None else str(seed),
+                     str(run.attempts), run.worker or "-", _age(run.heartbeat_at) if run.status == "running" else "-",
+                     run.error or ""])
+        paints.append({1: styles[run.status]} if run.status in styles else {})
+    print_aligned(title, header, rows, [True, False, False, True, True, False, True, False], paints)
     done = sum(run.status == "done" for run in runs)
     if done and not show_all:
         console.print(f"[dim]{done} done run(s) hidden: innerdpo runs (results) or queue ls --all[/dim]")
@@ -282,6 +291,30 @@ def rm_command(run_id: int = typer.Argument(..., help="Run id of a run that is n
         except OSError:
             pass
     console.print(f"run {run_id} removed" + (f"; its directory {run_dir} is kept" if run_dir else ""), soft_wrap=True)
+
+
+@queue_app.command("edit")
+@handle_errors
+def edit_command(
+    run_id: int = typer.Argument(..., help="Run id (innerdpo queue ls, innerdpo runs)."),
+    name: str | None = typer.Option(None, "--name", help="A new name.", show_default=False),
+    tag: list[str] | None = typer.Option(None, "--tag", help="Add this tag (repeatable, or comma-separated).",
+                                         show_default=False),
+    untag: list[str] | None = typer.Option(None, "--untag", help="Remove this tag.", show_default=False),
+    note: str | None = typer.Option(None, "--note", help="Replace the note ('' clears it).", show_default=False),
+    home: str | None = home_option(),
+) -> None:
+    """Rename a run, tag or untag it, or set its note, whatever its status (the dashboard's `n` does the same)."""
+    if name is not None and not name.strip():
+        raise UserError("--name is empty")
+    with open_store(home) as store:
+        run = store.get_run(run_id)
+        removed = set(parse_tags(untag))
+        tags = [tag_ for tag_ in [*run.tags, *parse_tags(tag)] if tag_ not in removed] if tag or untag else None
+        store.annotate(run_id, name=name.strip() if name else None, tags=tags, note=note)
+        run = store.get_run(run_id)
+    console.print(f"run {run_id}: {run.name}" + (f" · tags {', '.join(run.tags)}" if run.tags else "")
+                  + (f" · note {run.note}" if run.note else ""), soft_wrap=True, markup=False)
 
 
 @queue_app.command("move")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from innerdpo_bench.cli.app import app, console, err_console, handle_errors, home_option, open_store
+from innerdpo_bench.cli.app import app, err_console, handle_errors, home_option, open_store
 from innerdpo_bench.evaluation import scoring
 from innerdpo_bench.results import table as results_table
 
@@ -34,10 +34,17 @@ def runs_command(
                                         "that run.", show_default=False),
     columns: str | None = typer.Option(None, "--columns", help="Comma-separated columns to show, in order: name, "
                                        "the shifts (or `shifts` for all four), mean, nll_ratio, status, seed, id, n, "
-                                       "method, kind, sweep, attempts, the sample statistics rep, distinct2, len, "
-                                       "gen_nll_ratio (docs/statistics.md), or any train option (align_method, "
-                                       "alpha, learning_rate, ...). Remembered for this workspace; `default` restores the "
-                                       "default columns.", show_default=False),
+                                       "method, kind, sweep, attempts, tags, note, created, runtime_s, the training "
+                                       "summaries final_loss, final_margin, final_acc, train_s, the sample statistics "
+                                       "rep, distinct2, len, gen_nll_ratio (docs/statistics.md), or any train option "
+                                       "(align_method, alpha, learning_rate, ...). For this call only (--save-view "
+                                       "keeps it).", show_default=False),
+    view_name: str | None = typer.Option(None, "--view", help="A named view (saved with --save-view or the "
+                                         "dashboard's V): its columns, filter, sort and grouping; flags given here "
+                                         "override it.", show_default=False),
+    save_view: str | None = typer.Option(None, "--save-view", help="Save this call's columns, filter, sort and "
+                                         "grouping as a named view of the workspace (--view NAME, the dashboard's V).",
+                                         show_default=False),
 ) -> None:
     """The results table: acc per shift, their mean, nll_ratio, status, seed and id, one row per run.
 
@@ -59,12 +66,25 @@ def runs_command(
         runs = store.list_runs()
         provenance = store.all_provenance() if fmt in ("json", "markdown") else {}
         workspace = store.home
-    shown = _columns(workspace, columns, runs)
-    reverse = reverse != results_table.best_first(sort)   # a score's best (highest) first, unless --reverse
-    view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=reverse,
+    from innerdpo_bench.results import views as viewprefs
+
+    named = viewprefs.named_view(workspace, view_name) if view_name else {}
+    shown = results_table.check_columns(_split(columns), runs) if columns else (
+        [name for name in named.get("columns", ()) if name in _known(runs)] or None)
+    filter_expr = filter_expr or named.get("filter", "")
+    sort, reverse = (sort, reverse) if sort else (named.get("sort"), reverse or named.get("reverse", False))
+    grouping = _split(group_by) if group_by else list(named.get("group_by", ()))
+    group_seeds = group_seeds or (named.get("group_seeds", False) and not grouping)
+    order = reverse != results_table.best_first(sort)   # a score's best (highest) first, unless --reverse
+    view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=order,
                                     group_seeds=group_seeds, baseline=baseline, shift_values=shift_values,
-                                    significance=significance, group_by=_split(group_by), columns_shown=shown,
+                                    significance=significance, group_by=grouping, columns_shown=shown,
                                     metric=metric)
+    if save_view:
+        viewprefs.save_named(workspace, save_view, {"columns": list(shown or ()), "filter": filter_expr, "sort": sort,
+                                                    "reverse": reverse, "group_by": grouping,
+                                                    "group_seeds": group_seeds})
+        err_console.print(f"[dim]saved view {save_view!r}: innerdpo runs --view {save_view}[/dim]", soft_wrap=True)
     if fmt == "json":
         typer.echo(results_table.to_json(view, provenance), nl=False)
     elif fmt == "markdown":
@@ -87,50 +107,29 @@ def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
 
-def _columns(workspace, text: str | None, runs) -> list[str] | None:
-    """--columns, checked and remembered in the workspace's view.json; else the remembered ones while they
-    still name columns these runs have; else None (the default columns)."""
-    from innerdpo_bench.errors import UserError
-    from innerdpo_bench.results import views as viewprefs
+def _known(runs) -> set[str]:
+    from innerdpo_bench.results import columns as registry
 
-    if text is not None and text.strip() == "default":
-        viewprefs.save(workspace, "runs", {})
-        return None
-    if text is not None:
-        chosen = list(results_table.check_columns(_split(text), runs))
-        viewprefs.save(workspace, "runs", {"columns": chosen})
-        return chosen
-    remembered = viewprefs.load(workspace, "runs").get("columns")
-    if not isinstance(remembered, list) or not remembered:
-        return None
-    try:
-        return list(results_table.check_columns([str(name) for name in remembered], runs))
-    except UserError:  # a config key no run has any more
-        return None
+    return {*results_table.COLUMNS, "n", *registry.COLUMNS, *registry.config_keys(runs)}
 
 
 def _print_rich(view: results_table.Table) -> None:
-    from rich.markup import escape
-    from rich.table import Table
+    """The table as aligned text (`app.print_aligned`), status and significant deltas coloured on a terminal."""
+    from innerdpo_bench.cli.app import print_aligned
 
     title = "runs" + (f" (shift columns: Δ vs {'the group of ' if len(view.baseline_ids) > 1 else ''}run "
                       f"{view.baseline})" if view.baseline is not None else "")
-    rich_table = Table(title=title, title_justify="left")
-    numeric = {column for column in view.columns if results_table.is_numeric_column(column, view)}
-    for column in view.columns:
-        rich_table.add_column(results_table.header(column, view), justify="right" if column in numeric else "left")
+    columns = view.columns
     styles = {"done": "green", "failed": "red", "running": "cyan", "cancelled": "yellow"}
+    status_index = columns.index("status") if "status" in columns else None
+    paints = []
     for row in view.rows:
-        cells = [escape(results_table.cell(row, column, view)) for column in view.columns]
-        for index, column in enumerate(view.columns):  # a delta is coloured only when it is significant
-            if row.significant.get(column) and isinstance(row.values.get(column), float):
-                colour = "green" if row.values[column] > 0 else "red"
-                cells[index] = f"[{colour}]{cells[index]}[/{colour}]"
-        style = styles.get(str(row.values.get("status")))
-        if style and "status" in view.columns:
-            status_index = view.columns.index("status")
-            cells[status_index] = f"[{style}]{cells[status_index]}[/{style}]"
-        rich_table.add_row(*cells)
-    console.print(rich_table)
-    if not view.rows:
-        console.print("[dim]no runs match; queue some with innerdpo queue add[/dim]")
+        paint = {index: ("green" if row.values[column] > 0 else "red") for index, column in enumerate(columns)
+                 if row.significant.get(column) and isinstance(row.values.get(column), float)}
+        if status_index is not None and str(row.values.get("status")) in styles:
+            paint[status_index] = styles[str(row.values["status"])]
+        paints.append(paint)
+    print_aligned(title, [results_table.header(column, view) for column in columns],
+                  [[results_table.cell(row, column, view) for column in columns] for row in view.rows],
+                  [results_table.is_numeric_column(column, view) for column in columns], paints,
+                  empty="no runs match; queue some with innerdpo queue add")

@@ -20,17 +20,21 @@ from innerdpo_bench.errors import UserError
 
 def config_parameters() -> list[inspect.Parameter]:
     """typer options generated from TrainConfig's fields, so flags and help text live in one place."""
+    from rich.markup import escape
+
     hints = typing.get_type_hints(TrainConfig)
     params = []
     for field in dataclasses.fields(TrainConfig):
         info = TrainConfig.info(field.name)
         if field.name == "method":
-            option = typer.Argument(..., help=info.help, show_default=False)
+            option = typer.Argument(..., help=escape(info.help), show_default=False)
         elif hints[field.name] is bool:
             flag = flag_name(field.name)
-            option = typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=info.help, rich_help_panel=info.group)
+            option = typer.Option(field.default, f"{flag}/--no-{flag[2:]}", help=escape(info.help),
+                                  rich_help_panel=info.group)
         else:
-            option = typer.Option(field.default, flag_name(field.name), help=info.help, rich_help_panel=info.group)
+            option = typer.Option(field.default, flag_name(field.name), help=escape(info.help),
+                                  rich_help_panel=info.group)   # escape: `[tensorboard]` in a help is text
         params.append(inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=hints[field.name]))
     params.append(inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
                                     default=typer.Option(False, "--quiet", "-q", help="No progress bar.")))

@@ -57,9 +57,9 @@ class TrainConfig:
                       role="setup")
     base_model: str = opt(DEFAULT_BASE_MODEL, "Hub id, local model directory, or a built-in: tiny-random, smollm2-135m.", "Run",
                           role="setup")
-    dataset: str = opt("alpaca_easy", "GENIES name, HUB_ID[:config][#split], a .json/.jsonl/.parquet file, or mini:SPLIT.", "Run",
-                       role="setup")
-    max_rows: int | None = opt(None, "Use only the first N training rows.", "Run", role="setup", bounds=AT_LEAST_1)
+    dataset: str = opt("alpaca_easy", "GENIES name, HUB_ID[:config][#split], a .json/.jsonl/.parquet file, or "
+                       "mini:SPLIT.", "Run", label="data")
+    max_rows: int | None = opt(None, "Use only the first N training rows.", "Run", label="rows", bounds=AT_LEAST_1)
     seed: int = opt(0, "Fixes data order, LoRA init, transform init and the ETHER projection.", "Run", role="setup",
                     bounds=Bounds(0, 2**32 - 1))
     output_dir: str | None = opt(None, "Run directory (default: runs/<method>-<dataset>-s<seed>-<time>).", "Run",

@@ -270,10 +270,25 @@ def _shift_group(task_manager, shifts: list[str]):
     return group, tasks
 
 
+def quiet_git_hash() -> str | None:
+    """lm-eval's `get_git_commit_hash` (the hash it records in its results) with git's error output discarded: None
+    outside a git repository instead of a `fatal: ...` line on stderr."""
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, tasks: dict,
               apply_chat_template: bool, dtype: str, say: Callable[[str], None]) -> tuple[dict, dict]:
     """(results with the adapter on, with it off) from the harness; one pass for a base-model checkpoint."""
+    import lm_eval.evaluator as harness
     from lm_eval import simple_evaluate
+
+    harness.get_git_commit_hash = quiet_git_hash   # its `git describe` wrote "fatal: not a git repository" to eval.log
 
     def run_harness() -> dict:
         return simple_evaluate(model=lm, tasks=[group], task_manager=task_manager, log_samples=True,

@@ -38,9 +38,9 @@ from pathlib import Path
 
 from innerdpo_bench import files, rundir
 from innerdpo_bench.errors import UserError
+from innerdpo_bench.progress import ProgressLines
 from innerdpo_bench.evaluation import suites
 from innerdpo_bench.evaluation.samplefile import samples_path_for
-from innerdpo_bench.progress import ProgressLines
 
 SAMPLES_CACHE = "samples"            # under models.cache_dir()
 DEFAULT_PROMPTS = 3
@@ -163,23 +163,26 @@ def generate_samples(checkpoint: str, settings: SampleSettings | None = None, ou
     cached = _cached_base(key, prompts) if use_cache else None
     base, chat = cached if cached else (None, None)
     model_outputs = base if ckpt.adapter is None else None
+    lines = ProgressLines(say)   # "generating samples with the base model 3/12 (25%)": the dashboard's eval stage
+
+    def counter(who: str) -> Callable[[int, int], object]:
+        return lambda done, total: lines.update(f"generating samples with the {who}", done, total)
+
     if base is None or model_outputs is None:
         model, tokenizer, device, chat = _load(ckpt, settings, device, say)
         if base is None:
             say(f"generating {len(prompts)} base completions ({settings.max_new_tokens} new tokens at most)")
-            counted = ProgressLines(say)   # a line about every tenth of the prompts: one can take minutes
             if ckpt.adapter is None:
-                base = _complete_all(model, tokenizer, prompts, settings, chat, device, counted, "generating base")
+                base = _complete_all(model, tokenizer, prompts, settings, chat, device, counter("base model"))
             else:
                 with model.disable_adapter():
-                    base = _complete_all(model, tokenizer, prompts, settings, chat, device, counted, "generating base")
+                    base = _complete_all(model, tokenizer, prompts, settings, chat, device, counter("base model"))
             _store_base(key, identity, base, chat, say)
         if ckpt.adapter is None:
             model_outputs = base
         elif model_outputs is None:
             say(f"generating {len(prompts)} completions with the {ckpt.kind}")
-            model_outputs = _complete_all(model, tokenizer, prompts, settings, chat, device, ProgressLines(say),
-                                          f"generating with the {ckpt.kind}")
+            model_outputs = _complete_all(model, tokenizer, prompts, settings, chat, device, counter(ckpt.kind))
     records = [{**prompt, "model": mine, "base": theirs} for prompt, mine, theirs in zip(prompts, model_outputs, base)]
     header = {"settings": {**asdict(settings), "apply_chat_template": chat,
                            "suite": suites.suite_label(settings.suite, settings.data_dir)},
@@ -217,18 +220,20 @@ def prompt_ids(tokenizer, prompt: str, chat: bool) -> list[int]:
 
 
 def _complete_all(model, tokenizer, prompts: list[dict], settings: SampleSettings, chat: bool, device: str,
-                  lines: ProgressLines | None = None, label: str = "generating") -> list[dict]:
-    """Each prompt's completion(s); `lines` gets a count after each prompt (`ProgressLines`: "generating base 3/12")."""
+                  counted: Callable[[int, int], object] = lambda done, total: None) -> list[dict]:
+    """Every prompt's completions; `counted(done, total)` after each (the eval log's count lines)."""
     out = []
+    counted(0, len(prompts))
     for k, prompt in enumerate(prompts):
+        if k:
+            counted(k, len(prompts))
         ids = prompt_ids(tokenizer, prompt["prompt"], chat)
         entry = {"greedy": complete(model, tokenizer, ids, settings.max_new_tokens, device)}
         if settings.sampled:
             entry["sampled"] = complete(model, tokenizer, ids, settings.max_new_tokens, device,
                                         seed=settings.seed * SEED_STRIDE + k)
         out.append(entry)
-        if lines is not None:
-            lines.update(label, k + 1, len(prompts))
+    counted(len(prompts), len(prompts))
     return out
 
 

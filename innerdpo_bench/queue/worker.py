@@ -264,7 +264,9 @@ class Worker:
         command = stage_command(run, stage, paths.root, resume_train)
         log_path = paths.train_log if stage == "train" else paths.eval_log
         # INNERDPO_HOME: training keeps its reference cache in the workspace (refcache.cache_root), shared by its runs
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "INNERDPO_HOME": str(self.home)}
+        # TQDM_DISABLE: the harness's and datasets' progress bars are carriage-return noise in a log file; the
+        # stages write their own count lines (progress.ProgressLines), which the dashboard reads.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "INNERDPO_HOME": str(self.home), "TQDM_DISABLE": "1"}
         if self.device is not None:
             env["CUDA_VISIBLE_DEVICES"] = "" if self.device == "cpu" else self.device
         self._note(paths, f"{stage}: {' '.join(command)}")

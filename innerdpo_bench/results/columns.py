@@ -79,7 +79,31 @@ COLUMNS: dict[str, Column] = {
     "source_run": Column("for an evaluation-only re-run: the run whose model it scored",
                          lambda run: run.spec.source_run, numeric=True),
     "attempts": Column("how many times a worker claimed the run", lambda run: run.attempts, numeric=True),
+    "transform": Column("the InnerDPO hidden-state transform (none, ether, supr); - without a hidden term",
+                        lambda run: _transform(run)),
+    "tags": Column("the run's labels (queue add --tag, queue edit, the dashboard's n)",
+                   lambda run: ",".join(run.tags) or None),
+    "note": Column("the run's note (queue add --note, queue edit, the dashboard's n)", lambda run: run.note or None),
+    "created": Column("when the run was queued (UTC)", lambda run: _utc(run.created_at)),
+    "runtime_s": Column("seconds from its worker's last claim to its end (or now, running: -)",
+                        lambda run: round(run.finished_at - run.started_at, 1)
+                        if run.finished_at and run.started_at else None, numeric=True),
 }
+
+
+def _transform(run: Run) -> str | None:
+    from innerdpo_bench.errors import UserError
+
+    try:
+        return run.spec.train.transform if run.spec.train is not None else None
+    except UserError:  # a method this version does not know: no transform to show
+        return None
+
+
+def _utc(seconds: float | None) -> str | None:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds)) if seconds else None
 
 
 _SAMPLE_HELP = {  # statistics of the run's greedy sample generations (textstats.run_columns; docs/statistics.md)

@@ -21,7 +21,7 @@ from innerdpo_bench.store import STATUSES, Run
 FILTER_HELP = (
     "Space-separated terms, all of which must hold: FIELD:VALUE or FIELD=VALUE (equal; text case-insensitive), "
     "FIELD!=VALUE, FIELD~TEXT (contains), FIELD>N, FIELD>=N, FIELD<N, FIELD<=N. Fields: name, method, status, kind, "
-    "seed, id, suite, base_model, sweep, a results column (in_domain, difficulty_scaling, moral_transfer, "
+    "seed, id, tag (tag:LABEL holds when the run has that tag), suite, base_model, sweep, a results column (in_domain, difficulty_scaling, moral_transfer, "
     "orthogonal, mean, nll_ratio) or any train flag (alpha, align_method, ...). A run without the value (a dpo "
     "run has no align_method) matches no term on it. Quote a term with spaces: 'name~align=logodds α=1'. "
     "Example: 'method:hs-none-InnerDPO status:done mean>0.6'."
@@ -33,6 +33,8 @@ def _field_value(run: Run, key: str) -> Any:
     """What a filter FIELD reads on a run (see FILTER_HELP)."""
     if key in _RUN_COLUMNS:
         return columns.run_values(run)[key]
+    if key == "tag":
+        return ",".join(run.tags) or None
     if key == "base_model":
         return run.spec.base_model
     return columns.value(run, key)
@@ -42,7 +44,7 @@ _TERM = re.compile(r"(?P<field>[A-Za-z_][A-Za-z0-9_.-]*)(?P<op><=|>=|!=|==|<|>|=
 _COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
 }
-_FIXED_FIELDS = ("name", "status", "seed", "id", "base_model", *SHIFTS, "mean", "nll_ratio", *columns.COLUMNS)
+_FIXED_FIELDS = ("name", "status", "seed", "id", "base_model", "tag", *SHIFTS, "mean", "nll_ratio", *columns.COLUMNS)
 
 
 def _bad_filter(term: str, why: str) -> UserError:
@@ -82,7 +84,11 @@ def parse_filter(expr: str, runs: Iterable[Run] = ()) -> Callable[[Run], bool]:
             raise unknown_choice("--filter field", name, sorted(known))
         if name == "status" and op in (":", "=", "==", "!=") and wanted not in STATUSES:
             raise unknown_choice("status in --filter", wanted, STATUSES)
-        if op in (":", "=", "=="):
+        if name == "tag" and op in (":", "=", "==", "!="):
+            wanted_tag = wanted.lower()
+            tests.append(lambda run, wanted_tag=wanted_tag, negate=op == "!=":
+                         (wanted_tag in {tag.lower() for tag in run.tags}) != negate)
+        elif op in (":", "=", "=="):
             tests.append(lambda run, name=name, wanted=wanted: _equal(_field_value(run, name), wanted))
         elif op == "!=":
             tests.append(lambda run, name=name, wanted=wanted:

@@ -34,7 +34,7 @@ from typing import Any
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.evaluation import scoring
 from innerdpo_bench.evaluation.suites import SHIFTS
-from innerdpo_bench.results import columns
+from innerdpo_bench.results import columns, summaries  # noqa: F401 (summaries registers its columns)
 from innerdpo_bench.results.columns import (  # noqa: F401
     HARNESS_KEY,
     ShiftValues,
@@ -152,6 +152,14 @@ def group_name(runs: Sequence[Run], keys: Sequence[str]) -> str:
     return " ".join(parts)
 
 
+def _told_apart(rows: list[Row]) -> list[Row]:
+    """Groups of equal names (split only by what they were trained on or scored with) get the difference added."""
+    from innerdpo_bench.results.seeds import told_apart
+
+    names = told_apart([row.runs for row in rows], [row.values["name"] for row in rows])
+    return [replace(row, values={**row.values, "name": name}) for row, name in zip(rows, names)]
+
+
 def groups_of(runs: Iterable[Run], group_by: Sequence[str] | None) -> list[list[Run]]:
     """Seed groups (`group_by` empty), else groups of equal `group_by` values (`seeds.group_by_keys`)."""
     return group_by_keys(runs, group_by) if group_by else group_by_seed(runs)
@@ -166,7 +174,7 @@ def build_rows(runs: Iterable[Run], group_seeds: bool = False, shift_values: Shi
     if not group_seeds and not group_by:
         rows = [Row((run,), run_values(run, shift_values)) for run in runs]
     else:
-        rows = [_group_row(members, shift_values, group_by) for members in groups_of(runs, group_by)]
+        rows = _told_apart([_group_row(members, shift_values, group_by) for members in groups_of(runs, group_by)])
     wanted = [column for column in dict.fromkeys([*group_by, *extra]) if column not in COLUMNS + ("n",)]
     if wanted:
         for row in rows:
@@ -410,7 +418,8 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
 def run_record(run: Run, provenance: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Everything the store knows about a run: spec, status, timing, results (NaN as null) and provenance."""
     return {
-        "id": run.id, "name": run.name, "kind": run.kind, "method": method_of(run), "seed": seed_of(run),
+        "id": run.id, "name": run.name, "tags": list(run.tags), "note": run.note, "kind": run.kind,
+        "method": method_of(run), "seed": seed_of(run),
         "status": run.status, "spec": run.spec.to_json(), "attempts": run.attempts, "worker": run.worker,
         "run_dir": run.run_dir, "exit_code": run.exit_code, "error": run.error,
         "cancel_requested": run.cancel_requested, "priority": run.priority, "created_at": run.created_at,

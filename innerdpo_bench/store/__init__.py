@@ -3,7 +3,8 @@ one machine), or a PostgreSQL server every node of a cluster reaches (`--store`,
 
 This package is the only place with SQL: `Store` here, written once for both backends; the dialect seam in
 `sqlite.py` and `postgres.py`; reconnecting and migrating in `database.py`; the schema in `schema.py`; the `Run`
-snapshot in `run.py`; the writes only `doctor --repair` makes in `repair.py`.
+snapshot in `run.py`; what users do to the queue (annotate, cancel, retry, remove, move) in `edits.py`; the writes
+only `doctor --repair` makes in `repair.py`.
 
 Rules, after optuna's RDB storage: every state change is a compare-and-set inside one transaction; a claim locks
 the run it takes before changing it (SQLite: `BEGIN IMMEDIATE`, the whole file; PostgreSQL: `FOR UPDATE SKIP
@@ -24,6 +25,7 @@ from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.store.integrity import CorruptStore
 from innerdpo_bench.store.database import NOT_LANDED, RECONNECT_S, Database
+from innerdpo_bench.store.edits import UserEdits
 from innerdpo_bench.store.location import STORE_ENV, choose_url, parse_url, remember
 from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
                                       results_by_run, run_from_row, spec_json, spec_problem)
@@ -33,7 +35,7 @@ __all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIG
            "SCHEMA_VERSION", "STATUSES", "STORE_ENV", "STORE_FILE", "Run", "Store", "resolve_home"]
 
 
-class Store:
+class Store(UserEdits):
     """The run store of the workspace `home` (see `resolve_home`); created, and migrated, on open.
 
     `url` is `--store` (else $INNERDPO_STORE, else the store the workspace remembers, else HOME/store.sqlite;
@@ -104,28 +106,32 @@ class Store:
 
     # --- queue ------------------------------------------------------------------------------------
 
-    def add_run(self, spec: RunSpec | dict[str, Any], kind: str = "train_eval", name: str | None = None) -> int:
-        """Queue one run and return its id. `name` defaults to the spec's name."""
-        return self.add_runs([spec], kind=kind, name=name)[0]
+    def add_run(self, spec: RunSpec | dict[str, Any], kind: str = "train_eval", name: str | None = None,
+                **notes: Any) -> int:
+        """Queue one run and return its id. `name` defaults to the spec's name; `notes`: tags, note."""
+        return self.add_runs([spec], kind=kind, name=name, **notes)[0]
 
     def add_runs(self, specs: Iterable[RunSpec | dict[str, Any]], kind: str = "train_eval",
-                 name: str | None = None) -> list[int]:
+                 name: str | list[str] | None = None, tags: Iterable[str] = (), note: str = "") -> list[int]:
         """Queue several runs in one transaction (a sweep is queued whole or not at all); their ids, in order. A spec
-        is a `RunSpec`, or its JSON form (read as a stored one would be: `RunSpec.from_json`).
+        is a `RunSpec`, or its JSON form (read as a stored one would be: `RunSpec.from_json`). `name`: one for all,
+        or one per spec (default: the spec's); `tags` and `note` the user's, for every run.
 
         Each run's priority starts as its id, so the queue is FIFO until `move` reorders it.
         """
         if kind not in KINDS:
             raise unknown_choice("run kind", kind, KINDS)
-        now = self._clock()
+        now, labels = self._clock(), json.dumps(list(dict.fromkeys(tags)))
         texts = [spec_json(spec) for spec in specs]
-        rows = [(str(name or json.loads(text)["name"]), kind, text, now) for text in texts]
+        names = [(name[index] if isinstance(name, list) else name) or json.loads(text)["name"]
+                 for index, text in enumerate(texts)]
+        rows = [(str(given), kind, text, now, labels, note) for given, text in zip(names, texts)]
 
         def insert(con) -> list[int]:
             ids = []
             for row in rows:
-                (run_id,) = con.execute("INSERT INTO runs (name, kind, spec, status, priority, created_at) "
-                                        "VALUES (?, ?, ?, 'queued', 0, ?) RETURNING id", row).fetchone()
+                (run_id,) = con.execute("INSERT INTO runs (name, kind, spec, status, priority, created_at, tags, note) "
+                                        "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?) RETURNING id", row).fetchone()
                 ids.append(run_id)
             con.executemany("UPDATE runs SET priority = id WHERE id = ?", [(run_id,) for run_id in ids])
             return ids
@@ -239,85 +245,6 @@ class Store:
 
         return self._db.write(give_back, landed)
 
-    def cancel(self, run_id: int) -> str:
-        """Cancel a run. A queued run becomes 'cancelled' at once (returns "cancelled"); a running run
-        gets cancel_requested, its worker stops it at the next heartbeat (returns "cancelling")."""
-        now = self._clock()
-
-        def cancel(con) -> str:
-            status = self._status_of(con, run_id, lock=True)
-            if status == "queued":
-                con.execute("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE id = ?", (now, run_id))
-                return "cancelled"
-            if status == "running":
-                con.execute("UPDATE runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
-                return "cancelling"
-            raise UserError(f"run {run_id} is already {status}")
-
-        def landed(con):
-            row = con.execute("SELECT status, finished_at FROM runs WHERE id = ?", (run_id,)).fetchone()
-            return "cancelled" if row is not None and tuple(row) == ("cancelled", now) else NOT_LANDED
-
-        return self._db.write(cancel, landed)
-
-    def retry(self, run_id: int) -> None:
-        """Queue a failed or cancelled run again, at its old priority, as if new: worker, times, exit
-        code, error, attempts, cancel flag, results and provenance are cleared. run_dir is kept."""
-
-        def requeue(con) -> None:
-            status = self._status_of(con, run_id, lock=True)
-            if status not in ("failed", "cancelled"):
-                raise UserError(f"run {run_id} is {status}; only failed or cancelled runs can be retried")
-            con.execute(
-                """UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL, finished_at = NULL,
-                                   heartbeat_at = NULL, attempts = 0, exit_code = NULL, error = NULL,
-                                   cancel_requested = 0
-                   WHERE id = ?""",
-                (run_id,),
-            )
-            con.execute("DELETE FROM results WHERE run_id = ?", (run_id,))
-            con.execute("DELETE FROM provenance WHERE run_id = ?", (run_id,))
-
-        self._db.write(requeue)
-
-    def remove(self, run_id: int) -> None:
-        """Delete a run that is not running, with its results and provenance. Its run dir is left on disk."""
-
-        def delete(con) -> None:
-            if self._status_of(con, run_id, lock=True) == "running":
-                raise UserError(f"run {run_id} is running; cancel it first")
-            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # results, provenance: ON DELETE CASCADE
-
-        self._db.write(delete)
-
-    def move(self, run_id: int, *, before: int | None = None, to_front: bool = False) -> None:
-        """Reorder the queue: put queued run `run_id` first (`to_front`) or just ahead of queued run `before`.
-
-        The queued runs' priorities are permuted among themselves, so every priority stays an
-        original run id: no ties, no float bisection, and newly queued runs still go last.
-        """
-        if to_front == (before is not None):
-            raise ValueError("move() needs exactly one of before=<run id> or to_front=True")
-        if before == run_id:
-            raise UserError(f"cannot move run {run_id} before itself")
-
-        def permute(con) -> None:
-            for queued_id in (run_id, before) if before is not None else (run_id,):
-                status = self._status_of(con, queued_id, lock=True)
-                if status != "queued":
-                    raise UserError(f"run {queued_id} is {status}; only queued runs can be reordered")
-            queue = con.execute("SELECT id, priority FROM runs WHERE status = 'queued' ORDER BY priority, id"
-                                + self._db.row_lock).fetchall()
-            old_order = [queued_id for queued_id, _ in queue]
-            new_order = [queued_id for queued_id in old_order if queued_id != run_id]
-            new_order.insert(0 if to_front else new_order.index(before), run_id)
-            con.executemany(
-                "UPDATE runs SET priority = ? WHERE id = ?",
-                [(priority, new) for (old, priority), new in zip(queue, new_order) if new != old],
-            )
-
-        self._db.write(permute)
-
     def requeue_stale(self, timeout_s: float, max_attempts: int = 3, dead_workers: Iterable[str] = ()) -> list[int]:
         """Deal with running runs whose worker has not heartbeaten for `timeout_s`, or is one of `dead_workers`
         (known to be gone: no need to wait for the silence); the ids touched.
@@ -412,8 +339,7 @@ class Store:
     def list_runs(self, status: str | Iterable[str] | None = None) -> list[Run]:
         """All runs (or those with the given status or statuses) by id, with results attached.
 
-        Two queries in one read snapshot: the runs, then all their results at once (not one per run).
-        """
+        Two queries in one read snapshot: the runs, then all their results at once (not one per run)."""
         if status is None:
             return self._select_runs(None, ())
         wanted = [status] if isinstance(status, str) else list(status)

@@ -44,6 +44,8 @@ class Run:
     cancel_requested: bool
     results: dict[str, dict[str, float]] = field(default_factory=dict)
     claims: int = 0              # every claim, never reset; `attempts` counts those that went stale or crashed
+    tags: tuple[str, ...] = ()   # the user's labels (`queue add --tag`, the dashboard's `n`); never part of the spec
+    note: str = ""               # the user's free text about the run
 
     @property
     def finished(self) -> bool:
@@ -53,7 +55,7 @@ class Run:
 
 RUN_COLUMNS = ", ".join(
     ["id", "name", "kind", "spec", "status", "priority", "created_at", "started_at", "finished_at", "worker",
-     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested", "claims"]
+     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested", "claims", "tags", "note"]
 )
 
 
@@ -93,7 +95,8 @@ def run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
     spec = parse_spec(row[0], row[3])
     if isinstance(spec, str):
         raise UserError(spec)
-    return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16])
+    tags = () if row[17] in (None, "", "[]") else tuple(json.loads(row[17]))   # most runs have none: no parse
+    return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16], tags, row[18] or "")
 
 
 def results_by_run(rows: list[tuple]) -> dict[int, dict[str, dict[str, float]]]:

@@ -20,6 +20,9 @@ Version 2:
     runs.claims INTEGER NOT NULL DEFAULT 0   every claim of the run, never reset (worker.log numbers attempts by
                 it); `attempts` counts only the claims that went stale or crashed (a graceful stop gives its
                 claim back) and `queue retry` resets it
+Version 3:
+    runs.tags TEXT NOT NULL DEFAULT '[]'     a JSON list of the user's labels (`queue add --tag`, `queue edit`)
+    runs.note TEXT NOT NULL DEFAULT ''       the user's free text; neither is part of the spec (a seed group ignores them)
 """
 
 from __future__ import annotations
@@ -72,6 +75,10 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
         "UPDATE runs SET claims = attempts",
     ),
+    (  # v3
+        "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -116,6 +123,10 @@ POSTGRES_MIGRATIONS: list[tuple[str, ...]] = [
     (  # v2
         "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
         "UPDATE runs SET claims = attempts",
+    ),
+    (  # v3
+        "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''",
     ),
 ]
 assert len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION, "every schema version needs its PostgreSQL migration too"

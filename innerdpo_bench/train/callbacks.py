@@ -18,20 +18,56 @@ from innerdpo_bench.train import trackers
 log = logging.getLogger("innerdpo_bench")
 
 
+CURVE_POINTS = 1000   # metrics.jsonl records per run at most (about): every step up to it, then every k-th step
+RATE_WINDOW = 20      # the heartbeat's seconds per step: over the last this many steps
+
+
+def curve_every(max_steps: int, logging_steps: int) -> int:
+    """The Trainer's logging interval: every step while the run has at most CURVE_POINTS steps, else every
+    ceil(max_steps / CURVE_POINTS)-th, and never sparser than --logging-steps (which sets train.log's lines)."""
+    return max(1, min(logging_steps, -(-max_steps // CURVE_POINTS)))
+
+
 class RunFilesCallback(TrainerCallback):
-    """Write `metrics.jsonl` records and `train.log` lines (rank 0 only).
+    """Write `metrics.jsonl` records, `train.log` lines and the `progress.json` heartbeat (rank 0 only).
 
-    Every record carries `time` (UTC wall clock, ISO 8601) and `elapsed_s` (training seconds since the run
-    started, over all its attempts: `clock`, a resumed run's `resume.Resumable.clock`). The last record is the
-    Trainer's runtime summary (train_runtime, train_samples_per_second, train_steps_per_second, train_loss,
-    for this attempt's steps) with `resumed_from_step`."""
+    A record is written at every logging step (`curve_every`: each step up to CURVE_POINTS, so a 20-step run has
+    20 points), a train.log line every `log_every` steps (--logging-steps) and at the first and last. Every record
+    carries `time` (UTC wall clock, ISO 8601) and `elapsed_s` (training seconds since the run started, over all its
+    attempts: `clock`, a resumed run's `resume.Resumable.clock`). The last record is the Trainer's runtime summary
+    (train_runtime, train_samples_per_second, train_steps_per_second, train_loss, for this attempt's steps) with
+    `resumed_from_step`. progress.json is replaced after every optimiser step: {step, max_steps, time (unix
+    seconds), elapsed_s, step_s (seconds per step over the last RATE_WINDOW steps, None before two)}, what the
+    dashboard's progress and ETA read."""
 
-    def __init__(self, run_dir: Path, clock=None):
+    def __init__(self, run_dir: Path, clock=None, log_every: int = 1):
         self.run_dir = run_dir
         self.summary: dict = {}
         started = time.monotonic()
         self.clock = clock or (lambda: time.monotonic() - started)
         self.resumed_from = 0
+        self.log_every = max(1, log_every)
+        self.recent: list[tuple[int, float]] = []   # (step, elapsed_s) of the last steps
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.recent = [(state.global_step, self.clock())]
+            self._beat(state)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.recent = [*self.recent, (state.global_step, self.clock())][-(RATE_WINDOW + 1):]
+            self._beat(state)
+
+    def _beat(self, state) -> None:
+        (first_step, first_s), (last_step, last_s) = self.recent[0], self.recent[-1]
+        step_s = (last_s - first_s) / (last_step - first_step) if last_step > first_step else None
+        beat = {"step": state.global_step, "max_steps": state.max_steps, "time": round(time.time(), 3),
+                "elapsed_s": round(last_s, 3), "step_s": None if step_s is None else round(step_s, 4)}
+        try:
+            rundir.write_progress(self.run_dir, beat)
+        except OSError:   # a heartbeat is best effort: the dashboard falls back to metrics.jsonl
+            pass
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -48,7 +84,10 @@ class RunFilesCallback(TrainerCallback):
         keys = ("loss", "loss_output", "loss_hidden", "reward_acc", "pref_acc", "rewards_margin", "learning_rate")
         if not any(k in record for k in keys):
             return  # e.g. a validation record: EarlyStopping writes its own log line
-        log.info("step %d %s", state.global_step, " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record))
+        step = state.global_step
+        if step % self.log_every and step > 1 and step < state.max_steps:
+            return  # a curve point: metrics.jsonl has it, train.log keeps --logging-steps' pace
+        log.info("step %d %s", step, " ".join(f"{k}={record[k]:.4g}" for k in keys if k in record))
 
 
 class RichProgressCallback(TrainerCallback):

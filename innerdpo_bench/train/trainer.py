@@ -39,7 +39,7 @@ from innerdpo_bench.models import load_causal_lm, load_tokenizer, resolve_base_m
 from innerdpo_bench.models.forward import forward_pass, model_parts, unwrap_causal_lm
 from innerdpo_bench.runlog import attach_file_log, detach_file_log, installed_versions
 from innerdpo_bench.train import resume, trackers
-from innerdpo_bench.train.callbacks import RunFilesCallback, attach_trackers, progress_callback
+from innerdpo_bench.train.callbacks import RunFilesCallback, attach_trackers, curve_every, progress_callback
 from innerdpo_bench.train.refcache import BUILD_BATCH_FACTOR, ReferenceCache, cached_spec, reference_cache
 from innerdpo_bench.train.validation import EarlyStopping, attach_early_stopping, split_rows
 
@@ -299,7 +299,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         # non-reentrant: works with frozen embeddings, and the hidden-state hooks run again on recompute
         gradient_checkpointing=cfg.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False} if cfg.gradient_checkpointing else None,
-        logging_steps=cfg.logging_steps,
+        logging_steps=curve_every(cfg.max_steps, cfg.logging_steps),   # a curve point per step (up to a cap)
         logging_first_step=True,
         save_strategy="steps" if save_steps else "no",
         save_steps=save_steps or 500,
@@ -317,7 +317,7 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         dataloader_num_workers=0,
     )
     resumable = resume.Resumable(transform, learned_sign)
-    run_files = RunFilesCallback(run_dir, clock=resumable.clock)
+    run_files = RunFilesCallback(run_dir, clock=resumable.clock, log_every=cfg.logging_steps)
     callbacks = [run_files, resume.CheckpointCallback(run_dir, resumable, cfg.save_total_limit)]
     callbacks += [progress_callback(name)] if progress else []
     collator = (PackedPairCollator if cfg.pack_prompt else PairCollator)(tokenizer.pad_token_id)
