@@ -14,6 +14,7 @@ from pathlib import Path
 
 from test_stats import pattern, write_run
 
+from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.config.naming import display_name
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
@@ -68,7 +69,7 @@ def build(home: Path) -> Path:
                 store.add_run(spec, kind="eval")
             else:
                 train = {**BASE, **train}
-                name = display_name(train, always=GRID if kind == "sweep" else ())
+                name = display_name(TrainConfig(**train), always=GRID if kind == "sweep" else ())
                 spec = {"name": name, "train": train, "eval": EVAL, "sweep": "0612-1030-a3" if kind == "sweep"
                         else "0612-1100-b7"}
                 store.add_run(spec, tags=["sweep-a"] if kind == "sweep" else [])

@@ -27,12 +27,13 @@ def invoke(*args):
 def add_done(store, home, right: int | list[bool], seed: int, method: str = "hs-none-InnerDPO", **train) -> int:
     """A done run of `method` with `train` options, right on the first `right` of 40 rows of every shift (or
     on the rows a list of verdicts says)."""
+    from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.config.naming import display_name
 
     train = {"method": method, "seed": seed, "base_model": "tiny-random", "dataset": "mini:train",
              "align_method": "para_signed", "alpha": 0.25, "learning_rate": 1e-5, **train}
-    run_id = store.add_run({"name": display_name(train), "train": train, "eval": {"suite": "mini", "limit": None},
-                            "sweep": "sw1"})
+    run_id = store.add_run({"name": display_name(TrainConfig(**train)), "train": train,
+                            "eval": {"suite": "mini", "limit": None}, "sweep": "sw1"})
     assert store.claim_next("test").id == run_id
     run_dir = home / "runs" / str(run_id)
     eval_path = write_run(run_dir / "checkpoint", {s: pattern(40, right) if isinstance(right, int) else right for s in SHIFTS}, method=method, seed=seed)

@@ -109,19 +109,20 @@ def test_queue_add_name_tag_note_and_queue_edit(tmp_path):
     with Store(home) as store:
         one, two = store.get_run(1), store.get_run(2)
     assert (one.tags, one.note, two.tags) == (("a", "b"), "first try", ("b", "c"))
-    assert one.spec["name"] == "dpo β=0.1 data=mini:in_domain"   # the display name: data included
+    assert one.spec.name == "dpo β=0.1 data=mini:in_domain"   # the display name: data included
     bad = runner.invoke(cli, ["queue", "add", "dpo", "--base-model", "tiny-random", "--dataset", "mini:in_domain",
                               "--tag", "two words", "--home", str(home)])
     assert bad.exit_code == 2 and "a tag is one word" in bad.output
 
 
 def test_display_names_include_the_data_and_leave_bookkeeping_out():
+    from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.config.naming import display_name
 
-    assert display_name({"method": "dpo", "dataset": "/data/custom.jsonl", "report_to": "tensorboard",
-                         "save_steps": 5}) == "dpo data=custom.jsonl"
-    assert display_name({"method": "dpo", "dataset": "alpaca_easy"}) == "dpo"          # the default data
-    assert display_name({"method": "hs-none-InnerDPO", "alpha": 1.0, "dataset": "mini:train", "max_rows": 64}) == \
+    assert display_name(TrainConfig(method="dpo", dataset="/data/custom.jsonl", report_to="tensorboard",
+                                    save_steps=5)) == "dpo data=custom.jsonl"
+    assert display_name(TrainConfig(method="dpo", dataset="alpaca_easy")) == "dpo"          # the default data
+    assert display_name(TrainConfig(method="hs-none-InnerDPO", alpha=1.0, dataset="mini:train", max_rows=64)) == \
         "hs-none-InnerDPO α=1 data=mini:train rows=64"
 
 
@@ -347,7 +348,7 @@ async def test_keys_go_to_the_view_shown_and_a_starts_from_the_highlighted_run(f
         form = app.screen
         assert form.query_one("#align_method").value == "logodds" and form.query_one("#dataset").value == \
             "mini:in_domain"
-        assert form.request().config["alpha"] == 1.0            # every setting of run 8, not only the form's
+        assert form.request().config.alpha == 1.0            # every setting of run 8, not only the form's
         hidden = app.runs_view.columns_off_screen()
         assert hidden and set(hidden) <= {"status", "seed", "tags", "nll_ratio", "mean"}
         assert "→ scrolls to" in str(app.runs_view.query_one("#runs-status").render())

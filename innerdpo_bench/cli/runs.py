@@ -72,17 +72,20 @@ def runs_command(
     shown = results_table.check_columns(_split(columns), runs) if columns else (
         [name for name in named.get("columns", ()) if name in _known(runs)] or None)
     filter_expr = filter_expr or named.get("filter", "")
-    sort, reverse = (sort, reverse) if sort else (named.get("sort"), reverse or named.get("reverse", False))
+    # --sort puts a score's best (highest) first unless --reverse; a saved view keeps the order it was saved with
+    if sort:
+        order = reverse != results_table.best_first(sort)
+    else:
+        sort, order = named.get("sort"), reverse != bool(named.get("reverse", False))
     grouping = _split(group_by) if group_by else list(named.get("group_by", ()))
     group_seeds = group_seeds or (named.get("group_seeds", False) and not grouping)
-    order = reverse != results_table.best_first(sort)   # a score's best (highest) first, unless --reverse
     view = results_table.make_table(runs, filter_expr=filter_expr, sort=sort, reverse=order,
                                     group_seeds=group_seeds, baseline=baseline, shift_values=shift_values,
                                     significance=significance, group_by=grouping, columns_shown=shown,
                                     metric=metric)
     if save_view:
         viewprefs.save_named(workspace, save_view, {"columns": list(shown or ()), "filter": filter_expr, "sort": sort,
-                                                    "reverse": reverse, "group_by": grouping,
+                                                    "reverse": order, "group_by": grouping,
                                                     "group_seeds": group_seeds})
         err_console.print(f"[dim]saved view {save_view!r}: innerdpo runs --view {save_view}[/dim]", soft_wrap=True)
     if fmt == "json":

@@ -30,7 +30,8 @@ LAST = ("dataset", "max_rows")
 
 
 def label(name: str, config: type[TrainConfig] = TrainConfig) -> str:
-    return config.info(name).label or name
+    """How a name shows a field (`FieldInfo.label`: `alpha` → α); any other key (an eval option) as it is."""
+    return (config.info(name).label or name) if name in config.__dataclass_fields__ else name
 
 
 def _shown(config: type[TrainConfig], name: str, value: Any) -> str:

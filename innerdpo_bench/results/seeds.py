@@ -78,7 +78,7 @@ def experiment_identity(run: Run) -> dict[str, object]:
 def told_apart(groups: list[Sequence[Run]], names: list[str]) -> list[str]:
     """The groups' names, those that are equal with what differs between them (`experiment_identity`) added,
     e.g. `dpo data=custom.jsonl` beside `dpo data=mini:in_domain`."""
-    from innerdpo_bench.config.naming import LABELS
+    from innerdpo_bench.config.naming import label
 
     identities = [experiment_identity(group[0]) for group in groups]
     by_name: dict[str, list[dict[str, object]]] = {}
@@ -88,7 +88,7 @@ def told_apart(groups: list[Sequence[Run]], names: list[str]) -> list[str]:
     for name, identity in zip(names, identities):
         twins = by_name[name]
         differ = [key for key in IDENTITY if len({repr(twin[key]) for twin in twins}) > 1]
-        out.append(" ".join([name, *(f"{LABELS.get(key, key)}={str(identity[key]).rsplit('/', 1)[-1]}"
+        out.append(" ".join([name, *(f"{label(key)}={str(identity[key]).rsplit('/', 1)[-1]}"
                                      for key in differ)]))
     return out
 

@@ -142,13 +142,13 @@ def _group_row(runs: list[Run], shift_values: ShiftValues = harness_acc, keys: S
 
 def group_name(runs: Sequence[Run], keys: Sequence[str]) -> str:
     """A group's name when its runs' names differ: the method and each grouping key's value."""
-    from innerdpo_bench.config.naming import LABELS
+    from innerdpo_bench.config.naming import label
 
     parts = [method_of(runs[0])]
     for key in keys:
         shared = columns.group_value([columns.value(run, key) for run in runs])
         if shared is not None and key != "method":
-            parts.append(f"{LABELS.get(key, key)}={columns.format_value(shared)}")
+            parts.append(f"{label(key)}={columns.format_value(shared)}")
     return " ".join(parts)
 
 
