@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.files import (LEGACY_TEMP_NAME, TEMP_NAME, atomic_save_tensors, atomic_write_text, leftover_temp,
+from innerdpo_bench.files import (LEGACY_TEMP_NAME, TEMP_NAME, atomic_write_text, leftover_temp,
                                   sha256_file_memo)
 
 if TYPE_CHECKING:
@@ -199,39 +199,6 @@ def adapter_sha256(adapter_dir: str | os.PathLike | None) -> str | None:
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def save_transform(folder: Path, meta: dict, tensors: dict) -> None:
-    """`transforms.json` (`methods.transforms.transform_state`'s description) and, when the transform has
-    tensors, `transforms.safetensors`; the weights first, so a description never names missing weights."""
-    folder = Path(folder)
-    if tensors:
-        atomic_save_tensors(folder / TRANSFORMS_WEIGHTS, tensors)
-    atomic_write_text(folder / TRANSFORMS_CONFIG, json.dumps(meta, indent=2))
-
-
-def load_transform(folder: Path) -> tuple[dict, dict]:
-    """What `save_transform` wrote: (description, tensors; {} for a parameter-free transform)."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    meta = json.loads((folder / TRANSFORMS_CONFIG).read_text(encoding="utf-8"))
-    weights = folder / TRANSFORMS_WEIGHTS
-    return meta, (load_file(str(weights)) if weights.is_file() else {})
-
-
-def save_learned_sign(folder: Path, layers: list[int], logits) -> None:
-    """`learned_sign.safetensors`: tensor `logits` [layers, hidden], metadata `layers` (a JSON list)."""
-    atomic_save_tensors(Path(folder) / LEARNED_SIGN, {"logits": logits.detach().cpu().contiguous()},
-                        metadata={"layers": json.dumps(list(layers))})
-
-
-def load_learned_sign(folder: Path):
-    """What `save_learned_sign` wrote: (layers, logits)."""
-    from safetensors import safe_open
-
-    with safe_open(str(Path(folder) / LEARNED_SIGN), framework="pt") as handle:
-        return json.loads(handle.metadata()["layers"]), handle.get_tensor("logits")
 
 
 def _stale_rows(directory: Path, stem: str | None = None) -> list[Path]:

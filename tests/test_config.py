@@ -71,7 +71,7 @@ def test_a_new_loss_field_reaches_the_loss_from_a_sweep_cell(tiny_model_path):
                         grid=sweeps.parse_grid(["probe=0.1,1e-3"], ProbeConfig))
     specs = sweeps.sweep_specs(plan, "s", config=ProbeConfig)
     assert [spec.train.loss.probe for spec in specs] == [0.1, 1e-3]
-    assert [spec.name for spec in specs] == ["dpo probe=0.1", "dpo probe=0.001"]   # a swept axis always shows
+    assert [spec.name for spec in specs] == ["dpo probe=0.1 data=mini:train", "dpo probe=0.001 data=mini:train"]
 
 
 def test_a_new_loss_field_reaches_the_trainer(tmp_path, tiny_model_path):

@@ -23,7 +23,7 @@ LAYERS = {
     "data": ("data",),
     "config": ("config",),
     "store": ("store",),
-    "rundir": ("rundir", "runlog", "progress"),
+    "rundir": ("rundir", "runstate", "runlog", "progress"),
     "models": ("models",),
     "train": ("train",),
     "evaluation": ("evaluation",),

@@ -161,7 +161,7 @@ def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing
         run_id = store.add_run({"name": "ipo"})
         name = "MIGRATIONS" if store.backend == "sqlite" else "POSTGRES_MIGRATIONS"
     shipped = getattr(schema, name)
-    good = (*shipped, ("ALTER TABLE runs ADD COLUMN note TEXT",))
+    good = (*shipped, ("ALTER TABLE runs ADD COLUMN future_column TEXT",))
     bad = (*shipped, ("CREATE TABLE half_done (x INTEGER)", "THIS IS NOT SQL"))
 
     monkeypatch.setattr(schema, name, list(bad))
@@ -178,7 +178,7 @@ def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing
     with open_store() as store:
         assert store.get_run(run_id).spec.name == "ipo"
         assert store._db.read(store._db.dialect.version) == len(good)
-        assert columns(store, "runs")[-1] == "note"
+        assert columns(store, "runs")[-1] == "future_column"
 
 
 def test_both_backends_build_the_same_tables_and_columns_at_every_version(tmp_path, pg_url):

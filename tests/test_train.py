@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from innerdpo_bench import rundir
+from innerdpo_bench import rundir, runstate
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.data.pairs import load_pairs
 from innerdpo_bench.models import resolve_base_model
@@ -147,7 +147,7 @@ def test_learned_sign_trains_in_its_own_group_and_is_saved(small_pairs, tmp_path
     cfg = fast_config("hs-none-InnerDPO", small_pairs, tmp_path / "run", max_steps=3, align_method="learned_sign",
                       learned_sign_lr=0.05)
     run = train(cfg, progress=False)
-    saved = LearnedSign.from_logits(*rundir.load_learned_sign(run))
+    saved = LearnedSign.from_logits(*runstate.load_learned_sign(run))
     assert saved.layers == json.loads((run / rundir.CONFIG).read_text())["transform_output_layers"]
     assert saved.logits.shape == (len(saved.layers), 64)
     moved = (saved.logits - INIT_LOGIT).abs()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from innerdpo_bench import rundir
+from innerdpo_bench import runstate
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.methods.pooling import completion_pool, sink_filter
 from innerdpo_bench.methods.transforms import (EtherLayer, EtherTransform, SupressedHS, build_transform,
@@ -129,8 +129,8 @@ def test_save_and_load_reproduce_the_transform(tmp_path, name):
         with torch.no_grad():
             for p in transform.parameters():
                 p.add_(torch.randn_like(p))
-    rundir.save_transform(tmp_path, *transform_state(transform))
-    loaded = transform_from_state(*rundir.load_transform(tmp_path), unembed)
+    runstate.save_transform(tmp_path, *transform_state(transform))
+    loaded = transform_from_state(*runstate.load_transform(tmp_path), unembed)
     x = states(layers=(1, 2))
     last = torch.tensor([4, 4, 4])
     a, b = transform(x, last), loaded(x, last)

@@ -124,7 +124,7 @@ def param_lines(runs: Sequence[Run], x_key: str, shift: str = "in_domain", metri
     """`x_key` against `shift`'s `metric` (the store's results) over the runs that have both: one line per value of
     the method and the other varied keys (`sweep_keys`), points in x order, each the mean ± sample std over its
     runs (they differ only by seed). UserError when `x_key` is not an option of these runs or nothing has both."""
-    from innerdpo_bench.config.naming import label
+    from innerdpo_bench.config.naming import label as key_label
     from innerdpo_bench.errors import UserError, unknown_choice
     from innerdpo_bench.results import columns
 
@@ -139,7 +139,7 @@ def param_lines(runs: Sequence[Run], x_key: str, shift: str = "in_domain", metri
         value = columns.finite_or_none(run.results.get(shift, {}).get(scoring.METRICS[metric].harness_key))
         if x is None or value is None:
             continue
-        parts = [columns.method_of(run), *(f"{label(key)}={columns.format_value(columns.value(run, key))}"
+        parts = [columns.method_of(run), *(f"{key_label(key)}={columns.format_value(columns.value(run, key))}"
                                            for key in others if key != "method" and columns.value(run, key) is not None)]
         groups.setdefault(" ".join(parts), {}).setdefault(x, []).append(value)
     if not groups:

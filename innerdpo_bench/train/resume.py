@@ -47,7 +47,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
-from innerdpo_bench import files, rundir
+from innerdpo_bench import files, rundir, runstate
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
 
@@ -114,9 +114,9 @@ class Resumable:
         from innerdpo_bench.methods.transforms import transform_state
 
         if self.transform is not None:
-            rundir.save_transform(folder, *transform_state(self.transform))
+            runstate.save_transform(folder, *transform_state(self.transform))
         if self.learned_sign is not None:
-            rundir.save_learned_sign(folder, self.learned_sign.layers, self.learned_sign.logits)
+            runstate.save_learned_sign(folder, self.learned_sign.layers, self.learned_sign.logits)
         mid_epoch = not float(state.epoch or 0).is_integer()  # at an epoch's end the next epoch draws afresh
         record = {"step": state.global_step, "elapsed_s": self.clock(),
                   "sampler_order": self.sampler.order if mid_epoch and self.sampler is not None else None}
@@ -134,9 +134,9 @@ class Resumable:
         record = json.loads((folder / STATE).read_text())
         with torch.no_grad():
             if self.transform is not None and (folder / rundir.TRANSFORMS_WEIGHTS).is_file():
-                self.transform.load_state_dict(rundir.load_transform(folder)[1])
+                self.transform.load_state_dict(runstate.load_transform(folder)[1])
             if self.learned_sign is not None:
-                self.learned_sign.logits.copy_(rundir.load_learned_sign(folder)[1])
+                self.learned_sign.logits.copy_(runstate.load_learned_sign(folder)[1])
         if self.early is not None and "early" in record:
             for name, value in record["early"].items():
                 setattr(self.early, name, value)

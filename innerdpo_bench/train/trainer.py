@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from innerdpo_bench import files, rundir
+from innerdpo_bench import files, rundir, runstate
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.config.naming import display_name
 from innerdpo_bench.config.trackers import parse_report_to
@@ -397,9 +397,9 @@ def train(cfg: TrainConfig, progress: bool = True, resume_run: bool = False) -> 
             files.share_modes(adapter_tmp)
             adapter_tmp.rename(run_dir / rundir.ADAPTER)
             if prepared.transform is not None:
-                rundir.save_transform(run_dir, *transform_state(prepared.transform))
+                runstate.save_transform(run_dir, *transform_state(prepared.transform))
             if prepared.learned_sign is not None:
-                rundir.save_learned_sign(run_dir, prepared.learned_sign.layers, prepared.learned_sign.logits)
+                runstate.save_learned_sign(run_dir, prepared.learned_sign.layers, prepared.learned_sign.logits)
             shutil.rmtree(resume.checkpoints_dir(run_dir), ignore_errors=True)  # the adapter is the result now
             files.share_modes(run_dir)  # safetensors' save_file writes 0600 (transform, learned sign)
             seconds = time.time() - started
