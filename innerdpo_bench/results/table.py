@@ -424,9 +424,7 @@ def run_record(run: Run, provenance: dict[str, dict[str, Any]] | None = None) ->
         "run_dir": run.run_dir, "exit_code": run.exit_code, "error": run.error,
         "cancel_requested": run.cancel_requested, "priority": run.priority, "created_at": run.created_at,
         "started_at": run.started_at, "finished_at": run.finished_at, "heartbeat_at": run.heartbeat_at,
-        "results": {shift: _finite(metrics) for shift, metrics in run.results.items()},
-        "provenance": provenance or {},
-    }
+        "results": {shift: _finite(metrics) for shift, metrics in run.results.items()}, "provenance": provenance or {}}
 
 
 def to_json(table: Table, provenance: dict[int, dict[str, dict[str, Any]]] | None = None) -> str:
