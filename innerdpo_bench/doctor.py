@@ -38,7 +38,6 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation.report import read_eval_report
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import CorruptStore, Run, Store
-from innerdpo_bench.store.integrity import recovery_hint
 
 LEFTOVER_AGE_S = 600.0   # a cache's temporary file younger than this may belong to a write in progress
 BUILT_MODEL = re.compile(r"(tiny-random-v\d+-s\d+|smollm2-135m-instruct)")
@@ -90,7 +89,7 @@ def check_store(home: Path) -> tuple[list[Finding], list[Run] | None]:
         with Store(home, create=False, readonly=True) as store:
             return [], store.list_runs()
     except CorruptStore as err:
-        return [Finding(f"store {err.path} fails its integrity check ({err.detail})", recovery_hint(err.path))], None
+        return [Finding(err.problem, err.fix)], None   # corrupt, or empty (EmptyStore): the fix each names
     except UserError as err:
         if "no store at" in str(err):
             raise

@@ -45,15 +45,15 @@ class Store:
     (default: this machine's for SQLite, the server's for PostgreSQL; tests pass a fake one). `reconnect_s` bounds
     the wait for a server that went away.
 
-    `create=False` refuses a home without a store (a mistyped --home) instead of making one. `readonly=True`
-    (implies create=False) opens the store read-only (no migration), for commands that only read: they then work on
-    a read-only directory or medium too; a store older than this package's schema must be opened once read-write to
-    migrate it.
+    `create=False` refuses a home without a store (a mistyped --home), or an empty store file (`EmptyStore`), instead
+    of making one. `readonly=True` (implies create=False) opens the store read-only (no migration), for commands that
+    only read: they then work on a read-only directory or medium too; a store older than this package's schema must
+    be opened once read-write to migrate it. `migrate=False` writes but never migrates (the dashboard's intents).
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, url: str | None = None, bind: bool = True,
                  busy_timeout_s: float = 30.0, clock: Callable[[], float] | None = None, create: bool = True,
-                 readonly: bool = False, reconnect_s: float = RECONNECT_S) -> None:
+                 readonly: bool = False, reconnect_s: float = RECONNECT_S, migrate: bool = True) -> None:
         self.home = resolve_home(home)
         if bind:
             self.url, bound_now = choose_url(self.home, url)
@@ -62,7 +62,7 @@ class Store:
         self.busy_timeout_s = busy_timeout_s
         self.readonly = readonly
         self._db = Database(self.url, busy_timeout_s=busy_timeout_s, create=create, readonly=readonly,
-                            reconnect_s=reconnect_s)
+                            reconnect_s=reconnect_s, migrate=migrate)
         self.backend = self._db.backend      # "sqlite" | "postgresql"
         self.where = self._db.where          # what messages name: the file, or the URL with its password masked
         self.path = self.url.path            # the SQLite file; None on a server

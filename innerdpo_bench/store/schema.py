@@ -131,13 +131,13 @@ def foreign_problem(where: object, tables: list[str]) -> str | None:
             "name an empty database (or another --home); nothing was written")
 
 
-def version_problem(path: object, version: int, readonly: bool) -> str | None:
-    """Why a store at schema `version` cannot be opened (newer than this code; older and opened read-only, so
-    it cannot be migrated), or None."""
+def version_problem(path: object, version: int, migrate: bool) -> str | None:
+    """Why a store at schema `version` cannot be opened (newer than this code; older, and opened by a command that
+    does not migrate: one that only reads, or the dashboard), or None."""
     if version > SCHEMA_VERSION:
         return (f"store {path} has schema version {version}, newer than this innerdpo-bench knows "
                 f"({SCHEMA_VERSION}); upgrade innerdpo-bench or use another --home; nothing was written")
-    if readonly and version < SCHEMA_VERSION:
+    if not migrate and version < SCHEMA_VERSION:
         return (f"store {path} has schema version {version}, older than this innerdpo-bench's "
                 f"({SCHEMA_VERSION}); a command that writes (innerdpo worker --once) migrates it")
     return None
