@@ -5,6 +5,7 @@ run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
