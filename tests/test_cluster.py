@@ -95,8 +95,10 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition"):
 
 
 def queue_runs(home: Path, url: str, count: int) -> list[int]:
+    """`count` eval runs, each allowed two automatic retries (the default is one): on a loaded machine a worker
+    starved past the 3 s --stale-after loses its claim too, and a run may meet that and a SIGKILL."""
     with Store(home, url=url) as store:   # binds the workspace: the workers find the store from --home alone
-        return store.add_runs(noop_runs(count), kind="eval")
+        return store.add_runs(noop_runs(count), kind="eval", retries=2)
 
 
 def check_every_run_done_once(home: Path, url: str, run_ids: list[int]) -> dict:

@@ -15,7 +15,7 @@ from innerdpo_bench.cli.app import (HELP, app, console, err_console, genies_dir_
 from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results import table as results_table
-from innerdpo_bench.store import STATUSES, claims, resolve_home
+from innerdpo_bench.store import MAX_RETRIES, STATUSES, claims, resolve_home
 
 queue_app = typer.Typer(
     help="Queue runs for `innerdpo worker`: add, add-base, ls, log, cancel, retry, rm, move.",
@@ -28,6 +28,16 @@ def queue_samples_option(panel: str | None = None):
     return typer.Option(0, "--samples", help="After scoring, write greedy completions of the adapter and the base for "
                         "the first N prompts of each shift (RUN/samples.jsonl, `innerdpo samples`); 0: none.",
                         rich_help_panel=panel)
+
+
+RETRIES_HELP = ("Queue a run again by itself, up to N times, when an attempt fails the way a cluster fails: its training "
+                "or evaluation killed by a signal (out of memory, a scheduler) or its worker gone silent (a lost "
+                "node). An error the run reports itself (a bad flag: exit 2; a NaN loss: exit 1) is never retried. "
+                "queue ls shows each attempt and why it ended.")
+
+
+def retries_option(panel: str | None = None):
+    return typer.Option(1, "--retries", help=RETRIES_HELP, rich_help_panel=panel, min=0, max=MAX_RETRIES)
 
 
 def _age(seconds: float | None) -> str:
@@ -67,6 +77,7 @@ def _add_parameters() -> list[inspect.Parameter]:
         "suite": (str | None, suite_option("Queue")),
         "limit": (int | None, limit_option("Queue")),
         "samples": (int, queue_samples_option("Queue")),
+        "retries": (int, retries_option("Queue")),
         "home": (str | None, home_option("Queue")),
         "store": (str | None, store_option("Queue")),
     }
@@ -89,7 +100,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
 
     seeds, grid, sweep_file, dry_run = (kwargs.pop(key) for key in ("seeds", "grid", "sweep", "dry_run"))
     suite, limit, samples, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("samples"), kwargs.pop("home")
-    store_url = kwargs.pop("store")
+    store_url, retries = kwargs.pop("store"), kwargs.pop("retries")
     plan = sweeps.load_sweep(sweep_file) if sweep_file else sweeps.Sweep()
     # typer vendors its own click: its ParameterSource is compared by name
     given = {name: value for name, value in kwargs.items()
@@ -110,7 +121,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
             console.print(f"  {index}. {spec.name} seed {spec.train.seed}", soft_wrap=True, markup=False)
         return
     with open_store(home, create=True, store=store_url) as store:
-        run_ids = store.add_runs(specs)
+        run_ids = store.add_runs(specs, retries=retries)
         home_path = store.home
     for run_id, spec in zip(run_ids, specs):
         console.print(f"queued run {run_id}: {spec.name} seed {spec.train.seed}", soft_wrap=True,
@@ -132,6 +143,7 @@ def add_base_command(
     suite: str | None = suite_option(),
     limit: int | None = limit_option(),
     samples: int = queue_samples_option(),
+    retries: int = retries_option(),
     home: str | None = home_option(),
     store_url: str | None = store_option(),
 ) -> None:
@@ -140,7 +152,7 @@ def add_base_command(
 
     spec = base_spec(base_model, suite, limit, samples)
     with open_store(home, create=True, store=store_url) as store:
-        run_id = store.add_run(spec, kind="eval")
+        run_id = store.add_run(spec, kind="eval", retries=retries)
     console.print(f"queued run {run_id}: base model {spec.eval.checkpoint} (eval only)", soft_wrap=True)
 
 
@@ -169,15 +181,18 @@ def ls_command(
 
     view = Table(title=f"queue ({', '.join(f'{n} {s}' for s, n in _counts(runs).items() if n)})" if runs else
                  "queue (empty)", title_justify="left")
+    history = any(run.requeues for run in shown)   # the column of earlier attempts, when any run has one
     for column, justify in (("id", "right"), ("status", "left"), ("name", "left"), ("seed", "right"),
-                            ("attempts", "right"), ("worker", "left"), ("heartbeat", "right"), ("error", "left")):
+                            ("attempts", "right"), *((("earlier attempts", "left"),) if history else ()),
+                            ("worker", "left"), ("heartbeat", "right"), ("error", "left")):
         view.add_column(column, justify=justify, overflow="fold")
     styles = {"running": "cyan", "queued": "", "failed": "red", "cancelled": "yellow", "done": "green"}
     for run in shown:
         status = claims.running_note(run) or run.status
         seed = run.spec.seed
         view.add_row(str(run.id), f"[{styles[run.status]}]{status}[/]" if styles[run.status] else status,
-                     escape(run.name), "-" if seed is None else str(seed), str(run.attempts), run.worker or "-",
+                     escape(run.name), "-" if seed is None else str(seed), str(run.claims),
+                     *((escape(claims.earlier_attempts(run)),) if history else ()), run.worker or "-",
                      _age(run.heartbeat_at) if run.status == "running" else "-", escape(run.error or ""))
     console.print(view)
     done = sum(run.status == "done" for run in runs)
@@ -312,8 +327,9 @@ def worker_command(
     poll: float = typer.Option(2.0, "--poll", help="Seconds between looks at an empty queue."),
     stale_after: float = typer.Option(60.0, "--stale-after", help="Seconds without a heartbeat after which a "
                                       "running run is re-queued (use one value for every worker of a home)."),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="A run whose claims go stale (or crash) this many times fails; "
-                                      "a graceful stop (SIGTERM, Ctrl-C) does not count."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="A cap on every run's attempts that go stale or are "
+                                     "killed, over its own queue add --retries: at this many it fails; a graceful "
+                                     "stop (SIGTERM, Ctrl-C) does not count."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL when stopping a run."),
     submitit: bool = typer.Option(False, "--submitit", help="Start the worker(s) as submitit jobs (SLURM where "
                                   "available, else local processes) instead of here; each drains the queue.",

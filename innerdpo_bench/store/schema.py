@@ -20,6 +20,13 @@ Version 2:
     runs.claims INTEGER NOT NULL DEFAULT 0   every claim of the run, never reset (worker.log numbers attempts by
                 it); `attempts` counts only the claims that went stale or crashed (a graceful stop gives its
                 claim back) and `queue retry` resets it
+Version 3:
+    runs.retries INTEGER NOT NULL DEFAULT 1  how many times the run is queued again by itself after a cluster-like
+                failure of an attempt (a stage killed by a signal: out of memory, preemption; a worker gone silent),
+                `queue add --retries`; a stage that exits with an error (a bad flag) is never retried
+    requeues    (run_id → runs.id ON DELETE CASCADE, claim) PRIMARY KEY, worker, requeued_at, reason: each attempt
+                that ended with the run back in the queue (retried, stale, its worker gone or shut down), why; the
+                attempt that ended the run is the run's own row (status, error)
 """
 
 from __future__ import annotations
@@ -72,6 +79,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
         "UPDATE runs SET claims = attempts",
     ),
+    (  # v3
+        "ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 1",
+        """CREATE TABLE requeues (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            claim INTEGER NOT NULL,
+            worker TEXT,
+            requeued_at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (run_id, claim)
+        ) WITHOUT ROWID""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -116,6 +134,17 @@ POSTGRES_MIGRATIONS: list[tuple[str, ...]] = [
     (  # v2
         "ALTER TABLE runs ADD COLUMN claims INTEGER NOT NULL DEFAULT 0",
         "UPDATE runs SET claims = attempts",
+    ),
+    (  # v3
+        "ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 1",
+        """CREATE TABLE requeues (
+            run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            claim INTEGER NOT NULL,
+            worker TEXT,
+            requeued_at DOUBLE PRECISION NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (run_id, claim)
+        )""",
     ),
 ]
 assert len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION, "every schema version needs its PostgreSQL migration too"
