@@ -152,6 +152,10 @@ def test_random_sigkills_and_a_server_restart_still_finish_every_run_once(namesp
             for threshold in (30, 60, 100, 130, 160):
                 wait_for(lambda: watcher.counts()["done"] >= threshold, what=f"{threshold} runs done")
                 if threshold == 100 and not restarted:
+                    # a worker still starting would meet the restart at its first connect, which is one line and
+                    # exit 2 by design (a wrong URL fails at once): restart once every live worker has claimed a run
+                    wait_for(lambda: all(" attempt " in log.read_text() for _, proc, log in cluster.workers
+                                         if proc.poll() is None), what="every worker's first claim")
                     pg_server.restart()
                     restarted = True
                     continue
