@@ -16,14 +16,26 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_queue import (add, alive, fake_spec, fake_stage, get, home, invoke, pid_of, run_dir_of,  # noqa: F401
-                        wait_for, work, worker_process)
+from test_queue import FAKE_STAGE, add, alive, fake_spec, get, invoke, pid_of, run_dir_of, wait_for, worker_process
 
 from innerdpo_bench import rundir
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Store
 
 pytestmark = pytest.mark.slow   # worker processes: a few seconds each
+
+
+@pytest.fixture
+def home(tmp_path):
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def fake_stage(tmp_path):
+    """FAKE_STAGE's script, which the worker processes run (test_queue.DRIVER) in place of train and eval."""
+    script = tmp_path / "fake_stage.py"
+    script.write_text(FAKE_STAGE)
+    return script
 
 
 def files_of(root: Path) -> dict[str, tuple]:
@@ -132,8 +144,8 @@ def test_no_retry_without_retries_left_or_after_an_error_the_run_reports(home, f
     runs = home / "runs"
     runs.mkdir(parents=True)
     with Store(home) as store:
-        usage, reported = (store.add_runs([fake_spec(seed, train={"exit": code, "error": "--lora-r must be at least 1"})],
-                                          retries=retries)[0] for seed, code, retries in ((0, 2, 1), (1, 1, 3)))
+        usage, reported = (store.add_runs([fake_spec(seed, train={"exit": code, "error": "--lora-r must be at least 1"})
+                                           ], retries=retries)[0] for seed, code, retries in ((0, 2, 1), (1, 1, 3)))
         (killed,) = store.add_runs([fake_spec(2)], retries=0)
     (runs / f"{rundir.default_run_dir(home, get(home, killed)).name}.train.hold").touch()   # this run's only
     proc = worker_process(fake_stage, home, "--stale-after", "30", "--once")

@@ -146,7 +146,8 @@ def test_a_read_only_medium_reads_and_refuses_writes_in_one_line(tmp_path):
 READERS = [["runs"], ["runs", "--format", "csv"], ["queue", "ls"], ["queue", "ls", "--json"], ["queue", "log", "1"],
            ["compare", "1", "2"], ["rescore", "1"], ["transfer", "1"], ["plot", "--out", "plot.png"],
            ["gate", ".", "--baseline", "1"], ["store", "show"]]
-WRITERS = [["queue", "cancel", "1"], ["queue", "retry", "1"], ["queue", "rm", "1"], ["queue", "move", "1", "--to-front"]]
+WRITERS = [["queue", "cancel", "1"], ["queue", "retry", "1"], ["queue", "rm", "1"],
+           ["queue", "move", "1", "--to-front"]]
 
 
 def emptied_workspace(home):

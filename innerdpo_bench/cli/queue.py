@@ -30,10 +30,10 @@ def queue_samples_option(panel: str | None = None):
                         rich_help_panel=panel)
 
 
-RETRIES_HELP = ("Queue a run again by itself, up to N times, when an attempt fails the way a cluster fails: its training "
-                "or evaluation killed by a signal (out of memory, a scheduler) or its worker gone silent (a lost "
-                "node). An error the run reports itself (a bad flag: exit 2; a NaN loss: exit 1) is never retried. "
-                "queue ls shows each attempt and why it ended.")
+RETRIES_HELP = ("Queue a run again by itself, up to N times, when an attempt fails the way a cluster fails: its "
+                "training or evaluation killed by a signal (out of memory, a scheduler) or its worker gone silent (a "
+                "lost node). An error the run reports itself (a bad flag: exit 2; a NaN loss: exit 1) is never "
+                "retried. queue ls shows each attempt and why it ended.")
 
 
 def retries_option(panel: str | None = None):

@@ -1,6 +1,6 @@
 """Who holds a run and in what order runs are taken: worker names (`host:pid:device`), whether a holder's process
-is still alive on this host, the note a running row shows, its earlier attempts, and the queue's order. Read by the worker, `queue ls` and
-the dashboard; no SQL here (that is `store/__init__.py`)."""
+is still alive on this host, the note a running row shows, its earlier attempts, and the queue's order. Read by
+the worker, `queue ls` and the dashboard; no SQL here (that is `store/__init__.py`)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,8 @@ def open_backend(url: StoreURL, **options):
 
 class Database:
     """The store's database behind `url`, open and at this package's schema (`create=False`: never created;
-    `readonly`: never written, nor migrated; `migrate=False`: written, never migrated). `where` names it in messages (the file, or the URL, password masked);
+    `readonly`: never written, nor migrated; `migrate=False`: written, never migrated). `where` names it in messages
+    (the file, or the URL, password masked);
     `row_lock` and `claim_lock` are the dialect's suffixes for a SELECT whose rows a write transaction changes."""
 
     def __init__(self, url: StoreURL, *, busy_timeout_s: float, create: bool, readonly: bool,
@@ -109,7 +110,8 @@ class Database:
         problem = schema.foreign_problem(self.where, tables) if version == 0 else None
         if problem is None and version == 0 and not create:
             if self.backend == "sqlite":   # a file with no table: never made into an empty store by a reader
-                raise EmptyStore(self.dialect.path, "an SQLite file without a table", run_dir_count(self.dialect.path.parent))
+                path = self.dialect.path
+                raise EmptyStore(path, "an SQLite file without a table", run_dir_count(path.parent))
             problem = (f"no store at {self.where}: the database holds no innerdpo store yet; queue a run first "
                        "(innerdpo queue add ... --store URL) to create it")
         problem = problem or schema.version_problem(self.where, version, migrate)

@@ -185,8 +185,8 @@ class HeldRuns:
                 return None
             attempts, retries, cancel_requested = row
             if cancel_requested:
-                con.execute("UPDATE runs SET status = 'cancelled', finished_at = ?, exit_code = ?, error = ? WHERE id = ?",
-                            (now, exit_code, f"cancelled while running ({reason})", run_id))
+                con.execute("UPDATE runs SET status = 'cancelled', finished_at = ?, exit_code = ?, error = ? "
+                            "WHERE id = ?", (now, exit_code, f"cancelled while running ({reason})", run_id))
                 return "cancelled"
             if attempts <= retries and attempts < max_attempts:
                 con.execute("INSERT INTO requeues (run_id, claim, worker, requeued_at, reason) VALUES (?, ?, ?, ?, ?)",
