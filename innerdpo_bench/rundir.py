@@ -28,7 +28,9 @@ A queue run directory is `HOME/runs/<id>-<slug>/`, where a worker runs one store
     train_spec.json          the run's stored training config: `innerdpo train --config` reads it
     checkpoint/              `innerdpo train --output-dir`: the training run directory above
     checkpoint.attempt-N/    an earlier attempt's unfinished checkpoint, moved aside and kept
-    eval.json                eval-only runs (base models): `innerdpo eval BASE --output RUN/eval.json`
+    eval.json                eval-only runs (base models): `innerdpo eval BASE`, published by the worker
+    eval.attempt-N/          claim N's evaluation (eval.json, its rows, samples) until the worker publishes it to
+                             eval.json (checkpoint/eval.json for a trained run) under a claim that still holds
 
 The checkpoint is a subdirectory because `train` refuses a non-empty --output-dir and the worker's logs
 exist before train starts; so a train_eval run's eval.json is `checkpoint/eval.json`.
@@ -75,6 +77,7 @@ CHILD = "worker.json"
 RUN_RECORD = "run.json"
 REMOVED_NOTE = "removed from the store (innerdpo queue rm)"   # worker.log's last line for a removed run
 TRAIN_SPEC = "train_spec.json"
+STAGED_EVAL = "eval.attempt-"   # eval.attempt-N/: claim N's evaluation, published to eval.json under its claim
 LOG_NAMES = (TRAIN_LOG, EVAL_LOG, WORKER_LOG)
 
 
@@ -149,6 +152,33 @@ class RunPaths:
     def aside(self, attempt: int) -> Path:
         """Where an earlier attempt's unfinished checkpoint is moved: checkpoint.attempt-N."""
         return self.root / f"{CHECKPOINT}.attempt-{attempt}"
+
+    def staged_eval(self, claim: int) -> Path:
+        """Where claim `claim`'s evaluation writes its eval.json (rows and samples beside it): eval.attempt-N/, until
+        the worker publishes it to `eval_json` under a claim that still holds (`publish_eval`)."""
+        return self.root / f"{STAGED_EVAL}{claim}" / EVAL
+
+    def staged_evals(self) -> list[Path]:
+        """Every attempt's staging folder (eval.attempt-N/) in the run directory."""
+        return sorted(path for path in self.root.glob(f"{STAGED_EVAL}*") if path.is_dir()) if self.root.is_dir() else []
+
+
+def publish_eval(staged: Path, eval_path: Path) -> bool:
+    """Move a staged evaluation (eval.json, its rows file, samples) beside `eval_path`, eval.json last by atomic
+    rename, as `write_eval_pair` writes one: a reader sees the old pair or the new one. Then the pair's leftovers go
+    (rows files the new eval.json does not name). False, moving nothing, when `staged` is no longer there (published
+    already: a store transaction that runs it may run twice)."""
+    if not staged.is_file():
+        return False
+    eval_path.parent.mkdir(parents=True, exist_ok=True)
+    for path in sorted(staged.parent.iterdir()):
+        temporary = TEMP_NAME.fullmatch(path.name) or LEGACY_TEMP_NAME.fullmatch(path.name)   # a killed write's
+        if path != staged and path.is_file() and not temporary:
+            os.replace(path, eval_path.parent / path.name)   # both are named eval.json: the rows' names hold
+    os.replace(staged, eval_path)
+    for path in leftover_files(eval_path.parent, stem=eval_path.stem):
+        path.unlink(missing_ok=True)
+    return True
 
 
 def slug(run: Run) -> str:

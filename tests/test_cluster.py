@@ -95,8 +95,10 @@ def wait_for(predicate, timeout: float = 120, what: str = "condition"):
 
 
 def queue_runs(home: Path, url: str, count: int) -> list[int]:
+    """`count` eval runs, each allowed two automatic retries (the default is one): on a loaded machine a worker
+    starved past the 3 s --stale-after loses its claim too, and a run may meet that and a SIGKILL."""
     with Store(home, url=url) as store:   # binds the workspace: the workers find the store from --home alone
-        return store.add_runs(noop_runs(count), kind="eval")
+        return store.add_runs(noop_runs(count), kind="eval", retries=2)
 
 
 def check_every_run_done_once(home: Path, url: str, run_ids: list[int]) -> dict:
@@ -150,6 +152,10 @@ def test_random_sigkills_and_a_server_restart_still_finish_every_run_once(namesp
             for threshold in (30, 60, 100, 130, 160):
                 wait_for(lambda: watcher.counts()["done"] >= threshold, what=f"{threshold} runs done")
                 if threshold == 100 and not restarted:
+                    # a worker still starting would meet the restart at its first connect, which is one line and
+                    # exit 2 by design (a wrong URL fails at once): restart once every live worker has claimed a run
+                    wait_for(lambda: all(" attempt " in log.read_text() for _, proc, log in cluster.workers
+                                         if proc.poll() is None), what="every worker's first claim")
                     pg_server.restart()
                     restarted = True
                     continue

@@ -33,18 +33,21 @@ from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.queue import launch, process, runspec
 from innerdpo_bench.queue import worker as queue_worker
+from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import STORE_FILE, Store
 
 SHIFTS = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
 runner = CliRunner()
 
-# argv: stage, run_dir, kind, spec JSON. spec["fake"][stage] = {"sleep": s, "exit": code, "error": text, "once": bool}:
+# argv: stage, run_dir, kind, spec JSON, where eval writes eval.json (this claim's staging folder,
+# `RunPaths.staged_eval`, as the real eval's --output). spec["fake"][stage] = {"sleep": s, "exit": code, "error": text, "once": bool}:
 # with "once", only the stage's first run for this run id sleeps or fails (the marker lives beside the run dir,
-# so it survives the run dir's deletion).
+# so it survives the run dir's deletion). While HOME/runs/<stage>.hold (or <stage>.hold.eval.attempt-N: claim N's
+# only; <run dir name>.<stage>.hold: one run's only) exists, the stage waits before it ends: a test decides when.
 FAKE_STAGE = r'''
 import json, os, signal, sys, time
 from pathlib import Path
-stage, run_dir, kind, spec = sys.argv[1], Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+stage, run_dir, kind, spec, out = sys.argv[1], Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4]), Path(sys.argv[5])
 fake = spec.get("fake", {}).get(stage, {})
 marker = run_dir.parent / f"{run_dir.name}.{stage}.ran"
 if fake.get("once") and marker.exists():
@@ -65,7 +68,13 @@ if stage == "train":
         print(f"error: output directory {checkpoint} is not empty"); sys.exit(2)
     checkpoint.mkdir(parents=True, exist_ok=True)
     status("running")
+else:
+    out.parent.mkdir(parents=True, exist_ok=True)   # as the real eval: the output's folder is made before any work
 time.sleep(fake.get("sleep", 0))
+holds = [run_dir.parent / name for name in (f"{stage}.hold", f"{stage}.hold.{out.parent.name}",
+                                             f"{run_dir.name}.{stage}.hold")]
+while any(hold.exists() for hold in holds):   # a test holds the stage here: any run's, claim N's, or one run's
+    time.sleep(0.02)
 if fake.get("exit"):
     if stage == "train":
         status("failed", error=fake.get("error", "boom"))
@@ -77,7 +86,6 @@ else:
     seed = spec.get("train", {}).get("seed", 0)
     shifts = {s: {"acc": 0.5 + 0.1 * i + 0.01 * seed, "acc_stderr": 0.1, "n": 8} for i, s in enumerate(
         ["in_domain", "difficulty_scaling", "moral_transfer", "orthogonal"])}
-    out = (checkpoint if kind == "train_eval" else run_dir) / "eval.json"
     out.write_text(json.dumps({"shifts": shifts, "coherence": {"nll_ratio": 1.0 + seed / 100, "nll_diff": None},
                                "provenance": {s: {"dataset": "mini:" + s, "N": 8} for s in shifts}}))
 print(f"{stage} finished", flush=True)
@@ -88,8 +96,10 @@ DRIVER = r'''
 import json, sys
 from innerdpo_bench.queue import worker
 script = sys.argv[1]
-worker.stage_command = lambda run, stage, run_dir, resume_train=False: [sys.executable, script, stage, str(run_dir), run.kind,
-                                                                      json.dumps(run.spec.to_json())]
+from innerdpo_bench.rundir import RunPaths
+worker.stage_command = lambda run, stage, run_dir, resume_train=False: [
+    sys.executable, script, stage, str(run_dir), run.kind, json.dumps(run.spec.to_json()),
+    str(RunPaths(run_dir, run.kind).staged_eval(run.claims))]
 from innerdpo_bench.cli.main import app
 app(sys.argv[2:], prog_name="innerdpo")
 '''
@@ -100,9 +110,15 @@ def fake_stage(tmp_path, monkeypatch):
     """Swap the train/eval subprocesses for FAKE_STAGE in this process; the script's path."""
     script = tmp_path / "fake_stage.py"
     script.write_text(FAKE_STAGE)
-    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False: [
-        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec.to_json())])
+    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False:
+                        fake_command(script, run, stage, run_dir))
     return script
+
+
+def fake_command(script, run, stage, run_dir) -> list[str]:
+    """The argv of FAKE_STAGE (or a variant of it at `script`) for one stage of `run`."""
+    return [sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec.to_json()),
+            str(RunPaths(run_dir, run.kind).staged_eval(run.claims))]
 
 
 @pytest.fixture
@@ -218,15 +234,18 @@ def test_stage_commands_train_from_the_stored_config_and_pass_eval_flags(home):
     (train_id,) = add(home, spec)
     (base_id,) = add(home, {"name": "none", "eval": {"checkpoint": "tiny-random", "suite": None, "limit": 4}},
                      kind="eval")
+    with Store(home) as store:
+        store.claim_next("w"), store.claim_next("w")
     run, base = get(home, train_id), get(home, base_id)
     run_dir = Path("/r")
     python = [sys.executable, "-m", "innerdpo_bench"]
     assert queue_worker.stage_command(run, "train", run_dir) == [
         *python, "train", "--config", "/r/train_spec.json", "--output-dir", "/r/checkpoint", "--quiet"]
+    # evaluation writes into this claim's staging folder; the worker publishes it (RUN/checkpoint/eval.json, RUN/eval.json)
     assert queue_worker.stage_command(run, "eval", run_dir) == [*python, "eval", "/r/checkpoint", "--suite", "mini",
-                                                         "--limit", "8"]
+                                                         "--limit", "8", "--output", "/r/eval.attempt-1/eval.json"]
     assert queue_worker.stage_command(base, "eval", run_dir) == [*python, "eval", "tiny-random", "--limit", "4",
-                                                          "--output", "/r/eval.json"]
+                                                          "--output", "/r/eval.attempt-1/eval.json"]
     assert rundir.default_run_dir(home, run) == home / "runs" / f"{train_id}-dpo-s3"
     assert rundir.default_run_dir(home, base) == home / "runs" / f"{base_id}-none-tiny-random"
 
@@ -530,8 +549,8 @@ def test_two_device_loops_each_set_cuda_visible_devices(home, tmp_path, monkeypa
     script = tmp_path / "env_stage.py"
     script.write_text(FAKE_STAGE.replace('print(f"{stage} started", flush=True)',
                                          'print("CUDA_VISIBLE_DEVICES=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)'))
-    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False: [
-        sys.executable, str(script), stage, str(run_dir), run.kind, json.dumps(run.spec.to_json())])
+    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False:
+                        fake_command(script, run, stage, run_dir))
     run_ids = add(home, *[fake_spec(seed=seed, train={"sleep": 0.5}) for seed in range(4)])
     assert launch.serve(home, ["0", "1"], options(), threading.Event()) == 4
     seen = {(run_dir_of(home, run_id) / "train.log").read_text().split("CUDA_VISIBLE_DEVICES=")[1].split()[0]
@@ -677,15 +696,15 @@ def test_a_refused_final_write_is_retried_and_the_run_still_ends_done(home, fake
     monkeypatch.setattr(queue_worker, "RETRY_DELAYS_S", (0.01, 0.01, 0.01))
     (run_id,) = add(home, fake_spec())
     refused = []
-    real_finish = Store.finish
+    real_complete = Store.complete   # the write that ends a run done: results and status in one transaction
 
-    def flaky_finish(self, *args, **kwargs):
+    def flaky_complete(self, *args, **kwargs):
         if len(refused) < 2:
             refused.append(1)
             raise UserError(f"store {self.path}: the disk is full; free space and retry (nothing was written)")
-        return real_finish(self, *args, **kwargs)
+        return real_complete(self, *args, **kwargs)
 
-    monkeypatch.setattr(Store, "finish", flaky_finish)
+    monkeypatch.setattr(Store, "complete", flaky_complete)
     said = []
     worker = queue_worker.Worker(home, None, options(), threading.Event(), say=said.append)
     worker.loop()
@@ -700,7 +719,7 @@ def test_a_store_that_keeps_refusing_stops_the_worker_with_that_line(home, fake_
     def full(self, *args, **kwargs):
         raise UserError(f"store {self.path}: the disk is full; free space and retry (nothing was written)")
 
-    monkeypatch.setattr(Store, "finish", full)
+    monkeypatch.setattr(Store, "complete", full)
     with pytest.raises(UserError, match="disk is full"):
         work(home)
 

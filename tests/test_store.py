@@ -183,11 +183,11 @@ def test_a_new_migration_upgrades_an_old_store_and_a_failing_one_changes_nothing
 
 def test_both_backends_build_the_same_tables_and_columns_at_every_version(tmp_path, pg_url):
     with Store(tmp_path / "sqlite") as on_sqlite, Store(tmp_path / "pg", url=pg_url) as on_postgres:
-        for table in ("runs", "results", "provenance"):
+        for table in ("runs", "results", "provenance", "requeues"):
             assert columns(on_sqlite, table) == columns(on_postgres, table), table
-        assert sorted(on_sqlite._db.read(on_sqlite._db.dialect.tables)) == ["provenance", "results", "runs"]
+        assert sorted(on_sqlite._db.read(on_sqlite._db.dialect.tables)) == ["provenance", "requeues", "results", "runs"]
         assert sorted(on_postgres._db.read(on_postgres._db.dialect.tables)) == [
-            "innerdpo_schema", "provenance", "results", "runs"]
+            "innerdpo_schema", "provenance", "requeues", "results", "runs"]
     assert len(schema.MIGRATIONS) == len(schema.POSTGRES_MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -139,3 +139,101 @@ def test_a_read_only_medium_reads_and_refuses_writes_in_one_line(tmp_path):
             one_line_error(invoke("queue", "add-base", "tiny-random", "--home", home), str(home), "read-only")
         finally:
             remount(disk, "rw")
+
+
+# --------------------------------------------------------------------------- an empty store (issue 33, point 1)
+
+READERS = [["runs"], ["runs", "--format", "csv"], ["queue", "ls"], ["queue", "ls", "--json"], ["queue", "log", "1"],
+           ["compare", "1", "2"], ["rescore", "1"], ["transfer", "1"], ["plot", "--out", "plot.png"],
+           ["gate", ".", "--baseline", "1"], ["store", "show"]]
+WRITERS = [["queue", "cancel", "1"], ["queue", "retry", "1"], ["queue", "rm", "1"],
+           ["queue", "move", "1", "--to-front"]]
+
+
+def emptied_workspace(home):
+    """A workspace whose three finished runs' directories are intact and whose store.sqlite was cut to 0 bytes
+    (the probe's truncation); what its directory holds, for comparing after."""
+    with Store(home) as store:
+        for run_id in store.add_runs([SPEC] * 3):
+            (home / "runs" / f"{run_id}-dpo-s0").mkdir(parents=True)
+    for path in home.glob(f"{STORE_FILE}-*"):   # the WAL's files: gone with the store's content
+        path.unlink()
+    (home / STORE_FILE).write_bytes(b"")
+    return sorted(path.name for path in home.iterdir())
+
+
+@pytest.mark.parametrize("command", READERS + WRITERS, ids=" ".join)
+def test_an_empty_store_is_one_line_naming_the_fix_and_stays_empty(tmp_path, monkeypatch, command):
+    """Before: readers said "schema version 0 ... a command that writes migrates it" (it would have made an empty
+    store beside three finished runs), and queue cancel/retry/rm/move wrote that empty schema (24,576 bytes)."""
+    home = tmp_path / "home"
+    listing = emptied_workspace(home)
+    monkeypatch.chdir(tmp_path)
+    one_line_error(invoke(*command, "--home", home), f"store {home / STORE_FILE} is empty (0 bytes",
+                   "3 run directories", f"innerdpo doctor --home {home} --repair")
+    assert (home / STORE_FILE).stat().st_size == 0
+    assert sorted(path.name for path in home.iterdir()) == listing and not (tmp_path / "plot.png").exists()
+
+
+def test_an_sqlite_file_without_a_table_is_empty_too_for_readers_and_writers(tmp_path):
+    home = tmp_path / "home"
+    emptied_workspace(home)
+    con = sqlite3.connect(home / STORE_FILE)      # a valid SQLite file with a header and no table
+    con.execute("PRAGMA user_version = 0")
+    con.execute("VACUUM")
+    con.close()
+    before = (home / STORE_FILE).read_bytes()
+    for command in (["runs"], ["queue", "cancel", "1"]):
+        one_line_error(invoke(*command, "--home", home), "is empty (an SQLite file without a table")
+    assert (home / STORE_FILE).read_bytes() == before
+
+
+def test_commands_that_create_a_store_refuse_an_empty_one_beside_run_directories(tmp_path):
+    """A new store there would hide the runs the empty one lost; with no run directory beside it, a 0-byte file (a
+    first open cut short) is simply made into a store."""
+    home = tmp_path / "home"
+    emptied_workspace(home)
+    for command in (["queue", "add-base", "tiny-random"], ["worker", "--once", "--devices", "cpu"]):
+        one_line_error(invoke(*command, "--home", home), "is empty (0 bytes", "innerdpo doctor")
+        assert (home / STORE_FILE).stat().st_size == 0
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / STORE_FILE).write_bytes(b"")
+    assert invoke("queue", "add-base", "tiny-random", "--home", fresh).exit_code == 0
+    with Store(fresh, readonly=True) as store:
+        assert [run.name for run in store.list_runs()] == ["none"]
+
+
+@pytest.mark.parametrize("command", [["runs"], ["queue", "ls"], ["store", "show"], ["tui"]], ids=" ".join)
+def test_readers_and_the_dashboard_never_migrate_an_older_store(tmp_path, store_url, monkeypatch, request, command):
+    """Both backends: a store at schema version 2 stays at 2 (before, `innerdpo tui` migrated it on open)."""
+    from innerdpo_bench.store import schema
+
+    if store_url is not None:   # the workspace keeps no password: the commands read $PGPASSWORD
+        monkeypatch.setenv("PGPASSWORD", request.getfixturevalue("pg_server").password)
+    name = "MIGRATIONS" if store_url is None else "POSTGRES_MIGRATIONS"
+    with monkeypatch.context() as version_2:
+        version_2.setattr(schema, name, getattr(schema, name)[:2])
+        version_2.setattr(schema, "SCHEMA_VERSION", 2)
+        Store(tmp_path / "home", url=store_url).close()   # the workspace remembers a server's URL
+    one_line_error(invoke(*command, "--home", tmp_path / "home"), "has schema version 2, older than")
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    with Store(tmp_path / "home", readonly=True) as store:
+        assert store._db.read(store._db.dialect.version) == 2
+
+
+@pytest.mark.parametrize("command", [["runs"], ["queue", "ls"], ["queue", "cancel", "1"], ["tui"]], ids=" ".join)
+def test_readers_and_the_dashboard_never_make_a_store_in_an_empty_database(tmp_path, pg_server, pg_url, monkeypatch,
+                                                                          command):
+    from innerdpo_bench.store.location import parse_url, remember
+
+    monkeypatch.setenv("PGPASSWORD", pg_server.password)
+    home = tmp_path / "home"
+    home.mkdir()
+    remember(home, parse_url(pg_url))   # a workspace bound to a database that holds no store (yet)
+    one_line_error(invoke(*command, "--home", home), "holds no innerdpo store yet")
+    import psycopg
+
+    with psycopg.connect(pg_url) as con:
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+                           ).fetchone() == (0,)

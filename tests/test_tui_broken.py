@@ -11,7 +11,7 @@ pytest.importorskip("textual")
 
 from test_tui import SIZE, fill_store, make_app, pilot_test, started, wait_for  # noqa: E402
 
-from innerdpo_bench.store import STORE_FILE  # noqa: E402
+from innerdpo_bench.store import STORE_FILE, Store  # noqa: E402
 from innerdpo_bench.tui.broken import StoreBrokenScreen  # noqa: E402
 
 PAGE = 4096   # SQLite's default page size, which the store keeps
@@ -65,3 +65,31 @@ async def test_a_store_corrupt_at_start_never_shows_a_table(tmp_path):
         await assert_stopped(pilot, app)
         assert app.polls == 1 and app.snapshot is None
         assert str(home / STORE_FILE) in error_text(app)
+
+
+@pytest.mark.parametrize("press", [(), ("1", "2", "escape")])
+@pilot_test
+async def test_a_0_byte_store_shows_the_broken_screen_with_the_fix_and_stays_0_bytes(tmp_path, press):
+    """Before: `innerdpo tui` on a truncated store.sqlite wrote an empty schema (24,576 bytes) and showed an empty
+    table, while runs/ held the finished runs. Now every read is read-only, and an empty store is a broken one."""
+    home = tmp_path / "home"
+    with Store(home) as store:
+        for run_id in store.add_runs([{"name": "dpo", "train": {"method": "dpo", "seed": seed}} for seed in (1, 2, 3)]):
+            (home / "runs" / f"{run_id}-dpo-s{run_id}").mkdir(parents=True)
+    for path in home.glob(f"{STORE_FILE}-*"):
+        path.unlink()
+    (home / STORE_FILE).write_bytes(b"")
+    listing = sorted(path.name for path in home.iterdir())
+    app = make_app(home)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, StoreBrokenScreen), timeout=60, what="the error screen")
+        await assert_stopped(pilot, app)
+        assert app.snapshot is None
+        text = error_text(app)
+        assert "The store is empty" in text and str(home / STORE_FILE) in text and "0 bytes" in text
+        assert f"innerdpo doctor --home {home} --repair" in text and "run directories" in text
+        await pilot.press(*press)
+        assert isinstance(app.screen, StoreBrokenScreen)
+        await pilot.press("q")
+    assert (home / STORE_FILE).stat().st_size == 0
+    assert sorted(path.name for path in home.iterdir()) == listing

@@ -149,7 +149,7 @@ def test_sigterm_sigterm_sigkill_on_a_tiny_random_run_counts_only_the_kill(tmp_p
     assert (run.status, run.attempts, run.claims) == ("running", 1, 3)   # the killed worker's claim, counted
     con = sqlite3.connect(home / "store.sqlite")  # let the last claim finish: two steps instead of 100,000
     spec = json.loads(con.execute("SELECT spec FROM runs").fetchone()[0])
-    spec.train.max_steps = 2
+    spec["train"]["max_steps"] = 2   # the stored JSON: a dict
     con.execute("UPDATE runs SET spec = ?", (json.dumps(spec),))
     con.commit()
     con.close()

@@ -217,7 +217,7 @@ class InnerDPOApp(App):
 
     def _run_intent(self, action: Callable[[Store], str]) -> None:
         try:
-            with Store(self.home, busy_timeout_s=10.0) as store:
+            with Store(self.home, busy_timeout_s=10.0, create=False, migrate=False) as store:  # rows only, no schema
                 text = action(store)
         except CorruptStore as err:
             self.post_message(PollFailed(str(err), corrupt=err))

@@ -1,4 +1,5 @@
-"""The screen shown, and kept, once the store fails its integrity check: what is wrong, which file, how to recover."""
+"""The screen shown, and kept, once the store fails its integrity check or is empty: what is wrong, which file, how to
+recover."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
-from innerdpo_bench.store.integrity import CorruptStore, recovery_hint
+from innerdpo_bench.store.integrity import CorruptStore
 
 
 class StoreBrokenScreen(Screen[None]):
@@ -24,15 +25,15 @@ class StoreBrokenScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         text = Text()
-        text.append("The store fails its integrity check\n\n", style="bold red")
+        text.append(f"{self.error.headline}\n\n", style="bold red")
         text.append("file:   ", style="bold")
         text.append(f"{self.error.path}\n")
-        text.append("SQLite: ", style="bold")
+        text.append("what:   ", style="bold")
         text.append(f"{self.error.detail}\n\n")
         text.append("The dashboard stopped reading it: nothing read from it can be trusted. Runs that workers are "
                     "running now keep going, but cannot record their results until the store is repaired.\n\n")
         text.append("To recover\n", style="bold")
-        text.append(f"{recovery_hint(self.error.path)}\n\n")
+        text.append(f"{self.error.fix}\n\n")
         text.append("Then open the dashboard again. q quits.", style="dim")
         with VerticalScroll():
             yield Static(text, id="store-broken-text")

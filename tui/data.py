@@ -188,8 +188,9 @@ def first_metrics_record(path: Path) -> dict[str, Any] | None:
 
 
 def load_snapshot(home: str | os.PathLike, clock: Callable[[], float]) -> Snapshot:
-    """Read every run, then the progress files of the unfinished ones. One store connection, closed after."""
-    with Store(home, busy_timeout_s=5.0) as store:
+    """Read every run, then the progress files of the unfinished ones. One read-only store connection, closed after:
+    the dashboard never creates, migrates or repairs a store (an empty one is `EmptyStore`, shown as broken)."""
+    with Store(home, busy_timeout_s=5.0, readonly=True) as store:
         runs = store.list_runs()
     now = clock()
     progress = {run.id: progress_of(run, now) for run in runs}

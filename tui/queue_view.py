@@ -10,7 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from innerdpo_bench.store import Run
-from innerdpo_bench.store.claims import queue_order, running_note
+from innerdpo_bench.store.claims import earlier_attempts, queue_order, running_note
 from innerdpo_bench.tui.data import Progress, format_duration
 from innerdpo_bench.tui.keyed_table import ColumnSpec, KeyedTable
 from innerdpo_bench.tui.view import STATUS_STYLES
@@ -54,6 +54,15 @@ def progress_cell(run: Run, progress: Progress | None, position: int | None) -> 
     return Text(f"{progress_bar(fraction)} {fraction:4.0%}", style=style)
 
 
+def error_cell(run: Run) -> Text:
+    """The run's error (red), then its earlier attempts and why each went back to the queue (`earlier_attempts`)."""
+    cell = Text(run.error or "", style="red")
+    earlier = earlier_attempts(run)
+    if earlier:
+        cell.append(("  " if run.error else "") + f"earlier attempts: {earlier}", style="yellow")
+    return cell
+
+
 def queue_rows(runs: list[Run], progress: dict[int, Progress], name_width: int = WIDTHS["name"]
                ) -> list[tuple[str, dict[str, Text]]]:
     """The queue in worker order (running, queued by priority, then finished) as keyed rows of cells."""
@@ -74,9 +83,9 @@ def queue_rows(runs: list[Run], progress: dict[int, Progress], name_width: int =
             "elapsed": Text(format_duration(run_progress.elapsed_s) if run_progress else "-"),
             "name": fitted(run.name, name_width),
             "seed": Text("-" if seed is None else str(seed)),
-            "attempts": Text(str(run.attempts)),
+            "attempts": Text(str(run.claims)),   # every start: "attempt N" in worker.log and below
             "worker": fitted(run.worker or "-", WIDTHS["worker"]),
-            "error": Text(run.error or "", style="red"),
+            "error": error_cell(run),
         }
         for key in RIGHT:
             cells[key].justify = "right"

@@ -18,7 +18,7 @@ from innerdpo_bench.cli.train import config_parameters
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.queue.labels import parse_tags, run_names
 from innerdpo_bench.results import table as results_table
-from innerdpo_bench.store import STATUSES, claims, resolve_home
+from innerdpo_bench.store import MAX_RETRIES, STATUSES, claims, resolve_home
 
 queue_app = typer.Typer(
     help="Queue runs for `innerdpo worker`: add, add-base, ls, log, cancel, retry, rm, move.",
@@ -31,6 +31,16 @@ def queue_samples_option(panel: str | None = None):
     return typer.Option(0, "--samples", help="After scoring, write greedy completions of the adapter and the base for "
                         "the first N prompts of each shift (RUN/samples.jsonl, `innerdpo samples`); 0: none.",
                         rich_help_panel=panel)
+
+
+RETRIES_HELP = ("Queue a run again by itself, up to N times, when an attempt fails the way a cluster fails: its "
+                "training or evaluation killed by a signal (out of memory, a scheduler) or its worker gone silent (a "
+                "lost node). An error the run reports itself (a bad flag: exit 2; a NaN loss: exit 1) is never "
+                "retried. queue ls shows each attempt and why it ended.")
+
+
+def retries_option(panel: str | None = None):
+    return typer.Option(1, "--retries", help=RETRIES_HELP, rich_help_panel=panel, min=0, max=MAX_RETRIES)
 
 
 def _age(seconds: float | None) -> str:
@@ -79,6 +89,7 @@ def _add_parameters() -> list[inspect.Parameter]:
         "suite": (str | None, suite_option("Queue")),
         "limit": (int | None, limit_option("Queue")),
         "samples": (int, queue_samples_option("Queue")),
+        "retries": (int, retries_option("Queue")),
         "home": (str | None, home_option("Queue")),
         "store": (str | None, store_option("Queue")),
     }
@@ -102,7 +113,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
     seeds, grid, sweep_file, dry_run = (kwargs.pop(key) for key in ("seeds", "grid", "sweep", "dry_run"))
     name, tags, note = kwargs.pop("name"), parse_tags(kwargs.pop("tag")), kwargs.pop("note")
     suite, limit, samples, home = kwargs.pop("suite"), kwargs.pop("limit"), kwargs.pop("samples"), kwargs.pop("home")
-    store_url = kwargs.pop("store")
+    store_url, retries = kwargs.pop("store"), kwargs.pop("retries")
     plan = sweeps.load_sweep(sweep_file) if sweep_file else sweeps.Sweep()
     # typer vendors its own click: its ParameterSource is compared by name
     given = {name: value for name, value in kwargs.items()
@@ -124,7 +135,7 @@ def add_command(ctx: typer.Context, **kwargs) -> None:
             console.print(f"  {index}. {run_name} seed {spec.train.seed}", soft_wrap=True, markup=False)
         return
     with open_store(home, create=True, store=store_url) as store:
-        run_ids = store.add_runs(specs, name=names, tags=tags, note=note or "")   # one transaction: whole or none
+        run_ids = store.add_runs(specs, name=names, tags=tags, note=note or "", retries=retries)   # whole or none
         home_path = store.home
     for run_id, spec, run_name in zip(run_ids, specs, names):
         console.print(f"queued run {run_id}: {run_name} seed {spec.train.seed}", soft_wrap=True,
@@ -146,6 +157,7 @@ def add_base_command(
     suite: str | None = suite_option(),
     limit: int | None = limit_option(),
     samples: int = queue_samples_option(),
+    retries: int = retries_option(),
     home: str | None = home_option(),
     store_url: str | None = store_option(),
 ) -> None:
@@ -154,7 +166,7 @@ def add_base_command(
 
     spec = base_spec(base_model, suite, limit, samples)
     with open_store(home, create=True, store=store_url) as store:
-        run_id = store.add_run(spec, kind="eval")
+        run_id = store.add_run(spec, kind="eval", retries=retries)
     console.print(f"queued run {run_id}: base model {spec.eval.checkpoint} (eval only)", soft_wrap=True)
 
 
@@ -181,16 +193,19 @@ def ls_command(
     from innerdpo_bench.cli.app import print_aligned
 
     title = f"queue ({', '.join(f'{n} {s}' for s, n in _counts(runs).items() if n)})" if runs else "queue (empty)"
-    header = ["id", "status", "name", "seed", "attempts", "worker", "heartbeat", "error"]
+    history = any(run.requeues for run in shown)   # the column of earlier attempts, when any run has one
+    header = ["id", "status", "name", "seed", "attempts", *(["earlier attempts"] if history else []), "worker",
+              "heartbeat", "error"]
     styles = {"running": "cyan", "failed": "red", "cancelled": "yellow", "done": "green"}
     rows, paints = [], []
     for run in shown:
         seed = run.spec.seed
         rows.append([str(run.id), claims.running_note(run) or run.status, run.name, "-" if seed is None else str(seed),
-                     str(run.attempts), run.worker or "-", _age(run.heartbeat_at) if run.status == "running" else "-",
-                     run.error or ""])
+                     str(run.claims), *([claims.earlier_attempts(run)] if history else []), run.worker or "-",
+                     _age(run.heartbeat_at) if run.status == "running" else "-", run.error or ""])
         paints.append({1: styles[run.status]} if run.status in styles else {})
-    print_aligned(title, header, rows, [True, False, False, True, True, False, True, False], paints)
+    print_aligned(title, header, rows, [True, False, False, True, True, *([False] if history else []), False, True,
+                                        False], paints)
     done = sum(run.status == "done" for run in runs)
     if done and not show_all:
         console.print(f"[dim]{done} done run(s) hidden: innerdpo runs (results) or queue ls --all[/dim]")
@@ -352,8 +367,9 @@ def worker_command(
     poll: float = typer.Option(2.0, "--poll", help="Seconds between looks at an empty queue."),
     stale_after: float = typer.Option(60.0, "--stale-after", help="Seconds without a heartbeat after which a "
                                       "running run is re-queued (use one value for every worker of a home)."),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="A run whose claims go stale (or crash) this many times fails; "
-                                      "a graceful stop (SIGTERM, Ctrl-C) does not count."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="A cap on every run's attempts that go stale or are "
+                                     "killed, over its own queue add --retries: at this many it fails; a graceful "
+                                     "stop (SIGTERM, Ctrl-C) does not count."),
     grace: float = typer.Option(10.0, "--grace", help="Seconds between SIGTERM and SIGKILL when stopping a run."),
     submitit: bool = typer.Option(False, "--submitit", help="Start the worker(s) as submitit jobs (SLURM where "
                                   "available, else local processes) instead of here; each drains the queue.",

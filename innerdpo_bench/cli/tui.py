@@ -24,10 +24,10 @@ def tui_command(
         raise UserError(f"--poll must be positive, got {poll}")
     from innerdpo_bench.store import CorruptStore
 
-    try:
-        open_store(home).close()  # no store, or a locked or newer one: one error line first
+    try:  # read-only, as every read of the dashboard: it never creates, migrates or repairs a store
+        open_store(home, readonly=True).close()  # no store, or a locked, newer or older one: one error line first
     except CorruptStore:
-        pass  # the dashboard opens on its error screen, naming the file and how to recover it
+        pass  # corrupt or empty: the dashboard opens on its error screen, naming the file and how to recover it
     from innerdpo_bench.tui.app import InnerDPOApp
 
     dashboard = InnerDPOApp(home, poll_s=poll)

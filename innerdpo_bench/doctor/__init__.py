@@ -26,7 +26,6 @@ from innerdpo_bench.doctor.orphans import check_orphans, missing_store
 from innerdpo_bench.doctor.runs import check_run, safetensors_problem  # noqa: F401 (re-exported)
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import STORE_FILE, CorruptStore, Run, Store
-from innerdpo_bench.store.integrity import recovery_hint
 
 
 def check_store(home: Path) -> tuple[list[Finding], list[Run] | None, dict[int, dict]]:
@@ -42,8 +41,7 @@ def check_store(home: Path) -> tuple[list[Finding], list[Run] | None, dict[int, 
         with Store(home, create=False, readonly=True) as store:
             return [], store.list_runs(), store.all_provenance()
     except CorruptStore as err:
-        corrupt = Finding(f"store {err.path} fails its integrity check ({err.detail})", recovery_hint(err.path))
-        return [corrupt], None, {}
+        return [Finding(err.problem, err.fix)], None, {}   # corrupt, or empty (EmptyStore): the fix each names
     except UserError as err:
         if not path.is_file():   # no store and nothing to rebuild it from: a mistyped --home, or a file
             raise

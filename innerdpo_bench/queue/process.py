@@ -57,6 +57,14 @@ def stop_group(pid: int, grace_s: float) -> None:
             return
 
 
+def killed(code: int) -> bool:
+    """Whether a stage's exit code says it was killed from outside, the way a cluster fails (the kernel's
+    out-of-memory SIGKILL, a scheduler's SIGTERM, a lost session's SIGHUP): a signal (a negative code), or the
+    128 + N a shell or our own SIGTERM handler (`train`: 130) exits with. Not an error the stage reported itself
+    (1: a failure such as a NaN loss, 2: a bad flag or file), which happens again when run again."""
+    return code < 0 or (code > 128 and code - 128 in signal.valid_signals())
+
+
 def describe_exit(stage: str, code: int) -> str:
     if code < 0:
         name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)

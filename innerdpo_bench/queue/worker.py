@@ -6,10 +6,17 @@ remaining steps run, `resume.py`), and moves any other aside: nothing that finis
 
 One claimed run, step by step: (re)create the run directory (a queued run whose directory was deleted
 gets a fresh one, noted in worker.log); stop a leftover subprocess of an earlier attempt; write the stored
-training config to RUN/train_spec.json and run `innerdpo train --config` on it, then `innerdpo eval`, each
-in its own process group (`start_new_session`), heartbeating every `heartbeat_s`; read eval.json,
-`record_results`, `finish` done. A failed stage finishes the run `failed` with the one-line reason
-(status.json's error, else the log's error line).
+training config to RUN/train_spec.json and run `innerdpo train --config` on it, then `innerdpo eval` into this
+claim's RUN/eval.attempt-N/, each in its own process group (`start_new_session`), heartbeating every
+`heartbeat_s`; read the staged eval.json, then `Store.complete`: in one transaction, check the claim, publish it as
+the run's eval.json, record the results, end the run done. A failed stage finishes the run `failed` with the
+one-line reason (status.json's error, else the log's error line); one killed by a signal from outside (out of
+memory, a scheduler: `process.killed`) is queued again while the run's --retries allow (`Store.retry_or_fail`).
+
+Fencing: the run's claim count at claim time is this attempt's token (`store/held.py`). Before each step that
+writes what the run shares (its directory, a stage, the store) and after each stage, `_check_claim` heartbeats by
+that token; every store write carries it. A worker frozen past --stale-after, whose run another worker took and
+perhaps finished, finds its token stale when it wakes and stops without writing (one worker.log line says so).
 
 What stops a subprocess: a pending cancel (heartbeat False, `cancel_requested`) → SIGTERM to its
 group, SIGKILL after `grace_s`, run `cancelled`; a lost claim (requeued as stale, removed) → the same,
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,14 +43,14 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from innerdpo_bench import progress, rundir
+from innerdpo_bench import progress, rundir, runstate
 from innerdpo_bench.config import flag_name
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation.report import read_eval_report, results_of
 from innerdpo_bench.queue import process
+from innerdpo_bench.queue.options import Budget, WorkerOptions
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Run, Store, claims, resolve_home
 
@@ -52,7 +60,9 @@ RETRY_DELAYS_S = (1.0, 2.0, 4.0)   # between tries of a store write that ends a 
 
 def stage_command(run: Run, stage: str, run_dir: Path, resume_train: bool = False) -> list[str]:
     """The argv of a run's `train` or `eval` subprocess (`sys.executable -m innerdpo_bench ...`). Training reads
-    the stored config from RUN/train_spec.json (`Worker` writes it), so a bad key fails in train."""
+    the stored config from RUN/train_spec.json (`Worker` writes it), so a bad key fails in train. Evaluation writes
+    into this claim's staging folder (`RunPaths.staged_eval`), never the run's eval.json: the worker publishes it
+    there once its claim is checked (`Worker._record`)."""
     paths = RunPaths(run_dir, run.kind)
     python = [sys.executable, "-m", "innerdpo_bench"]
     if stage == "train":
@@ -61,63 +71,18 @@ def stage_command(run: Run, stage: str, run_dir: Path, resume_train: bool = Fals
     evaluation = run.spec.eval
     eval_flags = [arg for key in ("suite", "limit", "samples") if getattr(evaluation, key) is not None
                   for arg in (flag_name(key), str(getattr(evaluation, key)))]
-    if run.kind == "train_eval":
-        return [*python, "eval", str(paths.checkpoint.root), *eval_flags]
-    return [*python, "eval", str(evaluation.checkpoint), *eval_flags, "--output", str(paths.eval_json)]
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    poll_s: float = 2.0             # idle wait between claims
-    stale_after_s: float = 60.0     # silence after which a running run is requeued (same for all workers)
-    grace_s: float = 10.0           # SIGTERM → SIGKILL
-    max_attempts: int = 3           # stale or crashed claims before a run is failed (graceful stops do not count)
-    once: bool = False              # exit when nothing is queued or running instead of polling
-    max_runs: int | None = None     # claims per worker process (all devices together)
-
-    @property
-    def heartbeat_s(self) -> float:
-        """Several heartbeats fit in `stale_after_s`, and never more than 5 s apart."""
-        return max(0.1, min(5.0, self.stale_after_s / 4))
-
-    def validate(self) -> WorkerOptions:
-        for name in ("poll_s", "stale_after_s", "grace_s"):  # the flags are --poll, --stale-after, --grace
-            if not getattr(self, name) > 0:
-                raise UserError(f"{flag_name(name[:-2])} must be positive, got {getattr(self, name)}")
-        if self.max_runs is not None and self.max_runs < 1:
-            raise UserError(f"--max-runs must be at least 1, got {self.max_runs}")
-        if self.max_attempts < 1:
-            raise UserError(f"--max-attempts must be at least 1, got {self.max_attempts}")
-        return self
-
-
-class Budget:
-    """The --max-runs claims shared by one process's device loops."""
-
-    def __init__(self, max_runs: int | None) -> None:
-        self.left = max_runs
-        self.lock = threading.Lock()
-
-    @property
-    def spent(self) -> bool:
-        return self.left is not None and self.left <= 0
-
-    def claim(self, store: Store, worker: str) -> Run | None:
-        with self.lock:
-            if self.spent:
-                return None
-            run = store.claim_next(worker)
-            if run is not None and self.left is not None:
-                self.left -= 1
-            return run
+    checkpoint = paths.checkpoint.root if run.kind == "train_eval" else evaluation.checkpoint
+    return [*python, "eval", str(checkpoint), *eval_flags, "--output", str(paths.staged_eval(run.claims))]
 
 
 class _Failed(Exception):
-    """A stage failed; the message is the run's one-line error."""
+    """A stage failed; the message is the run's one-line error. `killed`: by a signal from outside (out of memory, a
+    scheduler), a cluster-like failure that the run's --retries may retry (`process.killed`)."""
 
     def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.killed = exit_code is not None and process.killed(exit_code)
 
 
 class _Interrupted(Exception):
@@ -192,14 +157,15 @@ class Worker:
         """Run a claimed run to its end; the status it ended in ("queued" if handed back, "lost")."""
         paths = RunPaths.of(run) if run.run_dir else RunPaths(self._new_run_dir(run), run.kind)
         self.say(f"run {run.id} ({run.name}) attempt {run.claims} on {self.name}: {paths.root}")
+        staged = paths.staged_eval(run.claims)
         try:
             self._prepare(run, paths)
             if run.kind == "train_eval":
                 self._train(run, paths)
             self._stage(run, "eval", paths)
-            return self._record(run, paths)
+            return self._record(run, paths, staged)
         except _Failed as failure:
-            return self._end(run, paths, "failed", str(failure), failure.exit_code)
+            return self._end(run, paths, "failed", str(failure), failure.exit_code, retry=failure.killed)
         except _Interrupted as stop:
             return self._interrupted(run, paths, stop)
         except UserError:
@@ -210,6 +176,8 @@ class Worker:
         except Exception as err:  # a worker bug must not leave the run `running`
             self._note(paths, traceback.format_exc(), best_effort=True)
             return self._end(run, paths, "failed", f"worker error: {type(err).__name__}: {err}")
+        finally:
+            shutil.rmtree(staged.parent, ignore_errors=True)   # this attempt's own folder (published, or not to be)
 
     def _new_run_dir(self, run: Run) -> Path:
         """HOME/runs/<id>-<slug>, or <id>-<slug>.N if that holds files (a store deleted and started afresh
@@ -221,29 +189,40 @@ class Worker:
             path = base.with_name(f"{base.name}.{suffix}")
         return path
 
+    def _check_claim(self, run: Run) -> None:
+        """The fence before each step that writes what the run shares (its directory, a stage, the store): a
+        heartbeat by this claim's token, so it also tells the other workers this one is alive. Stop, writing
+        nothing, unless the claim still holds the run (`_Interrupted("lost")`, or "cancelled" when a cancel is
+        pending)."""
+        if not self.store.heartbeat(run.id, self.name, run.claims):
+            raise _Interrupted("cancelled" if self._holds(run, cancel_requested=True) else "lost")
+
     def _prepare(self, run: Run, paths: RunPaths) -> None:
+        self._check_claim(run)
         missing = run.run_dir is not None and not paths.root.is_dir()
         paths.root.mkdir(parents=True, exist_ok=True)
-        if run.run_dir is None:
-            self.store.set_run_dir(run.id, paths.root)
+        if run.run_dir is None and not self.store.set_run_dir(run.id, paths.root, self.name, run.claims):
+            raise _Interrupted("lost")
         rundir.write_run_record(paths, run)   # what `doctor --repair` re-imports if the store is lost
         if missing:
             self.say(f"run {run.id}: its directory {paths.root} was missing (deleted?); recreated it")
             self._note(paths, "the run directory was missing (deleted?); recreated it, earlier logs are gone")
-        self._note(paths, f"attempt {run.claims} claimed by {self.name} ({run.attempts} of --max-attempts "
-                          f"{self.options.max_attempts} counted: graceful stops are not)")
+        self._note(paths, f"attempt {run.claims} claimed by {self.name} ({run.attempts} counted of --retries "
+                          f"{run.retries} + 1 and --max-attempts {self.options.max_attempts}: graceful stops are not)")
         self._stop_leftover(paths)
+        for folder in paths.staged_evals():   # earlier claims' unpublished evaluations: never to be published
+            if folder != paths.staged_eval(run.claims).parent:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _train(self, run: Run, paths: RunPaths) -> None:
-        from innerdpo_bench.train import resume   # here, not at the top: a worker process starts without torch
-
         checkpoint = paths.checkpoint.root
+        self._check_claim(run)   # before moving the checkpoint aside or writing train_spec.json
         if rundir.read_status(checkpoint).get("state") == "complete":
             self._note(paths, f"{checkpoint} is complete from an earlier attempt; not training again")
             return
-        resumable = resume.has_checkpoint(checkpoint)
+        resumable = runstate.has_checkpoint(checkpoint)   # no torch import: no silent seconds
         if resumable:
-            steps = [step for step, _ in resume.list_checkpoints(checkpoint)]
+            steps = [step for step, _ in runstate.list_checkpoints(checkpoint)]
             self._note(paths, f"resuming the unfinished {checkpoint.name}/ of an earlier attempt from its training "
                               f"checkpoint (newest at step {steps[-1]})")
         elif checkpoint.exists():
@@ -261,6 +240,7 @@ class Worker:
         """Run one subprocess to its end, heartbeating; its exit code if 0, else _Failed / _Interrupted."""
         if self.stop.is_set():  # shutting down between stages: do not start what would be stopped at once
             raise _Interrupted("stopped")
+        self._check_claim(run)   # a frozen worker, resumed after its run was claimed again, starts nothing
         command = stage_command(run, stage, paths.root, resume_train)
         log_path = paths.train_log if stage == "train" else paths.eval_log
         # INNERDPO_HOME: training keeps its reference cache in the workspace (refcache.cache_root), shared by its runs
@@ -286,13 +266,14 @@ class Worker:
             if proc.poll() is None:  # an exception while waiting: never leave the subprocess behind
                 process.terminate(proc, self.options.grace_s)
             process.signal_group(proc.pid, signal.SIGKILL)  # stray grandchildren of a finished stage
+        self._check_claim(run)   # it ended while this worker was frozen past --stale-after: note nothing, stop
         self._note(paths, f"{stage} exited with code {code}")
         if code == 0:
             return code
         status_error = rundir.read_status(paths.checkpoint.root).get("error") if stage == "train" else None
         with open(log_path, encoding="utf-8", errors="replace") as log:
-            log.seek(start)
-            reason = status_error or process.error_line(log.read())
+            log.seek(start)   # a killed stage's last line is no error of its own (a progress line): not quoted
+            reason = status_error or (None if process.killed(code) else process.error_line(log.read()))
         raise _Failed(process.describe_exit(stage, code) + (f": {reason}" if reason else f" (see {log_path})"), code)
 
     def _progress_reporter(self, run: Run, stage: str, paths: RunPaths) -> Callable[[], object]:
@@ -328,7 +309,7 @@ class Worker:
                 next_beat = time.monotonic() + self.options.heartbeat_s
                 report()
                 try:
-                    if not self.store.heartbeat(run.id, self.name):
+                    if not self.store.heartbeat(run.id, self.name, run.claims):
                         reason = "cancelled" if self._holds(run, cancel_requested=True) else "lost"
                     if time.monotonic() >= next_requeue:
                         next_requeue = time.monotonic() + self.options.stale_after_s
@@ -341,27 +322,38 @@ class Worker:
                 raise _Interrupted(reason, process.terminate(proc, self.options.grace_s))
 
     def _holds(self, run: Run, cancel_requested: bool | None = None) -> bool:
+        """Whether this claim (worker and claim number) still holds the run; a store that fails (locked, corrupt)
+        raises, stopping the worker with that line, rather than pass for a lost claim."""
         try:
             current = self.store.get_run(run.id)
-        except UserError:  # removed
-            return False
-        holds = current.status == "running" and current.worker == self.name
+        except UserError as err:
+            if str(err) != f"no run with id {run.id}":
+                raise
+            return False  # removed
+        holds = current.status == "running" and current.worker == self.name and current.claims == run.claims
         return holds and (cancel_requested is None or current.cancel_requested == cancel_requested)
 
-    def _record(self, run: Run, paths: RunPaths) -> str:
+    def _record(self, run: Run, paths: RunPaths, staged: Path) -> str:
+        """Read this claim's staged evaluation, then, in one store transaction that checks the claim first, publish
+        it as the run's eval.json, record its results and end the run done (`Store.complete`)."""
         try:
-            report = read_eval_report(paths.eval_json, required=("shifts",))
+            report = read_eval_report(staged, required=("shifts",))
         except UserError as err:
             raise _Failed(f"eval exited with code 0 but {err}") from None
         if not report["shifts"]:
-            raise _Failed(f"eval exited with code 0 but {paths.eval_json} scored no shift")
-        if not self._holds(run):  # requeued or removed while eval ran: its new owner records
+            raise _Failed(f"eval exited with code 0 but {staged} scored no shift")
+        results = results_of(report, self._sample_columns(run, paths, staged))
+        completed = self._retry(lambda: self.store.complete(run.id, self.name, run.claims, results,
+                                                            report.get("provenance"),
+                                                            lambda: rundir.publish_eval(staged, paths.eval_json)),
+                                run, "record that it ended done, with its results")
+        if not completed:  # requeued or removed while eval ran: nothing published, its new owner records
             raise _Interrupted("lost")
-        results = results_of(report, self._sample_columns(run, paths))
-        self._retry(lambda: self.store.record_results(run.id, results, report.get("provenance")), run, "record results")
-        return self._end(run, paths, "done", None, 0)
+        self.say(f"run {run.id} done")
+        self._note(paths, f"attempt {run.claims} done", best_effort=True)   # eval.json published, results recorded
+        return "done"
 
-    def _sample_columns(self, run: Run, paths: RunPaths) -> dict[str, dict]:
+    def _sample_columns(self, run: Run, paths: RunPaths, staged: Path) -> dict[str, dict]:
         """`samplefile.sample_columns` when the entry asked for samples; nothing when it did not, or the file is
         unreadable (noted)."""
         from innerdpo_bench.evaluation.samplefile import sample_columns
@@ -369,7 +361,7 @@ class Worker:
         if not run.spec.eval.samples:
             return {}
         try:
-            return sample_columns(paths.eval_json)
+            return sample_columns(staged)
         except UserError as err:
             self._note(paths, f"no sample statistics: {err}", best_effort=True)
             return {}
@@ -378,7 +370,7 @@ class Worker:
         if stop.reason == "cancelled":
             return self._end(run, paths, "cancelled", "cancelled while running", stop.exit_code)
         if stop.reason == "stopped":
-            if self.store.release(run.id, self.name):
+            if self.store.release(run.id, self.name, run.claims):
                 self.say(f"run {run.id}: worker stopping; the run is back in the queue")
                 self._note(paths, f"worker stopping: attempt {run.claims} stopped, run returned to the queue "
                                   "(not counted toward --max-attempts)",
@@ -386,9 +378,10 @@ class Worker:
                 return "queued"
             if self._holds(run, cancel_requested=True):
                 return self._end(run, paths, "cancelled", "cancelled while running", stop.exit_code)
-        self.say(f"run {run.id}: no longer held by {self.name} (requeued as stale, or removed); stopped it")
+        self.say(f"run {run.id}: attempt {run.claims} no longer holds it (requeued as stale, claimed again, or "
+                 "removed); stopped, writing nothing")
         self._note(paths, f"attempt {run.claims}: the run is no longer held by {self.name} (requeued as stale, "
-                          "or removed); stopped its subprocess", best_effort=True)
+                          "claimed again, or removed); stopped its subprocess and wrote nothing", best_effort=True)
         return "lost"
 
     def _retry(self, write: Callable[[], object], run: Run, what: str) -> object:
@@ -404,9 +397,24 @@ class Worker:
                     break
         return write()
 
-    def _end(self, run: Run, paths: RunPaths, status: str, error: str | None, exit_code: int | None = None) -> str:
-        finished = self._retry(lambda: self.store.finish(run.id, self.name, status, exit_code=exit_code, error=error),
-                               run, f"record that it ended {status}")
+    def _end(self, run: Run, paths: RunPaths, status: str, error: str | None, exit_code: int | None = None,
+             retry: bool = False) -> str:
+        """End the attempt `status` (with `retry`: a cluster-like failure, queued again while the run's --retries
+        allow, `Store.retry_or_fail`); the status it ended in, or "lost" when the claim no longer held."""
+        if retry:
+            ended = self._retry(lambda: self.store.retry_or_fail(run.id, self.name, run.claims, error, exit_code,
+                                                                 self.options.max_attempts), run, "record its failure")
+            finished, status = ended is not None, ended or status
+            if ended == "queued":
+                self.say(f"run {run.id}: {error}; queued again (--retries)")
+                self._note(paths, f"attempt {run.claims} failed ({error}); the run is queued again (--retries)",
+                           best_effort=True)
+                return "queued"
+            error = self.store.get_run(run.id).error if finished else error   # failed or cancelled: the store's line
+        else:
+            finished = self._retry(lambda: self.store.finish(run.id, self.name, status, exit_code=exit_code,
+                                                             error=error, claim=run.claims),
+                                   run, f"record that it ended {status}")
         if not finished:
             self._note(paths, f"attempt {run.claims} ended {status} but the run is no longer held by "
                               f"{self.name}; left to its new owner", best_effort=True)

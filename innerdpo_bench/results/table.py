@@ -28,7 +28,7 @@ import json
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from innerdpo_bench.errors import UserError, unknown_choice
@@ -420,7 +420,8 @@ def run_record(run: Run, provenance: dict[str, dict[str, Any]] | None = None) ->
     return {
         "id": run.id, "name": run.name, "tags": list(run.tags), "note": run.note, "kind": run.kind,
         "method": method_of(run), "seed": seed_of(run), "status": run.status, "spec": run.spec.to_json(),
-        "attempts": run.attempts, "worker": run.worker,
+        "attempts": run.attempts, "claims": run.claims, "retries": run.retries,
+        "requeues": [asdict(requeue) for requeue in run.requeues], "worker": run.worker,
         "run_dir": run.run_dir, "exit_code": run.exit_code, "error": run.error,
         "cancel_requested": run.cancel_requested, "priority": run.priority, "created_at": run.created_at,
         "started_at": run.started_at, "finished_at": run.finished_at, "heartbeat_at": run.heartbeat_at,

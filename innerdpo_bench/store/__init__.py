@@ -1,10 +1,10 @@
 """The run store, the only state shared by the CLI, queue workers and TUI: `HOME/store.sqlite` by default (SQLite,
 one machine), or a PostgreSQL server every node of a cluster reaches (`--store`, `location.py`).
 
-This package is the only place with SQL: `Store` here, written once for both backends; the dialect seam in
-`sqlite.py` and `postgres.py`; reconnecting and migrating in `database.py`; the schema in `schema.py`; the `Run`
-snapshot in `run.py`; what users do to the queue (annotate, cancel, retry, remove, move) in `edits.py`; the writes
-only `doctor --repair` makes in `repair.py`.
+This package is the only place with SQL: `Store` here, written once for both backends, with a worker's claim-fenced
+writes in `held.py` and what users do to the queue (annotate, cancel, retry, remove, move) in `edits.py`; the dialect
+seam in `sqlite.py` and `postgres.py`; reconnecting and migrating in `database.py`; the schema in `schema.py`; the
+`Run` snapshot in `run.py`; the writes only `doctor --repair` makes in `repair.py`.
 
 Rules, after optuna's RDB storage: every state change is a compare-and-set inside one transaction; a claim locks
 the run it takes before changing it (SQLite: `BEGIN IMMEDIATE`, the whole file; PostgreSQL: `FOR UPDATE SKIP
@@ -16,26 +16,27 @@ restart it runs again, and `landed` first asks whether the lost commit happened,
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from innerdpo_bench.config.spec import RunSpec
 from innerdpo_bench.errors import UserError, unknown_choice
-from innerdpo_bench.store.integrity import CorruptStore
 from innerdpo_bench.store.database import NOT_LANDED, RECONNECT_S, Database
 from innerdpo_bench.store.edits import UserEdits
+from innerdpo_bench.store.held import MAX_RETRIES, HeldRuns, result_rows, upsert_results
+from innerdpo_bench.store.integrity import CorruptStore, EmptyStore
 from innerdpo_bench.store.location import STORE_ENV, choose_url, parse_url, remember
-from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Run, resolve_home,
-                                      results_by_run, run_from_row, spec_json, spec_problem)
+from innerdpo_bench.store.run import (DEFAULT_HOME, HOME_ENV, RUN_COLUMNS, STORE_FILE, Requeue, Run, resolve_home,
+                                      results_by_run, run_from_row, spec_json)
 from innerdpo_bench.store.schema import FINISHED, KINDS, MIGRATIONS, POSTGRES_MIGRATIONS, SCHEMA_VERSION, STATUSES
 
-__all__ = ["CorruptStore", "DEFAULT_HOME", "FINISHED", "HOME_ENV", "KINDS", "MIGRATIONS", "POSTGRES_MIGRATIONS",
-           "SCHEMA_VERSION", "STATUSES", "STORE_ENV", "STORE_FILE", "Run", "Store", "resolve_home"]
+__all__ = ["CorruptStore", "DEFAULT_HOME", "EmptyStore", "FINISHED", "HOME_ENV", "KINDS", "MAX_RETRIES", "MIGRATIONS",
+           "POSTGRES_MIGRATIONS", "SCHEMA_VERSION", "STATUSES", "STORE_ENV", "STORE_FILE", "Requeue", "Run", "Store",
+           "resolve_home"]
 
 
-class Store(UserEdits):
+class Store(HeldRuns, UserEdits):
     """The run store of the workspace `home` (see `resolve_home`); created, and migrated, on open.
 
     `url` is `--store` (else $INNERDPO_STORE, else the store the workspace remembers, else HOME/store.sqlite;
@@ -47,15 +48,15 @@ class Store(UserEdits):
     (default: this machine's for SQLite, the server's for PostgreSQL; tests pass a fake one). `reconnect_s` bounds
     the wait for a server that went away.
 
-    `create=False` refuses a home without a store (a mistyped --home) instead of making one. `readonly=True`
-    (implies create=False) opens the store read-only (no migration), for commands that only read: they then work on
-    a read-only directory or medium too; a store older than this package's schema must be opened once read-write to
-    migrate it.
+    `create=False` refuses a home without a store (a mistyped --home), or an empty store file (`EmptyStore`), instead
+    of making one. `readonly=True` (implies create=False) opens the store read-only (no migration), for commands that
+    only read: they then work on a read-only directory or medium too; a store older than this package's schema must
+    be opened once read-write to migrate it. `migrate=False` writes but never migrates (the dashboard's intents).
     """
 
     def __init__(self, home: str | os.PathLike | None = None, *, url: str | None = None, bind: bool = True,
                  busy_timeout_s: float = 30.0, clock: Callable[[], float] | None = None, create: bool = True,
-                 readonly: bool = False, reconnect_s: float = RECONNECT_S) -> None:
+                 readonly: bool = False, reconnect_s: float = RECONNECT_S, migrate: bool = True) -> None:
         self.home = resolve_home(home)
         if bind:
             self.url, bound_now = choose_url(self.home, url)
@@ -64,7 +65,7 @@ class Store(UserEdits):
         self.busy_timeout_s = busy_timeout_s
         self.readonly = readonly
         self._db = Database(self.url, busy_timeout_s=busy_timeout_s, create=create, readonly=readonly,
-                            reconnect_s=reconnect_s)
+                            reconnect_s=reconnect_s, migrate=migrate)
         self.backend = self._db.backend      # "sqlite" | "postgresql"
         self.where = self._db.where          # what messages name: the file, or the URL with its password masked
         self.path = self.url.path            # the SQLite file; None on a server
@@ -107,31 +108,36 @@ class Store(UserEdits):
     # --- queue ------------------------------------------------------------------------------------
 
     def add_run(self, spec: RunSpec | dict[str, Any], kind: str = "train_eval", name: str | None = None,
-                **notes: Any) -> int:
-        """Queue one run and return its id. `name` defaults to the spec's name; `notes`: tags, note."""
-        return self.add_runs([spec], kind=kind, name=name, **notes)[0]
+                **options: Any) -> int:
+        """Queue one run and return its id. `name` defaults to the spec's name; `options`: tags, note, retries."""
+        return self.add_runs([spec], kind=kind, name=name, **options)[0]
 
     def add_runs(self, specs: Iterable[RunSpec | dict[str, Any]], kind: str = "train_eval",
-                 name: str | list[str] | None = None, tags: Iterable[str] = (), note: str = "") -> list[int]:
+                 name: str | list[str] | None = None, tags: Iterable[str] = (), note: str = "",
+                 retries: int = 1) -> list[int]:
         """Queue several runs in one transaction (a sweep is queued whole or not at all); their ids, in order. A spec
         is a `RunSpec`, or its JSON form (read as a stored one would be: `RunSpec.from_json`). `name`: one for all,
         or one per spec (default: the spec's); `tags` and `note` the user's, for every run.
 
-        Each run's priority starts as its id, so the queue is FIFO until `move` reorders it.
+        Each run's priority starts as its id, so the queue is FIFO until `move` reorders it. `retries`: how many
+        times each is queued again by itself after a cluster-like failure (`held.HeldRuns.retry_or_fail`).
         """
         if kind not in KINDS:
             raise unknown_choice("run kind", kind, KINDS)
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= MAX_RETRIES:
+            raise UserError(f"--retries must be a whole number from 0 to {MAX_RETRIES}, got {retries!r}")
         now, labels = self._clock(), json.dumps(list(dict.fromkeys(tags)))
         texts = [spec_json(spec) for spec in specs]
         names = [(name[index] if isinstance(name, list) else name) or json.loads(text)["name"]
                  for index, text in enumerate(texts)]
-        rows = [(str(given), kind, text, now, labels, note) for given, text in zip(names, texts)]
+        rows = [(str(given), kind, text, now, labels, note, retries) for given, text in zip(names, texts)]
 
         def insert(con) -> list[int]:
             ids = []
             for row in rows:
-                (run_id,) = con.execute("INSERT INTO runs (name, kind, spec, status, priority, created_at, tags, note) "
-                                        "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?) RETURNING id", row).fetchone()
+                (run_id,) = con.execute("INSERT INTO runs (name, kind, spec, status, priority, created_at, tags, note, "
+                                        "retries) VALUES (?, ?, ?, 'queued', 0, ?, ?, ?, ?) RETURNING id",
+                                        row).fetchone()
                 ids.append(run_id)
             con.executemany("UPDATE runs SET priority = id WHERE id = ?", [(run_id,) for run_id in ids])
             return ids
@@ -143,168 +149,20 @@ class Store(UserEdits):
 
         return self._db.write(insert, landed) if rows else []
 
-    def claim_next(self, worker: str) -> Run | None:
-        """Move the queued run with the lowest (priority, id) to running, held by `worker`; None if none.
-
-        The choice locks the run before it changes (`claim_lock`), so no two workers can take the same run.
-        """
-        now = self._clock()
-
-        def claim(con) -> Run | None:
-            while True:
-                rows = con.execute(
-                    f"""UPDATE runs SET status = 'running', worker = ?, started_at = ?, heartbeat_at = ?,
-                                        attempts = attempts + 1, claims = claims + 1
-                        WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY priority, id
-                                    LIMIT 1{self._db.claim_lock}) AND status = 'queued'
-                        RETURNING {RUN_COLUMNS}""",
-                    (worker, now, now),
-                ).fetchall()  # fetch all: a RETURNING statement must finish before COMMIT
-                problem = spec_problem(rows[0][0], rows[0][3]) if rows else None
-                if problem is None:
-                    return run_from_row(rows[0], {}) if rows else None
-                # a spec no worker can read (edited by hand, a bad disk): failed with why, never handed out
-                con.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-                            (now, problem, rows[0][0]))
-
-        def landed(con):
-            row = con.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND worker = ? AND "
-                              "started_at = ?", (worker, now)).fetchone()
-            return run_from_row(row, {}) if row else NOT_LANDED
-
-        return self._db.write(claim, landed)
-
-    def heartbeat(self, run_id: int, worker: str) -> bool:
-        """Record that `worker` is alive on `run_id`. True: keep going. False: stop.
-
-        False means the run is no longer this worker's (requeued as stale, finished, removed) or a
-        cancel was requested; `get_run(run_id).cancel_requested` tells the two apart. The heartbeat
-        is recorded even when a cancel is pending, so a worker that is shutting down is not requeued.
-        """
-        now = self._clock()
-
-        def beat(con) -> bool:
-            rows = con.execute(
-                """UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running' AND worker = ?
-                   RETURNING cancel_requested""",
-                (now, run_id, worker),
-            ).fetchall()
-            return bool(rows) and not rows[0][0]
-
-        return self._db.write(beat)
-
-    def set_run_dir(self, run_id: int, path: str | os.PathLike) -> None:
-        """Remember where the run's artefacts (adapter, logs, eval.json) live."""
-
-        def update(con) -> None:
-            self._status_of(con, run_id, lock=True)
-            con.execute("UPDATE runs SET run_dir = ? WHERE id = ?", (str(path), run_id))
-
-        self._db.write(update)
-
-    def finish(self, run_id: int, worker: str, status: str, exit_code: int | None = None,
-               error: str | None = None) -> bool:
-        """Move a run that `worker` holds to done, failed or cancelled. False if it no longer holds it
-        (the run was requeued and perhaps claimed by another worker, or removed): nothing is changed."""
-        if status not in FINISHED:
-            raise ValueError(f"finish() needs one of {sorted(FINISHED)}, not {status!r}")
-        now = self._clock()
-
-        def end(con) -> bool:
-            cursor = con.execute(
-                """UPDATE runs SET status = ?, finished_at = ?, exit_code = ?, error = ?
-                   WHERE id = ? AND status = 'running' AND worker = ?""",
-                (status, now, exit_code, error, run_id, worker),
-            )
-            return cursor.rowcount == 1
-
-        def landed(con):
-            row = con.execute("SELECT status, worker, finished_at FROM runs WHERE id = ?", (run_id,)).fetchone()
-            return True if row is not None and tuple(row) == (status, worker, now) else NOT_LANDED
-
-        return self._db.write(end, landed)
-
-    def release(self, run_id: int, worker: str) -> bool:
-        """Give a run that `worker` holds back to the queue at its old priority (the worker is shutting
-        down and stopped the run): a graceful stop is no failed attempt, so the claim's attempt is given back
-        (`claims` keeps it). False, changing nothing, if `worker` no longer holds it or a cancel is pending
-        (then the worker should `finish` it as cancelled)."""
-
-        def give_back(con) -> bool:
-            cursor = con.execute(
-                """UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL, heartbeat_at = NULL,
-                                   attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
-                   WHERE id = ? AND status = 'running' AND worker = ? AND cancel_requested = 0""",
-                (run_id, worker),
-            )
-            return cursor.rowcount == 1
-
-        def landed(con):
-            row = con.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()
-            return True if row is not None and row[0] == "queued" else NOT_LANDED
-
-        return self._db.write(give_back, landed)
-
-    def requeue_stale(self, timeout_s: float, max_attempts: int = 3, dead_workers: Iterable[str] = ()) -> list[int]:
-        """Deal with running runs whose worker has not heartbeaten for `timeout_s`, or is one of `dead_workers`
-        (known to be gone: no need to wait for the silence); the ids touched.
-
-        Such a run goes back to the queue if it has had fewer than `max_attempts` attempts, else it
-        fails with "worker stopped heartbeating (attempt N)"; one with a pending cancel is cancelled.
-        Its old worker's later heartbeat and finish return False. One write transaction.
-        """
-        now = self._clock()
-        dead = list(dead_workers)
-        gone = f" OR worker IN ({', '.join('?' * len(dead))})" if dead else ""
-        stale = f"status = 'running' AND (heartbeat_at < ?{gone})"
-
-        def requeue(con) -> list[int]:
-            cancelled = con.execute(
-                f"""UPDATE runs SET status = 'cancelled', finished_at = ?,
-                                    error = 'worker stopped heartbeating while cancelling'
-                    WHERE {stale} AND cancel_requested = 1 RETURNING id""",
-                (now, now - timeout_s, *dead),
-            ).fetchall()
-            requeued = con.execute(
-                f"""UPDATE runs SET status = 'queued', worker = NULL, started_at = NULL, heartbeat_at = NULL
-                    WHERE {stale} AND attempts < ? RETURNING id""",
-                (now - timeout_s, *dead, max_attempts),
-            ).fetchall()
-            failed = con.execute(
-                f"""UPDATE runs SET status = 'failed', finished_at = ?,
-                                    error = 'worker stopped heartbeating (attempt ' || attempts || ')'
-                    WHERE {stale} RETURNING id""",
-                (now, now - timeout_s, *dead),
-            ).fetchall()
-            return sorted(run_id for (run_id,) in cancelled + requeued + failed)
-
-        return self._db.write(requeue)
-
     # --- results ----------------------------------------------------------------------------------
 
     def record_results(self, run_id: int, results: dict[str, dict[str, float]],
                        provenance: dict[str, dict[str, Any]] | None = None) -> None:
-        """Upsert {shift: {metric: value}} and {shift: provenance} for a run, in one transaction.
+        """Upsert {shift: {metric: value}} and {shift: provenance} for a run, in one transaction (a worker ends the
+        run it holds with `complete` instead, which checks its claim).
 
         Metrics and shifts not named are left as they were; NaN round-trips (stored as NULL on both backends).
         """
-        metric_rows = [(run_id, shift, metric, None if math.isnan(float(value)) else float(value))
-                       for shift, metrics in results.items() for metric, value in metrics.items()]
-        provenance_rows = [(run_id, shift, json.dumps(data, sort_keys=True))
-                           for shift, data in (provenance or {}).items()]
+        metric_rows, provenance_rows = result_rows(run_id, results, provenance)
 
         def upsert(con) -> None:
             self._status_of(con, run_id, lock=True)
-            con.executemany(
-                """INSERT INTO results (run_id, shift, metric, value) VALUES (?, ?, ?, ?)
-                   ON CONFLICT (run_id, shift, metric) DO UPDATE SET value = excluded.value""",
-                metric_rows,
-            )
-            con.executemany(
-                """INSERT INTO provenance (run_id, shift, data) VALUES (?, ?, ?)
-                   ON CONFLICT (run_id, shift) DO UPDATE SET data = excluded.data""",
-                provenance_rows,
-            )
+            upsert_results(con, metric_rows, provenance_rows)
 
         self._db.write(upsert)
 
@@ -339,7 +197,8 @@ class Store(UserEdits):
     def list_runs(self, status: str | Iterable[str] | None = None) -> list[Run]:
         """All runs (or those with the given status or statuses) by id, with results attached.
 
-        Two queries in one read snapshot: the runs, then all their results at once (not one per run)."""
+        Two queries in one read snapshot: the runs, then all their results at once (not one per run).
+        """
         if status is None:
             return self._select_runs(None, ())
         wanted = [status] if isinstance(status, str) else list(status)
@@ -350,19 +209,23 @@ class Store(UserEdits):
 
     def _select_runs(self, where: str | None, params: tuple) -> list[Run]:
         run_filter = f"WHERE {where}" if where else ""
-        result_filter = f"WHERE run_id IN (SELECT id FROM runs {run_filter})" if where else ""
+        of_runs = f"WHERE run_id IN (SELECT id FROM runs {run_filter})" if where else ""
 
-        def read(con) -> tuple[list, list]:
+        def read(con) -> tuple[list, list, list]:
             run_rows = con.execute(f"SELECT {RUN_COLUMNS} FROM runs {run_filter} ORDER BY id", params).fetchall()
             result_rows = con.execute(
-                f"SELECT run_id, shift, metric, value FROM results {result_filter} ORDER BY run_id, shift, metric",
-                params,
+                f"SELECT run_id, shift, metric, value FROM results {of_runs} ORDER BY run_id, shift, metric", params,
             ).fetchall()
-            return run_rows, result_rows
+            requeue_rows = con.execute(f"SELECT run_id, claim, worker, requeued_at, reason FROM requeues {of_runs} "
+                                       "ORDER BY run_id, claim", params).fetchall()
+            return run_rows, result_rows, requeue_rows
 
-        run_rows, result_rows = self._db.read(read)
+        run_rows, result_rows, requeue_rows = self._db.read(read)
         results = results_by_run(result_rows)
-        return [run_from_row(row, results.get(row[0], {})) for row in run_rows]
+        requeues: dict[int, list[Requeue]] = {}
+        for run_id, *requeue in requeue_rows:
+            requeues.setdefault(run_id, []).append(Requeue(*requeue))
+        return [run_from_row(row, results.get(row[0], {}), tuple(requeues.get(row[0], ()))) for row in run_rows]
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status, every status present (0 when none)."""

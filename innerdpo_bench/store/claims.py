@@ -1,6 +1,6 @@
 """Who holds a run and in what order runs are taken: worker names (`host:pid:device`), whether a holder's process
-is still alive on this host, the note a running row shows, and the queue's order. Read by the worker, `queue ls` and
-the dashboard; no SQL here (that is `store/__init__.py`)."""
+is still alive on this host, the note a running row shows, its earlier attempts, and the queue's order. Read by
+the worker, `queue ls` and the dashboard; no SQL here (that is `store/__init__.py`)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,13 @@ def running_note(run) -> str | None:
     if run.cancel_requested:
         return "cancelling"
     return "worker gone" if worker_gone(run.worker) else None
+
+
+def earlier_attempts(run: Run) -> str:
+    """Each attempt of `run` that ended with it back in the queue, and why ("1: train was killed by SIGKILL (out of
+    memory?); retried (1 of --retries 1)"), oldest first; "" when none. The attempt that ended the run is its status
+    and error. What `queue ls` and the dashboard's queue show beside the attempt count."""
+    return "; ".join(f"{requeue.claim}: {requeue.reason}" for requeue in run.requeues)
 
 
 def queue_order(runs: Iterable[Run]) -> list[Run]:

@@ -1,6 +1,6 @@
-"""`innerdpo store copy`: every run, result and provenance row of one store into another, empty one (a workspace that
-started on a laptop's SQLite moves to the cluster's PostgreSQL), ids and the id counter kept, then read back and
-compared row by row."""
+"""`innerdpo store copy`: every run, result, provenance and requeue row of one store into another, empty one (a
+workspace that started on a laptop's SQLite moves to the cluster's PostgreSQL), ids and the id counter kept, then read
+back and compared row by row."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ TABLES = {
     "runs": (RUN_COLUMNS, "id"),
     "results": ("run_id, shift, metric, value", "run_id, shift, metric"),
     "provenance": ("run_id, shift, data", "run_id, shift"),
+    "requeues": ("run_id, claim, worker, requeued_at, reason", "run_id, claim"),
 }
 
 

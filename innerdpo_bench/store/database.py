@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import schema
+from innerdpo_bench.store.integrity import EmptyStore, run_dir_count
 from innerdpo_bench.store.location import StoreURL
 from innerdpo_bench.store.postgres import ConnectionLost
 from innerdpo_bench.store.sqlite import SQLiteBackend
@@ -36,18 +37,19 @@ def open_backend(url: StoreURL, **options):
 
 class Database:
     """The store's database behind `url`, open and at this package's schema (`create=False`: never created;
-    `readonly`: never written, nor migrated). `where` names it in messages (the file, or the URL, password masked);
+    `readonly`: never written, nor migrated; `migrate=False`: written, never migrated). `where` names it in messages
+    (the file, or the URL, password masked);
     `row_lock` and `claim_lock` are the dialect's suffixes for a SELECT whose rows a write transaction changes."""
 
     def __init__(self, url: StoreURL, *, busy_timeout_s: float, create: bool, readonly: bool,
-                 reconnect_s: float = RECONNECT_S) -> None:
+                 reconnect_s: float = RECONNECT_S, migrate: bool = True) -> None:
         self.dialect = open_backend(url, busy_timeout_s=busy_timeout_s, create=create and not readonly,
                                     readonly=readonly)
         self.backend, self.where = self.dialect.backend, self.dialect.where
         self.row_lock, self.claim_lock, self.clock = self.dialect.row_lock, self.dialect.claim_lock, self.dialect.clock
         self.readonly, self.reconnect_s = readonly, reconnect_s
         try:
-            self._migrate(create and not readonly)
+            self._migrate(create and not readonly, migrate and not readonly)
         except BaseException:
             self.close()
             raise
@@ -99,16 +101,20 @@ class Database:
                     except ConnectionLost as still:
                         lost = still
 
-    def _migrate(self, create: bool) -> None:
-        """Apply the migrations this database lacks, one transaction each; refuse a newer schema, or a database of
-        someone else's (tables, and none of ours), before writing anything."""
+    def _migrate(self, create: bool, migrate: bool) -> None:
+        """Apply the migrations this database lacks, one transaction each (`migrate=False`: refuse an older schema
+        instead); refuse a newer schema, a database of someone else's (tables, and none of ours), or, unless
+        `create`, a database without a store (an empty SQLite file: `EmptyStore`), before writing anything."""
         migrations = schema.MIGRATIONS if self.backend == "sqlite" else schema.POSTGRES_MIGRATIONS
         version, tables = self.read(lambda con: (self.dialect.version(con), self.dialect.tables(con)))
         problem = schema.foreign_problem(self.where, tables) if version == 0 else None
-        if problem is None and version == 0 and not create and self.backend != "sqlite":
+        if problem is None and version == 0 and not create:
+            if self.backend == "sqlite":   # a file with no table: never made into an empty store by a reader
+                path = self.dialect.path
+                raise EmptyStore(path, "an SQLite file without a table", run_dir_count(path.parent))
             problem = (f"no store at {self.where}: the database holds no innerdpo store yet; queue a run first "
                        "(innerdpo queue add ... --store URL) to create it")
-        problem = problem or schema.version_problem(self.where, version, self.readonly)
+        problem = problem or schema.version_problem(self.where, version, migrate)
         if problem:
             raise UserError(problem)
         for target in range(version + 1, schema.SCHEMA_VERSION + 1):

@@ -13,14 +13,55 @@ from pathlib import Path
 
 from innerdpo_bench.errors import UserError
 
+RUNS = "runs"   # HOME/runs: the run directories (`rundir.RUNS_DIR`; the store does not import rundir)
+
 
 class CorruptStore(UserError):
     """The store file fails its integrity check, or SQLite found it malformed: nothing read from it can be trusted.
-    `path` is the file; the message names it and the way out (`recovery_hint`)."""
+    `path` is the file; the message names it, what is wrong (`problem`, `detail`) and the way out (`fix`), which the
+    dashboard's broken-store screen shows too."""
 
-    def __init__(self, path: Path, detail: str) -> None:
+    headline = "The store fails its integrity check"
+
+    def __init__(self, path: Path, detail: str, fix: str | None = None) -> None:
         self.path, self.detail = Path(path), detail
-        super().__init__(f"store {path} fails its integrity check ({detail}); {recovery_hint(path)}")
+        self.fix = fix or recovery_hint(self.path)
+        super().__init__(f"{self.problem}; {self.fix}")
+
+    @property
+    def problem(self) -> str:
+        return f"store {self.path} fails its integrity check ({self.detail})"
+
+
+class EmptyStore(CorruptStore):
+    """The store file is there but holds no store: 0 bytes (cut short, truncated) or an SQLite file without a table.
+    A command that only reads refuses it rather than make an empty schema, which would show an empty workspace while
+    `runs/` still holds finished runs."""
+
+    headline = "The store is empty"
+
+    def __init__(self, path: Path, detail: str, run_dirs: int) -> None:
+        path = Path(path)
+        home = path.parent
+        if run_dirs:
+            fix = (f"{run_dirs} run director{'y' if run_dirs == 1 else 'ies'} under {home / RUNS} are not in it: "
+                   f"innerdpo doctor --home {home} --repair rebuilds the store from them (the empty file is kept "
+                   "aside), or restore the file from a backup")
+        else:
+            fix = f"remove it (rm {path}); the next innerdpo queue add makes a new store"
+        super().__init__(path, detail, fix)
+
+    @property
+    def problem(self) -> str:
+        return f"store {self.path} is empty ({self.detail})"
+
+
+def run_dir_count(home: Path) -> int:
+    """How many run directories HOME/runs holds (what an empty store beside them has lost track of)."""
+    try:
+        return sum(1 for entry in (Path(home) / RUNS).iterdir() if entry.is_dir())
+    except OSError:
+        return 0
 
 
 def recovery_hint(path: Path) -> str:

@@ -19,6 +19,17 @@ DEFAULT_HOME = "innerdpo"
 
 
 @dataclass(frozen=True)
+class Requeue:
+    """An attempt of a run that ended with the run back in the queue: its claim number (worker.log's "attempt N"),
+    the worker that held it, when, and why (a killed stage retried, a silent or gone worker, a shutdown)."""
+
+    claim: int
+    worker: str | None
+    requeued_at: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Run:
     """One row of `runs`: a snapshot that later writes never change.
 
@@ -46,6 +57,8 @@ class Run:
     claims: int = 0              # every claim, never reset; `attempts` counts those that went stale or crashed
     tags: tuple[str, ...] = ()   # the user's labels (`queue add --tag`, the dashboard's `n`); never part of the spec
     note: str = ""               # the user's free text about the run
+    retries: int = 1             # automatic requeues after a cluster-like failure (`queue add --retries`)
+    requeues: tuple[Requeue, ...] = ()   # the attempts that ended back in the queue, oldest first (get_run, list_runs)
 
     @property
     def finished(self) -> bool:
@@ -55,7 +68,8 @@ class Run:
 
 RUN_COLUMNS = ", ".join(
     ["id", "name", "kind", "spec", "status", "priority", "created_at", "started_at", "finished_at", "worker",
-     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested", "claims", "tags", "note"]
+     "heartbeat_at", "run_dir", "attempts", "exit_code", "error", "cancel_requested", "claims", "tags", "note",
+     "retries"]
 )
 
 
@@ -90,13 +104,13 @@ def spec_json(spec: RunSpec | dict[str, Any]) -> str:
     return json.dumps(spec.to_json(), sort_keys=True)
 
 
-def run_from_row(row: tuple, results: dict[str, dict[str, float]]) -> Run:
+def run_from_row(row: tuple, results: dict[str, dict[str, float]], requeues: tuple[Requeue, ...] = ()) -> Run:
     """Build a Run from a `SELECT {RUN_COLUMNS}` row; UserError (`parse_spec`) when its spec is unusable."""
     spec = parse_spec(row[0], row[3])
     if isinstance(spec, str):
         raise UserError(spec)
     tags = () if row[17] in (None, "", "[]") else tuple(json.loads(row[17]))   # most runs have none: no parse
-    return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16], tags, row[18] or "")
+    return Run(*row[:3], spec, *row[4:15], bool(row[15]), results, row[16], tags, row[18] or "", row[19], requeues)
 
 
 def results_by_run(rows: list[tuple]) -> dict[int, dict[str, dict[str, float]]]:

@@ -23,6 +23,13 @@ Version 2:
 Version 3:
     runs.tags TEXT NOT NULL DEFAULT '[]'     a JSON list of the user's labels (`queue add --tag`, `queue edit`)
     runs.note TEXT NOT NULL DEFAULT ''       the user's free text; neither is part of the spec (a seed group ignores them)
+Version 4:
+    runs.retries INTEGER NOT NULL DEFAULT 1  how many times the run is queued again by itself after a cluster-like
+                failure of an attempt (a stage killed by a signal: out of memory, preemption; a worker gone silent),
+                `queue add --retries`; a stage that exits with an error (a bad flag) is never retried
+    requeues    (run_id → runs.id ON DELETE CASCADE, claim) PRIMARY KEY, worker, requeued_at, reason: each attempt
+                that ended with the run back in the queue (retried, stale, its worker gone or shut down), why; the
+                attempt that ended the run is the run's own row (status, error)
 """
 
 from __future__ import annotations
@@ -79,6 +86,17 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''",
     ),
+    (  # v4
+        "ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 1",
+        """CREATE TABLE requeues (
+            run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            claim INTEGER NOT NULL,
+            worker TEXT,
+            requeued_at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (run_id, claim)
+        ) WITHOUT ROWID""",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -128,6 +146,17 @@ POSTGRES_MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'",
         "ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT ''",
     ),
+    (  # v4
+        "ALTER TABLE runs ADD COLUMN retries INTEGER NOT NULL DEFAULT 1",
+        """CREATE TABLE requeues (
+            run_id BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            claim INTEGER NOT NULL,
+            worker TEXT,
+            requeued_at DOUBLE PRECISION NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (run_id, claim)
+        )""",
+    ),
 ]
 assert len(POSTGRES_MIGRATIONS) == SCHEMA_VERSION, "every schema version needs its PostgreSQL migration too"
 
@@ -142,13 +171,13 @@ def foreign_problem(where: object, tables: list[str]) -> str | None:
             "name an empty database (or another --home); nothing was written")
 
 
-def version_problem(path: object, version: int, readonly: bool) -> str | None:
-    """Why a store at schema `version` cannot be opened (newer than this code; older and opened read-only, so
-    it cannot be migrated), or None."""
+def version_problem(path: object, version: int, migrate: bool) -> str | None:
+    """Why a store at schema `version` cannot be opened (newer than this code; older, and opened by a command that
+    does not migrate: one that only reads, or the dashboard), or None."""
     if version > SCHEMA_VERSION:
         return (f"store {path} has schema version {version}, newer than this innerdpo-bench knows "
                 f"({SCHEMA_VERSION}); upgrade innerdpo-bench or use another --home; nothing was written")
-    if readonly and version < SCHEMA_VERSION:
+    if not migrate and version < SCHEMA_VERSION:
         return (f"store {path} has schema version {version}, older than this innerdpo-bench's "
                 f"({SCHEMA_VERSION}); a command that writes (innerdpo worker --once) migrates it")
     return None

@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store.failures import sqlite_errors
-from innerdpo_bench.store.integrity import quick_check
+from innerdpo_bench.store.integrity import EmptyStore, quick_check, run_dir_count
 from innerdpo_bench.store.location import StoreURL
 from innerdpo_bench.store.run import no_store_problem
 
@@ -34,9 +34,10 @@ class SQLiteBackend:
         self.path = url.path
         self.where = str(self.path)
         self.busy_timeout_s = busy_timeout_s
-        self.readonly = readonly
+        self.readonly, self.create = readonly, create and not readonly
         if ((readonly or not create) and not self.path.is_file()) or self.path.parent.is_file():
             raise UserError(no_store_problem(self.path.parent, self.path))
+        self._refuse_empty(create and not readonly)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -48,6 +49,18 @@ class SQLiteBackend:
         except BaseException:
             self.con.close()
             raise
+
+    def _refuse_empty(self, create: bool) -> None:
+        """EmptyStore for a 0-byte file (cut short, truncated), before anything opens it: even switching it to WAL
+        would write a header. A command that creates a store may start afresh on one, unless run directories lie
+        beside it (then the store lost them: `innerdpo doctor --repair` rebuilds it from them)."""
+        try:
+            empty = self.path.stat().st_size == 0
+        except OSError:
+            return   # missing (created below), or unreadable: connecting says why
+        runs = run_dir_count(self.path.parent) if empty else 0
+        if empty and (not create or runs):
+            raise EmptyStore(self.path, "0 bytes: cut short or truncated", runs)
 
     def _connect(self) -> sqlite3.Connection:
         """isolation_level=None: the driver never opens transactions behind our back; `transaction` does. Read-only:
@@ -66,7 +79,9 @@ class SQLiteBackend:
                     con = sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=self.busy_timeout_s,
                                           isolation_level=None)
             try:
-                if not self.readonly and con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                # WAL, but not on a file without a store that this open may not make one of (it writes the header)
+                holds_store = self.create or self.version(con) > 0 or self.tables(con)
+                if not self.readonly and holds_store and con.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     con.execute("PRAGMA journal_mode = WAL")
                 # In WAL mode NORMAL cannot corrupt the file; a power cut may lose the last commits.
                 con.execute("PRAGMA synchronous = NORMAL")

@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import time
@@ -50,14 +49,15 @@ from transformers import TrainerCallback
 from innerdpo_bench import files, rundir, runstate
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.errors import UserError
+# the checkpoints' layout lives in rundir (the worker reads it without importing torch); re-exported here
+from innerdpo_bench.runstate import CHECKPOINT_MARKER as MARKER
+from innerdpo_bench.runstate import CHECKPOINT_NAME as _NAME
+from innerdpo_bench.runstate import CHECKPOINTS, checkpoints_dir, has_checkpoint, list_checkpoints  # noqa: F401
 
 log = logging.getLogger("innerdpo_bench")
 
-CHECKPOINTS = "checkpoints"
-MARKER = "complete.json"
 STATE = "innerdpo_state.json"
 EARLY_BEST = "early_best.safetensors"
-_NAME = re.compile(r"^checkpoint-(\d+)$")
 
 
 # --------------------------------------------------------------------------- the sampler
@@ -154,18 +154,6 @@ class Resumable:
 # --------------------------------------------------------------------------- markers, picking, rotation
 
 
-def checkpoints_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINTS
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """(step, folder) of every checkpoint-N folder, oldest first."""
-    root = checkpoints_dir(run_dir)
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()] \
-        if root.is_dir() else []
-    return sorted(found)
-
-
 def mark_complete(folder: Path) -> None:
     """Write `complete.json` last: the size and sha256 of every file in the folder (recursively), whose modes
     follow the umask (`files.share_modes`)."""
@@ -193,12 +181,6 @@ def check(folder: Path) -> str | None:
         except OSError:
             return f"{name} is missing"
     return None
-
-
-def has_checkpoint(run_dir: Path) -> bool:
-    """Whether a run directory holds a checkpoint with a completion marker (cheap: no checksums; the worker's
-    test before it passes --resume; `pick_checkpoint` verifies)."""
-    return any((folder / MARKER).is_file() for _, folder in list_checkpoints(run_dir))
 
 
 def pick_checkpoint(run_dir: Path) -> Path | None:
