@@ -2,7 +2,8 @@
 
     app.py     the typer app, consoles, error handling, the options commands share
     train.py   train, methods, demo          eval.py    eval, tasks-path
-    queue.py   queue add/ls/..., worker       runs.py    runs (the results table)
+    queue.py   queue add/ls/...             runs.py    runs (the results table)
+    worker.py  worker
     store.py   store show, store copy
     stats.py   rescore, compare, transfer   plot.py    plot (charts.py: its line plots)
     gate.py    gate                          tui.py     tui

@@ -7,7 +7,8 @@ import innerdpo_bench.cli.train  # noqa: F401  train, methods, demo
 import innerdpo_bench.cli.eval  # noqa: F401  eval, tasks-path
 import innerdpo_bench.cli.models  # noqa: F401  models path
 import innerdpo_bench.cli.samples  # noqa: F401  samples
-import innerdpo_bench.cli.queue  # noqa: F401  queue ..., worker
+import innerdpo_bench.cli.queue  # noqa: F401  queue ...
+import innerdpo_bench.cli.worker  # noqa: F401  worker
 import innerdpo_bench.cli.store  # noqa: F401  store show, store copy
 import innerdpo_bench.cli.runs  # noqa: F401  runs
 import innerdpo_bench.cli.stats  # noqa: F401  rescore, compare, transfer
