@@ -81,7 +81,7 @@ def test_queue_add_with_a_hub_base_and_no_network_queues_without_retry_warnings(
     done = subprocess.run([*CLI, "queue", "add", "dpo", "--base-model", "someone/some-model", "--dataset", "mini:train",
                            "--home", str(home)], env=no_network_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "queued run 1: dpo seed 0" in done.stdout
+    assert "queued run 1: dpo data=mini:train seed 0" in done.stdout
     assert "Retry" not in done.stdout + done.stderr and "huggingface" not in done.stderr.lower()
 
 
@@ -96,7 +96,7 @@ def test_sample_generation_prints_a_count_per_prompt(tiny_model_path, tmp_path):
     generate_samples("tiny-random", SampleSettings(suite="mini", prompts=2, max_new_tokens=4),
                      output=tmp_path / "samples.jsonl", use_cache=False, progress=said.append)
     counts = [line for line in said if "generating samples with the base model" in line and "/8 (" in line]
-    assert [line.split("base model ")[1].split(" ")[0] for line in counts] == [f"{k}/8" for k in range(1, 9)]
+    assert [line.split("base model ")[1].split(" ")[0] for line in counts] == [f"{k}/8" for k in range(9)]   # 0: it began
 
 
 def _eval_log(run_dir: Path) -> Path:

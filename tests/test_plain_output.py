@@ -62,7 +62,7 @@ def test_train_prints_a_line_every_tenth_of_its_steps(tmp_path, tiny_model_path)
     assert result.exit_code == 0, result.output
     lines = progress_lines(result.output)
     assert [line.split("] ", 1)[1].split(" loss")[0] for line in lines] == [
-        f"training dpo {k}/10 ({k * 10}%)" for k in range(11)]
+        f"training dpo data=mini:train rows=16 {k}/10 ({k * 10}%)" for k in range(11)]
     assert "loss " in lines[-1] and " acc " in lines[-1]
 
 

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import cells, columns, table
+from innerdpo_bench.results import summaries  # noqa: F401  (registers the training-summary columns)
 from innerdpo_bench.store import Run
 
 # The dashboard's columns by default, by table-module name ("id" is shown as "run"): the run, its name (the display

@@ -6,6 +6,7 @@ import typer
 
 from innerdpo_bench.cli.app import app, err_console, handle_errors, home_option, open_store
 from innerdpo_bench.evaluation import scoring
+from innerdpo_bench.results import summaries  # noqa: F401  (registers the training-summary columns)
 from innerdpo_bench.results import table as results_table
 
 

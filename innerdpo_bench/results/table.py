@@ -34,7 +34,7 @@ from typing import Any
 from innerdpo_bench.errors import UserError, unknown_choice
 from innerdpo_bench.evaluation import scoring
 from innerdpo_bench.evaluation.suites import SHIFTS
-from innerdpo_bench.results import columns, summaries  # noqa: F401 (summaries registers its columns)
+from innerdpo_bench.results import columns
 from innerdpo_bench.results.columns import (  # noqa: F401
     HARNESS_KEY,
     ShiftValues,
