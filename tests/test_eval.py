@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_stats import rows_file_of
 from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
@@ -17,6 +16,8 @@ from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import write_mini_jsonl
 from innerdpo_bench.evaluation import suites
 from innerdpo_bench.evaluation.suites import SHIFTS
+
+from helpers.runs import rows_file_of
 
 runner = CliRunner()
 LIMIT = 8

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_stats import pattern, store_run, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench import files, rundir
@@ -22,6 +21,8 @@ from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results.rowsfile import load_evaluation
 from innerdpo_bench.store import Store
+
+from helpers.runs import pattern, store_run, write_run
 
 runner = CliRunner()
 CLI = [sys.executable, "-m", "innerdpo_bench"]

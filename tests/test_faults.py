@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 from test_eval_pair import invoke, one_error_line
-from test_stats import pattern, store_run, write_run
 
 from innerdpo_bench.store import STORE_FILE, Store
+
+from helpers.runs import pattern, store_run, write_run
 
 LONG = "a" * 300
 TOO_LONG = "a path component of 300 characters"

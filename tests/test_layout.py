@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_stats import pattern, write_run
+
+from helpers.runs import pattern, write_run
 
 ROOT = Path(__file__).resolve().parent.parent
 # Installed package name → source folder (pyproject's package-dir).

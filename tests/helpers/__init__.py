@@ -1,0 +1,18 @@
+"""Helpers shared by several test files: plain functions and constants, by topic in this package's modules (fixtures
+live in tests/conftest.py). Test files import from here, never from each other (tests/test_layout.py checks).
+
+    helpers            loss_config: a run's loss config with overrides
+    helpers.runs       synthetic evaluated runs: run directories with rows files, done store runs
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from innerdpo_bench.config import TrainConfig
+from innerdpo_bench.methods.loss_config import LossConfig
+
+
+def loss_config(**overrides) -> LossConfig:
+    """The loss config of a default `TrainConfig` (dpo: α = 0) with `overrides`, as a run's `cfg.loss` would be."""
+    return dataclasses.replace(TrainConfig().loss, **overrides)
