@@ -46,6 +46,14 @@ def trained_run(tmp_path_factory, tiny_model_path):
     return train(cfg, progress=False)
 
 
+@pytest.fixture
+def clock():
+    """A clock for the store that moves only when the test says so (`clock.advance(seconds)`)."""
+    from helpers.store import FakeClock
+
+    return FakeClock()
+
+
 # --------------------------------------------------------------------------- PostgreSQL (tests/pgserver.py)
 
 

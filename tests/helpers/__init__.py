@@ -2,7 +2,10 @@
 live in tests/conftest.py). Test files import from here, never from each other (tests/test_layout.py checks).
 
     helpers            loss_config: a run's loss config with overrides
+    helpers.cli        the CLI in this process (`invoke`) and its one error line (`one_error_line`)
+    helpers.evaluation preference pairs a real model gets right, a GENIES folder, the plain lm_eval CLI
     helpers.runs       synthetic evaluated runs: run directories with rows files, done store runs
+    helpers.store      store faults: a fake clock, a lost commit, a corrupt page, a small tmpfs
 """
 
 from __future__ import annotations
