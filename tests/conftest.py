@@ -54,6 +54,12 @@ def clock():
     return FakeClock()
 
 
+@pytest.fixture
+def hermetic(monkeypatch):
+    """Snapshots depend on NO_COLOR and the theme: pin both (App() pops NO_COLOR, monkeypatch restores it)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
 # --------------------------------------------------------------------------- PostgreSQL (tests/pgserver.py)
 
 

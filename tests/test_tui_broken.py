@@ -7,12 +7,11 @@ import pytest
 
 pytest.importorskip("textual")
 
-from test_tui import SIZE, fill_store, make_app, pilot_test, started, wait_for  # noqa: E402
-
 from innerdpo_bench.store import STORE_FILE, Store  # noqa: E402
 from innerdpo_bench.tui.broken import StoreBrokenScreen  # noqa: E402
 
-from helpers.store import corrupt_page
+from helpers.store import corrupt_page  # noqa: E402
+from helpers.tui import SIZE, fill_store, make_app, pilot_test, started, wait_for  # noqa: E402
 
 
 def error_text(app) -> str:

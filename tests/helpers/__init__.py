@@ -6,6 +6,7 @@ live in tests/conftest.py). Test files import from here, never from each other (
     helpers.evaluation preference pairs a real model gets right, a GENIES folder, the plain lm_eval CLI
     helpers.runs       synthetic evaluated runs: run directories with rows files, done store runs
     helpers.store      store faults: a fake clock, a lost commit, a corrupt page, a small tmpfs
+    helpers.tui        the dashboard's Pilot tests: a store of seven runs on a fixed clock, the app, waits, readers
 """
 
 from __future__ import annotations
