@@ -7,6 +7,7 @@ live in tests/conftest.py). Test files import from here, never from each other (
     helpers.runs       synthetic evaluated runs: run directories with rows files, done store runs
     helpers.store      store faults: a fake clock, a lost commit, a corrupt page, a small tmpfs
     helpers.tui        the dashboard's Pilot tests: a store of seven runs on a fixed clock, the app, waits, readers
+    helpers.worker     the worker with fake stages (FAKE_STAGE, DRIVER) and readers and waits for runs and workers
 """
 
 from __future__ import annotations
