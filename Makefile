@@ -32,7 +32,8 @@ test-fast: $(STAMP)
 
 # The dashboard, worker and end-to-end tests, three times, with every core kept busy by a bounded CPU hog:
 # they must wait for the state they assert, never for time.
-STRESS_TESTS ?= tests/test_tui.py tests/test_tui_broken.py tests/test_tui_e2e.py tests/test_worker_e2e.py
+STRESS_TESTS ?= tests/test_tui_runs.py tests/test_tui_queue.py tests/test_tui_detail.py tests/test_tui_snapshots.py \
+	tests/test_tui_data.py tests/test_tui_broken.py tests/test_tui_e2e.py tests/test_worker_e2e.py
 test-stress: $(STAMP)
 	$(BIN)/python tests/cpu_hog.py --repeat 3 -- $(BIN)/python -m pytest -q -p no:cacheprovider $(STRESS_TESTS)
 

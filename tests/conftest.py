@@ -46,6 +46,41 @@ def trained_run(tmp_path_factory, tiny_model_path):
     return train(cfg, progress=False)
 
 
+@pytest.fixture
+def clock():
+    """A clock for the store that moves only when the test says so (`clock.advance(seconds)`)."""
+    from helpers.store import FakeClock
+
+    return FakeClock()
+
+
+@pytest.fixture
+def hermetic(monkeypatch):
+    """Snapshots depend on NO_COLOR and the theme: pin both (App() pops NO_COLOR, monkeypatch restores it)."""
+    monkeypatch.setenv("NO_COLOR", "1")
+
+
+@pytest.fixture
+def home(tmp_path):
+    """A workspace folder that does not exist yet (the first store command makes it); test files that need a filled
+    one (the dashboard's) define their own `home`."""
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def fake_stage(tmp_path, monkeypatch):
+    """FAKE_STAGE's script (tests/helpers/worker.py) in place of the train and eval subprocesses: in this process
+    (the worker's `stage_command` is swapped) and in worker processes started with DRIVER; the script's path."""
+    from helpers.worker import FAKE_STAGE, fake_command
+    from innerdpo_bench.queue import worker as queue_worker
+
+    script = tmp_path / "fake_stage.py"
+    script.write_text(FAKE_STAGE)
+    monkeypatch.setattr(queue_worker, "stage_command", lambda run, stage, run_dir, resume_train=False:
+                        fake_command(script, run, stage, run_dir))
+    return script
+
+
 # --------------------------------------------------------------------------- PostgreSQL (tests/pgserver.py)
 
 

@@ -12,12 +12,12 @@ import math
 import sys
 from pathlib import Path
 
-from test_stats import pattern, write_run
-
 from innerdpo_bench.config import TrainConfig
 from innerdpo_bench.config.naming import display_name
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
+
+from helpers.runs import pattern, write_run
 
 T0 = 1_750_000_000.0
 ROWS = 40

@@ -4,12 +4,13 @@ eval.json and `innerdpo eval`'s output; the mini suite on the same base model is
 import json
 
 import pytest
-from test_smollm2 import OBVIOUS
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.evaluation.evaluate import evaluate
 from innerdpo_bench.evaluation.suites import SHIFTS
+
+from helpers.evaluation import OBVIOUS
 
 pytestmark = pytest.mark.slow
 

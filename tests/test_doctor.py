@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from test_stats import pattern, store_run
-from test_tui_broken import corrupt_page
 from typer.testing import CliRunner
 
 from innerdpo_bench import doctor
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import STORE_FILE, Store
+
+from helpers.runs import pattern, store_run
+from helpers.store import corrupt_page
 
 runner = CliRunner()
 OLD = time.time() - 3600   # older than doctor.LEFTOVER_AGE_S

@@ -3,13 +3,10 @@ log-probs against a plain-torch scorer, eval.json contents, and one-line errors.
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_stats import rows_file_of
 from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
@@ -17,6 +14,9 @@ from innerdpo_bench.cli.main import app
 from innerdpo_bench.data.mini import write_mini_jsonl
 from innerdpo_bench.evaluation import suites
 from innerdpo_bench.evaluation.suites import SHIFTS
+
+from helpers.evaluation import run_lm_eval_cli
+from helpers.runs import rows_file_of
 
 runner = CliRunner()
 LIMIT = 8
@@ -38,21 +38,6 @@ def tasks_path():
     result = invoke("tasks-path")
     assert result.exit_code == 0, result.output
     return result.output.strip()
-
-
-def run_lm_eval_cli(out: Path, model_args: str, metadata: dict, limit: int, timeout: int = 300):
-    """The real lm_eval CLI as a subprocess on the innerdpo_shifts group: (results.json, {shift: samples})."""
-    lm_eval = Path(sys.executable).with_name("lm_eval")
-    command = [str(lm_eval)] if lm_eval.exists() else [sys.executable, "-m", "lm_eval"]
-    command += ["--model", "hf", "--model_args", model_args, "--device", "cpu", "--include_path",
-                str(suites.tasks_dir()), "--tasks", "innerdpo_shifts", "--metadata", json.dumps(metadata),
-                "--limit", str(limit), "--batch_size", "8", "--output_path", str(out), "--log_samples"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (results_file,) = out.rglob("results_*.json")
-    samples = {shift: [json.loads(line) for line in next(out.rglob(f"samples_innerdpo_{shift}_*.jsonl")).open()]
-               for shift in SHIFTS}
-    return json.loads(results_file.read_text()), samples
 
 
 @pytest.fixture(scope="module")

@@ -14,34 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
-from test_stats import pattern, store_run, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench import files, rundir
-from innerdpo_bench.cli.main import app
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.results.rowsfile import load_evaluation
 from innerdpo_bench.store import Store
 
+from helpers.cli import invoke, one_error_line
+from helpers.runs import pattern, store_run, write_run
+
 runner = CliRunner()
 CLI = [sys.executable, "-m", "innerdpo_bench"]
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, *fragments: str, code: int = 2) -> str:
-    """The command's one error line (its last line; progress lines, ending in …, may precede it), which must hold
-    every fragment; no traceback."""
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    lines = result.output.strip().splitlines()
-    assert lines[-1].startswith("error:") and all(line.endswith("…") for line in lines[:-1]), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[-1], (fragment, lines[-1])
-    return lines[-1]
 
 
 def rows_text(n: int, value: float = -10.0) -> str:

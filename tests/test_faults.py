@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_eval_pair import invoke, one_error_line
-from test_stats import pattern, store_run, write_run
 
 from innerdpo_bench.store import STORE_FILE, Store
+
+from helpers.cli import invoke, one_error_line
+from helpers.runs import pattern, store_run, write_run
 
 LONG = "a" * 300
 TOO_LONG = "a path component of 300 characters"

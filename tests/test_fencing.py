@@ -1,4 +1,4 @@
-"""Fencing and retries with real worker processes and the fake stages of tests/test_queue.py (FAKE_STAGE: real
+"""Fencing and retries with real worker processes and the fake stages of tests/helpers/worker.py (FAKE_STAGE: real
 subprocesses that write what train and eval write, held by a file until a test lets them end).
 
 A worker frozen (SIGSTOP) past --stale-after while its run is claimed again and finished by another, then resumed
@@ -16,26 +16,15 @@ import socket
 from pathlib import Path
 
 import pytest
-from test_queue import FAKE_STAGE, add, alive, fake_spec, get, invoke, pid_of, run_dir_of, wait_for, worker_process
 
 from innerdpo_bench import rundir
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import Store
 
+from helpers.cli import invoke
+from helpers.worker import add, alive, fake_spec, get, pid_of, run_dir_of, wait_for, worker_process
+
 pytestmark = pytest.mark.slow   # worker processes: a few seconds each
-
-
-@pytest.fixture
-def home(tmp_path):
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def fake_stage(tmp_path):
-    """FAKE_STAGE's script, which the worker processes run (test_queue.DRIVER) in place of train and eval."""
-    script = tmp_path / "fake_stage.py"
-    script.write_text(FAKE_STAGE)
-    return script
 
 
 def files_of(root: Path) -> dict[str, tuple]:

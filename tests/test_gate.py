@@ -2,7 +2,7 @@
 whole-evaluation cache behind `gate` and `eval`, seeded row sampling, and the example CI workflow.
 
 Real evaluations use the tiny-random `trained_run` on the mini suite; drop statistics use rows files built in
-tmp_path (helpers from test_stats) so the numbers are controlled."""
+tmp_path (helpers.runs) so the numbers are controlled."""
 
 import hashlib
 import json
@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
-from test_stats import pattern, rows_file_of, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
@@ -28,6 +27,8 @@ from innerdpo_bench.evaluation.checkpoint import resolve_checkpoint
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import gate as gating
 from innerdpo_bench.results import stats
+
+from helpers.runs import pattern, rows_file_of, write_run
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

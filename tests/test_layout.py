@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_stats import pattern, write_run
+
+from helpers.runs import pattern, write_run
 
 ROOT = Path(__file__).resolve().parent.parent
 # Installed package name → source folder (pyproject's package-dir).
@@ -178,6 +179,37 @@ def test_no_module_is_too_long():
     long = {m: n for m, path in MODULES.items() if m not in LONG_BY_DESIGN
             and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert not long, f"over {MAX_LINES} lines: {long}"
+
+
+def _test_module_imports(folder: Path) -> list[str]:
+    """Every import of a test module (test_*.py in `folder`) by any module under `folder`, at module level or inside
+    a function: `path:line imports name`."""
+    test_modules = {path.stem for path in folder.glob("test_*.py")}
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [f"{path.relative_to(folder)}:{node.lineno} imports {name}" for name in names
+                      if name.split(".")[0] in test_modules]
+    return found
+
+
+def test_no_test_file_imports_another(tmp_path):
+    """Shared test code lives in tests/helpers/ (plain functions and constants) and tests/conftest.py (fixtures);
+    importing a test file runs its module code and hides which tests its helpers serve."""
+    found = _test_module_imports(ROOT / "tests")
+    assert not found, "move what these import into tests/helpers/ or tests/conftest.py:\n" + "\n".join(found)
+    # the scan sees both spellings, a lazy import, and an import from a helper module
+    (tmp_path / "test_a.py").write_text("def f():\n    import test_b\n")
+    (tmp_path / "test_b.py").write_text("import json\nfrom test_a import f\nfrom helpers import x\n")
+    (tmp_path / "helpers.py").write_text("from test_a import f\n")
+    assert _test_module_imports(tmp_path) == ["helpers.py:1 imports test_a", "test_a.py:2 imports test_b",
+                                              "test_b.py:2 imports test_a"]
 
 
 @pytest.mark.slow

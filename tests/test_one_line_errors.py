@@ -10,12 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_store_faults import tmpfs
 from typer.testing import CliRunner
 
 from innerdpo_bench import rundir
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.store import Store
+
+from helpers.store import tmpfs
 
 runner = CliRunner()
 TRAIN = ["train", "dpo", "--base-model", "tiny-random", "--dataset", "mini:train", "--max-steps", "1"]

@@ -7,14 +7,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_queue import add, fake_spec, fake_stage, home  # noqa: F401  (fixtures)
-from test_stats import pattern, store_run, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench import progress
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
+
+from helpers.runs import pattern, store_run, write_run
+from helpers.worker import add, fake_spec
 
 runner = CliRunner()
 LONG = "hs-ether-InnerDPO-sweep-of-align-methods-with-a-long-descriptive-name-lr3e-4-alpha0.25-layers-4-to-12"

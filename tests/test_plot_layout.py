@@ -4,11 +4,12 @@ Checked by rendering and comparing bounding boxes."""
 from __future__ import annotations
 
 import pytest
-from test_stats import pattern, write_run
 
 from innerdpo_bench.cli.plot import plot_figure
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import locate, plotdata
+
+from helpers.runs import pattern, write_run
 
 NAMES = [f"hs-{kind}-InnerDPO align={align} α={alpha}" for kind in ("none", "ether", "supr")
          for align, alpha in (("para_signed", 0.1), ("cosine_cross_model", 1), ("logodds", 0.25))]

@@ -12,6 +12,8 @@ from innerdpo_bench.data import ethics, genies, real, shipped
 from innerdpo_bench.data.pairs import load_pairs, parse_dataset
 from innerdpo_bench.errors import UserError
 
+from helpers.evaluation import write_distribution
+
 SHARED_REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 DOCS = {"SHA256SUMS", "SOURCES.md", "NOTICE"}
 
@@ -144,17 +146,6 @@ def test_medical_rows_map_question_and_responses():
 
 
 # --------------------------------------------------------------------------- a GENIES folder
-
-
-def write_distribution(root: Path, name: str = "tiny", split: str = "test", rows=None) -> Path:
-    rows = rows if rows is not None else [
-        {"prompt": "Q1", "responses": {"a": 0.0, "b": 1.0, "c": 0.0, "d": 0.5}, "instruction": "q1"},
-        {"prompt": "Q2", "responses": {"yes": 1.0, "no": 0.0}, "best_score": 1.0, "worse_score": 0.0},
-    ]
-    path = root / name / f"{split}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(rows if isinstance(rows, str) else json.dumps(rows))
-    return path
 
 
 EXPECTED_TINY = [{"prompt": "Q1", "chosen": "b", "rejected": r} for r in ("a", "c", "d")] + [

@@ -5,14 +5,14 @@ take the suite."""
 import json
 
 import pytest
-from test_eval import run_lm_eval_cli
-from test_real_data import write_distribution
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.data import genies, shipped
 from innerdpo_bench.evaluation import suites
 from innerdpo_bench.evaluation.suites import SHIFTS
+
+from helpers.evaluation import run_lm_eval_cli, write_distribution
 
 runner = CliRunner()
 LIMIT = 2   # medical row 2 is longer than tiny-random's 1,024 positions, which stock lm_eval refuses

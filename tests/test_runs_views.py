@@ -8,12 +8,13 @@ import io
 import json
 
 import pytest
-from test_stats import pattern, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
+
+from helpers.runs import pattern, write_run
 
 runner = CliRunner()
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
-from test_stats import pattern, store_run
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
@@ -17,6 +16,8 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import scoring
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.store import Store
+
+from helpers.runs import pattern, store_run
 
 PACKAGE = Path(scoring.__file__).resolve().parent.parent   # innerdpo_bench/
 runner = CliRunner()

@@ -9,15 +9,9 @@ from innerdpo_bench.data.encode import PairCollator, encode_pairs
 from innerdpo_bench.models import SMOLLM2_WHEEL_SHA256, load_causal_lm, load_tokenizer, resolve_base_model
 from innerdpo_bench.models.forward import forward_pass
 
-pytestmark = pytest.mark.slow
+from helpers.evaluation import OBVIOUS
 
-OBVIOUS = [
-    ("What is the capital of France?", "The capital of France is Paris.", "The capital of France is Berlin."),
-    ("What colour is the sky on a clear day?", "The sky is blue.", "The sky is green."),
-    ("What is 2+2?", "The answer is 4.", "The answer is 5."),
-    ("How many legs does a spider have?", "A spider has eight legs.", "A spider has three legs."),
-    ("What do bees make?", "Bees make honey.", "Bees make cheese."),
-]
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

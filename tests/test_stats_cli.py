@@ -1,5 +1,5 @@
 """`innerdpo rescore`, `compare`, `transfer`, `plot`: one real evaluated tiny-random run, the rest on rows files
-built in tmp_path (helpers from test_stats)."""
+built in tmp_path (helpers.runs)."""
 
 import json
 import shutil
@@ -7,13 +7,14 @@ import time
 
 import numpy as np
 import pytest
-from test_stats import pattern, store_run, write_run
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app
 from innerdpo_bench.evaluation.suites import SHIFTS
 from innerdpo_bench.results import stats
 from innerdpo_bench.store import Store
+
+from helpers.runs import pattern, store_run, write_run
 
 runner = CliRunner()
 

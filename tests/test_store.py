@@ -5,7 +5,6 @@ backend's own machinery (SQLite's WAL file and its lock; the two schemas' equali
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import random
@@ -20,28 +19,11 @@ import pytest
 
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import SCHEMA_VERSION, STORE_FILE, Store, resolve_home, schema
-from innerdpo_bench.store.postgres import ConnectionLost
+
+from helpers.store import lose_the_next_commit
 
 SHIFTS = ("in_domain", "difficulty_scaling", "moral_transfer", "orthogonal")
 METRICS = ("acc", "acc_stderr", "acc_sum", "logratio", "n", "nll_ratio")
-
-
-class FakeClock:
-    """Unix seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -536,25 +518,6 @@ def test_all_provenance_matches_get_provenance_per_run(store):
 
 
 # --- a lost connection: reconnect, and never do a lost commit twice -----------------------------
-
-
-def lose_the_next_commit(store: Store, monkeypatch) -> list[str]:
-    """Make the store's next write commit and then lose its connection before the caller hears back: what a server
-    restart at the moment of COMMIT does. Injected at our own seam (the dialect's transaction), on a real database;
-    the returned list records that it fired."""
-    real = store._db.dialect.transaction
-    fired: list[str] = []
-
-    @contextlib.contextmanager
-    def transaction(write: bool):
-        with real(write) as con:
-            yield con
-        if write and not fired:
-            fired.append("lost")
-            raise ConnectionLost("connection lost after COMMIT (injected)", during_commit=True)
-
-    monkeypatch.setattr(store._db.dialect, "transaction", transaction)
-    return fired
 
 
 def test_a_commit_lost_with_the_connection_is_recorded_once(store, clock, monkeypatch):

@@ -15,6 +15,8 @@ from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import STORE_FILE, Store
 from innerdpo_bench.store.failures import describe_sqlite_error, sqlite_errors
 
+from helpers.store import tmpfs
+
 runner = CliRunner()
 SPEC = {"name": "dpo", "train": {"method": "dpo", "seed": 0}, "eval": {"suite": "mini", "limit": 8}}
 
@@ -85,20 +87,6 @@ def test_readonly_open_never_writes(tmp_path):
 
 
 # --------------------------------------------------------------------------- real filesystems (root, Linux)
-
-
-@contextlib.contextmanager
-def tmpfs(path, size: str):
-    """A small tmpfs at `path` (root on Linux), unmounted afterwards; skips the test where it cannot mount."""
-    path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 def remount(path, mode: str) -> None:

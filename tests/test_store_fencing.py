@@ -7,19 +7,15 @@ the dashboard's writes) does not."""
 from __future__ import annotations
 
 import pytest
-from test_store import FakeClock, lose_the_next_commit
 
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.store import MAX_RETRIES, SCHEMA_VERSION, Store, schema
 from innerdpo_bench.store.run import spec_json
 
+from helpers.store import lose_the_next_commit
+
 NAME = "node-a:4242:0"   # one worker name for both claims: hosts of one name and a reused pid give exactly this
 RESULTS = {"in_domain": {"acc": 0.75, "n": 8.0}}
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

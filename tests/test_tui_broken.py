@@ -3,25 +3,15 @@ recover it, and no more polling; at start and when the store turns bad mid-sessi
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("textual")
 
-from test_tui import SIZE, fill_store, make_app, pilot_test, started, wait_for  # noqa: E402
-
 from innerdpo_bench.store import STORE_FILE, Store  # noqa: E402
 from innerdpo_bench.tui.broken import StoreBrokenScreen  # noqa: E402
 
-PAGE = 4096   # SQLite's default page size, which the store keeps
-
-
-def corrupt_page(store: Path, page: int = 2) -> None:
-    """Overwrite one page (1-based; page 2 is the `runs` table's root) with bytes no b-tree page can hold."""
-    with open(store, "r+b") as handle:
-        handle.seek(PAGE * (page - 1))
-        handle.write(b"\xa5" * PAGE)
+from helpers.store import corrupt_page  # noqa: E402
+from helpers.tui import SIZE, fill_store, make_app, pilot_test, started, wait_for  # noqa: E402
 
 
 def error_text(app) -> str:

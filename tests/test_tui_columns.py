@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
-from test_tui import NOW, SIZE, cell, fill_store, make_app, order, pilot_test, runs_table, started, wait_for
 from textual.widgets import SelectionList
 
 from innerdpo_bench.store import Store
 from innerdpo_bench.tui import data
 from innerdpo_bench.tui.modals import ChooseModal
+
+from helpers.tui import NOW, SIZE, cell, fill_store, make_app, order, pilot_test, runs_table, started, wait_for
 
 
 def with_samples(home):

@@ -3,12 +3,12 @@ filters, distinct keys, confirmations."""
 
 from __future__ import annotations
 
-from test_tui import SIZE, fill_store, make_app, order, pilot_test, runs_table, started, wait_for
-
 from innerdpo_bench.store import Store
 from innerdpo_bench.tui.modals import ConfirmModal, EvalModal, HelpScreen
 from innerdpo_bench.tui.queue_view import QueueView
 from innerdpo_bench.tui.runs_view import RunsView
+
+from helpers.tui import SIZE, fill_store, make_app, order, pilot_test, runs_table, started, wait_for
 
 
 def header_text(app) -> str:

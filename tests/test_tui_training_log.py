@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import os
 
-from test_tui import NOW, SIZE, fill_store, make_app, pilot_test, started, wait_for
-
 from innerdpo_bench.store import Store
 from innerdpo_bench.tui.data import TRAINING_LOG, default_log, progress_of
 from innerdpo_bench.tui.detail import RunDetailScreen
+
+from helpers.tui import NOW, SIZE, fill_store, make_app, pilot_test, started, wait_for
 
 
 def test_eta_comes_from_the_observed_step_rate_not_the_time_since_the_start(tmp_path):

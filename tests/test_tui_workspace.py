@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import pytest
 from sweep_workspace import T0, build
-from test_tui import pilot_test, runs_table, wait_for
 from typer.testing import CliRunner
 
 from innerdpo_bench.cli.main import app as cli
@@ -25,6 +24,8 @@ from innerdpo_bench.tui.compare_view import CompareScreen
 from innerdpo_bench.tui.data import progress_of
 from innerdpo_bench.tui.modals import AddRunModal, EditRunModal, PickModal, ViewsModal
 from innerdpo_bench.tui.runs_view import RunsTable
+
+from helpers.tui import pilot_test, runs_table, wait_for
 
 runner = CliRunner()
 NOW = T0 + 9000.0
@@ -366,11 +367,6 @@ def test_help_and_footer_name_enter_columns_eval_and_scrolling():
 
 
 # --------------------------------------------------------------------------- snapshots
-
-
-@pytest.fixture
-def hermetic(monkeypatch):
-    monkeypatch.setenv("NO_COLOR", "1")
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
