@@ -5,7 +5,8 @@ What is checked:
   * the store: present, and `PRAGMA quick_check` (`store.integrity`);
   * each finished (`done`) run's directory: present; a trained run's checkpoint/status.json says `complete`, its
     adapter has a JSON `adapter_config.json` and weights whose safetensors header parses and fits the file;
-    eval.json is valid (`read_eval_report`), its rows file is there and matches the sha256 eval.json records;
+    eval.json is valid (`read_eval_report`), its rows file is there and matches the sha256 eval.json records, and
+    it was scored under the current scoring rule (`report.old_scoring_rule`: older records must be evaluated again);
     runs that are queued or running are skipped (their files are being written), failed and cancelled ones are not
     expected to hold results;
   * the caches under `models.cache_dir()`: whole-evaluation entries (`evalcache`: eval.json, rows.jsonl and the
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from innerdpo_bench import files, rundir
 from innerdpo_bench.errors import UserError
-from innerdpo_bench.evaluation.report import read_eval_report
+from innerdpo_bench.evaluation.report import old_scoring_rule, read_eval_report
 from innerdpo_bench.rundir import RunPaths
 from innerdpo_bench.store import CorruptStore, Run, Store
 from innerdpo_bench.store.integrity import recovery_hint
@@ -160,7 +161,8 @@ def _eval_problems(eval_json: Path) -> list[str]:
     expected = report.get("rows_sha256") or (report.get("cache") or {}).get("rows_sha256")
     if expected and files.sha256_file(rows) != expected:
         return [f"{rows} does not match the rows_sha256 that {eval_json.name} records (truncated or replaced)"]
-    return []
+    old_rule = old_scoring_rule(report)
+    return [f"{eval_json}: {old_rule}"] if old_rule else []
 
 
 def check_run(run: Run) -> list[Finding]:

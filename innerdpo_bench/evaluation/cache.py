@@ -29,9 +29,10 @@ CACHED_ROWS = "rows.jsonl"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack", ".ckpt")
 HASHED_FILE_BYTES = 64 << 20              # base-model files above this are fingerprinted, not hashed
 # Besides tasks/: the code that turns data into scores. Any edit to these starts a fresh cache.
-SCORING_CODE = ("evaluate.py", "fastlm.py", "suites.py", "scoring.py", "data/pairs.py", "data/mini.py",
-                "data/real.py", "data/genies.py", "data/ethics.py", "data/shipped.py", "data/textio.py",
-                "audit.py")
+# Paths relative to the innerdpo_bench package.
+SCORING_CODE = ("evaluation/evaluate.py", "evaluation/fastlm.py", "evaluation/suites.py", "evaluation/scoring.py",
+                "evaluation/audit.py", "data/pairs.py", "data/mini.py", "data/real.py", "data/genies.py",
+                "data/ethics.py", "data/shipped.py", "data/textio.py")
 KEYED_PACKAGES = ("lm_eval", "transformers", "peft", "torch")
 
 
@@ -47,7 +48,7 @@ def task_version() -> str:
     """sha256 of the lm-eval task folder (every YAML and utils.py) and of `SCORING_CODE`."""
     tasks = suites.tasks_dir()
     task_files = sorted(p for p in tasks.iterdir() if p.is_file() and ("yaml" in p.name or p.name == "utils.py"))
-    package = Path(__file__).parent
+    package = Path(__file__).parent.parent
     return hashlib.sha256((_sha256_files(task_files, tasks) +
                            _sha256_files([package / name for name in SCORING_CODE], package)).encode()).hexdigest()
 
