@@ -50,6 +50,7 @@ def applies(key: str, train: Mapping[str, Any]) -> bool:
         "topk_dims": train.get("align_method") == "pars_rat_topk",
         "learned_sign_lr": train.get("align_method") == "learned_sign",
         "trust_region_form": bool(train.get("trust_region")), "beta": output_loss != "simper",
+        "wpo_form": bool(train.get("wpo")),
         "label_smoothing": output_loss == "dpo",
         "eval_steps": bool(train.get("eval_fraction")), "patience": bool(train.get("eval_fraction")),
     }

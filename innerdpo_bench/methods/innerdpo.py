@@ -37,6 +37,7 @@ class LossConfig:
     topk_dims: int = 100            # pars_rat_topk's k (capped at hidden/4)
     nll_weight: float = 0.0
     wpo: bool = False               # WPO per-pair weights on the preference terms (spec §3)
+    wpo_form: str = "reference"     # reference: σ((lw_c + lw_r)/3) over its batch mean | paper: exp(lw_c + lw_r)
     eps: float = 1e-5
 
 
@@ -114,8 +115,8 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
                     learned_sign: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """`L = w·(L_out(β) + α·L_hidden(β_h)) + λ_nll·NLL_π(y_c)`, mean over pairs, and the step's metrics.
 
-    `w` = 1, or with `cfg.wpo` the WPO weights (`wpo_weights`, normalised over this batch of pairs, so over
-    each micro-batch under gradient accumulation). They weight the preference terms, as the reference weighted
+    `w` = 1, or with `cfg.wpo` the WPO weights (`wpo_weights` in `cfg.wpo_form`; the reference form is normalised
+    over this batch of pairs, so over each micro-batch under gradient accumulation). They weight the preference terms, as the reference weighted
     its whole DPO + hidden loss; the SFT term on the chosen completion is not a preference and stays unweighted.
     """
     logp_pi_c, logp_pi_r = split_pairs(policy.logp(cfg.logp_agg))
@@ -144,7 +145,7 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
     if cfg.wpo:
         if policy.wpo_sum is None:
             raise ValueError("--wpo needs the policy's wpo_sum (forward_pass(..., wpo=True))")
-        weights = wpo_weights(*split_pairs(policy.wpo_sum / policy.n_tokens.clamp_min(1)))
+        weights = wpo_weights(*split_pairs(policy.wpo_sum / policy.n_tokens.clamp_min(1)), form=cfg.wpo_form)
         total = weights * total
         metrics["wpo_weight_min"], metrics["wpo_weight_max"] = weights.min().item(), weights.max().item()
 
