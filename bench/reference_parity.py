@@ -111,7 +111,7 @@ def function_from_source(path: Path, name: str, **names):
     tree = ast.parse(path.read_text())
     node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name)
     namespace = {"List": list, "torch": torch, "F": F, **names}
-    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102 (its own code)
     return namespace[name]
 
 
@@ -328,14 +328,14 @@ def topk_head(target: Path, draws: int) -> list[dict]:
          "compared at ε = 1e-8; the reference adds ε to ‖d_ref‖ (default 1e-4), ours clamps it at ε (1e-5)"),
         ("InnerDPO pars_rat_log (dpo family)", dict(align_method="pars_rat_log", dpo_loss="dpo"),
          dict(align_method="pars_rat_log", output_loss="dpo"),
-         "10·log(s/‖d_ref‖) vs 10·slog(s/‖d_ref‖ − 1): equal for s ≥ ‖d_ref‖, NaN in the reference for s < 0 "
-         "(the NaN pairs make the whole loss NaN: reported as inf)"),
+         ("10·log(s/‖d_ref‖) vs 10·slog(s/‖d_ref‖ − 1): equal for s ≥ ‖d_ref‖, NaN in the reference for s < 0 "
+          "(the NaN pairs make the whole loss NaN: reported as inf)")),
         ("InnerDPO para_signed (ipo family)", dict(align_method="para_signed", dpo_loss="ipo"),
          dict(align_method="para_signed", output_loss="ipo"), ""),
         ("InnerDPO pars_rat, SimPER family", dict(align_method="pars_rat", dpo_loss="SimPER"),
          dict(align_method="pars_rat", output_loss="simper"),
-         "the reference's SimPER hidden term is +slog(s) whatever the align method (it rewards anti-alignment); "
-         "ours −slog(g) (methods/output_losses.py)"),
+         ("the reference's SimPER hidden term is +slog(s) whatever the align method (it rewards anti-alignment); "
+          "ours −slog(g) (methods/output_losses.py)")),
         ("--trust-region 0.05 --trust-region-form top, --layer-reduce score",
          dict(align_method="pars_rat", dpo_loss="dpo", trust_region=0.05),
          dict(align_method="pars_rat", output_loss="dpo", trust_region=0.05, trust_region_form="top"),
@@ -347,8 +347,8 @@ def topk_head(target: Path, draws: int) -> list[dict]:
         ("--label-smoothing 0.1 (InnerDPO, dpo family)",
          dict(align_method="para_signed", dpo_loss="dpo", label_smoothing=0.1),
          dict(align_method="para_signed", output_loss="dpo", label_smoothing=0.1),
-         "the reference smooths the hidden term too, as −log σ(βg) − ε·log σ(−βg) (no 1−ε); ours smooths only the "
-         "output term"),
+         ("the reference smooths the hidden term too, as −log σ(βg) − ε·log σ(−βg) (no 1−ε); ours smooths only "
+          "the output term")),
     ]
     for name, ref_kwargs, our_kwargs, note in cases:
         def reference_fn(data, ref_kwargs=ref_kwargs):
@@ -361,8 +361,8 @@ def topk_head(target: Path, draws: int) -> list[dict]:
         rows.append(compare(name, source, draws, reference_fn, lambda data, cfg=cfg: ours(data, cfg, normalize=False),
                             note))
     for loss_type, ours_name, note in (("dpo", "dpo", ""), ("SimPER", "simper", ""),
-                                       ("ipo", "ipo", "the reference overwrites the IPO paper's (m − 1/(2β))² with "
-                                                      "RainbowPO's relu(1/2 − β·m)²; ours is the paper's")):
+                                       ("ipo", "ipo", ("the reference overwrites the IPO paper's (m − 1/(2β))² "
+                                                       "with RainbowPO's relu(1/2 − β·m)²; ours is the paper's"))):
         def reference_fn(data, loss_type=loss_type):
             logps = data["logps"]
             return compute_dpo_loss(logps["pi_c"], logps["pi_r"], logps["ref_c"], logps["ref_r"],

@@ -101,7 +101,7 @@ def test_the_full_suite_on_tiny_random_is_scored_or_counted_alike_in_both_paths(
                str(suites.tasks_dir()), "--tasks", "innerdpo_shifts", "--metadata",
                json.dumps({"suite": SUITE, "rows": limit}), "--batch_size", "16", "--output_path", str(out),
                "--log_samples"]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (results_file,) = out.rglob("results_*.json")
     results = json.loads(results_file.read_text())

@@ -11,7 +11,7 @@ import pytest
 
 from innerdpo_bench.errors import UserError
 from innerdpo_bench.evaluation import scoring
-from innerdpo_bench.evaluation.suites import SHIFTS
+from innerdpo_bench.evaluation.suites import SCORING_RULE, SHIFTS
 from innerdpo_bench.results import cells, compare, locate, stats
 from innerdpo_bench.results import provenance as run_provenance
 from innerdpo_bench.results import transfer as run_transfer
@@ -19,7 +19,7 @@ from innerdpo_bench.store import Store
 
 VERSIONS = {"innerdpo_bench": "0.1.0", "lm_eval": "0.4.13", "torch": "2.13.0", "transformers": "5.24.0",
             "peft": "0.21.2"}
-RULE = "correct if the mean per-token log-prob of chosen > rejected (strict)"
+RULE = SCORING_RULE   # the current rule: `doctor` names evaluations under any other
 
 
 # --------------------------------------------------------------------------- synthetic runs

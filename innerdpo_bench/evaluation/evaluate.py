@@ -286,15 +286,15 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
         return simple_evaluate(model=lm, tasks=[group], task_manager=task_manager, log_samples=True,
                                apply_chat_template=apply_chat_template)
 
-    n_requests = 2 * sum(len(task.eval_docs) for task in tasks.values())
+    n_pairs = sum(len(task.eval_docs) for task in tasks.values())
     lines = ProgressLines(say)   # every ~10% of a pass's requests (the harness scores all shifts in one batch)
     if ckpt.adapter is None:
-        say(f"scoring {n_requests} requests with the {ckpt.kind}")
+        say(f"scoring {n_pairs} pairs with the {ckpt.kind}")
         lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
         lm.score_cache = caches["base"]
         results = run_harness()
         return results, results
-    say(f"scoring {n_requests} requests with the base model (adapter off)")
+    say(f"scoring {n_pairs} pairs with the base model (adapter off)")
     lm.on_scored = lambda done, total: lines.update("scoring with the base model", done, total)
     lm.score_cache = caches["base"]
     with model.disable_adapter():
@@ -304,7 +304,7 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
         # linear layer (a third of the time at rank 64). Only in fp32: rounding W + sBA to bf16/fp16
         # would lose part of the adapter. The base rows are already scored, and the model is not reused.
         model.merge_adapter()
-    say(f"scoring {n_requests} requests with the {ckpt.kind} (adapter on)")
+    say(f"scoring {n_pairs} pairs with the {ckpt.kind} (adapter on)")
     lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
     lm.score_cache = caches["model"]
     return run_harness(), base_results
