@@ -11,9 +11,9 @@ tokens summed. No lm-eval, no packing, no score cache, none of `innerdpo_bench.m
 
 It prints, per shift, the rows compared, the largest |Δ summed log-prob| (absolute, and relative to |logp|), how
 many token counts differ and how many decisions (`acc`: mean per-token log-prob of chosen > rejected, strict)
-differ, and exits 1 if any row disagrees: a count or decision differs, or |Δ| exceeds both 1e-4 and 1e-5 per token
-(two float32 computations with other attention kernels and summation orders differ by up to about 5e-6 nats per
-token on SmolLM2; the per-token mean that `acc` compares agrees to 1e-5). Rows the model cut (`truncated`) are scored by lm-eval's rule on a
+differ, and exits 1 if any row disagrees: a count or decision differs, or |Δ| exceeds both 2e-4 and 2e-5 per token
+(two float32 computations with other attention kernels and summation orders: logits near 30 through a 49,152-way
+log-sum-exp round differently, by up to 1.4e-5 nats per token on SmolLM2). Rows the model cut (`truncated`) are scored by lm-eval's rule on a
 different window, so they are listed but not compared. Only base-model evaluations (no adapter) are supported: the
 rows' `logp_*` are then the base model's.
 """
@@ -25,8 +25,8 @@ import json
 import sys
 from pathlib import Path
 
-TOLERANCE = 1e-4       # nats, absolute
-PER_TOKEN = 1e-5       # nats per completion token: a 1,563-token completion may differ by 6e-3
+TOLERANCE = 2e-4       # nats, absolute
+PER_TOKEN = 2e-5       # nats per completion token: a 1,563-token completion may differ by 8e-3
 
 
 def render(tokenizer, prompt: str, completion: str) -> tuple[list[int], list[int]]:

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 
+from lm_eval.api.instance import Instance
 from lm_eval.api.task import ConfigurableTask
 
 from innerdpo_bench.errors import UserError
@@ -259,8 +260,6 @@ class PrefTask(ConfigurableTask):
         requests = super().construct_requests(doc, ctx, **kwargs)
         lead = moved_whitespace(ctx) if isinstance(ctx, str) else ""
         if lead:
-            from lm_eval.api.instance import Instance
-
             extra = {k: v for k, v in kwargs.items() if k not in ("apply_chat_template", "chat_template")}
             requests.append(Instance(request_type="loglikelihood", doc=doc, arguments=(ctx[:-len(lead)], lead),
                                      idx=LEAD, **extra))

@@ -25,11 +25,12 @@ from innerdpo_bench.models.forward import forward_pass
 SUITE = "genies:alpaca_easy"
 CHATML = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
           "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
-# Two float32 computations of one sum over other kernels (a padded batch, a packed one, stock HFLM's batches) differ
-# by up to about 5e-6 nats per token on SmolLM2: 1.1e-4 on a 20-token completion, 6.5e-3 on a 1,563-token one. So
-# a summed log-prob agrees to 1e-4 or 1e-5 per token, whichever is larger (the per-token mean `acc` compares to 1e-5).
-TOLERANCE = 1e-4
-PER_TOKEN = 1e-5
+# Two float32 computations of one sum over other kernels (a padded batch, a packed one, stock HFLM's batches, one full
+# sequence) differ by float32 rounding of logits near 30 through a 49,152-way log-sum-exp: on SmolLM2 up to 1.4e-5
+# nats per token (1.4e-4 on an 8-token completion, 8.4e-3 on a 1,563-token one). So a summed log-prob agrees to 2e-4
+# or 2e-5 per token, whichever is larger; counts and decisions must be equal.
+TOLERANCE = 2e-4
+PER_TOKEN = 2e-5
 
 
 def close(ours: float, theirs: float, n: int) -> bool:
@@ -112,8 +113,8 @@ def tiny_chat_model(tiny_model_path, tmp_path_factory):
 
 
 def test_both_paths_score_exactly_the_trained_tokens_tiny_chat(tiny_chat_model, tmp_path):
-    """2 rows per shift; tiny-random's 1,024 positions cannot hold the second medical completion: both paths skip it."""
-    limit = 2
+    """3 rows per shift; tiny-random's 1,024 positions cannot hold the third medical completion: both paths skip it."""
+    limit = 3
     trained = training_scores(tiny_chat_model, limit)
     fast = fast_path_rows(tiny_chat_model, limit, tmp_path / "eval.json")
     assert len(fast) == len(trained) - 1
