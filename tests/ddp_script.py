@@ -13,7 +13,8 @@ from innerdpo_bench.train.trainer import build_trainer
 
 out = Path(sys.argv[1])
 cfg = TrainConfig(method=sys.argv[2] if len(sys.argv) > 2 else "hs-ether-InnerDPO", base_model="tiny-random", dataset="mini:train", max_rows=32, max_steps=4,
-                  batch_size=2, effective_batch=4, learning_rate=1e-2, logging_steps=1, output_dir=str(out)).validate()
+                  batch_size=2, effective_batch=4, learning_rate=1e-2, logging_steps=1, output_dir=str(out),
+                  align_method=sys.argv[3] if len(sys.argv) > 3 else "para_signed").validate()
 prepared = build_trainer(cfg, out, resolve_base_model(cfg.base_model), load_pairs(cfg.dataset, cfg.max_rows), cfg.dataset)
 prepared.trainer.train()
 rank = dist.get_rank()

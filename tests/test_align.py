@@ -176,6 +176,30 @@ def test_pars_rat_log_is_the_reference_log_ratio_above_one_and_finite_below():
     assert values == sorted(values)  # monotonic in ρ
 
 
+def test_pars_rat_log_below_one_is_bounded_where_the_reference_is_not():
+    """For 0 < r < 1 ours is −10·log(2 − r), inside (−10·log 2, 0); the reference's 10·log r is −46.05 at r = 0.01.
+    r = 0 gives −10·log 2 exactly, r = −1 gives −10·log 3 (the reference: NaN)."""
+    f = ALIGN_FUNCTIONS["pars_rat_log"]
+    for rho, expected in ((0.5, -10 * math.log(1.5)), (0.01, -10 * math.log(1.99)), (0.0, -10 * math.log(2.0)),
+                          (-1.0, -10 * math.log(3.0))):
+        g = geometry((1.0 + 2 * rho, 1.0), (1.0, 1.0))  # s/‖d_ref‖ = ρ
+        assert f(g).item() == pytest.approx(expected, abs=1e-4), rho
+    assert -10 * math.log(2.0) < f(geometry((1.0 + 2 * 1e-3, 1.0), (1.0, 1.0))).item() < 0
+
+
+def test_direct_projection_is_at_least_the_absolute_signed_projection():
+    """Spec §7: ‖d_π ⊙ u‖₁ ≥ |s|. Hand case u = (0.6, 0.8): d_π = (1, −2) gives ⊙ = (0.6, −1.6), so 2.2 ≥ |−1.0|;
+    d_π = (1, 2), every term of one sign, gives equality (2.2 = s)."""
+    f = ALIGN_FUNCTIONS["direct_projection"]
+    mixed = geometry((1.0, -2.0), (0.0, 0.0), chosen_ref=(0.6, 0.8), rejected_ref=(0.0, 0.0))
+    assert (f(mixed).item(), mixed.signed_proj.item()) == (pytest.approx(2.2), pytest.approx(-1.0))
+    same = geometry((1.0, 2.0), (0.0, 0.0), chosen_ref=(0.6, 0.8), rejected_ref=(0.0, 0.0))
+    assert f(same).item() == pytest.approx(2.2) == pytest.approx(same.signed_proj.item())
+    generator = torch.Generator().manual_seed(0)
+    g = PrefGeometry(*(torch.randn(3, 50, 16, generator=generator) for _ in range(4)))
+    assert bool((f(g) >= g.signed_proj.abs() - 1e-6).all())
+
+
 def test_pars_rat_topk_reads_only_the_reference_top_coordinates():
     f = ALIGN_FUNCTIONS["pars_rat_topk"]
     d_ref = T([5.0, -4.0, 0.1, 0.2, 0.0, 0.0, 0.0, 0.3])  # hidden 8: k = min(100, 8 // 4) = 2 → coordinates 0, 1

@@ -133,7 +133,8 @@ def test_the_reference_cache_key_reads_what_the_fields_say_the_reference_depends
 
 
 def test_every_spec_an_earlier_version_stored_reads_back_unchanged(tmp_path):
-    """A store written before specs were typed: each row's JSON reads into a RunSpec and back to the same JSON."""
+    """A store written before specs were typed: each row's JSON reads into a RunSpec and back to the same JSON, plus
+    the options added since (each at its default, which keeps the old run's meaning)."""
     Store(tmp_path).close()
     with sqlite3.connect(tmp_path / STORE_FILE) as con:
         for spec in OLD_SPECS:
@@ -142,15 +143,23 @@ def test_every_spec_an_earlier_version_stored_reads_back_unchanged(tmp_path):
                         "(?, ?, ?, 'queued', 0, 0)", (spec["name"], kind, json.dumps(spec, sort_keys=True)))
     with Store(tmp_path) as store:
         runs = store.list_runs()
-    assert [run.spec.to_json() for run in runs] == OLD_SPECS
+    defaults = TrainConfig().to_dict()
+    for run, spec in zip(runs, OLD_SPECS, strict=True):
+        read = run.spec.to_json()
+        if "train" in spec:
+            added = set(read["train"]) - set(spec["train"])
+            assert added == {"wpo_form"}   # the options this version added, each at its default
+            assert {key: read["train"].pop(key) for key in added} == {key: defaults[key] for key in added}
+        assert read == spec
     assert [run.spec.name for run in runs] == [spec["name"] for spec in OLD_SPECS]
     assert runs[0].spec.train.align_method == "logodds" and runs[3].spec.eval.checkpoint == "tiny-random"
     assert runs[-1].spec.source_run == 1 and runs[5].spec.sweep == "1207-134500-ab"
 
 
 def test_a_spec_round_trips_and_keeps_what_it_does_not_know():
-    spec = RunSpec.from_json({**OLD_SPECS[0], "from_a_newer_version": {"x": 1}})
-    assert spec.to_json() == {**OLD_SPECS[0], "from_a_newer_version": {"x": 1}}
+    current = RunSpec.from_json(OLD_SPECS[0]).to_json()
+    spec = RunSpec.from_json({**current, "from_a_newer_version": {"x": 1}})
+    assert spec.to_json() == {**current, "from_a_newer_version": {"x": 1}}
     assert RunSpec.from_json(spec.to_json()) == spec
 
 

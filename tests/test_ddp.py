@@ -29,13 +29,18 @@ def run(args):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_two_ranks_end_with_identical_adapter_and_transform(tmp_path, tiny_model_path):
-    proc = run([str(Path(__file__).with_name("ddp_script.py")), str(tmp_path)])
+@pytest.mark.parametrize("align_method", ["para_signed", "learned_sign"])
+def test_two_ranks_end_with_identical_adapter_and_transform(tmp_path, tiny_model_path, align_method):
+    """With learned_sign, the signs (attached to the model, ignored by DDP, averaged by the trainer) end identical too,
+    and moved from their start."""
+    proc = run([str(Path(__file__).with_name("ddp_script.py")), str(tmp_path), "hs-ether-InnerDPO", align_method])
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "world 2" in proc.stdout and "accumulation 1" in proc.stdout  # 2 ranks x 2 pairs = effective 4
     rank0, rank1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
     assert rank0.keys() == rank1.keys()
     assert any("innerdpo_transform" in k for k in rank0)
+    if align_method == "learned_sign":
+        assert (rank0["innerdpo_learned_sign.logits"] != 1.0).any()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
     # and training moved them: lora_B starts at zero

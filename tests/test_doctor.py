@@ -103,11 +103,22 @@ FAULTS = {
     "evaluation cache entry clobbered": (lambda ck, cache: cache_entry(cache, "x\n", "0" * 64),
                                          "does not match the rows_sha256", True),
     "score cache cut short": (lambda ck, cache: _score_cache(cache), "1 of 3 lines are not score records", True),
+    "scored under the old rule": (lambda ck, cache: _old_rule(ck / "eval.json"), "scored under an older rule", True),
     "half-built model": (lambda ck, cache: (cache / "tiny-random-v1-s0").mkdir() or cache / "tiny-random-v1-s0",
                          "has no config.json", True),
 }
-REEVALUATE = ("rows file missing", "rows file changed", "eval.json cut short")
+REEVALUATE = ("rows file missing", "rows file changed", "eval.json cut short", "scored under the old rule")
 RETRAIN = ("status not complete", "adapter truncated", "adapter config missing")
+
+
+def _old_rule(eval_json: Path) -> Path:
+    """eval.json as an evaluation before scoring rule v2 wrote it (its provenance names the old rule)."""
+    report = json.loads(eval_json.read_text())
+    for prov in report["provenance"].values():
+        prov["scoring_rule"] = ("correct if the mean per-token log-prob of chosen > rejected (strict), continuation "
+                                "tokens counted as lm-eval's _encode_pair counts them; acc_sum: summed log-prob, strict >")
+    eval_json.write_text(json.dumps(report))
+    return eval_json
 
 
 def _truncate(path: Path) -> Path:

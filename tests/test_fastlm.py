@@ -124,3 +124,24 @@ def test_shared_prefix_rules():
     assert FastHFLM.shared_prefix([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]]) == [1, 2, 3, 4]  # one token left of each
     assert FastHFLM.shared_prefix([[1, 2, 3, 9], [1, 2, 3, 8]]) == []                       # too short to pay
     assert FastHFLM.shared_prefix([[1, 2, 3, 4, 5, 6]]) == []                                # nothing to share
+
+
+def test_one_text_split_at_two_points_scores_each_split(model_and_tokenizer):
+    """ETHICS justice pairs overlap: one pair's prompt + completion can be another's with the split elsewhere
+    ("...to finish" + " first ... because I have been training professionally all summer." and "...because I have
+    been" + " training professionally all summer."; 51 such requests in genies:alpaca_easy's moral_transfer). Each
+    request is scored on its own continuation, as stock HFLM without its logits cache does. (With the cache, on by
+    default in lm_eval 0.4.13, stock HFLM reuses one request's logits for the other and reads them at the other's
+    continuation length: wrong numbers; tasks/README.md says to pass logits_cache=False.)"""
+    model, tokenizer = model_and_tokenizer
+    text = "I am justified in expecting to finish first in the race, because I have been training all summer."
+    split = [("I am justified in expecting to finish", text[len("I am justified in expecting to finish"):]),
+             ("I am justified in expecting to finish first in the race, because I have been",
+              " training all summer.")]
+    make = lambda: [Instance(request_type="loglikelihood", doc={}, arguments=p, idx=i) for i, p in enumerate(split)]  # noqa: E731
+    fast = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=4).loglikelihood(make())
+    uncached = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4, logits_cache=False).loglikelihood(make())
+    alone = [HFLM(pretrained=model, tokenizer=tokenizer, batch_size=1).loglikelihood([r])[0] for r in make()]
+    for (ll_f, _), (ll_u, _), (ll_a, _) in zip(fast, uncached, alone):
+        assert ll_f == pytest.approx(ll_u, abs=1e-4) and ll_f == pytest.approx(ll_a, abs=1e-4)
+    assert fast[0][0] < fast[1][0] - 1.0   # the longer continuation holds the shorter one's tokens and more

@@ -98,6 +98,22 @@ def test_layer_reduce_score_averages_scores_before_the_loss():
     assert torch.allclose(by_score, -torch.nn.functional.logsigmoid(scores.mean(0)))
 
 
+def test_trust_region_with_layer_reduce_score_clamps_the_layer_mean():
+    """Spec §8: with `--layer-reduce score` the trust region clamps the mean score over layers, not each layer.
+    Two layers, one pair, d_ref = (1, 0): s = 3 on layer 0 and −1 on layer 1, mean 1; at T = 0.5 the mean is clamped
+    to 0.5: loss −log σ(0.5) = 0.47408. Clamping per layer first would give −log σ((0.5 − 0.5)/2) = log 2."""
+    ref = torch.zeros(2, 2, 2)
+    ref[:, 0] = torch.tensor([1.0, 0.0])          # chosen_ref; rejected_ref = 0
+    policy = ref.clone()
+    policy[0, 0, 0], policy[1, 0, 0] = 3.0, -1.0  # rejected_π = 0: d_π = (3, 0) and (−1, 0)
+    cfg = loss_config(trust_region=0.5, layer_reduce="score")
+    loss, scores = hidden_term(policy, ref, cfg)
+    assert scores[:, 0].tolist() == pytest.approx([3.0, -1.0])
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-0.5)), abs=1e-6)
+    per_layer, _ = hidden_term(policy, ref, loss_config(trust_region=0.5, layer_reduce="loss"))
+    assert per_layer.item() == pytest.approx((math.log1p(math.exp(-0.5)) + math.log1p(math.exp(0.5))) / 2, abs=1e-6)
+
+
 def test_nll_term_is_mean_token_nll_of_chosen():
     pol = SideOutputs(torch.tensor([-6.0, -1.0]), torch.tensor([3, 1]))
     ref = SideOutputs(torch.tensor([-6.0, -1.0]), torch.tensor([3, 1]))

@@ -108,8 +108,9 @@ def test_wpo_weights_the_preference_terms_not_the_sft_term():
 
 # --------------------------------------------------------------------------- TRL parity
 
-def _trl_loss(per_token_logps, completion_mask, ref_logps, beta, loss_type):
-    """Run TRL's own DPOTrainer._compute_loss on given per-token policy log-probs and reference log-probs."""
+def _trl_loss(per_token_logps, completion_mask, ref_logps, beta, loss_type, log_sum_sq_probs=None):
+    """Run TRL's own DPOTrainer._compute_loss on given per-token policy log-probs and reference log-probs; with
+    `log_sum_sq_probs` (per token, log Σ_v π(v)²) its WPO weighting (`use_weighting`) is on."""
     from trl import DPOTrainer
 
     rows, width = completion_mask.shape
@@ -118,12 +119,13 @@ def _trl_loss(per_token_logps, completion_mask, ref_logps, beta, loss_type):
         model=SimpleNamespace(training=True),
         accelerator=SimpleNamespace(device=torch.device("cpu"), gather_for_metrics=identity, gather=identity),
         aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl",
-        loss_types=[loss_type], loss_weights=[1.0], beta=beta, use_weighting=False, label_smoothing=0.0,
-        _metrics={"train": defaultdict(list)}, _total_train_tokens=0, _tp_size=1,
+        loss_types=[loss_type], loss_weights=[1.0], beta=beta, use_weighting=log_sum_sq_probs is not None,
+        label_smoothing=0.0, _metrics={"train": defaultdict(list)}, _total_train_tokens=0, _tp_size=1,
     )
     outputs = SimpleNamespace(log_probs=per_token_logps, entropy=torch.zeros(rows, width - 1),
                               mean_logits=torch.zeros(rows, width - 1),
-                              is_top1=torch.zeros(rows, width - 1, dtype=torch.bool))
+                              is_top1=torch.zeros(rows, width - 1, dtype=torch.bool),
+                              log_sum_sq_probs=log_sum_sq_probs)
     ref_c, ref_r = ref_logps.chunk(2)
     inputs = {"input_ids": torch.zeros(rows, width, dtype=torch.long), "attention_mask": torch.ones(rows, width),
               "completion_mask": completion_mask, "ref_chosen_logps": ref_c, "ref_rejected_logps": ref_r}
@@ -150,3 +152,47 @@ def test_parity_with_trl(beta, loss_type):
     n_tokens = shifted.sum(1)
     ours, _ = preference_loss(SideOutputs(per_token.sum(1), n_tokens), SideOutputs(ref_sum, n_tokens), ours_cfg)
     assert ours.item() == pytest.approx(trl.item(), rel=1e-5, abs=1e-6)
+
+
+def _trl_fixture(seed: int, pairs: int = 6, width: int = 12):
+    """Per-token policy and reference log-probs on right-aligned completions of random lengths (the first token is
+    always prompt), and a per-token log Σ_v π(v)² in (−2, 0]."""
+    generator = torch.Generator().manual_seed(seed)
+    completion_mask = torch.zeros(2 * pairs, width)
+    for row, n in enumerate(torch.randint(2, width - 1, (2 * pairs,), generator=generator).tolist()):
+        completion_mask[row, width - n:] = 1
+    shifted = completion_mask[:, 1:]
+    per_token = -torch.rand(2 * pairs, width - 1, generator=generator) * 3 * shifted
+    ref_per_token = -torch.rand(2 * pairs, width - 1, generator=generator) * 3 * shifted
+    square_mass = -torch.rand(2 * pairs, width - 1, generator=generator) * 2   # log Σ_v π(v)² ∈ (−2, 0]
+    return completion_mask, shifted, per_token, ref_per_token, square_mass
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wpo_paper_form_equals_trls_use_weighting(seed):
+    """`--wpo --wpo-form paper` is TRL's `use_weighting` (trl 1.16: exp of the summed per-token-mean adjusted log-probs,
+    unclamped) on the same log-probs, weights and loss, DPO with summed log-probs."""
+    completion_mask, shifted, per_token, ref_per_token, square_mass = _trl_fixture(seed)
+    ref_sum = ref_per_token.sum(1)
+    trl = _trl_loss(per_token, completion_mask, ref_sum, 0.1, "sigmoid", log_sum_sq_probs=square_mass)
+    n_tokens = shifted.sum(1)
+    wpo_sum = ((per_token - square_mass) * shifted).sum(1)   # what forward_pass returns with wpo=True
+    ours, metrics = preference_loss(SideOutputs(per_token.sum(1), n_tokens, wpo_sum=wpo_sum),
+                                    SideOutputs(ref_sum, n_tokens),
+                                    loss_config(output_loss="dpo", beta=0.1, logp_agg="sum", wpo=True, wpo_form="paper"))
+    assert ours.item() == pytest.approx(trl.item(), rel=1e-5, abs=1e-7)
+    lw = wpo_sum / n_tokens
+    expected = torch.exp(lw[:6] + lw[6:])
+    assert wpo_weights(lw[:6], lw[6:], form="paper").tolist() == pytest.approx(expected.tolist(), rel=1e-6)
+    assert metrics["wpo_weight_max"] == pytest.approx(expected.max().item(), rel=1e-6)
+
+
+def test_wpo_forms_hand_values():
+    """lw_c + lw_r = 0 and −6. paper: exp(0) = 1, exp(−6) = 0.0024788, unnormalised; reference: σ(0), σ(−2) over
+    their mean (the hand fixture above). The default is the reference form."""
+    chosen, rejected = torch.tensor([0.0, -1.0]), torch.tensor([0.0, -5.0])
+    assert wpo_weights(chosen, rejected, form="paper").tolist() == pytest.approx([1.0, math.exp(-6.0)], rel=1e-6)
+    assert wpo_weights(chosen, rejected).tolist() == wpo_weights(chosen, rejected, form="reference").tolist()
+    assert loss_config().wpo_form == "reference"
+    with pytest.raises(ValueError, match="unknown WPO form"):
+        wpo_weights(chosen, rejected, form="exp")

@@ -72,6 +72,8 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     found = {f"adapter.{k}": v for k, v in load_file(str(run_dir / "adapter" / "adapter_model.safetensors")).items()}
     if (run_dir / rundir.TRANSFORMS_WEIGHTS).is_file():
         found.update({f"transform.{k}": v for k, v in load_file(str(run_dir / rundir.TRANSFORMS_WEIGHTS)).items()})
+    if (run_dir / rundir.LEARNED_SIGN).is_file():
+        found["learned_sign"] = rundir.load_learned_sign(run_dir)[1]
     return found
 
 
@@ -95,31 +97,39 @@ def assert_same_run(resumed: Path, uninterrupted: Path) -> float:
     return diff
 
 
+# name → (method, options beyond OPTIONS)
+VARIANTS = {"dpo": ("dpo", {}), "hs-ether-InnerDPO": ("hs-ether-InnerDPO", {}),
+            # the learned signs (and their Adam state) live outside the PEFT layers: saved and restored too
+            "learned_sign": ("hs-none-InnerDPO", {"align_method": "learned_sign", "learned_sign_lr": 0.05})}
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, tiny_model_path):
-    """One uninterrupted run per method, without checkpoints (they change nothing)."""
+    """One uninterrupted run per variant, without checkpoints (they change nothing)."""
     root = tmp_path_factory.mktemp("uninterrupted")
-    return {method: train(TrainConfig(method=method, output_dir=str(root / method), save_steps=0, **OPTIONS),
-                          progress=False) for method in ("dpo", "hs-ether-InnerDPO")}
+    return {name: train(TrainConfig(method=method, output_dir=str(root / name), save_steps=0, **OPTIONS, **extra),
+                        progress=False) for name, (method, extra) in VARIANTS.items()}
 
 
-@pytest.mark.parametrize(("method", "save_steps"), [
+@pytest.mark.parametrize(("variant", "save_steps"), [
     ("dpo", 3),                 # the checkpoint ends an epoch: the next epoch draws its order afresh
     ("hs-ether-InnerDPO", 4),   # mid-epoch, mid-accumulation: the interrupted epoch's order is replayed
+    ("learned_sign", 4),
 ])
-def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(tmp_path, uninterrupted, method,
+def test_sigkill_after_a_checkpoint_then_resume_equals_the_uninterrupted_run(tmp_path, uninterrupted, variant,
                                                                             save_steps):
+    method, extra = VARIANTS[variant]
     run_dir = tmp_path / "run"
-    train_until_stopped(method, run_dir, stop_at=save_steps + 1, save_steps=save_steps)
+    train_until_stopped(method, run_dir, stop_at=save_steps + 1, save_steps=save_steps, **extra)
     assert [step for step, _ in resume.list_checkpoints(run_dir)] == [save_steps]
     assert metrics(run_dir)[-1]["step"] == save_steps + 1  # a record past the checkpoint, to be dropped
-    cfg = TrainConfig(method=method, output_dir=str(run_dir), save_steps=save_steps, **OPTIONS)
+    cfg = TrainConfig(method=method, output_dir=str(run_dir), save_steps=save_steps, **OPTIONS, **extra)
     train(cfg, progress=False, resume_run=True)
     assert rundir.read_status(run_dir)["state"] == "complete"
     assert rundir.read_status(run_dir)["resumed_from_step"] == save_steps
     log = (run_dir / rundir.TRAIN_LOG).read_text()
     assert f"resuming from checkpoint-{save_steps}: step {save_steps} of {OPTIONS['max_steps']}" in log
-    assert_same_run(run_dir, uninterrupted[method])
+    assert_same_run(run_dir, uninterrupted[variant])
     assert metrics(run_dir)[-1]["resumed_from_step"] == save_steps
 
 

@@ -303,6 +303,6 @@ def test_runs_json_latency_over_ten_thousand_runs(tmp_path):
           f"filled in {filled_s:.1f}s; store {size / 1e6:.1f} MB; `innerdpo runs --format json` "
           f"{min(timings):.2f}s wall (of which {import_s:.2f}s is starting python and importing the CLI), "
           f"{len(proc.stdout) / 1e6:.1f} MB of JSON; list+table+json in process {in_process_s:.2f}s")
-    assert len(records) == 10_000
+    assert len(records) == 10_000 and len(json.loads(in_process)) == 10_000
     assert records[-1]["results"]["orthogonal"]["acc"] == pytest.approx(0.5 + (10_000 % 97) / 1000)
     assert records[0]["provenance"] == provenance

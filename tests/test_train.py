@@ -159,6 +159,54 @@ def test_learned_sign_trains_in_its_own_group_and_is_saved(small_pairs, tmp_path
     assert groups[0]["params"] == [prepared.learned_sign.logits]
 
 
+def test_a_reversed_learned_sign_flips_with_its_gradient_reset_every_step_and_clipped(small_pairs, tmp_path,
+                                                                                      tiny_model_path):
+    """Every sign starts against the preference (θ = −1, σ = −0.76) on a problem where every coordinate prefers
+    σ > 0: the adapter barely moves (learning rate 1e-12), so π's states equal the reference's and d_π ⊙ u = d_ref²/‖d_ref‖
+    ≥ 0 everywhere. With the gradient reset every step (two micro-batches each) and clipped with the adapter's at
+    --max-grad-norm, AdamW at 0.3 (cosine over 12 steps; about one learning rate per step) turns every sign within 8
+    steps, and they stay turned."""
+    from transformers import TrainerCallback
+
+    steps = 12
+    cfg = fast_config("hs-none-InnerDPO", small_pairs, tmp_path / "run", max_steps=steps, align_method="learned_sign",
+                      learned_sign_lr=0.3, learning_rate=1e-12, batch_size=2, effective_batch=4, alpha=1.0,
+                      max_grad_norm=1e-3, ref_cache="off", logging_steps=steps)
+    (tmp_path / "run").mkdir()
+    prepared = build_trainer(cfg.validate(), tmp_path / "run", resolve_base_model("tiny-random"),
+                             load_pairs(small_pairs), small_pairs)
+    trainer, sign = prepared.trainer, prepared.learned_sign.logits
+    assert sum(p is sign for p in trainer.model.parameters()) == 1   # attached once: zero_grad and clipping see it
+    with torch.no_grad():
+        sign.fill_(-1.0)
+    seen = {"grad_at_step_start": [], "clip": [], "flipped": []}
+
+    class Watch(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            seen["grad_at_step_start"].append(sign.grad is None or not bool(sign.grad.any()))
+
+        def on_step_end(self, args, state, control, **kwargs):
+            seen["flipped"].append(bool((sign > 0).all()))
+
+    clip = trainer._clip_grad_norm
+
+    def watched_clip(model):
+        before = sign.grad.norm().item()
+        total = clip(model)
+        seen["clip"].append((before, sign.grad.norm().item(), float(total)))
+        return total
+
+    trainer._clip_grad_norm = watched_clip
+    trainer.add_callback(Watch())
+    trainer.train()
+    assert all(seen["grad_at_step_start"]) and len(seen["grad_at_step_start"]) == steps
+    for before, after, total in seen["clip"]:
+        assert before > 0 and total > cfg.max_grad_norm          # the signs have gradient; clipping is active
+        assert after == pytest.approx(before * cfg.max_grad_norm / total, rel=1e-3)   # scaled with the rest
+    first = seen["flipped"].index(True) + 1
+    assert first <= 8 and all(seen["flipped"][first - 1:]), seen["flipped"]
+
+
 # The registry entries added after the seed's week (branch topk, the seed's first note, SimPER, WPO): each trains.
 NEW_ENTRIES = {
     "pars_rat": dict(method="hs-none-InnerDPO", align_method="pars_rat"),

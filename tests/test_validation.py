@@ -45,7 +45,49 @@ def test_patience_counts_evaluations_without_improvement_and_the_best_weights_co
     early.on_train_end(None, SimpleNamespace(global_step=50), control)
     assert len(records) == 5  # the last step was an evaluation step: no extra evaluation
     assert weight.tolist() == [20.0, 20.0]
-    assert early.summary() == {"best_step": 20, "best_eval_loss": 0.8, "stopped_early": True}
+    assert early.summary() == {"best_step": 20, "best_eval_loss": 0.8, "stopped_early": True,
+                               "stop_reason": "3 evaluations without improvement"}
+
+
+def scripted(losses, patience=3):
+    """An EarlyStopping over a scripted validation-loss curve, a weight the "training" sets to the step, and its records."""
+    losses = iter(losses)
+    weight = torch.nn.Parameter(torch.zeros(2))
+    records = []
+    early = EarlyStopping(lambda: {"eval_loss": next(losses), "eval_reward_acc": 0.5}, records.append, [weight],
+                          eval_steps=10, patience=patience)
+    return early, weight, records
+
+
+def run_until_stop(early, weight, last_step=100) -> int:
+    control = TrainerControl()
+    for step in range(1, last_step + 1):
+        with torch.no_grad():
+            weight.fill_(step)
+        early.on_step_end(None, SimpleNamespace(global_step=step), control)
+        if control.should_training_stop:
+            break
+    early.on_train_end(None, SimpleNamespace(global_step=step), control)
+    return step
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_validation_loss_stops_at_once_with_the_best_weights(bad):
+    """As Lightning's EarlyStopping (check_finite): the step that sees NaN or inf is the last, whatever the patience,
+    and the weights saved are the best finite evaluation's (step 10 here)."""
+    early, weight, records = scripted([1.0, bad, 0.5], patience=0)   # patience 0: would never stop early
+    assert run_until_stop(early, weight) == 20
+    assert weight.tolist() == [10.0, 10.0] and early.stopped_early
+    assert [r["eval_best"] for r in records] == [True, False] and len(records) == 2  # no extra final evaluation
+    assert early.summary()["stop_reason"] == f"validation loss {bad} at step 20"
+
+
+def test_a_non_finite_first_validation_loss_fails_the_run():
+    from innerdpo_bench.errors import RunFailed
+
+    early, weight, _ = scripted([float("nan")])
+    with pytest.raises(RunFailed, match="validation loss became nan at step 10, before any finite one"):
+        run_until_stop(early, weight)
 
 
 def contradicting_rows(path, n=20, fraction=0.2, seed=0):

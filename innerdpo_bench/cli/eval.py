@@ -116,26 +116,37 @@ def _cell(metrics: dict, key: str, digits: int = 3, stderr: bool = True) -> str:
     return f"{value:{sign}.{digits}f}" + (f"±{err:.{digits}f}" if stderr and err is not None else "")
 
 
+def long_rows_cell(provenance: dict) -> str:
+    """Rows longer than the model, beside a shift's score: '3 cut, 1 skipped' (of max_length positions), or '-'."""
+    cut, skipped = provenance.get("truncated"), provenance.get("skipped")
+    if cut is None and skipped is None:
+        return "?"   # an eval.json from before the long-row rule (scoring rule v1)
+    if not cut and not skipped:
+        return "-"
+    return f"{cut} cut, {skipped} skipped (> {provenance.get('max_length')} tokens)"
+
+
 def _print_table(report: dict) -> None:
     from rich.table import Table
 
     title = f"{report['display_name'] or report['checkpoint']} on {report['suite']} ({report['base_model']})"
     table = Table(title=title, title_justify="left")
     for column, justify in (("shift", "left"), ("n", "right"), ("acc", "right"), ("acc_sum", "right"),
-                            ("logratio", "right"), ("base acc", "right")):
+                            ("logratio", "right"), ("base acc", "right"), ("long rows", "left")):
         table.add_column(column, justify=justify)
     base = report["base"]
     for shift, metrics in report["shifts"].items():
         base_acc = _cell(base["shifts"][shift], "acc", stderr=False)
         table.add_row(f"[red]{shift} ⚠[/red]" if metrics.get("below_chance") else shift, str(metrics["n"]),
                       _cell(metrics, "acc"), _cell(metrics, "acc_sum"), _cell(metrics, "logratio"),
-                      f"[red]{base_acc} ⚠[/red]" if base["shifts"][shift].get("below_chance") else base_acc)
+                      f"[red]{base_acc} ⚠[/red]" if base["shifts"][shift].get("below_chance") else base_acc,
+                      long_rows_cell(report.get("provenance", {}).get(shift, {})))
     for shift in report["skipped_shifts"]:
-        table.add_row(shift, "-", "-", "-", "-", "-", style="dim")
+        table.add_row(shift, "-", "-", "-", "-", "-", "", style="dim")
     table.add_section()
     aggregate = report["aggregate"]
     table.add_row("aggregate", str(aggregate["n"]), _cell(aggregate, "acc"), _cell(aggregate, "acc_sum"),
-                  _cell(aggregate, "logratio"), _cell(base["aggregate"], "acc", stderr=False), style="bold")
+                  _cell(aggregate, "logratio"), _cell(base["aggregate"], "acc", stderr=False), "", style="bold")
     console.print(table)
     coh = report["coherence"]
     if coh["nll_ratio"] is not None:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from innerdpo_bench.config.fields import AT_LEAST_0, AT_LEAST_1, POSITIVE, Bounds, FieldInfo, coerce, field_name, hints, opt
 from innerdpo_bench.config.trackers import parse_report_to
 from innerdpo_bench.errors import UserError, did_you_mean, unknown_choice
-from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LOSS_NAMES, resolve_method
+from innerdpo_bench.methods.catalog import ALIGN_METHODS, ETHER_TYPES, OUTPUT_LOSS_NAMES, WPO_FORMS, resolve_method
 from innerdpo_bench.methods.layers import DEFAULT_LAYERS, check_layer_spec
 from innerdpo_bench.methods.loss_config import LossConfig
 
@@ -127,9 +127,12 @@ class TrainConfig:
                                   label="out", applies=_hidden)
     nll_weight: float = opt(0.0, "Weight of an SFT term: mean per-token NLL of the chosen completion.", "Loss",
                             label="nll", bounds=AT_LEAST_0, usual=(0.0, 100.0))
-    wpo: bool = opt(False, "WPO weighting: each pair's preference loss times sigmoid((lw_c + lw_r)/3) over its batch "
-                    "mean, lw the mean of log p(y_t) - log sum_v p(v)^2 (Zhou et al. 2024, the reference's stable form).",
-                    "Loss")
+    wpo: bool = opt(False, "WPO weighting (Zhou et al. 2024): each pair's preference loss times a weight from lw, the "
+                    "mean over its tokens of log p(y_t) - log sum_v p(v)^2; the form is --wpo-form.", "Loss")
+    wpo_form: str = opt("reference", "reference (default): sigmoid((lw_c + lw_r)/3) over its batch mean, mean weight 1 "
+                        "so the loss scale and learning rate keep their meaning | paper: exp(lw_c + lw_r), as TRL's "
+                        "use_weighting (unnormalised: also scales the loss down).", "Loss",
+                        applies=lambda cfg: bool(cfg.wpo))
 
     alpha: float = opt(0.25, "α, weight of the hidden-state term (InnerDPO).", "InnerDPO", label="α", applies=_hidden,
                        usual=(0.0, 100.0))
@@ -203,7 +206,7 @@ class TrainConfig:
         if self.align_method not in ALIGN_METHODS:
             raise unknown_choice("--align-method", self.align_method, ALIGN_METHODS)
         choices = {"logp_agg": ("mean", "sum"), "layer_reduce": ("loss", "score"), "ether_type": ETHER_TYPES,
-                   "trust_region_form": ("both", "top", "bottom"),
+                   "trust_region_form": ("both", "top", "bottom"), "wpo_form": WPO_FORMS,
                    "precision": ("auto", "fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
                    "ref_cache": ("auto", "on", "off")}
         for name, allowed in choices.items():

@@ -6,14 +6,18 @@ the chosen, then the rejected completion, with segment ids from which the forwar
 mask (spec §13: no prompt is run twice; on the mini suite with SmolLM2's chat template that is 40% fewer
 tokens per step).
 
-Rendering:
-  * with a chat template: the prompt is one user turn plus the generation prompt; the completion is the
-    assistant turn as the template writes it (content, then the template's end-of-turn), taken as the
-    full conversation minus the rendered prompt;
-  * without one: the prompt (with the tokenizer's BOS if it adds one), then `" " + completion` (the space
-    is lm-eval's default target delimiter, so training and evaluation see the same text), then EOS.
-The completion mask marks completion tokens that are not special tokens (spec §1): padding, prompt,
-EOS/end-of-turn markers are never scored.
+Rendering (`render`; the lm-eval tasks render a row the same way, `tasks/utils.py`):
+  * the prompt's tokens get the tokenizer's special tokens (BOS) unless its text starts with the BOS already,
+    lm-eval's rule (`encode_prompt`);
+  * with a chat template: the prompt, as given, is one user turn plus the generation prompt; the completion is
+    the assistant turn as the template writes it (content, then the template's end-of-turn and whatever the
+    template writes after it, e.g. ChatML's newline), taken as the full conversation minus the rendered prompt;
+  * without one: the prompt without trailing whitespace (with the tokenizer's BOS if it adds one), then
+    `" " + completion` (the space is lm-eval's default target delimiter), then EOS: the text lm-eval scores.
+The completion mask (`completion_mask`) marks the completion's own tokens (spec §1): the tokens before its first
+special token (the end-of-turn or EOS) that are not special. Padding, the prompt, the end-of-turn or EOS and what
+a template writes after it (ChatML's newline after `<|im_end|>`) are never scored, so the scored tokens are the
+tokens of the completion text, which are what evaluation scores too (`tasks/README.md`).
 """
 
 from __future__ import annotations
@@ -22,24 +26,49 @@ from dataclasses import dataclass, field
 
 import torch
 
+from innerdpo_bench.data.pairs import PLAIN_DELIMITER, plain_prompt
+
 
 def has_chat_template(tokenizer) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
+def chat_prompt(tokenizer, prompt: str) -> str:
+    """The prompt as one user turn (its text as given) plus the generation prompt, through the chat template."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
 def render(tokenizer, prompt: str, completion: str) -> tuple[str, str]:
     """(prompt_text, completion_text) exactly as tokenised; see the module docstring."""
     if has_chat_template(tokenizer):
-        user = [{"role": "user", "content": prompt}]
-        prompt_text = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        prompt_text = chat_prompt(tokenizer, prompt)
         full = tokenizer.apply_chat_template(
-            user + [{"role": "assistant", "content": completion}], tokenize=False
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}], tokenize=False
         )
         if not full.startswith(prompt_text):
             raise ValueError("the chat template does not render the prompt as a prefix of the conversation")
         return prompt_text, full[len(prompt_text):]
-    needs_space = prompt and not prompt[-1].isspace() and not completion[:1].isspace()
-    return prompt, (" " if needs_space else "") + completion
+    return plain_prompt(prompt), PLAIN_DELIMITER + completion
+
+
+def encode_prompt(tokenizer, prompt_text: str) -> list[int]:
+    """The rendered prompt's token ids with the tokenizer's special tokens (its BOS, if it adds one), unless the text
+    already starts with the BOS (a chat template that writes it): lm-eval's rule (`HFLM.tok_encode`), so training
+    and evaluation condition on the same tokens and a BOS is never doubled or dropped."""
+    prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    starts_with_prefix = prefix is not None and prompt_text.startswith(tokenizer.decode(prefix))
+    return tokenizer(prompt_text, add_special_tokens=not starts_with_prefix)["input_ids"]
+
+
+def completion_mask(completion_ids: list[int], special: set[int]) -> list[int]:
+    """1 on the completion's own tokens: those before its first special token (end-of-turn, EOS) that are not
+    special themselves; 0 from that token on (what a template writes after its end-of-turn is not the completion)."""
+    mask, ended = [], False
+    for token in completion_ids:
+        ended = ended or token in special
+        mask.append(0 if ended else 1)
+    return mask
 
 
 @dataclass
@@ -67,7 +96,7 @@ def encode_pair(tokenizer, row: dict, max_prompt_length: int, max_length: int, s
     for side in ("chosen", "rejected"):
         prompt_text, completion_text = render(tokenizer, row["prompt"], row[side])
         if prompt_ids is None:
-            prompt_ids = tokenizer(prompt_text, add_special_tokens=not chat)["input_ids"]
+            prompt_ids = encode_prompt(tokenizer, prompt_text)
             if len(prompt_ids) > max_prompt_length:
                 stats.prompt_truncated += 1
                 prompt_ids = prompt_ids[-max_prompt_length:]
@@ -78,7 +107,7 @@ def encode_pair(tokenizer, row: dict, max_prompt_length: int, max_length: int, s
         if len(completion_ids) > room:
             stats.completion_truncated += 1
             completion_ids = completion_ids[: max(room, 0)]
-        mask = [0] * len(prompt_ids) + [int(t not in special) for t in completion_ids]
+        mask = [0] * len(prompt_ids) + completion_mask(completion_ids, special)
         if sum(mask) == 0:
             stats.dropped_empty += 1
             return None

@@ -32,6 +32,16 @@ COLUMN_ALIASES = {
 }
 
 
+PLAIN_DELIMITER = " "   # between prompt and completion without a chat template: lm-eval's default target delimiter
+
+
+def plain_prompt(prompt: str) -> str:
+    """A prompt as rendered without a chat template (training, `data/encode.py`, and the lm-eval tasks alike):
+    trailing whitespace removed, since lm-eval would move it into the scored continuation; `PLAIN_DELIMITER` and
+    the completion follow."""
+    return prompt.rstrip()
+
+
 @dataclass(frozen=True)
 class DatasetRef:
     """A resolved dataset: where it lives and how to describe it in provenance."""

@@ -4,7 +4,8 @@
   * status.json says `complete`; config.json is a readable config; every line of metrics.jsonl is a JSON object;
   * the adapter: a JSON adapter_config.json, weights whose safetensors header parses and fits the file, and whose
     sha256 is the `adapter_sha256` eval.json records (the adapter that was scored);
-  * eval.json is valid; its rows file is there and has the sha256 eval.json records; each shift's `acc`, `acc_sum`
+  * eval.json is valid and scored under the current rule (`report.old_scoring_rule`: older records cannot be
+    rescored, only evaluated again); its rows file is there and has the sha256 eval.json records; each shift's `acc`, `acc_sum`
     and `n`, and the coherence numbers, are what the rows give (a second computation of every recorded number).
 `check_run` then checks the store's results and provenance against a verified eval.json.
 
@@ -95,7 +96,7 @@ def _eval_report(eval_json: Path, found: Examined) -> dict | None:
     `found.reevaluate` (and the numbers in `found.miscounted`)."""
     from innerdpo_bench.evaluation.evaluate import coherence
     from innerdpo_bench.evaluation.scoring import HARNESS_METRICS, METRICS
-    from innerdpo_bench.evaluation.report import read_eval_report
+    from innerdpo_bench.evaluation.report import old_scoring_rule, read_eval_report
     from innerdpo_bench.results.rowsfile import load_evaluation, rows_path_of
 
     try:
@@ -105,6 +106,10 @@ def _eval_report(eval_json: Path, found: Examined) -> dict | None:
         report, _, rows = load_evaluation(eval_json)
     except UserError as err:
         found.reevaluate.append(_one_line(err))
+        return None
+    old_rule = old_scoring_rule(report)
+    if old_rule:
+        found.reevaluate.append(f"{eval_json}: {old_rule}")
         return None
     wrong = []
     for shift, metrics in report["shifts"].items():

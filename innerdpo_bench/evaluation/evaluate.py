@@ -32,6 +32,11 @@ content; `rundir.write_eval_pair` writes it first and eval.json, naming it and i
 two are one unit): one record per row per shift with the checkpoint's and the base model's summed log-probs,
 token counts, row id and correctness.
 
+Scored tokens. Each row's (summed log-prob, token count) of a completion is what training computes for it: the
+completion's own tokens after the prompt as training renders it (`tasks/utils.py`, `PrefTask`). A row longer than
+the model follows lm-eval's rule: the prompt is cut from the left (`truncated`), and a row whose completion alone
+does not fit is skipped; both are counted per shift in the provenance and shown beside the score.
+
 Rows. `limit` rows per shift: the first ones, or with `sample="random"` the ones `suites.sample_indices`
 picks with `sample_seed` (the task metadata `sample` / `sample_seed`, so plain lm_eval can ask for them too).
 """
@@ -157,6 +162,8 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
     if apply_chat_template is None:  # auto: as training renders, so scores match what the adapter learnt
         apply_chat_template = bool(getattr(tokenizer, "chat_template", None))
     lm = FastHFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch)
+    for task in tasks.values():  # the model decides how a long row is cut (tasks/utils.py, PrefTask)
+        task.max_length = lm.max_length
     caches = {"model": None, "base": None}
     if use_cache:
         caches = {name: ScoreCache(model_identity(ckpt.base_model_path, adapter, dtype, lm.max_length))
@@ -178,8 +185,8 @@ def _score(ckpt: Checkpoint, plan: _Plan, device: str | None, dtype: str, apply_
         aggregate=_metrics(results["groups"][GROUP]),
         base={"shifts": base_metrics, "aggregate": _metrics(base_results["groups"][GROUP])},
         coherence=coherence(rows.get("in_domain", [])),
-        provenance={s: suites.provenance(plan.refs[s], shift_metrics[s]["n"], plan.sample, plan.sample_seed)
-                    for s in plan.shifts},
+        provenance={s: {**suites.provenance(plan.refs[s], shift_metrics[s]["n"], plan.sample, plan.sample_seed),
+                        **long_rows(tasks[task_name(s)])} for s in plan.shifts},
         adapter_sha256=rundir.adapter_sha256(ckpt.adapter), harness=_harness_section(results),
     )
     rows_text = "\n".join(json.dumps(r, sort_keys=True) for s in plan.shifts for r in rows[s]) + "\n"
@@ -294,15 +301,15 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
         return simple_evaluate(model=lm, tasks=[group], task_manager=task_manager, log_samples=True,
                                apply_chat_template=apply_chat_template)
 
-    n_requests = 2 * sum(len(task.eval_docs) for task in tasks.values())
+    n_pairs = sum(len(task.eval_docs) for task in tasks.values())
     lines = ProgressLines(say)   # every ~10% of a pass's requests (the harness scores all shifts in one batch)
     if ckpt.adapter is None:
-        say(f"scoring {n_requests} requests with the {ckpt.kind}")
+        say(f"scoring {n_pairs} pairs with the {ckpt.kind}")
         lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
         lm.score_cache = caches["base"]
         results = run_harness()
         return results, results
-    say(f"scoring {n_requests} requests with the base model (adapter off)")
+    say(f"scoring {n_pairs} pairs with the base model (adapter off)")
     lm.on_scored = lambda done, total: lines.update("scoring with the base model", done, total)
     lm.score_cache = caches["base"]
     with model.disable_adapter():
@@ -312,7 +319,7 @@ def _run_both(ckpt: Checkpoint, model, lm, caches: dict, group, task_manager, ta
         # linear layer (a third of the time at rank 64). Only in fp32: rounding W + sBA to bf16/fp16
         # would lose part of the adapter. The base rows are already scored, and the model is not reused.
         model.merge_adapter()
-    say(f"scoring {n_requests} requests with the {ckpt.kind} (adapter on)")
+    say(f"scoring {n_pairs} pairs with the {ckpt.kind} (adapter on)")
     lm.on_scored = lambda done, total: lines.update(f"scoring with the {ckpt.kind}", done, total)
     lm.score_cache = caches["model"]
     return run_harness(), base_results
@@ -335,22 +342,32 @@ def _metrics(row: dict) -> dict:
 
 
 def _rows(results: dict, tasks: dict, shift: str) -> list[dict]:
-    """Per-row scores of one shift from the harness's logged samples (sorted by doc id)."""
+    """Per-row scores of one shift from the harness's logged samples (sorted by doc id): the task's own
+    (summed log-prob, token count) of each completion (`PrefTask.row_scores`, what `acc` compares)."""
     task = tasks[task_name(shift)]
     records = []
     for sample in sorted(results["samples"][task_name(shift)], key=lambda s: s["doc_id"]):
-        (chosen_args, rejected_args) = sample["arguments"][:2]
+        scores = task.row_scores(sample["doc"], sample["filtered_resps"])
         records.append({
             "shift": shift,
             "doc_id": sample["doc_id"],
             "row_id": row_id(sample["doc"]),
-            "logp_chosen": float(sample["filtered_resps"][0][0]),
-            "logp_rejected": float(sample["filtered_resps"][1][0]),
-            "n_chosen": task.count_tokens(*chosen_args[:2]),
-            "n_rejected": task.count_tokens(*rejected_args[:2]),
+            "logp_chosen": scores["logp_chosen"],
+            "logp_rejected": scores["logp_rejected"],
+            "n_chosen": scores["n_chosen"],
+            "n_rejected": scores["n_rejected"],
+            "truncated": scores["truncated"],
             "correct": bool(sample["acc"]),
         })
     return records
+
+
+def long_rows(task) -> dict:
+    """A shift's rows longer than the model, for its provenance: `max_length` (the model's positions),
+    `truncated` (rows scored with the prompt cut from the left) and `skipped` (rows not scored: a completion
+    alone longer than the model; not in `n`)."""
+    report = task.length_report
+    return {"max_length": report["max_length"], "truncated": report["truncated"], "skipped": report["skipped"]}
 
 
 def _merge_base(rows: list[dict], base_rows: list[dict]) -> list[dict]:

@@ -12,7 +12,9 @@ position. This subclass
   * asks the model for its final hidden states only, applies the LM head at continuation positions,
     and computes the log-softmax there.
 It returns the same `(summed log-prob, is_greedy)` as HFLM for every request (tested to 1e-4); a
-request that HFLM would truncate from the left runs alone, by HFLM's rule.
+request that HFLM would truncate from the left runs alone, by HFLM's rule (keep the continuation, cut the context
+from the left), and one whose continuation alone is longer than the model's window is refused as HFLM refuses it
+(the innerdpo tasks never send one: they skip the row, `tasks/utils.py`).
 
 `ScoreCache` remembers those answers per model identity (base weights, adapter checksum, dtype,
 max length), keyed by the exact (context, continuation) strings. `innerdpo eval` uses it so the base
@@ -126,6 +128,9 @@ class FastHFLM(HFLM):
         alone = []
         for index in todo:
             _, context_enc, continuation_enc = requests[index]
+            if len(continuation_enc) > self.max_length:
+                raise ValueError(f"a continuation of {len(continuation_enc)} tokens does not fit the model's "
+                                 f"{self.max_length} positions (lm-eval's HF model refuses it too)")
             if len(context_enc) + len(continuation_enc) > self.max_length + 1:
                 alone.append([index])
             else:

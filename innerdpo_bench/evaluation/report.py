@@ -124,6 +124,22 @@ def results_of(report: EvalReport, extra: dict[str, dict] | None = None) -> dict
             for shift, metrics in sections.items()}
 
 
+def old_scoring_rule(report: dict) -> str | None:
+    """Why an eval.json's numbers were not computed under the current scoring rule (`suites.SCORING_RULE`, recorded in
+    each shift's provenance), or None. Such records cannot be rescored: their rows hold the old token counts and
+    log-probs (scoring rule v1 counted a chat template's newline as a completion token), so they must be evaluated
+    again."""
+    from innerdpo_bench.evaluation.suites import SCORING_RULE
+
+    provenance = report.get("provenance")
+    rules = {p.get("scoring_rule") for p in provenance.values() if isinstance(p, dict)} \
+        if isinstance(provenance, dict) and provenance else {None}
+    if rules == {SCORING_RULE}:
+        return None
+    return ("it was scored under an older rule (before scoring rule v2 a chat template's newline after the prompt "
+            "was scored as a completion token), so its numbers differ from current ones and rescore cannot fix them")
+
+
 def rebuild_command(path: str | Path, report: Any = None) -> str:
     """The command that writes eval.json at `path` and its rows again: `innerdpo eval CHECKPOINT --suite S
     --limit N --output PATH`, from what `report` recorded (CHECKPOINT when it does not say)."""

@@ -2,9 +2,9 @@
 
 What is generated. For every shift of the suite, its first `prompts` distinct prompts in dataset order (the same for
 every run of a suite; GENIES splits hold several pairs per prompt, so the first rows alone would repeat one prompt,
-and each prompt's `row_id` is that of its first row), rendered as evaluation renders them: the prompt without
-trailing whitespace (`tasks/utils.py doc_to_text`), as one user turn with the generation prompt when the model's
-chat template is used (auto: when the tokenizer has one, as `innerdpo eval` and training do). One greedy completion
+and each prompt's `row_id` is that of its first row), rendered as training and evaluation render them
+(`data/encode.py`): as given, as one user turn with the generation prompt when the model's chat template is used
+(auto: when the tokenizer has one, as `innerdpo eval` and training do), else without trailing whitespace. One greedy completion
 (`do_sample=False`) of at most `max_new_tokens` tokens, stopped at an end-of-sequence token; with `sampled`, also
 one ancestral sample (temperature 1, no top-k/top-p) after `torch.manual_seed(seed * 1000003 + k)`, k counting the
 prompts over the shifts in order, so one prompt's sample does not depend on how many came before. Each completion
@@ -210,13 +210,11 @@ def _load(ckpt, settings: SampleSettings, device: str | None, say: Callable[[str
 
 
 def prompt_ids(tokenizer, prompt: str, chat: bool) -> list[int]:
-    """The prompt's token ids as evaluation conditions on them (module docstring)."""
-    text = prompt.rstrip()
-    if chat:
-        rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                 add_generation_prompt=True)
-        return tokenizer(rendered, add_special_tokens=False)["input_ids"]
-    return tokenizer(text)["input_ids"]
+    """The prompt's token ids as training and evaluation condition on them (module docstring)."""
+    from innerdpo_bench.data.encode import chat_prompt, encode_prompt
+    from innerdpo_bench.data.pairs import plain_prompt
+
+    return encode_prompt(tokenizer, chat_prompt(tokenizer, prompt) if chat else plain_prompt(prompt))
 
 
 def _complete_all(model, tokenizer, prompts: list[dict], settings: SampleSettings, chat: bool, device: str,

@@ -36,7 +36,7 @@ import hashlib
 from pathlib import Path
 
 from innerdpo_bench.data import real
-from innerdpo_bench.data.pairs import GENIES_HUB_ID, DatasetRef, load_pairs, parse_dataset
+from innerdpo_bench.data.pairs import GENIES_HUB_ID, DatasetRef, load_pairs, parse_dataset, plain_prompt
 from innerdpo_bench.errors import UserError, unknown_choice
 
 # The four distribution shifts every adapter is scored on, in table order.
@@ -48,9 +48,14 @@ DEFAULT_ROWS = 500
 MINI_SUITE = "mini"
 SAMPLES = ("first", "random")   # which `rows` rows of a dataset: the first ones, or a seeded random subset
 
+# The rule behind every score: recorded in each shift's provenance, so an eval.json scored under an older rule is
+# detectable (`doctor`). v2: the scored tokens are the completion's as training scores them (before v2 a chat
+# template's newline after the generation prompt was scored too: n was the completion's tokens + 1).
 SCORING_RULE = (
-    "correct if the mean per-token log-prob of chosen > rejected (strict), continuation tokens counted "
-    "as lm-eval's _encode_pair counts them; acc_sum: summed log-prob, strict >"
+    "v2: correct if the mean per-token log-prob of chosen > rejected (strict), over the completion's own tokens "
+    "as training scores them (lm-eval's whitespace moved back out, tasks/README.md); acc_sum: summed log-prob, "
+    "strict >; a row longer than the model's context: prompt cut from the left, or skipped when a completion "
+    "alone does not fit"
 )
 
 ETHICS_JUSTICE = DatasetRef("hub", "wassname/ethics_expression_preferences", config="justice", split="test")
@@ -190,6 +195,13 @@ def load_shift(shift: str, suite: str | None = None, data_dir: str | Path | None
         return load_pairs(ref, limit=cap, genies_dir=genies_dir)
     every = load_pairs(ref, genies_dir=genies_dir)
     return [every[i] for i in sample_indices(len(every), cap, seed)]
+
+
+def prompt_text(prompt: str, chat: bool) -> str:
+    """A row's prompt as training renders it (`data/encode.py render`), for the lm-eval tasks: as given, as the
+    user turn of a chat template; without one, with trailing whitespace removed (the continuation starts with
+    the target delimiter " ")."""
+    return prompt if chat else plain_prompt(prompt)
 
 
 def provenance(ref: DatasetRef, rows: int, sample: str = "first", sample_seed: int | None = None) -> dict:

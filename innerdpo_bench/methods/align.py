@@ -71,11 +71,14 @@ def pars_rat(g: PrefGeometry) -> Tensor:
     return g.signed_proj / g.pref_norm_ref - 1.0
 
 
+# With r = s/‖d_ref‖₂: 10·log r for r ≥ 1, the reference's `10·(log s − log ‖d_ref‖)`; −10·log(2 − r) below, in
+# (−10·log 2, 0) for 0 < r < 1 where the reference falls to −∞, and finite for r ≤ 0 where it is NaN (catalog.py).
 def pars_rat_log(g: PrefGeometry) -> Tensor:
     """g = 10·slog(s/‖d_ref‖₂ − 1)"""
     return 10.0 * slog(pars_rat(g))
 
 
+# The package's own form (pars_rat restricted to K); the reference's topk.py is another loss (catalog.py).
 def pars_rat_topk(g: PrefGeometry) -> Tensor:
     """g = ⟨d_π,K, d_ref,K⟩/‖d_ref,K‖₂² − 1, K = the k coordinates of largest |d_ref|"""
     k = max(1, min(g.topk, g.diff_ref.shape[-1] // 4))  # the reference's cap: at most a quarter of the coordinates

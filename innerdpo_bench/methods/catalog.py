@@ -69,6 +69,7 @@ TRANSFORM_SUMMARIES = {
             "--supr-tau; no parameters)",
 }
 ETHER_TYPES = ("ether", "etherplus", "oft")
+WPO_FORMS = ("reference", "paper")   # methods/output_losses.py wpo_weights; the first is the default
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,16 @@ ALIGN_METHODS: dict[str, AlignMethod] = {
                 "along u, minus 1; 0 when π = ref, below −1 when anti-aligned. With --trust-region T (form top) it earns "
                 "nothing beyond T + 1 times the reference's separation."),
     AlignMethod("pars_rat_log", "g = 10·slog(s/‖d_ref‖₂ − 1)",
-                "Equals the reference's 10·log(s/‖d_ref‖₂) wherever π separates at least as much as the reference; "
-                "below that the reference's log(s + ε) is NaN for s < −ε, slog stays finite and monotonic."),
+                "With r = s/‖d_ref‖₂: equals the reference's 10·log r for r ≥ 1 (π separates at least as much as the "
+                "reference). Departs below: for 0 < r < 1 ours is −10·log(2 − r), in (−10·log 2, 0) = (−6.93, 0), where "
+                "the reference's 10·log r falls to −∞ as r → 0⁺ (its push there grows as 10/r, ours stays near 5); for "
+                "r ≤ 0 the reference is NaN, ours stays finite and keeps falling. Range: all reals, monotonic in s."),
     AlignMethod("pars_rat_topk", "g = ⟨d_π,K, d_ref,K⟩/‖d_ref,K‖₂² − 1, K = the k coordinates of largest |d_ref|",
-                "pars_rat on the reference preference's top-k coordinates only (branch topk, topk.py), "
-                "k = min(--topk-dims, hidden/4); the other coordinates are left free."),
+                "The package's own form: pars_rat on the reference preference's top-k coordinates, "
+                "k = min(--topk-dims, hidden/4), the other coordinates left free, inside the usual InnerDPO loss. NOT "
+                "the reference's topk.py (branch topk, 54c1dc5, committed as 'doesn't really work'): that selects the "
+                "same K but divides the projection by the unit vector's own coordinates (k ratios, not one) and is a "
+                "standalone target loss, (T − ratio)² plus hinge terms with T = 2, with no DPO term (docs/methods.md)."),
     AlignMethod("learned_sign", "g = ⟨d_π ⊙ u, σ⟩, σ = tanh(θ) learned per layer and coordinate",
                 "The seed's first note: a learned sign lets a coordinate's direction flip without the state crossing 0. "
                 "σ = 1 is para_signed, σ = sign(d_π ⊙ u) direct_projection; θ starts at 1, trains at --learned-sign-lr, "

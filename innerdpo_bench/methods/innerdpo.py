@@ -94,8 +94,8 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
                     learned_sign: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
     """`L = w·(L_out(β) + α·L_hidden(β_h)) + λ_nll·NLL_π(y_c)`, mean over pairs, and the step's metrics.
 
-    `w` = 1, or with `cfg.wpo` the WPO weights (`wpo_weights`, normalised over this batch of pairs, so over
-    each micro-batch under gradient accumulation). They weight the preference terms, as the reference weighted
+    `w` = 1, or with `cfg.wpo` the WPO weights (`wpo_weights` in `cfg.wpo_form`; the reference form is normalised
+    over this batch of pairs, so over each micro-batch under gradient accumulation). They weight the preference terms, as the reference weighted
     its whole DPO + hidden loss; the SFT term on the chosen completion is not a preference and stays unweighted.
     """
     logp_pi_c, logp_pi_r = split_pairs(policy.logp(cfg.logp_agg))
@@ -124,7 +124,7 @@ def preference_loss(policy: SideOutputs, reference: SideOutputs, cfg: LossConfig
     if cfg.wpo:
         if policy.wpo_sum is None:
             raise ValueError("--wpo needs the policy's wpo_sum (forward_pass(..., wpo=True))")
-        weights = wpo_weights(*split_pairs(policy.wpo_sum / policy.n_tokens.clamp_min(1)))
+        weights = wpo_weights(*split_pairs(policy.wpo_sum / policy.n_tokens.clamp_min(1)), form=cfg.wpo_form)
         total = weights * total
         metrics["wpo_weight_min"], metrics["wpo_weight_max"] = weights.min().item(), weights.max().item()
 

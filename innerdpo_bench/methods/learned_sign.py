@@ -14,7 +14,9 @@ to flip; "it should be abs(hs_diff · learned_sign)", so the learned sign can fl
 * **optimiser**: AdamW in a parameter group of its own, learning rate `--learned-sign-lr` (default 1e-2), no
   weight decay (which would pull σ to 0), on the run's schedule. Adam moves a parameter by about one
   learning rate per step, so at the adapter's 1e-5 a sign could not flip within a run; at 1e-2 one takes
-  about a hundred steps. Gradient clipping (`--max-grad-norm`) covers the model's parameters only.
+  about a hundred steps. The module is attached to the model for training (`train/trainer.py`), so its gradient
+  is reset every step with the model's and `--max-grad-norm` clips it together with the adapter's; checkpoints
+  save θ and its Adam state, and a resumed run continues them.
 * **saved** (by `rundir.save_learned_sign`): `RUN/learned_sign.safetensors`, tensor `logits` `[layers, hidden]`,
   metadata `layers` (JSON list). Like the transforms it never touches the forward pass: evaluation does not need it.
 """

@@ -23,4 +23,5 @@ class LossConfig:
     topk_dims: int            # pars_rat_topk's k (capped at hidden/4)
     nll_weight: float
     wpo: bool                 # WPO per-pair weights on the preference terms (spec §3)
+    wpo_form: str             # reference: σ((lw_c + lw_r)/3) over its batch mean | paper: exp(lw_c + lw_r)
     eps: float = 1e-5

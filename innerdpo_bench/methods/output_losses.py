@@ -64,16 +64,29 @@ def simper_score_loss(score: Tensor, beta: float = 1.0) -> Tensor:
     return -slog(score)
 
 
-def wpo_weights(adjusted_chosen: Tensor, adjusted_rejected: Tensor, temperature: float = 3.0) -> Tensor:
-    """WPO per-pair weights (Zhou et al. 2024, arXiv 2406.11827, eq. 2, stabilised as the reference):
-    `w = σ((lw_c + lw_r)/3)`, divided by its batch mean, detached.
+def wpo_weights(adjusted_chosen: Tensor, adjusted_rejected: Tensor, form: str = "reference",
+                temperature: float = 3.0) -> Tensor:
+    """WPO per-pair weights (Zhou et al. 2024, arXiv 2406.11827, eq. 2), detached, from
+    `lw = mean_t [log π(y_t) − log Σ_v π(v)²]` over each completion's tokens: how likely the policy is to have
+    generated it, adjusted for how peaked each next-token distribution is. Pairs the policy would produce itself
+    weigh more, off-policy pairs less.
 
-    `lw = mean_t [log π(y_t) − log Σ_v π(v)²]` over a completion's tokens: how likely the policy is to have
-    generated it, adjusted for how peaked each next-token distribution is. Pairs the policy would produce
-    itself weigh more, off-policy pairs less; the mean weight is 1, so the loss scale is kept. The paper's
-    `exp(lw_c + lw_r)` underflows for long completions: σ(·/3) is the reference's stable form.
+    * `paper` (the paper's eq. 2 with its per-token mean, as TRL's `use_weighting`, trl 1.16): `w = exp(lw_c + lw_r)`.
+      Not normalised: each pair's loss is scaled by its weight, mostly down, so switching it on also lowers the
+      effective learning rate. (TRL's 0.x releases clamped w at 1.)
+    * `reference` (the default; the research code's `compute_policy_weights`, which calls it a deviation "for
+      stability"): `w = σ((lw_c + lw_r)/3)`, divided by its mean over the batch. The mean weight is 1, so the loss
+      scale and the learning rate mean the same with and without --wpo, and σ(·/3) compresses the spread. On the
+      first 40 training pairs of genies:alpaca_easy with SmolLM2-135M at the start of training (`bench/wpo_spread.py`):
+      weights in [0.47, 1.18] (2.5×) here, in [0.020, 1.48] (75×, mean 0.72) for `paper`. The reason is not that exp
+      underflows: lw is a per-token mean, so exp(lw_c + lw_r) stays well inside a float's range.
     """
-    weights = torch.sigmoid((adjusted_chosen + adjusted_rejected) / temperature)
+    total = adjusted_chosen + adjusted_rejected
+    if form == "paper":
+        return torch.exp(total).detach()
+    if form != "reference":
+        raise ValueError(f"unknown WPO form {form!r}")
+    weights = torch.sigmoid(total / temperature)
     return (weights / weights.mean()).detach()
 
 

@@ -123,7 +123,8 @@ class Resumable:
         early = self.early
         if early is not None:
             record["early"] = {name: getattr(early, name) for name in
-                               ("best_loss", "best_step", "misses", "stopped_early", "last_eval_step")}
+                               ("best_loss", "best_step", "misses", "stopped_early", "last_eval_step",
+                                "stop_reason")}
             if early._best is not None:
                 files.atomic_save_tensors(folder / EARLY_BEST, {str(i): t.contiguous() for i, t in enumerate(early._best)})
         rundir.write_json(folder / STATE, record)

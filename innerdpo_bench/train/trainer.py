@@ -45,6 +45,7 @@ from innerdpo_bench.train.validation import EarlyStopping, attach_early_stopping
 
 log = logging.getLogger("innerdpo_bench")
 TRANSFORM_MODULE = "innerdpo_transform"
+LEARNED_SIGN_MODULE = "innerdpo_learned_sign"
 
 
 class PreferenceTrainer(Trainer):
@@ -53,6 +54,9 @@ class PreferenceTrainer(Trainer):
     The reference is the same network with the adapter disabled, run under `no_grad` first; the
     transform is applied after both forwards, so its parameters get gradient through both paths.
     `learned_sign` (the `learned_sign` align method's θ) trains in an optimiser group of its own.
+
+    Trainable parameters outside the PEFT layers (transform, learned signs) are attached to the model
+    (`attach_outside_parameters`): `model.zero_grad()` resets them every step and clipping covers them.
     """
 
     def __init__(self, *args, loss_config: LossConfig, layers: list[int], transform=None,
@@ -67,8 +71,7 @@ class PreferenceTrainer(Trainer):
         self.transform = transform
         self.learned_sign = learned_sign.to(self.args.device) if learned_sign is not None else None
         self.learned_sign_lr = learned_sign_lr
-        self.norm_before_pool = norm_before_pool
-        self.filter_sinks = filter_sinks
+        self.norm_before_pool, self.filter_sinks = norm_before_pool, filter_sinks
         self.resumable = resumable
         self.model_accepts_loss_kwargs = False  # our loss is a mean: let Trainer divide by accumulation steps
         self._metric_sums: dict[str, float] = defaultdict(float)
@@ -144,12 +147,16 @@ class PreferenceTrainer(Trainer):
         return self.resumable.sampler
 
     def create_optimizer(self, model=None):
-        """Trainer's AdamW over the model (adapter and transform), plus the learned signs' own group."""
+        """Trainer's AdamW over the model (adapter and transform), the learned signs moved to a group of their own
+        (their learning rate, no weight decay)."""
         optimizer = super().create_optimizer(model)
         if self.learned_sign is not None and not any(
                 group.get("name") == "learned_sign" for group in optimizer.param_groups):
-            optimizer.add_param_group({"params": list(self.learned_sign.parameters()), "lr": self.learned_sign_lr,
-                                       "weight_decay": 0.0, "name": "learned_sign"})
+            signs = list(self.learned_sign.parameters())
+            for group in optimizer.param_groups:  # the Trainer put them in its decay group: no state exists yet
+                group["params"] = [p for p in group["params"] if all(p is not sign for sign in signs)]
+            optimizer.add_param_group({"params": signs, "lr": self.learned_sign_lr, "weight_decay": 0.0,
+                                       "name": "learned_sign"})
         return optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -197,6 +204,22 @@ def build_lora_model(base_path: str, cfg: TrainConfig, dtype: torch.dtype):
     return get_peft_model(model, lora)
 
 
+def attach_outside_parameters(model, modules: dict[str, torch.nn.Module | None]) -> None:
+    """Attach each module that has parameters (the transform, the learned signs) to the model under its name, so the
+    Trainer's optimiser, `model.zero_grad()` and gradient clipping treat its parameters as the model's. They are used
+    outside the model's forward (on the policy and the reference path), which DDP's reducer cannot track: they are
+    excluded from DDP (one call naming all of them; a second call would replace the first) and their gradients
+    averaged by `PreferenceTrainer.training_step` instead."""
+    ignored = []
+    for name, module in modules.items():
+        if module is None or not any(True for _ in module.parameters()):
+            continue
+        model.add_module(name, module)
+        ignored += [f"{name}.{key}" for key, _ in (*module.named_parameters(), *module.named_buffers())]
+    if ignored:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
+
+
 @dataclass
 class Prepared:
     """Everything `train` needs after set-up; tests use it to inspect the model and transform."""
@@ -237,18 +260,10 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, base_path: str, rows: list[di
         transform = build_transform(cfg.transform, layers, causal_lm.config.hidden_size, head.weight,
                                     ether_blocks=cfg.ether_blocks, ether_reduction=cfg.ether_reduction,
                                     ether_type=cfg.ether_type, supr_tau=cfg.supr_tau, seed=cfg.seed)
-        if any(True for _ in transform.parameters()):
-            model.add_module(TRANSFORM_MODULE, transform)  # the optimiser picks it up
-            # Its parameters are used outside the model's forward (on the policy and the reference
-            # path), which DDP's reducer cannot track; they are excluded from DDP and their gradients
-            # averaged by PreferenceTrainer.training_step instead.
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-                model, [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_parameters()]
-                + [f"{TRANSFORM_MODULE}.{name}" for name, _ in transform.named_buffers()])
-
     learned_sign = None
     if transform is not None and cfg.align_method == "learned_sign":
         learned_sign = LearnedSign(transform.output_layers, causal_lm.config.hidden_size)
+    attach_outside_parameters(model, {TRANSFORM_MODULE: transform, LEARNED_SIGN_MODULE: learned_sign})
 
     encoded, stats = encode_pairs(tokenizer, rows, cfg.max_prompt_length, cfg.max_length)
     if not encoded:

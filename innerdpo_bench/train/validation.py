@@ -8,6 +8,11 @@ under `no_grad`, with `reward_acc` and `pref_acc` beside it; each evaluation is 
 validation loss (adapter, transform, learned signs) are kept in memory and are the ones the run saves;
 training stops after `--patience` evaluations in a row without a strictly lower loss (0: never early).
 
+A validation loss that is not finite (NaN or ±inf) stops training at once, as Lightning's `EarlyStopping` (the
+reference's; `check_finite=True`) does: the run ends `complete` with the best weights so far and the status says
+why (`stop_reason`); if no evaluation was finite yet, there are no weights worth saving and the run fails with one
+line. (A non-finite *training* loss always fails the run, `trainer.compute_loss`.)
+
 Defaults. The spec lists early stopping with patience 3 as the default; here it is opt-in
 (`--eval-fraction 0`, off) because holding rows out changes the training data, and so the results, of every
 existing run and of the demo's published table; `--patience` defaults to the spec's 3. The reference
@@ -18,13 +23,14 @@ selection saw the test set; we hold out training rows instead.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Callable
 
 import torch
 from transformers import TrainerCallback
 
-from innerdpo_bench.errors import UserError
+from innerdpo_bench.errors import RunFailed, UserError
 
 log = logging.getLogger("innerdpo_bench")
 
@@ -59,11 +65,24 @@ class EarlyStopping(TrainerCallback):
         self.misses = 0
         self.stopped_early = False
         self.last_eval_step: int | None = None
+        self.stop_reason = ""
         self._best: list[torch.Tensor] | None = None
 
-    def _evaluate(self, step: int) -> None:
+    def _evaluate(self, step: int) -> bool:
+        """One evaluation: record it, keep the weights if they are the best so far; False when the loss is not
+        finite (the caller stops training)."""
         record = self.evaluate()
         self.last_eval_step = step
+        if not math.isfinite(record["eval_loss"]):
+            self.log_record({**record, "eval_best": False})
+            if self._best is None:
+                raise RunFailed(f"validation loss became {record['eval_loss']} at step {step}, before any finite one; "
+                                "try a lower --learning-rate or --alpha")
+            log.warning("step %d: validation loss is %s: stopping now, keeping the best adapter (step %s)", step,
+                        record["eval_loss"], self.best_step)
+            self.stopped_early = True
+            self.stop_reason = f"validation loss {record['eval_loss']} at step {step}"
+            return False
         improved = record["eval_loss"] < self.best_loss
         if improved:
             self.best_loss, self.best_step, self.misses = record["eval_loss"], step, 0
@@ -73,14 +92,18 @@ class EarlyStopping(TrainerCallback):
         self.log_record({**record, "eval_best": improved})
         log.info("step %d eval_loss=%.4g eval_reward_acc=%.3g%s", step, record["eval_loss"],
                  record["eval_reward_acc"], " (best)" if improved else f" ({self.misses} without improvement)")
+        return True
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step % self.eval_steps == 0:
             should_log = control.should_log  # logging the record resets it, and this step's training record is due
-            self._evaluate(state.global_step)
+            finite = self._evaluate(state.global_step)
             control.should_log = should_log
-            if self.patience and self.misses >= self.patience:
+            if not finite:
+                control.should_training_stop = True
+            elif self.patience and self.misses >= self.patience:
                 self.stopped_early = control.should_training_stop = True
+                self.stop_reason = f"{self.misses} evaluations without improvement"
                 log.info("early stop at step %d: %d evaluations without improvement; best step %s",
                          state.global_step, self.misses, self.best_step)
         return control
@@ -93,17 +116,16 @@ class EarlyStopping(TrainerCallback):
                 param.copy_(best.to(param.device))
 
     def summary(self) -> dict:
-        return {"best_step": self.best_step, "best_eval_loss": self.best_loss, "stopped_early": self.stopped_early}
+        return {"best_step": self.best_step, "best_eval_loss": self.best_loss, "stopped_early": self.stopped_early,
+                **({"stop_reason": self.stop_reason} if self.stop_reason else {})}
 
 
 def attach_early_stopping(trainer, held_out: list[dict], collator, batch_size: int, eval_steps: int,
                           patience: int) -> EarlyStopping:
     """Add an `EarlyStopping` over the encoded held-out pairs to a `PreferenceTrainer`: its trainable weights are
-    the model's (adapter, attached transform) and the learned signs, if any."""
+    the model's (adapter, and the attached transform and learned signs, if any)."""
     chunks = [held_out[i:i + batch_size] for i in range(0, len(held_out), batch_size)]
-    trainables = [p for p in trainer.model.parameters() if p.requires_grad]
-    if trainer.learned_sign is not None:
-        trainables += list(trainer.learned_sign.parameters())
+    trainables = [p for p in trainer.model.parameters() if p.requires_grad]  # the transform and signs are attached
     early = EarlyStopping(lambda: trainer.evaluate_pairs(collator(chunk) for chunk in chunks), trainer.log,
                           trainables, eval_steps, patience)
     trainer.add_callback(early)

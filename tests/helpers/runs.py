@@ -5,11 +5,12 @@ import hashlib
 import json
 from pathlib import Path
 
+from innerdpo_bench.evaluation.suites import SCORING_RULE
 from innerdpo_bench.store import Store
 
 VERSIONS = {"innerdpo_bench": "0.1.0", "lm_eval": "0.4.13", "torch": "2.13.0", "transformers": "5.24.0",
             "peft": "0.21.2"}
-RULE = "correct if the mean per-token log-prob of chosen > rejected (strict)"
+RULE = SCORING_RULE   # the current rule: `doctor` names evaluations under any other
 
 
 def row_id(shift: str, i: int) -> str:
