@@ -175,6 +175,50 @@ def test_methods_do_no_file_io():
     assert not found, "file I/O in methods/ (the run directory saves their state):\n" + "\n".join(found)
 
 
+SPEC_KEYS = ("train", "eval", "sweep", "source_run")
+
+
+def _spec_reads_by_key(source: str) -> list[int]:
+    """Lines of `source` that read a stored spec's part by string key: `x["train"]`, `x.get("eval", ...)`."""
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            key = node.args[0].value
+        else:
+            continue
+        if key in SPEC_KEYS:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_spec_module_reads_a_spec_by_key():
+    """A queued run's spec is typed (`config.spec.RunSpec`): only its (de)serialisation reads the JSON by key, so one
+    rule says what a run's config is. (`data.mini` draws its random streams by split name, not from a spec.)"""
+    allowed = {"innerdpo_bench.config.spec", "innerdpo_bench.data.mini", "innerdpo_bench.store.copy"}
+    found = [f"{module}:{line}" for module, path in MODULES.items() if module not in allowed
+             for line in _spec_reads_by_key(path.read_text(encoding="utf-8"))]
+    assert not found, "read run.spec's typed fields instead:\n" + "\n".join(found)
+    assert _spec_reads_by_key('a = spec["train"]\nb = spec.get("eval", {})\nc = row["name"]\n') == [1, 2]
+
+
+def test_every_package_folder_goes_into_the_wheel():
+    """setup.py's discovery lists every folder of the source tree that holds modules, so a new layer cannot be left
+    out of the wheel."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        import setup
+    finally:
+        sys.path.remove(str(ROOT))
+    found = set(setup.discover())
+    folders = {package + "." + ".".join(path.parent.relative_to(folder).parts) if path.parent != folder else package
+               for package, folder in SOURCES.items() for path in folder.rglob("*.py")
+               if "__pycache__" not in path.parts}
+    assert folders <= found, sorted(folders - found)
+
+
 def test_no_module_is_too_long():
     long = {m: n for m, path in MODULES.items() if m not in LONG_BY_DESIGN
             and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}

@@ -388,8 +388,7 @@ class InnerDPOApp(App):
             return None
         if run is None or run.spec.train is None:
             return None
-        train = {key: value for key, value in run.spec.train.to_dict().items() if key != "output_dir"}
-        return {**train, "run": run.id, "train": train, "suite": run.spec.eval.suite, "limit": run.spec.eval.limit}
+        return {**run.spec.train_json(), "run": run.id, "suite": run.spec.eval.suite, "limit": run.spec.eval.limit}
 
     @work(thread=True, group="form", exclusive=True, exit_on_error=False)
     def _load_form_choices(self) -> None:

@@ -226,7 +226,7 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def spec_config(spec: RunSpec) -> dict[str, Any]:
     """A run spec as flat config keys: the train options top-level (as config.json has them), the rest dotted."""
-    train = {key: value for key, value in spec.train.to_dict().items() if key != "output_dir"} if spec.train else {}
+    train = spec.train_json()
     rest = {"eval": spec.eval.to_json(), "sweep": spec.sweep, "source_run": spec.source_run}
     return {**train, **flatten({key: value for key, value in rest.items() if value is not None})}
 
@@ -264,15 +264,7 @@ def differing_keys(config: dict[str, Any], baseline: dict[str, Any]) -> set[str]
 def comparable_config(run: Run) -> dict[str, Any]:
     """A run's settings from its spec (train options, then eval.* options), the same source for every run, so two
     runs compare key by key whatever stage each reached (config.json adds resolved values only a started run has)."""
-    spec = read_spec(run)
-    evaluation = {f"eval.{key}": value for key, value in spec.get("eval", {}).items()}
-    return {**spec.get("train", {}), **evaluation}
-
-
-def read_spec(run: Run) -> dict[str, Any]:
-    """The run's spec as its stored JSON (train options, eval options): the one place the dashboard reads `Run.spec`
-    for a diff."""
-    return run.spec.to_json()
+    return {**run.spec.train_json(), **{f"eval.{key}": value for key, value in run.spec.eval.to_json().items()}}
 
 
 def config_diff(run_a: Run, run_b: Run) -> list[tuple[str, str, str]]:

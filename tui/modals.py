@@ -399,7 +399,8 @@ class AddRunModal(ModalScreen[AddRequest | None]):
                  for name in ("dataset", "base_model", "seeds", "max_steps", "limit")}
         if not value["dataset"]:
             raise UserError("dataset is empty")
-        start = {key: value for key, value in self.start.get("train", {}).items() if key not in ("seed", "output_dir")}
+        start = {key: value for key, value in self.start.items()   # the other options of the run started from
+                 if key in TrainConfig.__dataclass_fields__ and key not in ("seed", "output_dir")}
         config = TrainConfig.from_mapping(
             {**start, "method": self.query_one("#method", Select).value,
              "align_method": self.query_one("#align_method", Select).value, "dataset": value["dataset"],

@@ -88,10 +88,17 @@ class RunSpec:
     def replace(self, **changes: Any) -> RunSpec:
         return dataclasses.replace(self, **changes)
 
+    def train_json(self) -> dict[str, Any]:
+        """The train options as stored (every field but `output_dir`, which the worker chooses); {} for an eval-only
+        run."""
+        if self.train is None:
+            return {}
+        return {key: value for key, value in self.train.to_dict().items() if key != "output_dir"}
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name}
         if self.train is not None:
-            data["train"] = {key: value for key, value in self.train.to_dict().items() if key != "output_dir"}
+            data["train"] = self.train_json()
         data["eval"] = self.eval.to_json()
         if self.sweep is not None:
             data["sweep"] = self.sweep

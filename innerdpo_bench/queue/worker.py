@@ -229,7 +229,7 @@ class Worker:
             aside = next(paths.aside(n) for n in range(1, 10_000) if not paths.aside(n).exists())
             checkpoint.rename(aside)
             self._note(paths, f"moved the unfinished {checkpoint.name}/ of an earlier attempt to {aside.name}/")
-        rundir.write_json(paths.train_spec, run.spec.to_json()["train"])
+        rundir.write_json(paths.train_spec, run.spec.train_json())
         code = self._stage(run, "train", paths, resumable)
         status = rundir.read_status(checkpoint)
         if status.get("state") != "complete":
