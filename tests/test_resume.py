@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from innerdpo_bench import rundir
+from innerdpo_bench import rundir, runstate
 from innerdpo_bench.config import TrainConfig, auto_save_steps
 from innerdpo_bench.train import resume
 from innerdpo_bench.train.trainer import train
@@ -73,7 +73,7 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     if (run_dir / rundir.TRANSFORMS_WEIGHTS).is_file():
         found.update({f"transform.{k}": v for k, v in load_file(str(run_dir / rundir.TRANSFORMS_WEIGHTS)).items()})
     if (run_dir / rundir.LEARNED_SIGN).is_file():
-        found["learned_sign"] = rundir.load_learned_sign(run_dir)[1]
+        found["learned_sign"] = runstate.load_learned_sign(run_dir)[1]
     return found
 
 

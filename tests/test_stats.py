@@ -329,6 +329,13 @@ def test_provenance_caption_lists_each_shift(tmp_path):
     assert (f"- in_domain: mini:in_domain, N=16 (runs {first}, {second}); my/data:c#test, N=8 (run {other.ident})"
             in mixed)
     assert mixed.startswith("Table 2:")
+    # rows longer than the model's context are counted beside N (evaluate's `truncated` and `skipped`)
+    long = locate.load_run(write_run(tmp_path / "long", {"orthogonal": pattern(7, 4)},
+                                       report={"provenance": {"orthogonal": {"dataset": "medical", "config": "reward",
+                                                                             "split": "test", "rows": 7,
+                                                                             "truncated": 2, "skipped": 1}}}))
+    assert ("- orthogonal: medical:reward#test, N=7 (2 prompts cut, 1 skipped: longer than the model's context)"
+            in cells.provenance_caption([long], {}))
 
 
 # --------------------------------------------------------------------------- store: transfer, table hooks

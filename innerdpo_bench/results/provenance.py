@@ -85,12 +85,20 @@ def caption_source(rows: RunRows) -> CaptionSource:
     return CaptionSource(rows.ident, dict(rows.report.get("provenance") or {}), rows.report, rows.base_model)
 
 
+def _long_rows(prov: dict[str, Any]) -> str:
+    """What the model's context did to a shift's rows (`evaluate`'s `truncated`/`skipped` counts), or ""."""
+    counts = [f"{prov[key]} {word}" for key, word in (("truncated", "prompts cut"), ("skipped", "skipped"))
+              if isinstance(prov.get(key), int) and prov[key] > 0]
+    return f"{', '.join(counts)}: longer than the model's context" if counts else ""
+
+
 def caption(sources: Sequence[CaptionSource], title: str = "Table 1", metric: str = "acc") -> str:
     """A caption naming the data behind each column of a results table over `sources`:
 
         Table 1: Accuracy per preference shift (mean per-token log-prob of chosen > rejected (strict)) of 3
         runs on base model tiny-random (lm_eval 0.4.13, innerdpo_bench 0.1.0), made up of:
         - in_domain: mini:in_domain, N=16
+        - orthogonal: medical:reward#test, N=7 (1 skipped: longer than the model's context)
         - ...
         Scoring rule: ...
 
@@ -113,7 +121,7 @@ def caption(sources: Sequence[CaptionSource], title: str = "Table 1", metric: st
         counted += 1
         for shift in sorted(source.recorded, key=lambda s: SHIFTS.index(s) if s in SHIFTS else len(SHIFTS)):
             prov = source.recorded[shift]
-            key = (data_label(prov), prov.get("rows", prov.get("n")))
+            key = (data_label(prov), prov.get("rows", prov.get("n")), _long_rows(prov))
             sources_by_shift.setdefault(shift, {}).setdefault(key, []).append(source.label)
             if prov.get("scoring_rule"):
                 rules[prov["scoring_rule"]] = None
@@ -131,8 +139,8 @@ def caption(sources: Sequence[CaptionSource], title: str = "Table 1", metric: st
     lines = [head]
     for shift, by_source in sources_by_shift.items():
         parts = []
-        for (data, n), labels in by_source.items():
-            text = f"{data}, N={n}" if n is not None else data
+        for (data, n, long_rows), labels in by_source.items():
+            text = (f"{data}, N={n}" if n is not None else data) + (f" ({long_rows})" if long_rows else "")
             if len(by_source) > 1:
                 text += f" (run{'s' if len(labels) > 1 else ''} {', '.join(labels)})"
             parts.append(text)
