@@ -139,3 +139,25 @@ def test_training_on_a_full_disk_fails_in_one_line_and_marks_the_run_failed(tmp_
         status = rundir.read_status(run_dir)
         assert status["state"] == "failed" and "No space left on device" in status["error"]
         assert "Traceback" not in (run_dir / rundir.TRAIN_LOG).read_text()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["train", "dpo", "--bogus"], ["train: No such option: --bogus", "train -h for help"]),
+    (["queue", "add", "dpo", "--max-steps", "1e20"], ["queue add: Invalid value for '--max-steps'"]),
+    (["eval"], ["eval: Missing argument"]),
+    (["bogus"], ["No such command 'bogus'"]),
+])
+def test_a_usage_error_from_the_real_entry_point_is_one_line(tmp_path, args, words):
+    """Through `python -m innerdpo_bench` (the installed `innerdpo`'s `main`), not typer's test runner: the usage
+    errors typer would draw as a box are one line naming the command (as invoked: `python -m innerdpo_bench ...`
+    here), exit 2."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "innerdpo_bench", *args, "--home", str(tmp_path / "home")]
+                          if args[0] == "queue" else [sys.executable, "-m", "innerdpo_bench", *args],
+                          capture_output=True, text=True, timeout=120)
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stdout + proc.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert not (tmp_path / "home").exists()

@@ -18,6 +18,8 @@ import innerdpo_bench.cli.tui  # noqa: F401  tui
 import innerdpo_bench.cli.doctor  # noqa: F401  doctor
 import innerdpo_bench.cli.cache  # noqa: F401  cache ls, cache clear
 # isort: on
+from rich.markup import escape
+
 from innerdpo_bench.cli.app import app
 
 
@@ -35,9 +37,27 @@ def normalise_flags(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    """Run the CLI. A usage error (an unknown option, a value of the wrong type, a missing argument) is one line on
+    stderr naming the command, exit 2, like every other bad input; the rich box typer draws is left to `--help`."""
     import sys
 
-    app(args=normalise_flags(sys.argv[1:]))
+    import typer
+
+    from innerdpo_bench.cli.app import err_console
+
+    try:
+        code = app(args=normalise_flags(sys.argv[1:]), standalone_mode=False)
+    except typer.Abort:
+        err_console.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except typer.TyperException as err:   # typer's click exceptions: UsageError, BadParameter, NoSuchOption...
+        ctx = getattr(err, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        message = " ".join(err.format_message().split()) if hasattr(err, "format_message") else str(err)
+        hint = f" ({ctx.command_path} -h for help)" if ctx is not None else ""
+        err_console.print(f"[red]error:[/red] {escape(where + message + hint)}", soft_wrap=True)
+        sys.exit(getattr(err, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 if __name__ == "__main__":
