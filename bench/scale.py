@@ -37,17 +37,19 @@ TARGET_S = 2.0
 
 def fill(home: Path, n: int) -> None:
     """`n` runs through the Store API, with results for the done ones (fixed pseudo-random scores)."""
+    from innerdpo_bench.config import TrainConfig
     from innerdpo_bench.config.naming import display_name
+    from innerdpo_bench.config.spec import EvalSpec, RunSpec
     from innerdpo_bench.store import Store
 
     cells = itertools.cycle(itertools.product(METHODS, ALIGNS, ALPHAS))
     specs = []
     for index in range(n):
         method, align, alpha = next(cells)
-        train = {"method": method, "seed": index // 120, "align_method": align, "alpha": alpha, "max_steps": 100,
-                 "base_model": "tiny-random", "dataset": "mini:train", "learning_rate": 1e-5}
-        specs.append({"name": display_name(train, always=("align_method", "alpha")), "train": train,
-                      "eval": {"suite": "mini", "limit": 50}, "sweep": "bench"})
+        train = TrainConfig(method=method, seed=index // 120, align_method=align, alpha=alpha, max_steps=100,
+                            base_model="tiny-random", dataset="mini:train", learning_rate=1e-5)
+        specs.append(RunSpec(name=display_name(train, always=("align_method", "alpha")), train=train,
+                             eval=EvalSpec(suite="mini", limit=50), sweep="bench"))
     clock = [1_750_000_000.0]
     with Store(home, clock=lambda: clock[0]) as store:
         ids = store.add_runs(specs)

@@ -88,6 +88,7 @@ def hints(config_class: type) -> dict[str, Any]:
     return typing.get_type_hints(config_class)
 
 
+@functools.lru_cache(maxsize=4096)
 def field_name(key: Any) -> str:
     """`align-method`, `--align-method` or `align_method` → `align_method`."""
     return str(key).strip().lstrip("-").replace("-", "_")

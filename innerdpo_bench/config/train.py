@@ -284,7 +284,9 @@ class TrainConfig:
         return check is None or bool(check(self))
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every field's value (all are JSON scalars, so no copy is needed: `dataclasses.asdict` deep-copied each,
+        most of `innerdpo runs --format json`'s time at 10,000 runs)."""
+        return {name: getattr(self, name) for name in self.names()}
 
     # ------------------------------------------------------------------ the one parser
     @classmethod
