@@ -68,6 +68,13 @@ async def goto(pilot, run_id: int) -> None:
     await pilot.pause()
 
 
+async def mark(pilot, *run_ids: int) -> None:
+    """Mark runs as a user does: move to each and press space."""
+    for run_id in run_ids:
+        await goto(pilot, run_id)
+        await pilot.press("space")
+
+
 # --------------------------------------------------------------------------- 1. names and tags
 
 
@@ -138,9 +145,7 @@ async def test_space_marks_two_runs_and_l_overlays_their_curves(fresh):
     app = make(workspace)
     async with app.run_test(size=(120, 36)) as pilot:
         await ready(pilot)
-        for run_id in (2, 8):
-            await goto(pilot, run_id)
-            await pilot.press("space")
+        await mark(pilot, 2, 8)
         assert app.runs_view.state.marked == {2, 8}
         assert runs_table(app).get_cell("8", "mark").plain == "✓"
         await pilot.press("l")
@@ -215,9 +220,7 @@ async def test_c_compares_two_marked_runs_as_innerdpo_compare_does(fresh):
     app = make(workspace)
     async with app.run_test(size=(160, 45)) as pilot:
         await ready(pilot)
-        for run_id in (2, 8):
-            await goto(pilot, run_id)
-            await pilot.press("space")
+        await mark(pilot, 2, 8)
         await pilot.press("c")
         await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen) and (
             app.screen.results is not None or app.screen.error is not None), what="the comparison")
